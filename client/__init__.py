@@ -1,0 +1,1 @@
+"""crossfed ClientApp: what each platform runs next to its own data."""

@@ -1,0 +1,1 @@
+"""crossfed ServerApp: the coordinator that aggregates shared parameters only."""

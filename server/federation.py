@@ -1,0 +1,125 @@
+"""The federation loop: train, aggregate, validate, checkpoint - round after round.
+
+Flower's strategy samples platforms and aggregates; this loop owns what a demanding
+coordinator needs around it: per-platform progress, a checkpoint every round,
+resume, a final test evaluation and the results contract.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, RecordDict
+from flwr.serverapp import Grid
+
+from server.checkpoint import Checkpoint, save_final_model
+from server.strategy import make_strategy, restore_strategy_state, strategy_state
+from shared.config import RunConfig
+from shared.datasets import load_dataset
+from shared.platform import build_model
+from shared.records import from_array_record, to_array_record
+from shared.progress import RoundReport
+from shared.results import PlatformMetrics, build_summary, write_summary
+from shared.sharing import shared_arrays
+
+logger = logging.getLogger("crossfed.server")
+
+
+class FederationError(RuntimeError):
+    """The federation cannot go on (too few platforms answered)."""
+
+
+def initial_arrays(config: RunConfig) -> dict:
+    """Global shared parameters at round 0, built from the public item catalog alone."""
+    dataset = load_dataset(config.dataset, config.data_dir)
+    model = build_model(config, dataset.num_items, dataset.item_features, seed=config.seed)
+    return dict(shared_arrays(model))
+
+
+def run_federation(grid: Grid, config: RunConfig) -> dict[str, Any]:
+    """Run every round, then the final test evaluation; returns the written summary."""
+    random.seed(config.seed)  # Flower's node sampling uses the ``random`` module
+    strategy = make_strategy(config, config.num_platforms)
+    checkpoint = Checkpoint.load(config.run_dir) if config.resume else None
+    if checkpoint is not None:
+        arrays, first_round = checkpoint.arrays, checkpoint.last_round + 1
+        history, elapsed_before = checkpoint.history, checkpoint.elapsed_seconds
+        restore_strategy_state(strategy, checkpoint.strategy_state)
+        logger.info("resuming from %s/checkpoint.pt after round %d", config.run_dir, checkpoint.last_round)
+    else:
+        arrays, first_round, history, elapsed_before = initial_arrays(config), 1, [], 0.0
+    started = time.perf_counter() - elapsed_before
+    round_config = config.to_flat()
+
+    for server_round in range(first_round, config.num_server_rounds + 1):
+        record = to_array_record(arrays)
+        messages = strategy.configure_train(server_round, record, ConfigRecord(dict(round_config)), grid)
+        replies = _successful(grid.send_and_receive(messages), "train", server_round)
+        _require(len(replies), config, f"round {server_round} training")
+        aggregated, _ = strategy.aggregate_train(server_round, replies)
+        if aggregated is None:
+            raise FederationError(f"round {server_round}: aggregation produced no parameters")
+        arrays = from_array_record(aggregated)
+        train_loss = _weighted_loss(replies)
+        validation = evaluate_platforms(grid, arrays, round_config, server_round, "validation", config)
+        report = RoundReport(server_round, train_loss, validation, time.perf_counter() - started)
+        history.append(report.as_dict())
+        report.log(config)
+        Checkpoint(
+            arrays=arrays, last_round=server_round, config=round_config, history=history,
+            strategy_state=strategy_state(strategy), elapsed_seconds=time.perf_counter() - started,
+        ).save(config.run_dir)
+
+    save_final_model(config.run_dir, arrays, round_config)
+    test = evaluate_platforms(grid, arrays, round_config, config.num_server_rounds, "test", config)
+    summary = build_summary(
+        mode="federated", config=config, wall_seconds=time.perf_counter() - started, test=test, history=history,
+    )
+    write_summary(config.run_dir, summary)
+    return summary
+
+
+def evaluate_platforms(
+    grid: Grid, arrays: dict, round_config: dict, server_round: int, stage: str, config: RunConfig
+) -> list[PlatformMetrics]:
+    """Every connected platform ranks its own held-out items and reports platform-level means."""
+    content_config = ConfigRecord({**round_config, "server-round": server_round, "stage": stage})
+    messages = [
+        Message(
+            content=RecordDict({"arrays": to_array_record(arrays), "config": content_config}),
+            message_type=MessageType.EVALUATE,
+            dst_node_id=node_id,
+        )
+        for node_id in grid.get_node_ids()
+    ]
+    replies = _successful(grid.send_and_receive(messages), f"{stage} evaluation", server_round)
+    _require(len(replies), config, f"round {server_round} {stage} evaluation")
+    return sorted((PlatformMetrics.from_flat(r.content["metrics"]) for r in replies), key=lambda m: m.platform)
+
+
+def _successful(replies: Iterable[Message], what: str, server_round: int) -> list[Message]:
+    good: list[Message] = []
+    for reply in replies:
+        if reply.has_error():
+            logger.warning("round %d %s: node %s failed: %s", server_round, what,
+                           reply.metadata.src_node_id, reply.error.reason)
+        else:
+            good.append(reply)
+    return good
+
+
+def _require(count: int, config: RunConfig, what: str) -> None:
+    if count < config.min_platforms:
+        raise FederationError(
+            f"{what}: only {count} platform(s) answered, fewer than min-platforms = {config.min_platforms}"
+        )
+
+
+def _weighted_loss(replies: list[Message]) -> float:
+    pairs = [(float(r.content["metrics"]["train-loss"]), float(r.content["metrics"]["num-examples"])) for r in replies]
+    total = sum(weight for _, weight in pairs)
+    return sum(loss * weight for loss, weight in pairs) / total if total else float("nan")

@@ -1,0 +1,24 @@
+"""crossfed ServerApp: reads its run config and runs the federation."""
+
+from collections.abc import Mapping
+from typing import Any
+
+from flwr.app import Context
+from flwr.serverapp import Grid, ServerApp
+
+from server.federation import run_federation
+from shared.config import RunConfig
+
+
+def build_app(overrides: Mapping[str, Any] | None = None) -> ServerApp:
+    """A ServerApp; ``overrides`` stand in for ``run_config``, which the Python simulation API leaves empty."""
+    server_app = ServerApp()
+
+    @server_app.main()
+    def main(grid: Grid, context: Context) -> None:
+        run_federation(grid, RunConfig.from_mapping(context.run_config, overrides))
+
+    return server_app
+
+
+app = build_app()

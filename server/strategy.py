@@ -1,0 +1,43 @@
+"""Flower strategies for the shared parameters, chosen by ``server-optimizer``.
+
+Aggregation itself is Flower's (weighted by each platform's ``num-examples``);
+crossfed only picks and configures it, and keeps the strategy's server-optimizer
+state in checkpoints so a resumed run continues the same trajectory.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flwr.serverapp.strategy import FedAdam, FedAvg, FedAvgM, Strategy
+
+from shared.config import RunConfig
+
+#: Attributes holding server-optimizer state across rounds (FedAvgM momentum, FedAdam moments).
+_STATEFUL_ATTRIBUTES = ("momentum_vector", "m_t", "v_t", "current_arrays")
+
+
+def make_strategy(config: RunConfig, available_platforms: int) -> Strategy:
+    common: dict[str, Any] = {
+        "fraction_train": config.fraction_train,
+        "fraction_evaluate": 1.0,
+        "min_train_nodes": min(config.min_platforms, available_platforms),
+        "min_evaluate_nodes": min(config.min_platforms, available_platforms),
+        "min_available_nodes": min(config.min_platforms, available_platforms),
+    }
+    if config.server_optimizer == "fedadam":
+        return FedAdam(**common, eta=config.server_learning_rate, eta_l=config.learning_rate)
+    if config.server_optimizer == "fedavgm" or config.server_learning_rate != 1.0:
+        return FedAvgM(
+            **common, server_learning_rate=config.server_learning_rate, server_momentum=config.server_momentum
+        )
+    return FedAvg(**common)
+
+
+def strategy_state(strategy: Strategy) -> dict[str, Any]:
+    return {name: getattr(strategy, name) for name in _STATEFUL_ATTRIBUTES if getattr(strategy, name, None) is not None}
+
+
+def restore_strategy_state(strategy: Strategy, state: dict[str, Any]) -> None:
+    for name, value in state.items():
+        setattr(strategy, name, value)

@@ -1,0 +1,1 @@
+"""Code shared by the crossfed server, clients and simulations."""

@@ -1,0 +1,156 @@
+"""Run configuration: one typed object for every key of ``[tool.flwr.app.config]``.
+
+Flower hands apps a flat ``UserConfig`` mapping (``context.run_config``), which is
+empty under ``flwr.simulation.run_simulation``; the research CLI therefore passes
+the same keys explicitly. Both paths meet here, so defaults, types and range
+checks live in exactly one place and a bad value is rejected before anything runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+PARTITION_SCHEMES = ("natural", "dirichlet", "iid", "overlap")
+SERVER_OPTIMIZERS = ("fedavg", "fedavgm", "fedadam")
+MODES = ("federated", "centralized", "local-only")
+
+
+class ConfigError(ValueError):
+    """A configuration key holds a value outside its allowed range."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Every tunable of a crossfed run; field ``foo_bar`` is run-config key ``foo-bar``."""
+
+    dataset: str = "ml-100k"
+    data_dir: str = ""
+    run_dir: str = "runs/latest"
+    seed: int = 0
+    # Platforms and their data
+    num_platforms: int = 5
+    partition: str = "natural"
+    partition_attribute: str = "region"
+    dirichlet_alpha: float = 0.5
+    overlap_k: int = 2
+    # Model
+    embedding_dim: int = 32
+    mlp_layers: str = "64,32,16"
+    # Local training
+    local_epochs: int = 1
+    batch_size: int = 256
+    learning_rate: float = 0.002
+    weight_decay: float = 0.0
+    negatives: int = 4
+    # Federation
+    num_server_rounds: int = 20
+    fraction_train: float = 1.0
+    min_platforms: int = 2
+    server_optimizer: str = "fedavg"
+    server_learning_rate: float = 1.0
+    server_momentum: float = 0.0
+    resume: bool = False
+    # Evaluation
+    eval_negatives: int = 99
+    top_k: int = 10
+    extra: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def from_mapping(cls, *layers: Mapping[str, Any] | None) -> "RunConfig":
+        """Merge config layers (later wins) keyed ``foo-bar`` or ``foo_bar``, then validate.
+
+        Unknown keys are kept in ``extra`` rather than rejected, because Flower
+        may add its own keys to a run config.
+        """
+        known = {f.name: f for f in fields(cls) if f.name != "extra"}
+        values: dict[str, Any] = {}
+        extra: dict[str, Any] = {}
+        for layer in layers:
+            for key, value in (layer or {}).items():
+                name = str(key).replace("-", "_")
+                if name in known:
+                    values[name] = _coerce(name, value, known[name].type)
+                else:
+                    extra[str(key)] = value
+        config = cls(**values, extra=extra)
+        config.validate()
+        return config
+
+    def replace(self, **changes: Any) -> "RunConfig":
+        config = dataclasses.replace(self, **changes)
+        config.validate()
+        return config
+
+    def to_flat(self) -> dict[str, Any]:
+        """The Flower-style flat mapping (``foo-bar`` keys), e.g. for a ConfigRecord."""
+        return {f.name.replace("_", "-"): getattr(self, f.name) for f in fields(self) if f.name != "extra"}
+
+    @property
+    def mlp_layer_sizes(self) -> tuple[int, ...]:
+        return tuple(int(part) for part in self.mlp_layers.split(",") if part.strip())
+
+    def validate(self) -> None:
+        """Reject out-of-range values with the key name and the allowed range."""
+        _check(self.num_platforms >= 1, "num-platforms", self.num_platforms, "an integer >= 1")
+        _check(self.partition in PARTITION_SCHEMES, "partition", self.partition, f"one of {PARTITION_SCHEMES}")
+        _check(self.dirichlet_alpha > 0, "dirichlet-alpha", self.dirichlet_alpha, "a number > 0")
+        _check(self.overlap_k >= 1, "overlap-k", self.overlap_k, "an integer >= 1")
+        _check(
+            self.overlap_k <= self.num_platforms or self.partition != "overlap",
+            "overlap-k", self.overlap_k, f"at most num-platforms ({self.num_platforms})",
+        )
+        _check(self.embedding_dim >= 1, "embedding-dim", self.embedding_dim, "an integer >= 1")
+        try:
+            sizes = self.mlp_layer_sizes
+        except ValueError:
+            sizes = ()
+        _check(len(sizes) >= 1 and min(sizes) >= 1, "mlp-layers", self.mlp_layers, "comma-separated positive integers")
+        _check(self.local_epochs >= 1, "local-epochs", self.local_epochs, "an integer >= 1")
+        _check(self.batch_size >= 1, "batch-size", self.batch_size, "an integer >= 1")
+        _check(self.learning_rate > 0, "learning-rate", self.learning_rate, "a number > 0")
+        _check(self.weight_decay >= 0, "weight-decay", self.weight_decay, "a number >= 0")
+        _check(self.negatives >= 1, "negatives", self.negatives, "an integer >= 1")
+        _check(self.num_server_rounds >= 1, "num-server-rounds", self.num_server_rounds, "an integer >= 1")
+        _check(0 < self.fraction_train <= 1, "fraction-train", self.fraction_train, "a number in (0, 1]")
+        _check(self.min_platforms >= 1, "min-platforms", self.min_platforms, "an integer >= 1")
+        _check(
+            self.server_optimizer in SERVER_OPTIMIZERS,
+            "server-optimizer", self.server_optimizer, f"one of {SERVER_OPTIMIZERS}",
+        )
+        _check(self.server_learning_rate > 0, "server-learning-rate", self.server_learning_rate, "a number > 0")
+        _check(0 <= self.server_momentum < 1, "server-momentum", self.server_momentum, "a number in [0, 1)")
+        _check(self.eval_negatives >= 1, "eval-negatives", self.eval_negatives, "an integer >= 1")
+        _check(self.top_k >= 1, "top-k", self.top_k, "an integer >= 1")
+
+
+def _check(ok: bool, key: str, value: Any, allowed: str) -> None:
+    if not ok:
+        raise ConfigError(f"config key '{key}' = {value!r} is out of range: expected {allowed}")
+
+
+def _coerce(name: str, value: Any, annotation: Any) -> Any:
+    """Convert TOML/CLI values to the field's type, naming the key on failure."""
+    kind = annotation if isinstance(annotation, type) else {"int": int, "float": float, "bool": bool, "str": str}.get(
+        str(annotation), None
+    )
+    if kind is None:
+        return value
+    key = name.replace("_", "-")
+    try:
+        if kind is bool:
+            if isinstance(value, str):
+                lowered = value.strip().lower()
+                if lowered not in {"true", "false", "1", "0", "yes", "no"}:
+                    raise ValueError(value)
+                return lowered in {"true", "1", "yes"}
+            return bool(value)
+        if kind is int:
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            return int(value)
+        return kind(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"config key '{key}' = {value!r} is not a valid {kind.__name__}") from None

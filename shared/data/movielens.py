@@ -1,0 +1,335 @@
+"""MovieLens 100K: locate (or fetch) the raw files and turn them into contract :class:`Tables`.
+
+Why this goes through :func:`~shared.data.contract.validate`: MovieLens is our stand-in for an
+operator's export, so it must take exactly the path their data takes. This module only knows
+the raw ``u.*`` formats; every check that applies to all data lives in the contract.
+
+The data are never stored in the repository (the licence forbids redistribution): point
+``--data-dir DIR`` / ``CROSSFED_DATA_DIR=DIR`` at an unzipped copy, or let
+:func:`resolve_data_dir` download the official archive into a user cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import shutil
+import tempfile
+import urllib.error
+import urllib.request
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .contract import DataValidationError, Tables, validate
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "ML100K_MD5",
+    "ML100K_URL",
+    "DatasetChecksumError",
+    "DatasetUnavailableError",
+    "load_movielens_100k",
+    "resolve_data_dir",
+]
+
+ML100K_URL = "https://files.grouplens.org/datasets/movielens/ml-100k.zip"
+ML100K_MD5 = "0e33842e24a9c977be4e0107933c0723"
+_REQUIRED_FILES = ("u.data", "u.item", "u.user", "u.genre")
+#: sha256 of the official files (pinned by projects that download them from GroupLens).
+#: Many public copies are subtly altered (stripped accents, changed values); a mismatch is
+#: logged as a warning rather than refused, since results would merely be non-comparable.
+_SHA256 = {
+    "u.data": "06416e597f82b7342361e41163890c81036900f418ad91315590814211dca490",
+    "u.user": "f120e114da2e8cf314fd28f99417c94ae9ddf1cb6db8ce0e4b5995d40e90e62c",
+    "u.item": "553841ebc7de3a0fd0d6b62a204ea30c1e651aacfb2814c7a6584ac52f2c5701",
+    "u.genre": "9757e0d3e6b298159a80dd48eaf938114690e911e39af97a76949ef1663610bb",
+}
+_DOWNLOAD_TIMEOUT_S = 60
+_ITEM_FIXED_FIELDS = ("item_id", "title", "release_date", "video_release_date", "imdb_url")
+
+#: Feature kinds for the MovieLens tables (given, not inferred: e.g. zip looks categorical only
+#: because a few Canadian codes are not numbers).
+FEATURE_KINDS = {
+    "items": {"title": "text", "year": "numeric", "genres": "multi"},
+    "users": {
+        "age": "numeric",
+        "gender": "categorical",
+        "occupation": "categorical",
+        "zip": "categorical",
+        "region": "categorical",
+    },
+}
+
+
+class DatasetUnavailableError(RuntimeError):
+    """The dataset is neither available locally nor downloadable; the message says what to do."""
+
+
+class DatasetChecksumError(DatasetUnavailableError):
+    """The downloaded archive does not have the published md5; nothing was kept."""
+
+
+# --------------------------------------------------------------------------------------------
+# Locating the files
+
+
+def _how_to_provide(missing_from: str) -> str:
+    return (
+        f"{missing_from}\n"
+        "To use a local copy, unzip ml-100k.zip and name the folder that holds "
+        f"{', '.join(_REQUIRED_FILES)} with `--data-dir DIR` or the environment variable "
+        f"`CROSSFED_DATA_DIR=DIR`. The archive is published by GroupLens at {ML100K_URL} "
+        f"(md5 {ML100K_MD5})."
+    )
+
+
+def _missing_files(directory: Path) -> list[str]:
+    return [name for name in _REQUIRED_FILES if not (directory / name).is_file()]
+
+
+def _cache_root() -> Path:
+    root = os.environ.get("CROSSFED_CACHE")
+    return Path(root).expanduser() if root else Path.home() / ".cache" / "crossfed"
+
+
+def resolve_data_dir(data_dir: str | Path | None = None) -> Path:
+    """Return the directory holding the ml-100k ``u.*`` files, downloading them if needed.
+
+    Order: the explicit ``data_dir``; else ``$CROSSFED_DATA_DIR``; else the cache
+    (``$CROSSFED_CACHE`` or ``~/.cache/crossfed``) ``/ml-100k``, which is filled from
+    :data:`ML100K_URL` on first use. An explicitly named directory is never downloaded into:
+    if it lacks files that is the caller's mistake and is reported as such.
+
+    Raises:
+        DatasetUnavailableError: named directory incomplete, or download failed (the message
+            says how to name a local copy and where to get the archive).
+        DatasetChecksumError: the downloaded archive's md5 is wrong (nothing is kept).
+    """
+    named = data_dir if data_dir is not None else os.environ.get("CROSSFED_DATA_DIR") or None
+    if named is not None:
+        directory = Path(named).expanduser()
+        missing = _missing_files(directory)
+        if missing:
+            origin = "--data-dir" if data_dir is not None else "CROSSFED_DATA_DIR"
+            raise DatasetUnavailableError(
+                _how_to_provide(f"{directory} (from {origin}) lacks {', '.join(missing)}.")
+            )
+        return directory
+    target = _cache_root() / "ml-100k"
+    if target.exists():
+        missing = _missing_files(target)
+        if not missing:
+            return target
+        raise DatasetUnavailableError(
+            _how_to_provide(
+                f"The cache directory {target} exists but lacks {', '.join(missing)}; "
+                "delete it to download again."
+            )
+        )
+    _download_and_extract(target)
+    return target
+
+
+def _download_and_extract(target: Path) -> None:
+    """Download the zip to a temp file, check its md5, extract to a temp dir, rename into place.
+
+    Why the dance: a half-downloaded or half-extracted cache would look valid next time; the
+    final ``rename`` is atomic, so the cache is either complete or absent. Concurrent callers
+    (e.g. several simulated clients) may race; the loser discards its copy.
+    """
+    root = target.parent
+    root.mkdir(parents=True, exist_ok=True)
+    logger.info("downloading MovieLens 100K from %s into %s", ML100K_URL, root)
+    fd, zip_name = tempfile.mkstemp(prefix=".ml-100k-", suffix=".zip", dir=root)
+    zip_path = Path(zip_name)
+    try:
+        digest = hashlib.md5()
+        try:
+            with os.fdopen(fd, "wb") as sink, urllib.request.urlopen(
+                ML100K_URL, timeout=_DOWNLOAD_TIMEOUT_S
+            ) as response:
+                while chunk := response.read(1 << 16):
+                    digest.update(chunk)
+                    sink.write(chunk)
+        except (urllib.error.URLError, OSError, TimeoutError) as exc:
+            raise DatasetUnavailableError(
+                _how_to_provide(f"Could not download MovieLens 100K from {ML100K_URL}: {exc}.")
+            ) from exc
+        if digest.hexdigest() != ML100K_MD5:
+            raise DatasetChecksumError(
+                _how_to_provide(
+                    f"The archive downloaded from {ML100K_URL} has md5 {digest.hexdigest()}, "
+                    f"not the published {ML100K_MD5}; it was discarded."
+                )
+            )
+        staging = Path(tempfile.mkdtemp(prefix=".ml-100k-", dir=root))
+        try:
+            with zipfile.ZipFile(zip_path) as archive:
+                archive.extractall(staging)  # extractall refuses absolute and '..' member paths
+            extracted = staging / "ml-100k"
+            missing = _missing_files(extracted)
+            if missing:
+                raise DatasetUnavailableError(
+                    _how_to_provide(f"The archive from {ML100K_URL} lacks ml-100k/{missing[0]}.")
+                )
+            try:
+                extracted.rename(target)
+            except OSError:
+                if _missing_files(target):
+                    raise
+                logger.info("another process filled %s first; using its copy", target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    finally:
+        zip_path.unlink(missing_ok=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Parsing the raw files
+
+
+def _read_fields(path: Path, sep: str, fields: list[str]) -> pd.DataFrame:
+    """Split a header-less, separator-delimited file into str columns, checking field counts.
+
+    Why not ``pd.read_csv``: it silently pads short rows with NaN; here a wrong field count is
+    an error naming the line. Latin-1 is the files' encoding (u.item has accented titles) and
+    decodes any byte, so a wrong copy shows up in the checksum warning, not as a crash.
+    """
+    text = path.read_bytes().decode("latin-1")
+    lines = pd.Series(text.split("\n"), dtype="str").str.removesuffix("\r")
+    filled = np.flatnonzero((lines != "").to_numpy())
+    lines = lines.iloc[: (filled[-1] + 1) if len(filled) else 0]  # trailing blank lines
+    if lines.empty:
+        raise DataValidationError(str(path), "file is empty")
+    counts = (lines.str.count(re.escape(sep)) + 1).to_numpy()
+    wrong = np.flatnonzero(counts != len(fields))
+    if len(wrong):
+        i, found = int(wrong[0]), int(counts[wrong[0]])
+        short = found < len(fields)
+        column = fields[found] if short else fields[-1]
+        raise DataValidationError(
+            str(path),
+            f"expected {len(fields)} {sep!r}-separated fields, found {found} "
+            + (f"(field {column!r} onwards is absent)" if short else f"(extra fields after {column!r})"),
+            row=i + 1,
+            column=column,
+        )
+    parts = lines.str.split(sep, expand=True, regex=False)
+    parts.columns = fields
+    return parts.reset_index(drop=True)
+
+
+def _require_pattern(frame: pd.DataFrame, path: Path, column: str, pattern: str, what: str) -> None:
+    bad = ~frame[column].str.fullmatch(pattern).fillna(False).to_numpy(dtype=bool)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise DataValidationError(
+            str(path), f"value {frame[column][i]!r} is not {what}", row=i + 1, column=column
+        )
+
+
+def _read_genres(path: Path) -> list[str]:
+    genres = _read_fields(path, "|", ["name", "index"])
+    genres = genres[genres["name"] != ""]  # u.genre ends with a blank line
+    _require_pattern(genres, path, "index", r"\d+", "a genre index")
+    return genres.assign(index=genres["index"].astype(int)).sort_values("index")["name"].tolist()
+
+
+def _read_items(path: Path, genres: list[str]) -> pd.DataFrame:
+    raw = _read_fields(path, "|", [*_ITEM_FIXED_FIELDS, *genres])
+    _require_pattern(raw, path, "item_id", r"\d+", "an item id")
+    _require_pattern(raw, path, "release_date", r"(\d{1,2}-[A-Za-z]{3}-\d{4})?", "a date like 01-Jan-1995")
+    for genre in genres:
+        _require_pattern(raw, path, genre, r"[01]", "a 0/1 genre flag")
+    title = raw["title"].str.strip()
+    # The film's year closes the title, "Toy Story (1995)", sometimes followed by "(V)".
+    title_year = title.str.extract(r"\((\d{4})\)(?:\s*\([^()]*\))*$", expand=False)
+    bare_title = title.str.replace(r"\s*\(\d{4}\)(?=(?:\s*\([^()]*\))*$)", "", regex=True)
+    release_year = raw["release_date"].str.extract(r"(\d{4})$", expand=False)
+    year = pd.to_numeric(release_year.fillna(title_year), errors="coerce")
+    joined = pd.Series("", index=raw.index, dtype="str")
+    for genre in genres:  # 19 column operations, not a loop over rows
+        joined = joined + np.where(raw[genre] == "1", genre + "|", "")
+    joined = joined.str.rstrip("|")
+    return pd.DataFrame(
+        {
+            "item_id": raw["item_id"],
+            "title": bare_title.where(bare_title != "", np.nan),
+            "year": year.astype(np.float64),
+            "genres": joined.where(joined != "", np.nan),
+        }
+    )
+
+
+def _read_users(path: Path) -> pd.DataFrame:
+    raw = _read_fields(path, "|", ["user_id", "age", "gender", "occupation", "zip"])
+    _require_pattern(raw, path, "user_id", r"\d+", "a user id")
+    _require_pattern(raw, path, "age", r"\d+", "an age in years")
+    us_zip = raw["zip"].str.fullmatch(r"\d{5}").to_numpy(dtype=bool)
+    # First digit of a US ZIP code is its national area (0 = New England ... 9 = West Coast);
+    # coarse enough to partition clients by geography without identifying anyone.
+    region = np.where(us_zip, raw["zip"].str[0], "other")
+    return raw.assign(age=raw["age"].astype(np.float64), region=region)
+
+
+def _read_ratings(path: Path) -> pd.DataFrame:
+    raw = _read_fields(path, "\t", ["user_id", "item_id", "rating", "timestamp"])
+    for column, what in (
+        ("user_id", "a user id"),
+        ("item_id", "an item id"),
+        ("rating", "a rating 1-5"),
+        ("timestamp", "unix seconds"),
+    ):
+        _require_pattern(raw, path, column, r"[1-5]" if column == "rating" else r"\d+", what)
+    return raw
+
+
+def _check_sha256(directory: Path) -> None:
+    for name, expected in _SHA256.items():
+        actual = hashlib.sha256((directory / name).read_bytes()).hexdigest()
+        if actual != expected:
+            logger.warning(
+                "%s has sha256 %s, not the official %s: this copy of ml-100k was altered "
+                "(results will not be comparable to published ones)",
+                directory / name, actual, expected,
+            )
+
+
+def load_movielens_100k(data_dir: str | Path | None = None) -> Tables:
+    """Load MovieLens 100K as contract :class:`Tables` named ``"movielens-100k"``.
+
+    Interactions: ratings 1-5 become ``weight``, timestamps are unix seconds. Items: ``title``
+    (text, without its "(1995)" year), ``year`` (numeric: the release date's year, else the
+    title's; missing for item 267 "unknown"), ``genres`` (multi, u.genre names joined by "|",
+    the "unknown" genre included). Users: ``age`` (numeric), ``gender``, ``occupation``,
+    ``zip``, ``region`` (categorical; region is a US ZIP's first digit, "other" for non-US).
+
+    Raises:
+        DatasetUnavailableError: see :func:`resolve_data_dir`.
+        DataValidationError: a malformed raw row (names the ``u.*`` file, line and field), or
+            anything the contract rejects.
+    """
+    directory = resolve_data_dir(data_dir)
+    _check_sha256(directory)
+    genres = _read_genres(directory / "u.genre")
+    items = _read_items(directory / "u.item", genres)
+    users = _read_users(directory / "u.user")
+    ratings = _read_ratings(directory / "u.data")
+    return validate(
+        ratings,
+        items,
+        users,
+        sources={
+            "interactions": str(directory / "u.data"),
+            "items": str(directory / "u.item"),
+            "users": str(directory / "u.user"),
+        },
+        feature_kinds=FEATURE_KINDS,
+        name="movielens-100k",
+    )

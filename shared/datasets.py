@@ -1,0 +1,51 @@
+"""Named datasets and their platform split, cached per process.
+
+Flower keeps a simulated platform's process (a Ray actor) alive across rounds, so
+parsing and partitioning happen once per process, not once per round.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import lru_cache
+
+from shared.config import RunConfig
+from shared.data.features import EncodedDataset, encode
+from shared.data.movielens import load_movielens_100k, resolve_data_dir
+from shared.interactions import PlatformData, platform_view
+from shared.partition import PartitionSpec, assign_platforms
+
+logger = logging.getLogger(__name__)
+
+DATASETS = ("ml-100k",)
+
+
+@lru_cache(maxsize=2)
+def load_dataset(name: str, data_dir: str = "") -> EncodedDataset:
+    """Dataset ``name`` encoded for the model; ``data_dir`` empty means env var or cache."""
+    if name != "ml-100k":
+        raise ValueError(f"unknown dataset {name!r}; expected one of {DATASETS}")
+    return encode(load_movielens_100k(resolve_data_dir(data_dir or None)))
+
+
+@lru_cache(maxsize=4)
+def _platforms(name: str, data_dir: str, spec: PartitionSpec) -> tuple[PlatformData, ...]:
+    dataset = load_dataset(name, data_dir)
+    assignment = assign_platforms(dataset, spec)
+    return tuple(platform_view(dataset, assignment, p) for p in range(spec.num_platforms))
+
+
+def partition_spec(config: RunConfig) -> PartitionSpec:
+    return PartitionSpec(
+        scheme=config.partition,
+        num_platforms=config.num_platforms,
+        seed=config.seed,
+        attribute=config.partition_attribute,
+        alpha=config.dirichlet_alpha,
+        overlap_k=config.overlap_k,
+    )
+
+
+def load_platforms(config: RunConfig) -> tuple[PlatformData, ...]:
+    """Every platform's data under the configured partition (simulation only: one machine holds all)."""
+    return _platforms(config.dataset, config.data_dir, partition_spec(config))

@@ -1,0 +1,109 @@
+"""One platform's model, optimizer and data: what a ClientApp and the local-only baseline both run.
+
+Keeping this in ``shared`` means federated, local-only and centralized runs train and
+evaluate with the very same code, split and protocol - the comparison is honest.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from shared.config import RunConfig
+from shared.data.features import EncodedFeature
+from shared.evaluation import UserResults, evaluate_ranking
+from shared.interactions import LeaveLastOutSplit, PlatformData, leave_last_out
+from shared.model import Recommender
+from shared.sharing import load_local_parameters, local_parameters
+from shared.state import PlatformState
+from shared.training import FitResult, fit, make_optimizer
+
+logger = logging.getLogger(__name__)
+
+
+def build_model(
+    config: RunConfig,
+    num_items: int,
+    item_features: dict[str, EncodedFeature],
+    num_users: int = 1,
+    user_features: dict[str, EncodedFeature] | None = None,
+    seed: int = 0,
+) -> Recommender:
+    """A freshly initialised model; the coordinator builds one with a single dummy user."""
+    torch.manual_seed(seed)
+    return Recommender(
+        num_users=num_users,
+        user_features=user_features or {},
+        num_items=num_items,
+        item_features=item_features,
+        dim=config.embedding_dim,
+        mlp_layers=config.mlp_layer_sizes,
+    )
+
+
+#: Salt for the evaluation candidates' seed: fixed, so every round and every mode ranks the same lists.
+EVALUATION_SALT = 0xFFFF
+
+
+def evaluation_seed(config: RunConfig, platform: int) -> int:
+    return platform_seed(config, platform, EVALUATION_SALT)
+
+
+def platform_seed(config: RunConfig, platform: int, salt: int = 0) -> int:
+    """Distinct, reproducible seeds per platform (and per round via ``salt``)."""
+    return int(np.random.SeedSequence([config.seed, platform + 1, salt]).generate_state(1)[0])
+
+
+class PlatformTrainer:
+    """A platform's recommender over its own leave-last-out split."""
+
+    def __init__(self, data: PlatformData, config: RunConfig) -> None:
+        self.data = data
+        self.config = config
+        self.split: LeaveLastOutSplit = leave_last_out(data.interactions)
+        self.model = build_model(
+            config, data.num_items, data.item_features, data.num_users, data.user_features,
+            seed=platform_seed(config, data.platform),
+        )
+        self.optimizer = make_optimizer(self.model, config.learning_rate, config.weight_decay)
+
+    def train(self, epochs: int, salt: int) -> FitResult:
+        rng = np.random.default_rng(platform_seed(self.config, self.data.platform, salt))
+        return fit(
+            self.model, self.optimizer, self.split.train,
+            epochs=epochs, batch_size=self.config.batch_size, negatives=self.config.negatives, rng=rng,
+        )
+
+    def evaluate(self, stage: str) -> UserResults:
+        self.model.eval()
+        return evaluate_ranking(
+            self.model.score, self.split, self.data.interactions,
+            stage=stage, k=self.config.top_k, eval_negatives=self.config.eval_negatives,
+            seed=evaluation_seed(self.config, self.data.platform),
+        )
+
+    def snapshot(self, last_round: int) -> PlatformState:
+        return PlatformState(
+            user_tower=local_parameters(self.model),
+            optimizer=self.optimizer.state_dict(),
+            last_round=last_round,
+        )
+
+    def restore(self, state: PlatformState) -> None:
+        load_local_parameters(self.model, state.user_tower)
+        if state.optimizer is not None:
+            self.optimizer.load_state_dict(state.optimizer)
+
+
+def save_user_results(path: Path, results: UserResults) -> None:
+    """Per-user outcomes for paired significance tests. Written on the platform's own disk only."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(
+        path,
+        users=results.users,
+        **{f"hit_{p}": v for p, v in results.hits.items()},
+        **{f"ndcg_{p}": v for p, v in results.ndcgs.items()},
+    )

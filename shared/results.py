@@ -1,0 +1,96 @@
+"""The results contract: every run, whatever its mode, writes the same ``summary.json``.
+
+So any run can be compared with any other - across modes, seeds, privacy settings.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from shared.config import RunConfig
+from shared.evaluation import PROTOCOLS
+from shared.storage import atomic_write_bytes
+
+logger = logging.getLogger(__name__)
+
+SUMMARY_FILE = "summary.json"
+
+
+@dataclass(frozen=True)
+class PlatformMetrics:
+    """Platform-level means under both protocols, as reported by (or for) one platform."""
+
+    platform: int
+    users: int
+    hr: Mapping[str, float]
+    ndcg: Mapping[str, float]
+
+    @classmethod
+    def from_flat(cls, metrics: Mapping[str, float | int]) -> "PlatformMetrics":
+        """From the flat metric keys a ClientApp sends (``sampled-hr``, ``full-ndcg``, ...)."""
+        return cls(
+            platform=int(metrics["platform"]),
+            users=int(metrics["num-users"]),
+            hr={p: float(metrics[f"{p}-hr"]) for p in PROTOCOLS},
+            ndcg={p: float(metrics[f"{p}-ndcg"]) for p in PROTOCOLS},
+        )
+
+    def block(self, k: int) -> dict[str, dict[str, float]]:
+        return {p: {f"hr@{k}": self.hr[p], f"ndcg@{k}": self.ndcg[p]} for p in PROTOCOLS}
+
+
+def pooled(platforms: Sequence[PlatformMetrics]) -> PlatformMetrics:
+    """User-weighted mean over platforms: the metric over all test users."""
+    users = sum(p.users for p in platforms)
+    weight = [p.users / users if users else 0.0 for p in platforms]
+    return PlatformMetrics(
+        platform=-1,
+        users=users,
+        hr={q: sum(w * p.hr[q] for w, p in zip(weight, platforms)) for q in PROTOCOLS},
+        ndcg={q: sum(w * p.ndcg[q] for w, p in zip(weight, platforms)) for q in PROTOCOLS},
+    )
+
+
+def build_summary(
+    *,
+    mode: str,
+    config: RunConfig,
+    wall_seconds: float,
+    test: Sequence[PlatformMetrics],
+    history: Sequence[Mapping[str, Any]] = (),
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    k = config.top_k
+    ordered = sorted(test, key=lambda p: p.platform)
+    summary: dict[str, Any] = {
+        "mode": mode,
+        "dataset": config.dataset,
+        "platforms": config.num_platforms,
+        "partition": config.partition,
+        "rounds": config.num_server_rounds,
+        "local_epochs": config.local_epochs,
+        "seed": config.seed,
+        "wall_seconds": round(wall_seconds, 3),
+        "metrics": pooled(ordered).block(k),
+        "per_platform": [{"platform": p.platform, "users": p.users, "metrics": p.block(k)} for p in ordered],
+        "history": list(history),
+        "config": config.to_flat(),
+    }
+    summary.update(extra or {})
+    return summary
+
+
+def write_summary(out_dir: str | Path, summary: Mapping[str, Any]) -> Path:
+    path = Path(out_dir) / SUMMARY_FILE
+    atomic_write_bytes(path, (json.dumps(summary, indent=2) + "\n").encode())
+    logger.info("wrote %s", path)
+    return path
+
+
+def read_summary(run_dir: str | Path) -> dict[str, Any]:
+    return json.loads((Path(run_dir) / SUMMARY_FILE).read_text())

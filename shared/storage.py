@@ -1,0 +1,64 @@
+"""Crash-safe, self-checking files for state that must survive a restart.
+
+A file is written to a temporary name in the same directory, flushed to disk, then
+renamed over the old one, so a reader sees the old version or the new one, never
+half of either. The payload carries its SHA-256: a truncated or corrupted file is
+rejected with a clear message instead of being half-loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+_MAGIC = b"CROSSFED1\n"
+_DIGEST_BYTES = 32
+
+
+class CorruptStateError(RuntimeError):
+    """A state or checkpoint file failed its integrity check."""
+
+
+def save_checked(path: str | Path, obj: Any) -> None:
+    """Serialise ``obj`` with ``torch.save`` and write it atomically with its checksum."""
+    path = Path(path)
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    payload = buffer.getvalue()
+    atomic_write_bytes(path, _MAGIC + hashlib.sha256(payload).digest() + payload)
+
+
+def load_checked(path: str | Path) -> Any:
+    """Load what :func:`save_checked` wrote, or raise :class:`CorruptStateError`."""
+    path = Path(path)
+    data = path.read_bytes()
+    header = len(_MAGIC) + _DIGEST_BYTES
+    if len(data) < header or not data.startswith(_MAGIC):
+        raise CorruptStateError(f"{path}: not a crossfed state file or truncated before its header")
+    digest, payload = data[len(_MAGIC) : header], data[header:]
+    if hashlib.sha256(payload).digest() != digest:
+        raise CorruptStateError(f"{path}: checksum mismatch (file truncated or corrupted); refusing to load it")
+    return torch.load(io.BytesIO(payload), weights_only=False)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,1 @@
+"""Researchers' entry points: run federated, centralized and local-only experiments locally."""
