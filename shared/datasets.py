@@ -6,8 +6,11 @@ parsing and partitioning happen once per process, not once per round.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from functools import lru_cache
+
+import numpy as np
 
 from shared.config import RunConfig
 from shared.data.features import EncodedDataset, encode
@@ -29,8 +32,10 @@ def load_dataset(name: str, data_dir: str = "") -> EncodedDataset:
 
 
 @lru_cache(maxsize=4)
-def _platforms(name: str, data_dir: str, spec: PartitionSpec) -> tuple[PlatformData, ...]:
+def _platforms(name: str, data_dir: str, spec: PartitionSpec, max_users: int) -> tuple[PlatformData, ...]:
     dataset = load_dataset(name, data_dir)
+    if max_users:
+        dataset = subsample_users(dataset, max_users, spec.seed)
     assignment = assign_platforms(dataset, spec)
     return tuple(platform_view(dataset, assignment, p) for p in range(spec.num_platforms))
 
@@ -48,4 +53,27 @@ def partition_spec(config: RunConfig) -> PartitionSpec:
 
 def load_platforms(config: RunConfig) -> tuple[PlatformData, ...]:
     """Every platform's data under the configured partition (simulation only: one machine holds all)."""
-    return _platforms(config.dataset, config.data_dir, partition_spec(config))
+    return _platforms(config.dataset, config.data_dir, partition_spec(config), config.max_users)
+
+
+def subsample_users(dataset: EncodedDataset, max_users: int, seed: int) -> EncodedDataset:
+    """A random subset of users with all their interactions (for quick tests), catalog unchanged."""
+    if max_users >= dataset.num_users:
+        return dataset
+    keep = np.sort(np.random.default_rng(seed).choice(dataset.num_users, size=max_users, replace=False))
+    new_code = np.full(dataset.num_users, -1, dtype=np.int64)
+    new_code[keep] = np.arange(len(keep))
+    rows = new_code[dataset.users] >= 0
+    return dataclasses.replace(
+        dataset,
+        user_ids=dataset.user_ids[keep],
+        users=new_code[dataset.users[rows]],
+        items=dataset.items[rows],
+        timestamps=dataset.timestamps[rows],
+        weights=dataset.weights[rows],
+        user_features={
+            name: dataclasses.replace(feature, values=feature.values[keep])
+            for name, feature in dataset.user_features.items()
+        },
+        user_attributes=dataset.user_attributes.iloc[keep].reset_index(drop=True),
+    )

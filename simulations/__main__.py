@@ -103,8 +103,11 @@ def print_summary(summary: dict[str, Any], seconds: float) -> None:
 def _configure_logging(quiet: bool) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logging.getLogger("crossfed").setLevel(logging.WARNING if quiet else logging.INFO)
+    import flwr.common.logger  # noqa: F401  (flwr sets its own levels on import; override them after)
+
     for noisy in ("flwr", "ray"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.getLogger("flwr").propagate = False
 
 
 if __name__ == "__main__":

@@ -57,6 +57,7 @@ _TEXT_COLUMN_NAMES = frozenset({"title", "description", "name"})
 #: A string column whose values average more than this many characters is free text.
 _TEXT_MEAN_LENGTH = 30
 _TABLES = ("interactions", "items", "users")
+_INTERACTION_COLUMNS = ("user_id", "item_id", "timestamp", "rating", "weight")
 _EPOCH = pd.Timestamp(0, tz="UTC")
 _ONE_SECOND = pd.Timedelta(seconds=1)
 
@@ -335,6 +336,11 @@ def _ids(df: pd.DataFrame, file: str, column: str) -> pd.Series:
     return ids
 
 
+def _absent_from(values: pd.Series, reference) -> np.ndarray:
+    """Mask of ``values`` not in ``reference`` (hash lookup; ``isin`` on Arrow strings is slow)."""
+    return pd.Index(reference).get_indexer(values) < 0
+
+
 def _check_columns_unique(df: pd.DataFrame, file: str) -> pd.DataFrame:
     df = df.reset_index(drop=True)
     df.columns = [str(c).strip() for c in df.columns]
@@ -441,7 +447,7 @@ def _interactions(df: pd.DataFrame, file: str) -> tuple[pd.DataFrame, bool]:
             file, "has both 'rating' and 'weight' columns; keep the one to learn from",
             column="weight",
         )
-    extra = [c for c in df.columns if c not in ("user_id", "item_id", "timestamp", "rating", "weight")]
+    extra = [c for c in df.columns if c not in _INTERACTION_COLUMNS]
     if extra:
         logger.info("%s: ignoring columns not in the contract: %s", file, ", ".join(extra))
     out = pd.DataFrame({"user_id": _ids(df, file, "user_id"), "item_id": _ids(df, file, "item_id")})
@@ -456,7 +462,7 @@ def _interactions(df: pd.DataFrame, file: str) -> tuple[pd.DataFrame, bool]:
             "ISO 8601 datetime",
         )
         out["timestamp"] = seconds
-    weight_column = "rating" if "rating" in df.columns else "weight" if "weight" in df.columns else None
+    weight_column = next((c for c in ("rating", "weight") if c in df.columns), None)
     if weight_column is None:
         out["weight"] = np.ones(len(df))
     else:
@@ -504,7 +510,9 @@ def validate(
     kinds_given = dict(feature_kinds or {})
     unknown_tables = set(kinds_given) - {"items", "users"}
     if unknown_tables:
-        raise ValueError(f"feature_kinds may only describe 'items' and 'users', not {unknown_tables}")
+        raise ValueError(
+            f"feature_kinds may only describe 'items' and 'users', not {sorted(unknown_tables)}"
+        )
     if users is None and kinds_given.get("users"):
         raise ValueError("feature_kinds describes 'users' but no user table was given")
 
@@ -520,16 +528,17 @@ def validate(
         )
 
     inter, has_timestamp = _interactions(interactions, src["interactions"])
-    unknown = ~inter["item_id"].isin(item_table["item_id"]).to_numpy()
+    unknown = _absent_from(inter["item_id"], item_table["item_id"])
     _fail_rows(
         src["interactions"], "item_id", unknown,
         lambda i: f"item {_show(inter['item_id'][i])} is not in the item catalog ({src['items']})",
     )
     if user_table is not None:
-        unknown = ~inter["user_id"].isin(user_table["user_id"]).to_numpy()
+        unknown = _absent_from(inter["user_id"], user_table["user_id"])
         _fail_rows(
             src["interactions"], "user_id", unknown,
-            lambda i: f"user {_show(inter['user_id'][i])} is not in the user table ({src['users']})",
+            lambda i: f"user {_show(inter['user_id'][i])} is not in the user table "
+            f"({src['users']})",
         )
 
     rows_read = len(inter)
@@ -540,7 +549,7 @@ def validate(
         ["user_id", "item_id", "timestamp", "weight"]
     ]
     if user_table is not None:
-        idle = int((~user_table["user_id"].isin(inter["user_id"])).sum())
+        idle = int(_absent_from(user_table["user_id"], inter["user_id"].unique()).sum())
         if idle:
             logger.info("%s: %d users have no interactions", src["users"], idle)
 

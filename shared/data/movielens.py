@@ -216,7 +216,8 @@ def _read_fields(path: Path, sep: str, fields: list[str]) -> pd.DataFrame:
         raise DataValidationError(
             str(path),
             f"expected {len(fields)} {sep!r}-separated fields, found {found} "
-            + (f"(field {column!r} onwards is absent)" if short else f"(extra fields after {column!r})"),
+            + (f"(field {column!r} onwards is absent)" if short
+               else f"(extra fields after {column!r})"),
             row=i + 1,
             column=column,
         )
@@ -244,7 +245,9 @@ def _read_genres(path: Path) -> list[str]:
 def _read_items(path: Path, genres: list[str]) -> pd.DataFrame:
     raw = _read_fields(path, "|", [*_ITEM_FIXED_FIELDS, *genres])
     _require_pattern(raw, path, "item_id", r"\d+", "an item id")
-    _require_pattern(raw, path, "release_date", r"(\d{1,2}-[A-Za-z]{3}-\d{4})?", "a date like 01-Jan-1995")
+    _require_pattern(
+        raw, path, "release_date", r"(\d{1,2}-[A-Za-z]{3}-\d{4})?", "a date like 01-Jan-1995"
+    )
     for genre in genres:
         _require_pattern(raw, path, genre, r"[01]", "a 0/1 genre flag")
     title = raw["title"].str.strip()

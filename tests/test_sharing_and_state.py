@@ -1,0 +1,104 @@
+import numpy as np
+import pytest
+import torch
+
+from client.outbox import LeakError, _platform_level
+from shared.config import RunConfig
+from shared.interactions import platform_view
+from shared.platform import PlatformTrainer, build_model
+from shared.sharing import is_shared, load_shared_arrays, local_parameters, shared_arrays
+from shared.state import PlatformState
+from shared.storage import CorruptStateError, load_checked, save_checked
+
+CONFIG = RunConfig(embedding_dim=4, mlp_layers="8,4", batch_size=32)
+
+
+def _trainer(dataset):
+    return PlatformTrainer(platform_view(dataset, np.zeros(len(dataset.users), np.int64), 0), CONFIG)
+
+
+def test_user_tower_is_local_and_everything_else_shared(dataset):
+    model = _trainer(dataset).model
+    names = [name for name, _ in model.named_parameters()]
+    local = [n for n in names if not is_shared(n)]
+    assert local and all(n.startswith("user_tower.") for n in local)
+    shared = shared_arrays(model)
+    assert not any("user" in name for name in shared)
+    assert {n.split(".")[1] for n in shared} == {"item_tower", "interaction", "prediction"}
+    assert set(shared) | set(local_parameters(model)) == set(names)
+
+
+def test_shared_arrays_do_not_depend_on_the_number_of_users(dataset):
+    """The coordinator builds its model with one dummy user; names and shapes must agree."""
+    platform_model = _trainer(dataset).model
+    server_model = build_model(CONFIG, dataset.num_items, dataset.item_features)
+    platform_shapes = {k: v.shape for k, v in shared_arrays(platform_model).items()}
+    assert platform_shapes == {k: v.shape for k, v in shared_arrays(server_model).items()}
+    load_shared_arrays(platform_model, shared_arrays(server_model))
+
+
+def test_loading_mismatched_arrays_fails_loudly(dataset):
+    model = _trainer(dataset).model
+    arrays = shared_arrays(model)
+    name = next(iter(arrays))
+    with pytest.raises(ValueError, match="shape"):
+        load_shared_arrays(model, {**arrays, name: np.zeros((1, 1), np.float32)})
+    with pytest.raises(ValueError, match="missing"):
+        load_shared_arrays(model, {k: v for k, v in arrays.items() if k != name})
+
+
+def test_outbox_refuses_anything_but_scalars():
+    assert _platform_level({"num-examples": 3, "loss": 0.5}) == {"num-examples": 3, "loss": 0.5}
+    with pytest.raises(LeakError):
+        _platform_level({"per-user-hits": [1.0, 0.0]})
+    with pytest.raises(LeakError):
+        _platform_level({"loss": float("nan")})
+
+
+def test_platform_state_round_trip_restores_user_tower_and_optimizer(dataset, tmp_path):
+    trainer = _trainer(dataset)
+    trainer.train(epochs=1, salt=1)
+    trainer.snapshot(last_round=1).save(tmp_path)
+    fresh = _trainer(dataset)
+    state = PlatformState.load(tmp_path)
+    assert state is not None and state.last_round == 1
+    fresh.restore(state)
+    for (name, a), b in zip(local_parameters(trainer.model).items(), local_parameters(fresh.model).values()):
+        assert torch.equal(a, b), name
+    assert fresh.optimizer.state_dict()["state"].keys() == trainer.optimizer.state_dict()["state"].keys()
+
+
+def test_corrupt_or_truncated_state_is_rejected_and_never_half_loaded(tmp_path):
+    path = tmp_path / "state.pt"
+    save_checked(path, {"a": torch.arange(100)})
+    data = path.read_bytes()
+    path.write_bytes(data[:-10])
+    with pytest.raises(CorruptStateError, match="checksum"):
+        load_checked(path)
+    path.write_bytes(data[:-20] + bytes(20))
+    with pytest.raises(CorruptStateError):
+        load_checked(path)
+    path.write_bytes(b"junk")
+    with pytest.raises(CorruptStateError, match="header"):
+        load_checked(path)
+
+
+def test_failed_write_keeps_the_previous_state(tmp_path, monkeypatch):
+    path = tmp_path / "state.pt"
+    save_checked(path, {"version": 1})
+
+    def disk_full(*_args, **_kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("shared.storage.os.replace", disk_full)
+    with pytest.raises(OSError):
+        save_checked(path, {"version": 2})
+    assert load_checked(path) == {"version": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["state.pt"]
+
+
+def test_local_training_learns_on_synthetic_data(dataset):
+    trainer = _trainer(dataset)
+    first = trainer.train(epochs=1, salt=1).loss
+    later = trainer.train(epochs=20, salt=2).loss
+    assert later < first

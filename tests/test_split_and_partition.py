@@ -1,0 +1,98 @@
+import numpy as np
+import pytest
+
+from shared.config import ConfigError, RunConfig
+from shared.datasets import subsample_users
+from shared.interactions import Interactions, leave_last_out, platform_view, pool
+from shared.partition import PartitionSpec, assign_platforms
+from shared.sampling import sample_negatives
+
+
+def test_leave_last_out_takes_latest_as_test_and_second_latest_as_validation():
+    users = np.array([0, 0, 0, 0, 1, 1, 1, 2, 2])
+    items = np.array([10, 11, 12, 13, 20, 21, 22, 30, 31])
+    times = np.array([4, 1, 3, 2, 5, 5, 1, 1, 2])  # user 1 ties at time 5: file order decides
+    split = leave_last_out(Interactions(users, items, times, 3, 40))
+    assert split.test_items.tolist() == [10, 21, -1]
+    assert split.validation_items.tolist() == [12, 20, -1]
+    assert sorted(zip(split.train.users.tolist(), split.train.items.tolist())) == [
+        (0, 11), (0, 13), (1, 22), (2, 30), (2, 31)
+    ]
+    assert sorted(split.history("test").items[split.history("test").users == 0].tolist()) == [11, 12, 13]
+
+
+@pytest.mark.parametrize("scheme", ["natural", "dirichlet", "iid", "overlap"])
+def test_every_scheme_covers_every_interaction_once_and_fills_every_platform(dataset, scheme):
+    spec = PartitionSpec(scheme=scheme, num_platforms=3, seed=1, attribute="region", alpha=0.5, overlap_k=2)
+    assignment = assign_platforms(dataset, spec)
+    assert assignment.shape == dataset.users.shape
+    assert set(np.unique(assignment)) == {0, 1, 2}
+    platforms = [platform_view(dataset, assignment, p) for p in range(3)]
+    assert sum(len(p.interactions) for p in platforms) == len(dataset.users)
+    np.testing.assert_array_equal(assign_platforms(dataset, spec), assignment)  # seeded
+
+
+def test_natural_keeps_attribute_groups_whole(dataset):
+    assignment = assign_platforms(dataset, PartitionSpec("natural", 3, attribute="region"))
+    user_platform = {}
+    for user, platform in zip(dataset.users, assignment):
+        assert user_platform.setdefault(user, platform) == platform
+    regions = dataset.user_attributes["region"].to_numpy()
+    for region in np.unique(regions):
+        assert len({user_platform[u] for u in np.flatnonzero(regions == region)}) == 1
+
+
+def test_overlap_spreads_a_user_over_several_platforms_as_separate_local_users(dataset):
+    assignment = assign_platforms(dataset, PartitionSpec("overlap", 3, seed=0, overlap_k=2))
+    per_user = [len(np.unique(assignment[dataset.users == u])) for u in range(dataset.num_users)]
+    assert max(per_user) == 2
+    platforms = [platform_view(dataset, assignment, p) for p in range(3)]
+    assert sum(p.num_users for p in platforms) > dataset.num_users
+
+
+def test_natural_with_too_few_groups_is_rejected(dataset):
+    with pytest.raises(ValueError, match="fewer than"):
+        assign_platforms(dataset, PartitionSpec("natural", 10, attribute="occupation"))
+
+
+def test_pool_keeps_platform_users_distinct(dataset):
+    assignment = assign_platforms(dataset, PartitionSpec("iid", 2, seed=0))
+    platforms = [platform_view(dataset, assignment, p) for p in range(2)]
+    pooled, owner = pool(platforms)
+    assert pooled.num_users == sum(p.num_users for p in platforms)
+    assert owner.tolist() == [0] * platforms[0].num_users + [1] * platforms[1].num_users
+
+
+def test_negatives_avoid_known_items():
+    rng = np.random.default_rng(0)
+    known = Interactions(np.repeat(np.arange(3), 8), np.tile(np.arange(8), 3), np.zeros(24, np.int64), 3, 10)
+    negatives = sample_negatives(np.array([0, 1, 2] * 50), 4, known, rng)
+    assert set(np.unique(negatives)) <= {8, 9}
+
+
+def test_subsample_users_keeps_whole_histories(dataset):
+    small = subsample_users(dataset, 10, seed=0)
+    assert small.num_users == 10 and len(small.users) == 10 * 8
+    assert small.user_features["region"].values.shape == (10,)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("num-platforms", 0), ("partition", "by-magic"), ("fraction-train", 1.5), ("learning-rate", -1),
+     ("mlp-layers", "64,x"), ("server-optimizer", "sgd")],
+)
+def test_out_of_range_config_is_rejected_with_the_key_name(key, value):
+    with pytest.raises(ConfigError, match=key):
+        RunConfig.from_mapping({key: value})
+
+
+def test_pyproject_defaults_match_the_config_object():
+    """The documented defaults in pyproject.toml are the ones the code uses."""
+    import tomllib
+    from pathlib import Path
+
+    declared = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["tool"]["flwr"]["app"]["config"]
+    defaults = RunConfig().to_flat()
+    assert set(declared) == set(defaults)
+    for key, value in declared.items():
+        assert value == defaults[key], key
