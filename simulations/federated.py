@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from typing import Any
 
-from client.client_app import app as client_app
-from server.server_app import build_app
+from flwr.clientapp.typing import Mod
+
+from client.client_app import build_app as build_client_app
+from server.server_app import build_app as build_server_app
 from shared.config import RunConfig
 from shared.results import read_summary
 
@@ -23,7 +26,7 @@ FLOWER_ENVIRONMENT = {
 }
 
 
-def run_federated(config: RunConfig, cpus: int | None = None) -> dict[str, Any]:
+def run_federated(config: RunConfig, cpus: int | None = None, client_mods: Sequence[Mod] = ()) -> dict[str, Any]:
     """Simulate ``num-platforms`` platforms; returns the run's ``summary.json`` content.
 
     Each simulated platform gets one CPU, so at most ``cpus`` train at once. Ray is
@@ -40,8 +43,8 @@ def run_federated(config: RunConfig, cpus: int | None = None) -> dict[str, Any]:
                       "log_to_driver": False},
     }
     run_simulation(
-        server_app=build_app(config.to_flat()),
-        client_app=client_app,
+        server_app=build_server_app(config.to_flat()),
+        client_app=build_client_app(client_mods),
         num_supernodes=config.num_platforms,
         backend_config=backend_config,
     )

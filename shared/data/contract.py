@@ -60,6 +60,7 @@ _TABLES = ("interactions", "items", "users")
 _INTERACTION_COLUMNS = ("user_id", "item_id", "timestamp", "rating", "weight")
 _EPOCH = pd.Timestamp(0, tz="UTC")
 _ONE_SECOND = pd.Timedelta(seconds=1)
+_MILLISECONDS_LIKELY = 10**11  # as unix seconds: year 5138
 
 
 class DataValidationError(ValueError):
@@ -461,6 +462,11 @@ def _interactions(df: pd.DataFrame, file: str) -> tuple[pd.DataFrame, bool]:
             lambda i: f"value {_show(raw.iloc[i])} is neither integer unix seconds nor an "
             "ISO 8601 datetime",
         )
+        if len(seconds) and seconds.max() > _MILLISECONDS_LIKELY:
+            logger.warning(
+                "%s: timestamps reach %d, which as seconds is beyond the year 5000; are they "
+                "milliseconds? The contract expects seconds.", file, seconds.max(),
+            )
         out["timestamp"] = seconds
     weight_column = next((c for c in ("rating", "weight") if c in df.columns), None)
     if weight_column is None:

@@ -55,7 +55,7 @@ _ITEM_FIXED_FIELDS = ("item_id", "title", "release_date", "video_release_date", 
 
 #: Feature kinds for the MovieLens tables (given, not inferred: e.g. zip looks categorical only
 #: because a few Canadian codes are not numbers).
-FEATURE_KINDS = {
+ML100K_FEATURE_KINDS = {
     "items": {"title": "text", "year": "numeric", "genres": "multi"},
     "users": {
         "age": "numeric",
@@ -111,12 +111,12 @@ def resolve_data_dir(data_dir: str | Path | None = None) -> Path:
             says how to name a local copy and where to get the archive).
         DatasetChecksumError: the downloaded archive's md5 is wrong (nothing is kept).
     """
-    named = data_dir if data_dir is not None else os.environ.get("CROSSFED_DATA_DIR") or None
+    named = data_dir or os.environ.get("CROSSFED_DATA_DIR") or None  # "" means "not given"
     if named is not None:
         directory = Path(named).expanduser()
         missing = _missing_files(directory)
         if missing:
-            origin = "--data-dir" if data_dir is not None else "CROSSFED_DATA_DIR"
+            origin = "--data-dir" if data_dir else "CROSSFED_DATA_DIR"
             raise DatasetUnavailableError(
                 _how_to_provide(f"{directory} (from {origin}) lacks {', '.join(missing)}.")
             )
@@ -333,6 +333,6 @@ def load_movielens_100k(data_dir: str | Path | None = None) -> Tables:
             "items": str(directory / "u.item"),
             "users": str(directory / "u.user"),
         },
-        feature_kinds=FEATURE_KINDS,
+        feature_kinds=ML100K_FEATURE_KINDS,
         name="movielens-100k",
     )
