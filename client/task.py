@@ -18,6 +18,7 @@ from shared.datasets import load_platforms
 from shared.interactions import PlatformData
 from shared.platform import PlatformTrainer, save_user_results
 from shared.records import from_array_record
+from shared.results import PlatformMetrics
 from shared.sharing import load_shared_arrays
 from shared.state import PlatformState
 
@@ -79,13 +80,23 @@ def train(message: Message, context: Context) -> tuple[PlatformTrainer, dict[str
 
 
 def evaluate(message: Message, context: Context) -> dict[str, float | int]:
+    """Validation: rank, keep the best snapshot for serving. Test: the served and the global model."""
     trainer, directory, _config = open_trainer(message, context)
     stage = str(message.content["config"].get("stage", "validation"))
-    results = trainer.evaluate(stage)
-    if stage == "test":
-        save_user_results(directory / "test_per_user.npz", results)
-    metrics: dict[str, float | int] = {"platform": trainer.data.platform, "num-users": len(results.users)}
-    for protocol, values in results.summary().items():
-        metrics[f"{protocol}-hr"] = values["hr"]
-        metrics[f"{protocol}-ndcg"] = values["ndcg"]
-    return metrics
+    server_round = int(message.content["config"]["server-round"])
+    platform = trainer.data.platform
+    if stage == "validation":
+        results = trainer.validate(server_round)
+        trainer.snapshot().save(directory)
+        metrics = PlatformMetrics.from_results(platform, results).to_flat()
+    else:
+        served, current = trainer.test()
+        save_user_results(directory / "test_per_user.npz", served)
+        save_user_results(directory / "test_per_user_global.npz", current)
+        metrics = {
+            **PlatformMetrics.from_results(platform, served).to_flat(),
+            **PlatformMetrics.from_results(platform, current).to_flat(prefix="global-"),
+            "served-round": trainer.served.round,
+        }
+        results = served
+    return {"platform": platform, "num-users": len(results.users), **metrics}

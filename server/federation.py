@@ -75,9 +75,10 @@ def run_federation(grid: Grid, config: RunConfig) -> dict[str, Any]:
         ).save(config.run_dir)
 
     save_final_model(config.run_dir, arrays, round_config)
-    test = evaluate_platforms(grid, arrays, round_config, config.num_server_rounds, "test", config)
+    replies = request_evaluation(grid, arrays, round_config, config.num_server_rounds, "test", config)
     summary = build_summary(
-        mode="federated", config=config, wall_seconds=time.perf_counter() - started, test=test, history=history,
+        mode="federated", config=config, wall_seconds=time.perf_counter() - started,
+        test=_platform_metrics(replies), global_test=_platform_metrics(replies, prefix="global-"), history=history,
     )
     write_summary(config.run_dir, summary)
     return summary
@@ -86,6 +87,12 @@ def run_federation(grid: Grid, config: RunConfig) -> dict[str, Any]:
 def evaluate_platforms(
     grid: Grid, arrays: dict, round_config: dict, server_round: int, stage: str, config: RunConfig
 ) -> list[PlatformMetrics]:
+    return _platform_metrics(request_evaluation(grid, arrays, round_config, server_round, stage, config))
+
+
+def request_evaluation(
+    grid: Grid, arrays: dict, round_config: dict, server_round: int, stage: str, config: RunConfig
+) -> list[Message]:
     """Every connected platform ranks its own held-out items and reports platform-level means."""
     content_config = ConfigRecord({**round_config, "server-round": server_round, "stage": stage})
     messages = [
@@ -98,7 +105,11 @@ def evaluate_platforms(
     ]
     replies = _successful(grid.send_and_receive(messages), f"{stage} evaluation", server_round)
     _require(len(replies), config, f"round {server_round} {stage} evaluation")
-    return sorted((PlatformMetrics.from_flat(r.content["metrics"]) for r in replies), key=lambda m: m.platform)
+    return replies
+
+
+def _platform_metrics(replies: list[Message], prefix: str = "") -> list[PlatformMetrics]:
+    return sorted((PlatformMetrics.from_flat(r.content["metrics"], prefix) for r in replies), key=lambda m: m.platform)
 
 
 def _successful(replies: Iterable[Message], what: str, server_round: int) -> list[Message]:

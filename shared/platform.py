@@ -17,6 +17,7 @@ from shared.data.features import EncodedFeature
 from shared.evaluation import UserResults, evaluate_ranking
 from shared.interactions import LeaveLastOutSplit, PlatformData, leave_last_out
 from shared.model import Recommender
+from shared.serving import ServedModel, swapped_parameters
 from shared.sharing import load_local_parameters, local_parameters
 from shared.state import PlatformState
 from shared.training import FitResult, fit, make_optimizer
@@ -69,6 +70,8 @@ class PlatformTrainer:
             seed=platform_seed(config, data.platform),
         )
         self.optimizer = make_optimizer(self.model, config.learning_rate, config.weight_decay)
+        self.served = ServedModel()
+        self.last_round = 0
 
     def train(self, epochs: int, salt: int) -> FitResult:
         rng = np.random.default_rng(platform_seed(self.config, self.data.platform, salt))
@@ -85,17 +88,34 @@ class PlatformTrainer:
             seed=evaluation_seed(self.config, self.data.platform),
         )
 
-    def snapshot(self, last_round: int) -> PlatformState:
+    def validate(self, server_round: int) -> UserResults:
+        """Rank the validation items and keep the model for serving if it is the best so far."""
+        results = self.evaluate("validation")
+        if self.served.offer(server_round, results, self.model):
+            logger.debug("platform %d serves round %d", self.data.platform, server_round)
+        return results
+
+    def test(self) -> tuple[UserResults, UserResults]:
+        """Test results of the served snapshot and of the current (last global) model."""
+        current = self.evaluate("test")
+        with swapped_parameters(self.model, self.served.parameters):
+            served = self.evaluate("test")
+        return served, current
+
+    def snapshot(self, last_round: int | None = None) -> PlatformState:
         return PlatformState(
             user_tower=local_parameters(self.model),
             optimizer=self.optimizer.state_dict(),
-            last_round=last_round,
+            last_round=self.last_round if last_round is None else last_round,
+            served=self.served.to_state(),
         )
 
     def restore(self, state: PlatformState) -> None:
         load_local_parameters(self.model, state.user_tower)
         if state.optimizer is not None:
             self.optimizer.load_state_dict(state.optimizer)
+        self.served = ServedModel.from_state(state.served)
+        self.last_round = state.last_round
 
 
 def save_user_results(path: Path, results: UserResults) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.config import RunConfig
-from shared.evaluation import PROTOCOLS
+from shared.evaluation import PROTOCOLS, UserResults
 from shared.storage import atomic_write_bytes
 
 logger = logging.getLogger(__name__)
@@ -31,13 +31,24 @@ class PlatformMetrics:
     ndcg: Mapping[str, float]
 
     @classmethod
-    def from_flat(cls, metrics: Mapping[str, float | int]) -> "PlatformMetrics":
-        """From the flat metric keys a ClientApp sends (``sampled-hr``, ``full-ndcg``, ...)."""
+    def from_results(cls, platform: int, results: UserResults) -> "PlatformMetrics":
+        summary = results.summary()
+        return cls(platform, len(results.users), {p: summary[p]["hr"] for p in PROTOCOLS},
+                   {p: summary[p]["ndcg"] for p in PROTOCOLS})
+
+    def to_flat(self, prefix: str = "") -> dict[str, float]:
+        """Flat scalar metrics as a ClientApp sends them (``sampled-hr``, ``global-full-ndcg``, ...)."""
+        flat = {f"{prefix}{p}-hr": self.hr[p] for p in PROTOCOLS}
+        flat.update({f"{prefix}{p}-ndcg": self.ndcg[p] for p in PROTOCOLS})
+        return flat
+
+    @classmethod
+    def from_flat(cls, metrics: Mapping[str, float | int], prefix: str = "") -> "PlatformMetrics":
         return cls(
             platform=int(metrics["platform"]),
             users=int(metrics["num-users"]),
-            hr={p: float(metrics[f"{p}-hr"]) for p in PROTOCOLS},
-            ndcg={p: float(metrics[f"{p}-ndcg"]) for p in PROTOCOLS},
+            hr={p: float(metrics[f"{prefix}{p}-hr"]) for p in PROTOCOLS},
+            ndcg={p: float(metrics[f"{prefix}{p}-ndcg"]) for p in PROTOCOLS},
         )
 
     def block(self, k: int) -> dict[str, dict[str, float]]:
@@ -62,11 +73,14 @@ def build_summary(
     config: RunConfig,
     wall_seconds: float,
     test: Sequence[PlatformMetrics],
+    global_test: Sequence[PlatformMetrics] | None = None,
     history: Sequence[Mapping[str, Any]] = (),
     extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """``metrics`` are those of the models the platforms serve; ``global_metrics`` the last global model's."""
     k = config.top_k
     ordered = sorted(test, key=lambda p: p.platform)
+    global_ordered = sorted(global_test or test, key=lambda p: p.platform)
     summary: dict[str, Any] = {
         "mode": mode,
         "dataset": config.dataset,
@@ -77,7 +91,11 @@ def build_summary(
         "seed": config.seed,
         "wall_seconds": round(wall_seconds, 3),
         "metrics": pooled(ordered).block(k),
-        "per_platform": [{"platform": p.platform, "users": p.users, "metrics": p.block(k)} for p in ordered],
+        "global_metrics": pooled(global_ordered).block(k),
+        "per_platform": [
+            {"platform": p.platform, "users": p.users, "metrics": p.block(k), "global_metrics": g.block(k)}
+            for p, g in zip(ordered, global_ordered)
+        ],
         "history": list(history),
         "config": config.to_flat(),
     }

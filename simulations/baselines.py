@@ -6,7 +6,8 @@
   without crossfed.
 
 Both train for ``num-server-rounds x local-epochs`` epochs, the federated run's budget,
-and rank exactly the same candidate lists as the federated run.
+rank exactly the same candidate lists as the federated run, and select the model each
+platform serves the same way (best validation round, ``shared.serving``).
 """
 
 from __future__ import annotations
@@ -26,29 +27,25 @@ from shared.interactions import PlatformData, leave_last_out, pool
 from shared.platform import PlatformTrainer, evaluation_seed, save_user_results
 from shared.progress import RoundReport
 from shared.results import PlatformMetrics, build_summary, write_summary
+from shared.serving import ServedModel, swapped_parameters
 
 logger = logging.getLogger("crossfed.baselines")
 
 
 def run_local_only(config: RunConfig) -> dict[str, Any]:
     started = time.perf_counter()
-    platforms = load_platforms(config)
-    trainers = [PlatformTrainer(data, config) for data in platforms]
+    trainers = [PlatformTrainer(data, config) for data in load_platforms(config)]
     history: list[dict[str, Any]] = []
     for block in range(1, config.num_server_rounds + 1):
         losses = [trainer.train(config.local_epochs, salt=block).loss for trainer in trainers]
-        validation = [_platform_metrics(t.data.platform, t.evaluate("validation")) for t in trainers]
+        validation = [PlatformMetrics.from_results(t.data.platform, t.validate(block)) for t in trainers]
         _record(history, RoundReport(block, float(np.mean(losses)), validation, time.perf_counter() - started), config)
-    test = []
+    served, final = [], []
     for trainer in trainers:
-        results = trainer.evaluate("test")
-        save_user_results(_platform_dir(config, trainer.data.platform) / "test_per_user.npz", results)
-        test.append(_platform_metrics(trainer.data.platform, results))
-    summary = build_summary(
-        mode="local-only", config=config, wall_seconds=time.perf_counter() - started, test=test, history=history
-    )
-    write_summary(config.run_dir, summary)
-    return summary
+        served_results, final_results = trainer.test()
+        served.append(_save(config, trainer.data.platform, served_results, final_results))
+        final.append(PlatformMetrics.from_results(trainer.data.platform, final_results))
+    return _finish("local-only", config, started, served, final, history)
 
 
 def run_centralized(config: RunConfig) -> dict[str, Any]:
@@ -57,58 +54,64 @@ def run_centralized(config: RunConfig) -> dict[str, Any]:
     pooled_data, _owner = pool(list(platforms))
     trainer = PlatformTrainer(pooled_data, config)
     offsets = np.cumsum([0] + [p.num_users for p in platforms])
+    evaluators = [_PooledEvaluator(trainer, data, int(offset), config) for data, offset in zip(platforms, offsets)]
     history: list[dict[str, Any]] = []
     for block in range(1, config.num_server_rounds + 1):
         loss = trainer.train(config.local_epochs, salt=block).loss
-        validation = _evaluate_per_platform(trainer, platforms, offsets, config, "validation")
+        validation = [e.validate(block) for e in evaluators]
         _record(history, RoundReport(block, loss, validation, time.perf_counter() - started), config)
-    test = _evaluate_per_platform(trainer, platforms, offsets, config, "test", save=True)
-    summary = build_summary(
-        mode="centralized", config=config, wall_seconds=time.perf_counter() - started, test=test, history=history
-    )
+    served, final = [], []
+    for evaluator in evaluators:
+        served_results, final_results = evaluator.test()
+        served.append(_save(config, evaluator.data.platform, served_results, final_results))
+        final.append(PlatformMetrics.from_results(evaluator.data.platform, final_results))
+    return _finish("centralized", config, started, served, final, history)
+
+
+class _PooledEvaluator:
+    """One platform's view of the pooled model: its users, its candidates, its served snapshot."""
+
+    def __init__(self, trainer: PlatformTrainer, data: PlatformData, offset: int, config: RunConfig) -> None:
+        self.trainer, self.data, self.offset, self.config = trainer, data, offset, config
+        self.split = leave_last_out(data.interactions)
+        self.served = ServedModel()
+
+    def _evaluate(self, stage: str) -> UserResults:
+        model = self.trainer.model
+        model.eval()
+        return evaluate_ranking(
+            lambda users, items: model.score(users + self.offset, items), self.split, self.data.interactions,
+            stage=stage, k=self.config.top_k, eval_negatives=self.config.eval_negatives,
+            seed=evaluation_seed(self.config, self.data.platform),
+        )
+
+    def validate(self, block: int) -> PlatformMetrics:
+        results = self._evaluate("validation")
+        self.served.offer(block, results, self.trainer.model)
+        return PlatformMetrics.from_results(self.data.platform, results)
+
+    def test(self) -> tuple[UserResults, UserResults]:
+        final = self._evaluate("test")
+        with swapped_parameters(self.trainer.model, self.served.parameters):
+            served = self._evaluate("test")
+        return served, final
+
+
+def _save(config: RunConfig, platform: int, served: UserResults, final: UserResults) -> PlatformMetrics:
+    directory = Path(config.run_dir) / "platforms" / f"platform-{platform}"
+    save_user_results(directory / "test_per_user.npz", served)
+    save_user_results(directory / "test_per_user_global.npz", final)
+    return PlatformMetrics.from_results(platform, served)
+
+
+def _finish(
+    mode: str, config: RunConfig, started: float, served: list[PlatformMetrics], final: list[PlatformMetrics],
+    history: list[dict[str, Any]],
+) -> dict[str, Any]:
+    summary = build_summary(mode=mode, config=config, wall_seconds=time.perf_counter() - started, test=served,
+                            global_test=final, history=history)
     write_summary(config.run_dir, summary)
     return summary
-
-
-def _evaluate_per_platform(
-    trainer: PlatformTrainer,
-    platforms: tuple[PlatformData, ...],
-    offsets: np.ndarray,
-    config: RunConfig,
-    stage: str,
-    save: bool = False,
-) -> list[PlatformMetrics]:
-    """The pooled model ranks each platform's candidates exactly as that platform would."""
-    trainer.model.eval()
-    metrics = []
-    for data, offset in zip(platforms, offsets):
-        split = leave_last_out(data.interactions)
-
-        def score(users: torch.Tensor, items: torch.Tensor | None, offset: int = int(offset)) -> torch.Tensor:
-            return trainer.model.score(users + offset, items)
-
-        results = evaluate_ranking(
-            score, split, data.interactions, stage=stage, k=config.top_k,
-            eval_negatives=config.eval_negatives, seed=evaluation_seed(config, data.platform),
-        )
-        if save:
-            save_user_results(_platform_dir(config, data.platform) / "test_per_user.npz", results)
-        metrics.append(_platform_metrics(data.platform, results))
-    return metrics
-
-
-def _platform_metrics(platform: int, results: UserResults) -> PlatformMetrics:
-    summary = results.summary()
-    return PlatformMetrics(
-        platform=platform,
-        users=len(results.users),
-        hr={p: v["hr"] for p, v in summary.items()},
-        ndcg={p: v["ndcg"] for p, v in summary.items()},
-    )
-
-
-def _platform_dir(config: RunConfig, platform: int) -> Path:
-    return Path(config.run_dir) / "platforms" / f"platform-{platform}"
 
 
 def _record(history: list[dict[str, Any]], report: RoundReport, config: RunConfig) -> None:

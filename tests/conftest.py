@@ -14,10 +14,13 @@ from shared.data.features import EncodedDataset, EncodedFeature
 
 @pytest.fixture(scope="session")
 def movielens_dir() -> Path:
-    value = os.environ.get("CROSSFED_DATA_DIR")
-    if not value:
-        pytest.skip("CROSSFED_DATA_DIR is not set; point it at a MovieLens-100K directory")
-    return Path(value)
+    """``CROSSFED_DATA_DIR`` if set, else the download cache (fetched once if the network allows)."""
+    from shared.data.movielens import DatasetUnavailableError, resolve_data_dir
+
+    try:
+        return resolve_data_dir(os.environ.get("CROSSFED_DATA_DIR") or None)
+    except DatasetUnavailableError as error:
+        pytest.skip(f"MovieLens-100K unavailable: {error}")
 
 
 def make_dataset(num_users: int = 40, num_items: int = 30, per_user: int = 8, seed: int = 0) -> EncodedDataset:

@@ -17,7 +17,8 @@ from simulations.federated import run_federated
 
 ALLOWED_METRICS = {
     "platform", "num-examples", "train-loss", "train-seconds", "pairs-per-second", "num-users",
-    "sampled-hr", "sampled-ndcg", "full-hr", "full-ndcg",
+    "sampled-hr", "sampled-ndcg", "full-hr", "full-ndcg", "served-round",
+    "global-sampled-hr", "global-sampled-ndcg", "global-full-hr", "global-full-ndcg",
 }
 
 
