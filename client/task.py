@@ -80,14 +80,12 @@ def train(message: Message, context: Context) -> tuple[PlatformTrainer, dict[str
 
 
 def evaluate(message: Message, context: Context) -> dict[str, float | int]:
-    """Validation: rank, keep the best snapshot for serving. Test: the served and the global model."""
+    """Validation: the current model. Test: the model the platform serves and the global model."""
     trainer, directory, _config = open_trainer(message, context)
     stage = str(message.content["config"].get("stage", "validation"))
-    server_round = int(message.content["config"]["server-round"])
     platform = trainer.data.platform
     if stage == "validation":
-        results = trainer.validate(server_round)
-        trainer.snapshot().save(directory)
+        results = trainer.evaluate("validation")
         metrics = PlatformMetrics.from_results(platform, results).to_flat()
     else:
         served, current = trainer.test()
@@ -96,7 +94,6 @@ def evaluate(message: Message, context: Context) -> dict[str, float | int]:
         metrics = {
             **PlatformMetrics.from_results(platform, served).to_flat(),
             **PlatformMetrics.from_results(platform, current).to_flat(prefix="global-"),
-            "served-round": trainer.served.round,
         }
         results = served
     return {"platform": platform, "num-users": len(results.users), **metrics}

@@ -54,6 +54,7 @@ class RunConfig:
     server_learning_rate: float = 1.0
     server_momentum: float = 0.0
     resume: bool = False
+    finetune_epochs: int = 0
     # Evaluation
     eval_negatives: int = 99
     top_k: int = 10
@@ -124,6 +125,7 @@ class RunConfig:
         )
         _check(self.server_learning_rate > 0, "server-learning-rate", self.server_learning_rate, "a number > 0")
         _check(0 <= self.server_momentum < 1, "server-momentum", self.server_momentum, "a number in [0, 1)")
+        _check(self.finetune_epochs >= 0, "finetune-epochs", self.finetune_epochs, "an integer >= 0")
         _check(self.eval_negatives >= 1, "eval-negatives", self.eval_negatives, "an integer >= 1")
         _check(self.top_k >= 1, "top-k", self.top_k, "an integer >= 1")
 

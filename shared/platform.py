@@ -17,7 +17,7 @@ from shared.data.features import EncodedFeature
 from shared.evaluation import UserResults, evaluate_ranking
 from shared.interactions import LeaveLastOutSplit, PlatformData, leave_last_out
 from shared.model import Recommender
-from shared.serving import ServedModel, swapped_parameters
+from shared.serving import fine_tuned_copy
 from shared.sharing import load_local_parameters, local_parameters
 from shared.state import PlatformState
 from shared.training import FitResult, fit, make_optimizer
@@ -70,7 +70,6 @@ class PlatformTrainer:
             seed=platform_seed(config, data.platform),
         )
         self.optimizer = make_optimizer(self.model, config.learning_rate, config.weight_decay)
-        self.served = ServedModel()
         self.last_round = 0
 
     def train(self, epochs: int, salt: int) -> FitResult:
@@ -80,41 +79,42 @@ class PlatformTrainer:
             epochs=epochs, batch_size=self.config.batch_size, negatives=self.config.negatives, rng=rng,
         )
 
-    def evaluate(self, stage: str) -> UserResults:
-        self.model.eval()
+    def evaluate(self, stage: str, model: Recommender | None = None) -> UserResults:
+        model = model or self.model
+        model.eval()
         return evaluate_ranking(
-            self.model.score, self.split, self.data.interactions,
+            model.score, self.split, self.data.interactions,
             stage=stage, k=self.config.top_k, eval_negatives=self.config.eval_negatives,
             seed=evaluation_seed(self.config, self.data.platform),
         )
 
-    def validate(self, server_round: int) -> UserResults:
-        """Rank the validation items and keep the model for serving if it is the best so far."""
-        results = self.evaluate("validation")
-        if self.served.offer(server_round, results, self.model):
-            logger.debug("platform %d serves round %d", self.data.platform, server_round)
-        return results
-
     def test(self) -> tuple[UserResults, UserResults]:
-        """Test results of the served snapshot and of the current (last global) model."""
+        """Test results of the model the platform serves and of the global model.
+
+        They differ only with ``finetune-epochs > 0``: then the platform serves a private
+        copy fine-tuned on its own data (``shared.serving``).
+        """
         current = self.evaluate("test")
-        with swapped_parameters(self.model, self.served.parameters):
-            served = self.evaluate("test")
-        return served, current
+        if self.config.finetune_epochs == 0:
+            return current, current
+        private = fine_tuned_copy(
+            self.model, self.split.train, epochs=self.config.finetune_epochs,
+            learning_rate=self.config.learning_rate, batch_size=self.config.batch_size,
+            negatives=self.config.negatives, rng=np.random.default_rng(platform_seed(self.config, self.data.platform, 7)),
+        )
+        return self.evaluate("test", model=private), current
 
     def snapshot(self, last_round: int | None = None) -> PlatformState:
         return PlatformState(
             user_tower=local_parameters(self.model),
             optimizer=self.optimizer.state_dict(),
             last_round=self.last_round if last_round is None else last_round,
-            served=self.served.to_state(),
         )
 
     def restore(self, state: PlatformState) -> None:
         load_local_parameters(self.model, state.user_tower)
         if state.optimizer is not None:
             self.optimizer.load_state_dict(state.optimizer)
-        self.served = ServedModel.from_state(state.served)
         self.last_round = state.last_round
 
 

@@ -1,8 +1,7 @@
 """A platform's local state as one serialisable object, kept on the platform's own disk.
 
 Holds what must survive a SuperNode restart: the user tower (never sent anywhere),
-the optimizer, the last round trained, the served snapshot (``shared.serving``) and,
-with differential privacy, the ledger.
+the optimizer, the last round trained and, with differential privacy, the ledger.
 """
 
 from __future__ import annotations
@@ -22,7 +21,6 @@ class PlatformState:
     optimizer: dict[str, Any] | None = None
     last_round: int = 0
     ledger: dict[str, Any] | None = None
-    served: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def save(self, directory: str | Path) -> Path:

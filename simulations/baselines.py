@@ -6,8 +6,7 @@
   without crossfed.
 
 Both train for ``num-server-rounds x local-epochs`` epochs, the federated run's budget,
-rank exactly the same candidate lists as the federated run, and select the model each
-platform serves the same way (best validation round, ``shared.serving``).
+and rank exactly the same candidate lists as the federated run.
 """
 
 from __future__ import annotations
@@ -27,7 +26,6 @@ from shared.interactions import PlatformData, leave_last_out, pool
 from shared.platform import PlatformTrainer, evaluation_seed, save_user_results
 from shared.progress import RoundReport
 from shared.results import PlatformMetrics, build_summary, write_summary
-from shared.serving import ServedModel, swapped_parameters
 
 logger = logging.getLogger("crossfed.baselines")
 
@@ -38,7 +36,7 @@ def run_local_only(config: RunConfig) -> dict[str, Any]:
     history: list[dict[str, Any]] = []
     for block in range(1, config.num_server_rounds + 1):
         losses = [trainer.train(config.local_epochs, salt=block).loss for trainer in trainers]
-        validation = [PlatformMetrics.from_results(t.data.platform, t.validate(block)) for t in trainers]
+        validation = [PlatformMetrics.from_results(t.data.platform, t.evaluate("validation")) for t in trainers]
         _record(history, RoundReport(block, float(np.mean(losses)), validation, time.perf_counter() - started), config)
     served, final = [], []
     for trainer in trainers:
@@ -69,12 +67,11 @@ def run_centralized(config: RunConfig) -> dict[str, Any]:
 
 
 class _PooledEvaluator:
-    """One platform's view of the pooled model: its users, its candidates, its served snapshot."""
+    """One platform's view of the pooled model: its users and its candidate lists."""
 
     def __init__(self, trainer: PlatformTrainer, data: PlatformData, offset: int, config: RunConfig) -> None:
         self.trainer, self.data, self.offset, self.config = trainer, data, offset, config
         self.split = leave_last_out(data.interactions)
-        self.served = ServedModel()
 
     def _evaluate(self, stage: str) -> UserResults:
         model = self.trainer.model
@@ -86,15 +83,11 @@ class _PooledEvaluator:
         )
 
     def validate(self, block: int) -> PlatformMetrics:
-        results = self._evaluate("validation")
-        self.served.offer(block, results, self.trainer.model)
-        return PlatformMetrics.from_results(self.data.platform, results)
+        return PlatformMetrics.from_results(self.data.platform, self._evaluate("validation"))
 
     def test(self) -> tuple[UserResults, UserResults]:
         final = self._evaluate("test")
-        with swapped_parameters(self.trainer.model, self.served.parameters):
-            served = self._evaluate("test")
-        return served, final
+        return final, final
 
 
 def _save(config: RunConfig, platform: int, served: UserResults, final: UserResults) -> PlatformMetrics:

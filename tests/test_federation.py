@@ -17,7 +17,7 @@ from simulations.federated import run_federated
 
 ALLOWED_METRICS = {
     "platform", "num-examples", "train-loss", "train-seconds", "pairs-per-second", "num-users",
-    "sampled-hr", "sampled-ndcg", "full-hr", "full-ndcg", "served-round",
+    "sampled-hr", "sampled-ndcg", "full-hr", "full-ndcg",
     "global-sampled-hr", "global-sampled-ndcg", "global-full-hr", "global-full-ndcg",
 }
 
