@@ -16,8 +16,8 @@ def build_app(mods: Sequence[Mod] = ()) -> ClientApp:
 
     @client_app.train()
     def train(message: Message, context: Context) -> Message:
-        trainer, metrics = task.train(message, context)
-        return build_reply(message, metrics, model=trainer.model)
+        trainer, metrics, trained = task.train(message, context)
+        return build_reply(message, metrics, model=trainer.model if trained else None)
 
     @client_app.evaluate()
     def evaluate(message: Message, context: Context) -> Message:

@@ -5,6 +5,7 @@ The handlers in ``client_app`` only read their configuration and call these.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,12 +18,15 @@ from shared.config import RunConfig
 from shared.datasets import load_platforms
 from shared.interactions import PlatformData
 from shared.platform import PlatformTrainer, save_user_results
+from shared.privacy import BudgetExceeded
 from shared.records import from_array_record
 from shared.results import PlatformMetrics
 from shared.sharing import load_shared_arrays
 from shared.state import PlatformState
 
 logger = logging.getLogger(__name__)
+
+LOCAL_METRICS_FILE = "metrics.jsonl"
 
 
 def platform_config(message: Message, context: Context) -> RunConfig:
@@ -63,26 +67,45 @@ def open_trainer(message: Message, context: Context) -> tuple[PlatformTrainer, P
     return trainer, directory, config
 
 
-def train(message: Message, context: Context) -> tuple[PlatformTrainer, dict[str, float | int]]:
+def train(message: Message, context: Context) -> tuple[PlatformTrainer, dict[str, float | int], bool]:
+    """One local round. Returns the trainer, the metrics to send, and whether it trained.
+
+    A platform whose next round would exceed its privacy budget declines: it trains
+    nothing and sends no parameters, only its status.
+    """
     trainer, directory, config = open_trainer(message, context)
     server_round = int(message.content["config"]["server-round"])
-    result = trainer.train(config.local_epochs, salt=server_round)
+    platform = trainer.data.platform
+    try:
+        result = trainer.train(config.local_epochs, salt=server_round)
+    except BudgetExceeded as refusal:
+        logger.warning("%s: declining round %d", refusal, server_round)
+        return trainer, {"platform": platform, "declined": 1, **privacy_metrics(trainer)}, False
     trainer.snapshot(server_round).save(directory)
-    logger.info("platform %d round %d: loss %.4f", trainer.data.platform, server_round, result.loss)
+    record_locally(directory, {"round": server_round, "stage": "train", "loss": result.loss,
+                               "seconds": result.seconds, "pairs-per-second": result.pairs_per_second})
+    if trainer.ledger is not None:
+        # Under DP only values derived from public settings leave: equal weights, no loss, no timings.
+        return trainer, {"platform": platform, "num-examples": 1, "declined": 0, **privacy_metrics(trainer)}, True
     metrics = {
-        "platform": trainer.data.platform,
+        "platform": platform,
         "num-examples": result.positives,
         "train-loss": result.loss,
         "train-seconds": result.seconds,
         "pairs-per-second": result.pairs_per_second,
     }
-    return trainer, metrics
+    return trainer, metrics, True
 
 
 def evaluate(message: Message, context: Context) -> dict[str, float | int]:
-    """Validation: the current model. Test: the model the platform serves and the global model."""
+    """Validation: the current model. Test: the model the platform serves and the global model.
+
+    The platform always keeps its own figures (``metrics.jsonl`` in its directory). Without
+    DP it sends their platform-level means; under DP it sends none of them.
+    """
     trainer, directory, _config = open_trainer(message, context)
     stage = str(message.content["config"].get("stage", "validation"))
+    server_round = int(message.content["config"]["server-round"])
     platform = trainer.data.platform
     if stage == "validation":
         results = trainer.evaluate("validation")
@@ -96,4 +119,23 @@ def evaluate(message: Message, context: Context) -> dict[str, float | int]:
             **PlatformMetrics.from_results(platform, current).to_flat(prefix="global-"),
         }
         results = served
-    return {"platform": platform, "num-users": len(results.users), **metrics}
+    local = {"platform": platform, "num-users": len(results.users), **metrics}
+    record_locally(directory, {"round": server_round, "stage": stage, **local})
+    if trainer.ledger is not None:
+        return {"platform": platform, **privacy_metrics(trainer)}
+    return local
+
+
+def privacy_metrics(trainer: PlatformTrainer) -> dict[str, float]:
+    """Epsilon spent and the noise: functions of the public configuration and the platform's size."""
+    ledger = trainer.ledger
+    if ledger is None:
+        return {}
+    return {"epsilon": ledger.epsilon(), "noise-multiplier": ledger.noise_multiplier or 0.0, "delta": ledger.delta}
+
+
+def record_locally(directory: Path, entry: dict[str, Any]) -> None:
+    """Append to the platform's own metrics log; it never leaves the platform."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / LOCAL_METRICS_FILE, "a") as stream:
+        stream.write(json.dumps(entry) + "\n")

@@ -59,14 +59,24 @@ def run_federation(grid: Grid, config: RunConfig) -> dict[str, Any]:
         record = to_array_record(arrays)
         messages = strategy.configure_train(server_round, record, ConfigRecord(dict(round_config)), grid)
         replies = _successful(grid.send_and_receive(messages), "train", server_round)
-        _require(len(replies), config, f"round {server_round} training")
-        aggregated, _ = strategy.aggregate_train(server_round, replies)
+        trained = [reply for reply in replies if "arrays" in reply.content]
+        declined = [int(r.content["metrics"]["platform"]) for r in replies if "arrays" not in r.content]
+        if declined:
+            logger.warning("round %d: platforms %s declined to train: privacy budget spent", server_round, declined)
+        if len(trained) < config.min_platforms:
+            if declined:
+                logger.warning("round %d: %d platform(s) left with budget, fewer than min-platforms = %d; "
+                               "stopping after round %d", server_round, len(trained), config.min_platforms,
+                               server_round - 1)
+                break
+            _require(len(trained), config, f"round {server_round} training")
+        aggregated, _ = strategy.aggregate_train(server_round, trained)
         if aggregated is None:
             raise FederationError(f"round {server_round}: aggregation produced no parameters")
         arrays = from_array_record(aggregated)
-        train_loss = _weighted_loss(replies)
         validation = evaluate_platforms(grid, arrays, round_config, server_round, "validation", config)
-        report = RoundReport(server_round, train_loss, validation, time.perf_counter() - started)
+        report = RoundReport(server_round, _weighted_loss(trained), validation, time.perf_counter() - started,
+                             epsilon=_epsilon(replies), declined=declined)
         history.append(report.as_dict())
         report.log(config)
         Checkpoint(
@@ -79,6 +89,7 @@ def run_federation(grid: Grid, config: RunConfig) -> dict[str, Any]:
     summary = build_summary(
         mode="federated", config=config, wall_seconds=time.perf_counter() - started,
         test=_platform_metrics(replies), global_test=_platform_metrics(replies, prefix="global-"), history=history,
+        extra={"privacy": privacy_block(config, replies)} if config.private else None,
     )
     write_summary(config.run_dir, summary)
     return summary
@@ -109,7 +120,29 @@ def request_evaluation(
 
 
 def _platform_metrics(replies: list[Message], prefix: str = "") -> list[PlatformMetrics]:
-    return sorted((PlatformMetrics.from_flat(r.content["metrics"], prefix) for r in replies), key=lambda m: m.platform)
+    """Metrics of the replies that carry them (none do under DP: platforms keep them)."""
+    carrying = [r for r in replies if f"{prefix}sampled-hr" in r.content["metrics"]]
+    return sorted((PlatformMetrics.from_flat(r.content["metrics"], prefix) for r in carrying), key=lambda m: m.platform)
+
+
+def privacy_block(config: RunConfig, replies: list[Message]) -> dict[str, Any]:
+    """The results contract's ``privacy`` block, from what the platforms report."""
+    metrics = [r.content["metrics"] for r in replies]
+    return {
+        "unit": config.privacy_unit,
+        "epsilon": {str(int(m["platform"])): float(m["epsilon"]) for m in metrics if "epsilon" in m},
+        "epsilon_budget": config.epsilon,
+        "delta": config.delta,
+        "noise_multiplier": {str(int(m["platform"])): float(m["noise-multiplier"]) for m in metrics
+                             if "noise-multiplier" in m},
+        "clip": config.clip_norm,
+        "accountant": config.accountant,
+    }
+
+
+def _epsilon(replies: list[Message]) -> dict[int, float]:
+    return {int(r.content["metrics"]["platform"]): float(r.content["metrics"]["epsilon"])
+            for r in replies if "epsilon" in r.content["metrics"]}
 
 
 def _successful(replies: Iterable[Message], what: str, server_round: int) -> list[Message]:
@@ -131,6 +164,8 @@ def _require(count: int, config: RunConfig, what: str) -> None:
 
 
 def _weighted_loss(replies: list[Message]) -> float:
-    pairs = [(float(r.content["metrics"]["train-loss"]), float(r.content["metrics"]["num-examples"])) for r in replies]
+    """Example-weighted training loss; NaN under DP, where platforms do not send it."""
+    pairs = [(float(r.content["metrics"]["train-loss"]), float(r.content["metrics"]["num-examples"]))
+             for r in replies if "train-loss" in r.content["metrics"]]
     total = sum(weight for _, weight in pairs)
     return sum(loss * weight for loss, weight in pairs) / total if total else float("nan")

@@ -16,6 +16,8 @@ from typing import Any
 PARTITION_SCHEMES = ("natural", "dirichlet", "iid", "overlap")
 SERVER_OPTIMIZERS = ("fedavg", "fedavgm", "fedadam")
 MODES = ("federated", "centralized", "local-only")
+PRIVACY_UNITS = ("none", "user", "interaction")
+ACCOUNTANTS = ("rdp", "prv")
 
 
 class ConfigError(ValueError):
@@ -40,6 +42,7 @@ class RunConfig:
     # Model
     embedding_dim: int = 32
     mlp_layers: str = "64,32,16"
+    item_id_embedding: bool = True
     # Local training
     local_epochs: int = 1
     batch_size: int = 256
@@ -55,6 +58,17 @@ class RunConfig:
     server_momentum: float = 0.0
     resume: bool = False
     finetune_epochs: int = 0
+    # Differential privacy (shared.privacy)
+    privacy_unit: str = "none"
+    epsilon: float = 8.0
+    delta: float = 1e-5
+    noise_multiplier: float = 0.0
+    clip_norm: float = 1.0
+    user_batch: int = 64
+    bag_positives: int = 32
+    refresh_steps: int = 3
+    refresh_learning_rate: float = 0.5
+    accountant: str = "rdp"
     # Evaluation
     eval_negatives: int = 99
     top_k: int = 10
@@ -85,6 +99,10 @@ class RunConfig:
         config = dataclasses.replace(self, **changes)
         config.validate()
         return config
+
+    @property
+    def private(self) -> bool:
+        return self.privacy_unit != "none"
 
     def to_flat(self) -> dict[str, Any]:
         """The Flower-style flat mapping (``foo-bar`` keys), e.g. for a ConfigRecord."""
@@ -126,6 +144,16 @@ class RunConfig:
         _check(self.server_learning_rate > 0, "server-learning-rate", self.server_learning_rate, "a number > 0")
         _check(0 <= self.server_momentum < 1, "server-momentum", self.server_momentum, "a number in [0, 1)")
         _check(self.finetune_epochs >= 0, "finetune-epochs", self.finetune_epochs, "an integer >= 0")
+        _check(self.privacy_unit in PRIVACY_UNITS, "privacy-unit", self.privacy_unit, f"one of {PRIVACY_UNITS}")
+        _check(self.epsilon > 0, "epsilon", self.epsilon, "a number > 0")
+        _check(0 < self.delta < 1, "delta", self.delta, "a number in (0, 1)")
+        _check(self.noise_multiplier >= 0, "noise-multiplier", self.noise_multiplier, "a number >= 0 (0 = calibrate)")
+        _check(self.clip_norm > 0, "clip-norm", self.clip_norm, "a number > 0")
+        _check(self.user_batch >= 1, "user-batch", self.user_batch, "an integer >= 1")
+        _check(self.bag_positives >= 1, "bag-positives", self.bag_positives, "an integer >= 1")
+        _check(self.refresh_steps >= 0, "refresh-steps", self.refresh_steps, "an integer >= 0")
+        _check(self.refresh_learning_rate > 0, "refresh-learning-rate", self.refresh_learning_rate, "a number > 0")
+        _check(self.accountant in ACCOUNTANTS, "accountant", self.accountant, f"one of {ACCOUNTANTS}")
         _check(self.eval_negatives >= 1, "eval-negatives", self.eval_negatives, "an integer >= 1")
         _check(self.top_k >= 1, "top-k", self.top_k, "an integer >= 1")
 

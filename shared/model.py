@@ -47,10 +47,15 @@ class SharedScorer(nn.Module):
     """Item tower, interaction layer and prediction layer: everything a federation shares."""
 
     def __init__(
-        self, num_items: int, item_features: dict[str, EncodedFeature], dim: int, mlp_layers: Sequence[int]
+        self,
+        num_items: int,
+        item_features: dict[str, EncodedFeature],
+        dim: int,
+        mlp_layers: Sequence[int],
+        item_ids: bool = True,
     ) -> None:
         super().__init__()
-        self.item_tower = Tower(num_items, item_features, 2 * dim)
+        self.item_tower = Tower(num_items, item_features, 2 * dim, use_ids=item_ids)
         self.interaction = InteractionLayer(dim, mlp_layers)
         self.prediction = nn.Linear(self.interaction.output_dim, 1)
 
@@ -80,10 +85,11 @@ class Recommender(nn.Module):
         item_features: dict[str, EncodedFeature],
         dim: int = 32,
         mlp_layers: Sequence[int] = (64, 32, 16),
+        item_ids: bool = True,
     ) -> None:
         super().__init__()
         self.user_tower = Tower(num_users, user_features, 2 * dim)
-        self.shared = SharedScorer(num_items, item_features, dim, mlp_layers)
+        self.shared = SharedScorer(num_items, item_features, dim, mlp_layers, item_ids)
 
     def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         return self.shared(self.user_tower(users), items)

@@ -12,11 +12,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from shared.config import RunConfig
+from shared.config import ConfigError, RunConfig
 from shared.data.features import EncodedFeature
 from shared.evaluation import UserResults, evaluate_ranking
 from shared.interactions import LeaveLastOutSplit, PlatformData, leave_last_out
 from shared.model import Recommender
+from shared.privacy.dp_sgd import plan, private_parameters, train_private_round
+from shared.privacy.ledger import BudgetExceeded, PrivacyLedger
 from shared.serving import fine_tuned_copy
 from shared.sharing import load_local_parameters, local_parameters
 from shared.state import PlatformState
@@ -42,6 +44,7 @@ def build_model(
         item_features=item_features,
         dim=config.embedding_dim,
         mlp_layers=config.mlp_layer_sizes,
+        item_ids=config.item_id_embedding,
     )
 
 
@@ -69,15 +72,46 @@ class PlatformTrainer:
             config, data.num_items, data.item_features, data.num_users, data.user_features,
             seed=platform_seed(config, data.platform),
         )
-        self.optimizer = make_optimizer(self.model, config.learning_rate, config.weight_decay)
         self.last_round = 0
+        self.ledger: PrivacyLedger | None = None
+        if config.private:
+            self.ledger = PrivacyLedger(config.privacy_unit, config.epsilon, config.delta, config.accountant)
+            parameters = private_parameters(self.model, config.privacy_unit)
+            self.optimizer = torch.optim.Adam(parameters, lr=config.learning_rate, weight_decay=config.weight_decay)
+        else:
+            self.optimizer = make_optimizer(self.model, config.learning_rate, config.weight_decay)
 
     def train(self, epochs: int, salt: int) -> FitResult:
+        """One round of local training; private when the run config asks for a privacy unit.
+
+        Raises :class:`BudgetExceeded` (and trains nothing) when a private round would take
+        the platform past its epsilon budget.
+        """
         rng = np.random.default_rng(platform_seed(self.config, self.data.platform, salt))
+        if self.ledger is not None:
+            return self._train_private(rng)
         return fit(
             self.model, self.optimizer, self.split.train,
             epochs=epochs, batch_size=self.config.batch_size, negatives=self.config.negatives, rng=rng,
         )
+
+    def _train_private(self, rng: np.random.Generator) -> FitResult:
+        assert self.ledger is not None
+        step_plan = plan(self.config, self.split.train)
+        units = self.split.train.num_users if self.config.privacy_unit == "user" else len(self.split.train)
+        if self.ledger.delta >= 1.0 / units:
+            raise ConfigError(
+                f"config key 'delta' = {self.ledger.delta} is out of range: expected well below 1/n = {1 / units:.2e} "
+                f"(n = {units} privacy units on platform {self.data.platform})"
+            )
+        self.ledger.calibrate(step_plan.sample_rate, step_plan.steps_per_round, self.config.num_server_rounds,
+                              self.config.noise_multiplier)
+        if not self.ledger.can_train_round():
+            raise BudgetExceeded(
+                f"platform {self.data.platform}: another round would spend epsilon "
+                f"{self.ledger.epsilon(self.ledger.steps_per_round or 0):.3f} > budget {self.ledger.budget}"
+            )
+        return train_private_round(self.model, self.optimizer, self.split.train, self.ledger, self.config, rng)
 
     def evaluate(self, stage: str, model: Recommender | None = None) -> UserResults:
         model = model or self.model
@@ -109,6 +143,7 @@ class PlatformTrainer:
             user_tower=local_parameters(self.model),
             optimizer=self.optimizer.state_dict(),
             last_round=self.last_round if last_round is None else last_round,
+            ledger=self.ledger.to_state() if self.ledger is not None else None,
         )
 
     def restore(self, state: PlatformState) -> None:
@@ -116,6 +151,8 @@ class PlatformTrainer:
         if state.optimizer is not None:
             self.optimizer.load_state_dict(state.optimizer)
         self.last_round = state.last_round
+        if state.ledger is not None:
+            self.ledger = PrivacyLedger.from_state(state.ledger)
 
 
 def save_user_results(path: Path, results: UserResults) -> None:

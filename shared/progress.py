@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from shared.config import RunConfig
@@ -14,37 +15,48 @@ logger = logging.getLogger("crossfed.progress")
 
 @dataclass(frozen=True)
 class RoundReport:
-    """Validation metrics after a round (or, for baselines, after the same number of epochs)."""
+    """What is known after a round: validation metrics (absent under DP), epsilon spent, refusals."""
 
     server_round: int
     train_loss: float
     validation: list[PlatformMetrics]
     elapsed: float
+    epsilon: Mapping[int, float] = field(default_factory=dict)
+    declined: Sequence[int] = ()
 
     def as_dict(self) -> dict[str, Any]:
-        overall = pooled(self.validation)
-        return {
-            "round": self.server_round,
-            "train_loss": self.train_loss,
-            "validation": {
+        entry: dict[str, Any] = {"round": self.server_round, "train_loss": self.train_loss,
+                                 "elapsed_seconds": round(self.elapsed, 2)}
+        if self.validation:
+            overall = pooled(self.validation)
+            entry["validation"] = {
                 "sampled_hr": overall.hr["sampled"], "sampled_ndcg": overall.ndcg["sampled"],
                 "full_hr": overall.hr["full"], "full_ndcg": overall.ndcg["full"],
-            },
-            "per_platform": {
+            }
+            entry["per_platform"] = {
                 str(p.platform): {"sampled_hr": p.hr["sampled"], "sampled_ndcg": p.ndcg["sampled"]}
                 for p in self.validation
-            },
-            "elapsed_seconds": round(self.elapsed, 2),
-        }
+            }
+        if self.epsilon:
+            entry["epsilon"] = {str(p): e for p, e in sorted(self.epsilon.items())}
+        if self.declined:
+            entry["declined"] = sorted(self.declined)
+        return entry
 
     def log(self, config: RunConfig) -> None:
-        k = config.top_k
-        overall = pooled(self.validation)
-        per_platform = " ".join(
-            f"p{p.platform} {p.hr['sampled']:.3f}/{p.ndcg['sampled']:.3f}" for p in self.validation
-        )
-        logger.info(
-            "round %3d/%d | loss %.4f | val HR@%d %.4f NDCG@%d %.4f (full %.4f/%.4f) | per platform HR/NDCG: %s | %6.1fs",
-            self.server_round, config.num_server_rounds, self.train_loss, k, overall.hr["sampled"], k,
-            overall.ndcg["sampled"], overall.hr["full"], overall.ndcg["full"], per_platform, self.elapsed,
-        )
+        parts = [f"round {self.server_round:3d}/{config.num_server_rounds}"]
+        if self.train_loss == self.train_loss:  # not NaN: platforms sent their loss
+            parts.append(f"loss {self.train_loss:.4f}")
+        if self.validation:
+            k = config.top_k
+            overall = pooled(self.validation)
+            parts.append(f"val HR@{k} {overall.hr['sampled']:.4f} NDCG@{k} {overall.ndcg['sampled']:.4f} "
+                         f"(full {overall.hr['full']:.4f}/{overall.ndcg['full']:.4f})")
+            parts.append("per platform HR/NDCG: " + " ".join(
+                f"p{p.platform} {p.hr['sampled']:.3f}/{p.ndcg['sampled']:.3f}" for p in self.validation))
+        if self.epsilon:
+            parts.append("ε " + " ".join(f"p{p}={e:.2f}" for p, e in sorted(self.epsilon.items())))
+        if self.declined:
+            parts.append(f"declined (budget spent): {sorted(self.declined)}")
+        parts.append(f"{self.elapsed:6.1f}s")
+        logger.info(" | ".join(parts))

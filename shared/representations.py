@@ -67,21 +67,28 @@ class FeatureEmbedding(nn.Module):
 
 
 class Tower(nn.Module):
-    """``id embedding + feature embeddings`` -> a ``dim``-wide vector per row."""
+    """``id embedding + feature embeddings`` -> a ``dim``-wide vector per row.
 
-    def __init__(self, num_ids: int, features: dict[str, EncodedFeature], dim: int) -> None:
+    ``use_ids=False`` drops the id embedding: rows are then described by their features
+    alone. Under differential privacy this keeps the noisy shared part small (public
+    item features carry the item side).
+    """
+
+    def __init__(self, num_ids: int, features: dict[str, EncodedFeature], dim: int, use_ids: bool = True) -> None:
         super().__init__()
-        self.ids = nn.Embedding(num_ids, dim)
-        nn.init.normal_(self.ids.weight, std=EMBEDDING_INIT_STD)
+        self.num_ids = num_ids
+        self.ids = nn.Embedding(num_ids, dim) if use_ids else None
+        if self.ids is not None:
+            nn.init.normal_(self.ids.weight, std=EMBEDDING_INIT_STD)
         self.features = FeatureEmbedding(features, dim)
-
-    @property
-    def num_ids(self) -> int:
-        return self.ids.num_embeddings
+        if self.ids is None and not features:
+            raise ValueError("a tower without id embeddings needs at least one feature")
 
     def forward(self, rows: torch.Tensor) -> torch.Tensor:
-        vectors = self.ids(rows)
         features = self.features(rows)
+        if self.ids is None:
+            return features
+        vectors = self.ids(rows)
         return vectors if features is None else vectors + features
 
 

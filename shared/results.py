@@ -57,6 +57,8 @@ class PlatformMetrics:
 
 def pooled(platforms: Sequence[PlatformMetrics]) -> PlatformMetrics:
     """User-weighted mean over platforms: the metric over all test users."""
+    if not platforms:
+        raise ValueError("no platform metrics to pool")
     users = sum(p.users for p in platforms)
     weight = [p.users / users if users else 0.0 for p in platforms]
     return PlatformMetrics(
@@ -90,8 +92,8 @@ def build_summary(
         "local_epochs": config.local_epochs,
         "seed": config.seed,
         "wall_seconds": round(wall_seconds, 3),
-        "metrics": pooled(ordered).block(k),
-        "global_metrics": pooled(global_ordered).block(k),
+        "metrics": pooled(ordered).block(k) if ordered else None,
+        "global_metrics": pooled(global_ordered).block(k) if global_ordered else None,
         "per_platform": [
             {"platform": p.platform, "users": p.users, "metrics": p.block(k), "global_metrics": g.block(k)}
             for p, g in zip(ordered, global_ordered)

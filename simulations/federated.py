@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+from pathlib import Path
 from collections.abc import Sequence
 from typing import Any
 
@@ -11,8 +13,10 @@ from flwr.clientapp.typing import Mod
 
 from client.client_app import build_app as build_client_app
 from server.server_app import build_app as build_server_app
+from client.task import LOCAL_METRICS_FILE
 from shared.config import RunConfig
-from shared.results import read_summary
+from shared.progress import RoundReport
+from shared.results import PlatformMetrics, build_summary, read_summary, write_summary
 
 logger = logging.getLogger(__name__)
 
@@ -48,4 +52,36 @@ def run_federated(config: RunConfig, cpus: int | None = None, client_mods: Seque
         num_supernodes=config.num_platforms,
         backend_config=backend_config,
     )
-    return read_summary(config.run_dir)
+    summary = read_summary(config.run_dir)
+    if summary["metrics"] is None:
+        summary = with_platform_reported_metrics(summary, config)
+        write_summary(config.run_dir, summary)
+    return summary
+
+
+def with_platform_reported_metrics(summary: dict[str, Any], config: RunConfig) -> dict[str, Any]:
+    """Fill in the metrics each platform kept to itself (under DP none are sent).
+
+    Only a simulation can do this - the researcher owns every platform's disk here. In a
+    deployment each operator reads their own ``metrics.jsonl``.
+    """
+    entries = {}
+    for platform in range(config.num_platforms):
+        path = Path(config.run_dir) / "platforms" / f"platform-{platform}" / LOCAL_METRICS_FILE
+        entries[platform] = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    test = [e for lines in entries.values() for e in lines if e["stage"] == "test"]
+    rebuilt = build_summary(
+        mode=summary["mode"], config=config, wall_seconds=summary["wall_seconds"],
+        test=[PlatformMetrics.from_flat(e) for e in test],
+        global_test=[PlatformMetrics.from_flat(e, prefix="global-") for e in test],
+        history=summary["history"],
+    )
+    for round_entry in rebuilt["history"]:
+        validation = [PlatformMetrics.from_flat(e) for lines in entries.values() for e in lines
+                      if e["stage"] == "validation" and e["round"] == round_entry["round"]]
+        if validation:
+            measured = RoundReport(round_entry["round"], float("nan"), validation, 0.0).as_dict()
+            round_entry.update(validation=measured["validation"], per_platform=measured["per_platform"])
+    rebuilt["metrics_source"] = "platform-local files (never sent to the coordinator)"
+    return {**summary, **{key: rebuilt[key] for key in ("metrics", "global_metrics", "per_platform", "history",
+                                                        "metrics_source")}}

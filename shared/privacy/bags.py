@@ -1,0 +1,61 @@
+"""One user's bag - a sample of their positives and negatives for each - as one DP sample.
+
+Under user-level DP the privacy unit is the user, so a step must see each sampled user's
+data as one row: ``items [users, bag]``. Bags are capped at ``bag_positives`` positives
+(a uniform sample of the user's training items), which also bounds the work per user.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from shared.interactions import Interactions
+from shared.losses import bce_loss
+from shared.sampling import sample_negatives
+
+PADDING = -1.0
+
+
+def user_bags(
+    users: np.ndarray,
+    items_by_user: list[np.ndarray],
+    train: Interactions,
+    *,
+    positives: int,
+    negatives: int,
+    rng: np.random.Generator,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``items [U, L]`` and ``targets [U, L]`` (1 positive, 0 negative, -1 padding)."""
+    chosen = [
+        rng.choice(items_by_user[u], size=min(positives, len(items_by_user[u])), replace=False) for u in users
+    ]
+    width = max((len(c) for c in chosen), default=0) * (1 + negatives)
+    items = np.zeros((len(users), max(width, 1)), dtype=np.int64)
+    targets = np.full(items.shape, PADDING, dtype=np.float32)
+    for row, (user, pos) in enumerate(zip(users, chosen)):
+        if len(pos) == 0:
+            continue
+        neg = sample_negatives(np.full(len(pos), user), negatives, train, rng).ravel()
+        count = len(pos) * (1 + negatives)
+        items[row, :count] = np.concatenate([pos, neg])
+        targets[row, : len(pos)] = 1.0
+        targets[row, len(pos) : count] = 0.0
+    return torch.as_tensor(items), torch.as_tensor(targets)
+
+
+class BagLoss(nn.Module):
+    """Binary cross-entropy over bags; ``reduction="none"`` gives one loss per bag.
+
+    Opacus' ghost clipping sets ``reduction`` to ``"none"`` to get per-sample losses, so
+    the target carries the padding mask (-1) instead of a third argument.
+    """
+
+    def __init__(self, reduction: str = "mean") -> None:
+        super().__init__()
+        self.reduction = reduction
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        mask = (targets != PADDING).to(logits.dtype)
+        return bce_loss(logits, targets.clamp_min(0.0), mask, reduction=self.reduction)

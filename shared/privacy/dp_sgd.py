@@ -1,0 +1,178 @@
+"""A private local round with Opacus: what may leave the platform is clipped and noised.
+
+User level (the default unit). For every step: Poisson-sample users; for each sampled
+user, refresh *their own* user-id embedding with everything else frozen (it depends on
+their data and on already-privatised parameters only, so it needs no noise - joint DP,
+as in private alternating minimisation and federated reconstruction); then take one
+DP-SGD step on everything that is shared *or influences other users' contributions*:
+the shared scorer and the user-feature embeddings (e.g. "age 25-34" is common to many
+users, so it is trained with noise too even though it never leaves). Each user's bag is
+one sample, clipped to ``clip-norm``; Gaussian noise is added once per step.
+
+Interaction level: plain Opacus over the whole model, one interaction row (a positive
+and its negatives) per sample. Sound only because every locally trained parameter,
+the user tower included, goes through DP-SGD.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from opacus import PrivacyEngine
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from shared.config import RunConfig
+from shared.interactions import Interactions
+from shared.model import Recommender
+from shared.privacy.bags import BagLoss, user_bags
+from shared.privacy.ledger import PrivacyLedger
+from shared.sampling import sample_negatives
+from shared.training import FitResult
+
+logger = logging.getLogger(__name__)
+
+
+class UserLevelCore(nn.Module):
+    """What user-level DP-SGD trains: user-feature embeddings and the shared scorer.
+
+    The user-id vectors come in as an input, already refreshed per user.
+    """
+
+    def __init__(self, model: Recommender) -> None:
+        super().__init__()
+        self.user_features = model.user_tower.features
+        self.shared = model.shared
+
+    def forward(self, id_vectors: torch.Tensor, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        features = self.user_features(users)
+        return self.shared(id_vectors if features is None else id_vectors + features, items)
+
+
+def private_parameters(model: Recommender, unit: str) -> list[nn.Parameter]:
+    """The parameters DP-SGD updates for ``unit`` (the optimizer is built over exactly these)."""
+    if unit == "interaction":
+        return list(model.parameters())
+    return list(UserLevelCore(model).parameters())
+
+
+@dataclass(frozen=True)
+class PrivateStepPlan:
+    """How a private round samples: one Poisson draw per step at ``sample_rate``."""
+
+    sample_rate: float
+    steps_per_round: int
+
+
+def plan(config: RunConfig, train: Interactions) -> PrivateStepPlan:
+    population = _population(config, train)
+    batch = config.user_batch if config.privacy_unit == "user" else config.batch_size
+    batches_per_epoch = max(1, math.ceil(population / batch))
+    return PrivateStepPlan(sample_rate=1.0 / batches_per_epoch, steps_per_round=config.local_epochs * batches_per_epoch)
+
+
+def train_private_round(
+    model: Recommender,
+    optimizer: torch.optim.Optimizer,
+    train: Interactions,
+    ledger: PrivacyLedger,
+    config: RunConfig,
+    rng: np.random.Generator,
+) -> FitResult:
+    """One round of DP-SGD; the ledger's accountant continues from the earlier rounds."""
+    population = _population(config, train)
+    step_plan = plan(config, train)
+    batch = max(1, round(step_plan.sample_rate * population))
+    engine = PrivacyEngine(accountant=ledger.accountant)
+    engine.accountant.history = list(ledger.history)
+    generator = torch.Generator().manual_seed(int(rng.integers(2**31)))
+    loader = DataLoader(TensorDataset(torch.arange(population)), batch_size=batch, generator=generator)
+    core: nn.Module = model if config.privacy_unit == "interaction" else UserLevelCore(model)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*Secure RNG.*")
+        warnings.filterwarnings("ignore", message=".*Optimal order.*")
+        private_module, private_optimizer, criterion, private_loader = engine.make_private(
+            module=core, optimizer=optimizer, criterion=BagLoss(), data_loader=loader,
+            noise_multiplier=ledger.noise_multiplier, max_grad_norm=config.clip_norm,
+            grad_sample_mode="ghost", poisson_sampling=True, noise_generator=generator,
+        )
+    step = _user_level_step if config.privacy_unit == "user" else _interaction_level_step
+    items_by_user = train.items_per_user()
+    started, pairs, losses = time.perf_counter(), 0, []
+    model.train()
+    try:
+        for _epoch in range(config.local_epochs):
+            for (rows,) in private_loader:
+                private_optimizer.zero_grad(set_to_none=True)
+                if len(rows) == 0:  # an empty Poisson draw still releases a (pure-noise) step
+                    for parameter in private_optimizer.params:
+                        parameter.grad = torch.zeros_like(parameter)
+                    private_optimizer.step()
+                    continue
+                loss, scored = step(model, private_module, criterion, rows.numpy(), train, items_by_user, config, rng)
+                private_optimizer.step()
+                losses.append(loss)
+                pairs += scored
+    finally:
+        private_module._close()  # remove Opacus hooks: the model is reused after the round
+        model.eval()
+    ledger.record_round(engine.accountant.history)
+    return FitResult(float(np.mean(losses)) if losses else float("nan"), population * config.local_epochs, pairs,
+                     time.perf_counter() - started)
+
+
+def _population(config: RunConfig, train: Interactions) -> int:
+    return train.num_users if config.privacy_unit == "user" else len(train)
+
+
+def _user_level_step(model, private_module, criterion, users, train, items_by_user, config, rng) -> tuple[float, int]:
+    items, targets = user_bags(
+        users, items_by_user, train, positives=config.bag_positives, negatives=config.negatives, rng=rng
+    )
+    user_tensor = torch.as_tensor(users)
+    id_vectors = refresh_user_embeddings(model, private_module, user_tensor, items, targets, config)
+    loss = criterion(private_module(id_vectors, user_tensor, items), targets)
+    loss.backward()
+    return float(loss.detach()), int((targets >= 0).sum())
+
+
+def refresh_user_embeddings(
+    model: Recommender, private_module, users: torch.Tensor, items: torch.Tensor, targets: torch.Tensor,
+    config: RunConfig,
+) -> torch.Tensor:
+    """A few gradient steps on each sampled user's own id embedding, everything else frozen.
+
+    The loss is summed over users, so each row's gradient is that user's alone. Opacus'
+    hooks are off meanwhile: these passes are not part of the private step.
+    """
+    table = model.user_tower.ids.weight
+    vectors = table[users].detach().clone()
+    private_module.disable_hooks()
+    try:
+        for _ in range(config.refresh_steps):
+            vectors.requires_grad_(True)
+            loss = BagLoss(reduction="none")(private_module(vectors, users, items), targets).sum()
+            (gradient,) = torch.autograd.grad(loss, vectors)
+            vectors = (vectors - config.refresh_learning_rate * gradient).detach()
+    finally:
+        private_module.enable_hooks()
+    with torch.no_grad():
+        table[users] = vectors
+    return vectors
+
+
+def _interaction_level_step(model, private_module, criterion, rows, train, _items_by_user, config, rng):
+    users = train.users[rows]
+    negatives = sample_negatives(users, config.negatives, train, rng)
+    items = torch.as_tensor(np.concatenate([train.items[rows, None], negatives], axis=1))
+    targets = torch.zeros(items.shape)
+    targets[:, 0] = 1.0
+    loss = criterion(private_module(torch.as_tensor(users), items), targets)
+    loss.backward()
+    return float(loss.detach()), items.numel()
