@@ -58,6 +58,10 @@ class SharedScorer(nn.Module):
         self.item_tower = Tower(num_items, item_features, 2 * dim, use_ids=item_ids)
         self.interaction = InteractionLayer(dim, mlp_layers)
         self.prediction = nn.Linear(self.interaction.output_dim, 1)
+        # One scalar per item (its popularity, in effect): cheap, and kept under DP even
+        # when item-id embeddings are dropped.
+        self.item_bias = nn.Embedding(num_items, 1)
+        nn.init.zeros_(self.item_bias.weight)
 
     @property
     def num_items(self) -> int:
@@ -71,7 +75,8 @@ class SharedScorer(nn.Module):
         """
         item_vectors = self.item_tower(items)
         user_vectors = user_vectors.unsqueeze(1).expand(-1, items.shape[1], -1)
-        return self.prediction(self.interaction(user_vectors, item_vectors)).squeeze(-1)
+        logits = self.prediction(self.interaction(user_vectors, item_vectors)) + self.item_bias(items)
+        return logits.squeeze(-1)
 
 
 class Recommender(nn.Module):

@@ -24,7 +24,7 @@ def test_user_tower_is_local_and_everything_else_shared(dataset):
     assert local and all(n.startswith("user_tower.") for n in local)
     shared = shared_arrays(model)
     assert not any("user" in name for name in shared)
-    assert {n.split(".")[1] for n in shared} == {"item_tower", "interaction", "prediction"}
+    assert {n.split(".")[1] for n in shared} == {"item_tower", "interaction", "prediction", "item_bias"}
     assert set(shared) | set(local_parameters(model)) == set(names)
 
 

@@ -1,0 +1,171 @@
+"""Differential privacy: accounting, the ledger across restarts, per-user clipping, noise."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from opacus import PrivacyEngine
+from opacus.accountants import RDPAccountant
+from torch.utils.data import DataLoader, TensorDataset
+
+from shared.config import RunConfig
+from shared.interactions import platform_view
+from shared.platform import PlatformTrainer
+from shared.privacy import BudgetExceeded, PrivacyLedger
+from shared.privacy.bags import BagLoss, user_bags
+from shared.privacy.dp_sgd import UserLevelCore, plan, refresh_user_embeddings, train_private_round
+from shared.sharing import shared_arrays
+from tests.conftest import make_dataset
+
+PRIVATE = RunConfig(
+    privacy_unit="user", epsilon=8.0, delta=1e-3, embedding_dim=4, mlp_layers="8", user_batch=10,
+    bag_positives=4, num_server_rounds=5, learning_rate=0.01,
+)
+
+
+def _trainer(config: RunConfig = PRIVATE, seed: int = 0) -> PlatformTrainer:
+    dataset = make_dataset(num_users=40, seed=seed)
+    return PlatformTrainer(platform_view(dataset, np.zeros(len(dataset.users), np.int64), 0), config)
+
+
+def test_epsilon_composes_across_rounds_and_matches_a_direct_computation():
+    trainer = _trainer()
+    trainer.train(1, salt=1)
+    after_one = trainer.ledger.epsilon()
+    trainer.train(1, salt=2)
+    after_two = trainer.ledger.epsilon()
+    assert 0 < after_one < after_two <= PRIVATE.epsilon
+    step_plan = plan(PRIVATE, trainer.split.train)
+    direct = RDPAccountant()
+    direct.history = [(trainer.ledger.noise_multiplier, step_plan.sample_rate, 2 * step_plan.steps_per_round)]
+    assert after_two == pytest.approx(direct.get_epsilon(PRIVATE.delta), rel=1e-9)
+
+
+def test_calibrated_noise_spends_the_budget_over_the_planned_rounds_and_no_more():
+    trainer = _trainer()
+    spent = []
+    for server_round in range(1, PRIVATE.num_server_rounds + 1):
+        trainer.train(1, salt=server_round)
+        spent.append(trainer.ledger.epsilon())
+    assert spent == sorted(spent) and spent[-1] <= PRIVATE.epsilon
+    assert spent[-1] > 0.95 * PRIVATE.epsilon  # calibrated to the budget, not far below it
+    with pytest.raises(BudgetExceeded):
+        trainer.train(1, salt=99)
+    assert trainer.ledger.epsilon() == spent[-1]  # declining spends nothing
+
+
+def test_ledger_survives_a_restart_and_a_spent_budget_stays_spent(tmp_path):
+    config = PRIVATE.replace(noise_multiplier=1.0, epsilon=6.0)
+    trainer = _trainer(config)
+    rounds = 0
+    with pytest.raises(BudgetExceeded):
+        while True:
+            trainer.train(1, salt=rounds)
+            rounds += 1
+            trainer.snapshot(rounds).save(tmp_path)
+            trainer = _trainer(config)  # a restarted platform process
+            state = type(trainer.snapshot(0)).load(tmp_path)
+            trainer.restore(state)
+            assert trainer.ledger.rounds_trained == rounds
+    assert rounds >= 1
+    assert trainer.ledger.epsilon() <= config.epsilon
+    restarted = _trainer(config)
+    restarted.restore(type(trainer.snapshot(0)).load(tmp_path))
+    with pytest.raises(BudgetExceeded):
+        restarted.train(1, salt=123)
+
+
+def test_ledger_round_trips_through_its_state():
+    ledger = PrivacyLedger("user", 8.0, 1e-5)
+    ledger.calibrate(sample_rate=0.25, steps_per_round=4, planned_rounds=10, noise_multiplier=0.0)
+    ledger.record_round([(ledger.noise_multiplier, 0.25, 4)])
+    copy = PrivacyLedger.from_state(ledger.to_state())
+    assert copy == ledger and copy.epsilon() == ledger.epsilon()
+
+
+def _clipped_sum(model, users: np.ndarray, items, targets, clip: float) -> torch.Tensor:
+    """Sum of per-user clipped gradients of the DP-trained parameters, as Opacus' ghost clipping computes it."""
+    core = UserLevelCore(model)
+    for parameter in core.parameters():
+        parameter.grad = None
+    optimizer = torch.optim.SGD(core.parameters(), lr=0.0)
+    loader = DataLoader(TensorDataset(torch.arange(len(users))), batch_size=len(users))
+    module, dp_optimizer, criterion, _ = PrivacyEngine().make_private(
+        module=core, optimizer=optimizer, criterion=BagLoss(reduction="sum"), data_loader=loader, noise_multiplier=0.0,
+        max_grad_norm=clip, grad_sample_mode="ghost", loss_reduction="sum", poisson_sampling=False,
+    )
+    ids = model.user_tower.ids.weight[torch.as_tensor(users)].detach()
+    criterion(module(ids, torch.as_tensor(users), items), targets).backward()
+    flat = torch.cat([p.grad.reshape(-1) for p in dp_optimizer.params])
+    module._close()
+    return flat
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 10_000), clip=st.sampled_from([1e-3, 0.05, 1.0]))
+def test_one_users_contribution_to_the_clipped_sum_never_exceeds_the_clip(seed, clip):
+    trainer = _trainer(seed=seed % 7)
+    rng = np.random.default_rng(seed)
+    users = np.sort(rng.choice(trainer.data.num_users, size=6, replace=False))
+    items, targets = user_bags(users, trainer.split.train.items_per_user(), trainer.split.train,
+                               positives=4, negatives=2, rng=rng)
+    with_everyone = _clipped_sum(trainer.model, users, items, targets, clip)
+    for drop in range(len(users)):
+        keep = np.arange(len(users)) != drop
+        without = _clipped_sum(trainer.model, users[keep], items[keep], targets[keep], clip)
+        assert torch.linalg.vector_norm(with_everyone - without) <= clip * (1 + 1e-3)
+
+
+def test_noise_is_present_different_seeds_give_different_updates():
+    first, second = _trainer(), _trainer()
+    first.train(1, salt=1)
+    second.train(1, salt=2)
+    a, b = shared_arrays(first.model), shared_arrays(second.model)
+    assert any(not np.allclose(a[name], b[name]) for name in a)
+
+
+class _NoHooks:
+    """Stand-in for Opacus' module wrapper when no private step is taken."""
+
+    def __init__(self, module):
+        self.module = module
+
+    def __call__(self, *args):
+        return self.module(*args)
+
+    def disable_hooks(self):
+        pass
+
+    def enable_hooks(self):
+        pass
+
+
+def test_zero_noise_and_infinite_clip_reproduce_non_private_training():
+    config = PRIVATE.replace(user_batch=1000, noise_multiplier=0.0, clip_norm=1e9, refresh_steps=2)
+    private, plain = _trainer(config), _trainer(config)
+    ledger = PrivacyLedger("user", math.inf, config.delta)
+    ledger.noise_multiplier = 0.0
+    train_private_round(private.model, private.optimizer, private.split.train, ledger, config,
+                        np.random.default_rng(5))
+
+    # The same round by hand, without Opacus: same bags, same refresh, plain mean of per-user losses.
+    rng = np.random.default_rng(5)
+    _ = rng.integers(2**31)  # train_private_round draws the loader's torch seed first
+    train = plain.split.train
+    users = np.arange(train.num_users)
+    items, targets = user_bags(users, train.items_per_user(), train, positives=config.bag_positives,
+                               negatives=config.negatives, rng=rng)
+    core = UserLevelCore(plain.model)
+    user_tensor = torch.as_tensor(users)
+    ids = refresh_user_embeddings(plain.model, _NoHooks(core), user_tensor, items, targets, config)
+    plain.optimizer.zero_grad()
+    BagLoss(reduction="none")(core(ids, user_tensor, items), targets).mean().backward()
+    plain.optimizer.step()
+
+    for (name, a), b in zip(private.model.named_parameters(), plain.model.parameters()):
+        assert torch.allclose(a, b, atol=1e-5), name
