@@ -84,8 +84,13 @@ def train_private_round(
     ledger: PrivacyLedger,
     config: RunConfig,
     rng: np.random.Generator,
+    grad_sample_mode: str = "ghost",
 ) -> FitResult:
-    """One round of DP-SGD; the ledger's accountant continues from the earlier rounds."""
+    """One round of DP-SGD; the ledger's accountant continues from the earlier rounds.
+
+    ``grad_sample_mode="ghost"`` (ghost clipping) never materialises per-sample gradients
+    of the embedding tables; ``"hooks"`` (Opacus' default) is there for comparison.
+    """
     population = _population(config, train)
     step_plan = plan(config, train)
     batch = max(1, round(step_plan.sample_rate * population))
@@ -94,18 +99,22 @@ def train_private_round(
     generator = torch.Generator().manual_seed(int(rng.integers(2**31)))
     loader = DataLoader(TensorDataset(torch.arange(population)), batch_size=batch, generator=generator)
     core: nn.Module = model if config.privacy_unit == "interaction" else UserLevelCore(model)
+    model.train()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*Secure RNG.*")
         warnings.filterwarnings("ignore", message=".*Optimal order.*")
-        private_module, private_optimizer, criterion, private_loader = engine.make_private(
+        wrapped = engine.make_private(
             module=core, optimizer=optimizer, criterion=BagLoss(), data_loader=loader,
             noise_multiplier=ledger.noise_multiplier, max_grad_norm=config.clip_norm,
-            grad_sample_mode="ghost", poisson_sampling=True, noise_generator=generator,
+            grad_sample_mode=grad_sample_mode, poisson_sampling=True, noise_generator=generator,
         )
+    if grad_sample_mode == "ghost":  # the criterion comes back wrapped: its backward() clips
+        private_module, private_optimizer, criterion, private_loader = wrapped
+    else:
+        (private_module, private_optimizer, private_loader), criterion = wrapped, BagLoss()
     step = _user_level_step if config.privacy_unit == "user" else _interaction_level_step
     items_by_user = train.items_per_user()
     started, pairs, losses = time.perf_counter(), 0, []
-    model.train()
     try:
         for _epoch in range(config.local_epochs):
             for (rows,) in private_loader:
