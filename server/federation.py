@@ -65,6 +65,10 @@ def run_federation(grid: Grid, config: RunConfig) -> dict[str, Any]:
             logger.warning("round %d: platforms %s declined to train: privacy budget spent", server_round, declined)
         if len(trained) < config.min_platforms:
             if declined:
+                report = RoundReport(server_round, float("nan"), [], time.perf_counter() - started,
+                                     epsilon=_epsilon(replies), declined=declined)
+                history.append(report.as_dict())
+                report.log(config)
                 logger.warning("round %d: %d platform(s) left with budget, fewer than min-platforms = %d; "
                                "stopping after round %d", server_round, len(trained), config.min_platforms,
                                server_round - 1)

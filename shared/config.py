@@ -58,6 +58,7 @@ class RunConfig:
     server_momentum: float = 0.0
     resume: bool = False
     finetune_epochs: int = 0
+    finetune_learning_rate: float = 0.002
     # Differential privacy (shared.privacy)
     privacy_unit: str = "none"
     epsilon: float = 8.0
@@ -154,6 +155,7 @@ class RunConfig:
         _check(self.refresh_steps >= 0, "refresh-steps", self.refresh_steps, "an integer >= 0")
         _check(self.refresh_learning_rate > 0, "refresh-learning-rate", self.refresh_learning_rate, "a number > 0")
         _check(self.accountant in ACCOUNTANTS, "accountant", self.accountant, f"one of {ACCOUNTANTS}")
+        _check(self.finetune_learning_rate > 0, "finetune-learning-rate", self.finetune_learning_rate, "a number > 0")
         _check(self.eval_negatives >= 1, "eval-negatives", self.eval_negatives, "an integer >= 1")
         _check(self.top_k >= 1, "top-k", self.top_k, "an integer >= 1")
 

@@ -131,10 +131,17 @@ class PlatformTrainer:
         current = self.evaluate("test")
         if self.config.finetune_epochs == 0:
             return current, current
+        start_from = None
+        if not self.config.item_id_embedding:  # the private copy may learn item ids: it never leaves
+            start_from = build_model(
+                self.config.replace(item_id_embedding=True), self.data.num_items, self.data.item_features,
+                self.data.num_users, self.data.user_features, seed=platform_seed(self.config, self.data.platform, 8),
+            )
         private = fine_tuned_copy(
             self.model, self.split.train, epochs=self.config.finetune_epochs,
-            learning_rate=self.config.learning_rate, batch_size=self.config.batch_size,
+            learning_rate=self.config.finetune_learning_rate, batch_size=self.config.batch_size,
             negatives=self.config.negatives, rng=np.random.default_rng(platform_seed(self.config, self.data.platform, 7)),
+            start_from=start_from,
         )
         return self.evaluate("test", model=private), current
 

@@ -30,9 +30,19 @@ def fine_tuned_copy(
     batch_size: int,
     negatives: int,
     rng: np.random.Generator,
+    start_from: nn.Module | None = None,
 ) -> nn.Module:
-    """A deep copy of ``model`` trained ``epochs`` more on ``train``; ``model`` is untouched."""
-    private = copy.deepcopy(model)
+    """A copy of ``model`` trained ``epochs`` more on ``train``; ``model`` is untouched.
+
+    ``start_from`` is a freshly built model that may hold more than ``model`` - e.g.
+    item-id embeddings that the DP global model leaves out. It takes every parameter
+    ``model`` has; the rest starts from its own initialisation and is learned locally.
+    """
+    private = copy.deepcopy(model) if start_from is None else start_from
+    if start_from is not None:
+        missing, unexpected = private.load_state_dict(model.state_dict(), strict=False)
+        if unexpected:
+            raise ValueError(f"the private copy lacks parameters of the global model: {unexpected}")
     if epochs > 0:
         optimizer = make_optimizer(private, learning_rate)
         fit(private, optimizer, train, epochs=epochs, batch_size=batch_size, negatives=negatives, rng=rng)

@@ -42,6 +42,7 @@ _FLAGS: dict[str, dict[str, Any]] = {
     "max-users": {"type": int, "help": "random subset of users (0 = all)"},
     "item-id-embedding": {"type": _boolean, "help": "true/false: learn item-id embeddings (false: features only)"},
     "finetune-epochs": {"type": int, "help": "epochs of the private fine-tuned copy a platform serves (0 = off)"},
+    "finetune-learning-rate": {"type": float},
     "privacy-unit": {"choices": PRIVACY_UNITS, "help": "differential privacy unit (none = off)"},
     "epsilon": {"type": float, "help": "privacy budget per platform for the whole run"},
     "delta": {"type": float},

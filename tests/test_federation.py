@@ -106,3 +106,47 @@ def test_run_folder_holds_checkpoint_final_model_and_local_states(federated_run)
         entry = summary["per_platform"][platform]
         assert len(per_user["users"]) == entry["users"]
         assert per_user["hit_sampled"].mean() == pytest.approx(entry["metrics"]["sampled"]["hr@10"])
+
+
+@pytest.fixture(scope="module")
+def private_run(movielens_dir, tmp_path_factory):
+    """User-level DP with a fixed noise multiplier and a budget that lasts two of four rounds."""
+    out = tmp_path_factory.mktemp("private")
+    messages = tmp_path_factory.mktemp("private-messages")
+    config = RunConfig(
+        data_dir=str(movielens_dir), run_dir=str(out), num_platforms=3, max_users=240, num_server_rounds=4,
+        partition="iid", seed=4, privacy_unit="user", noise_multiplier=2.0, epsilon=2.5, delta=1e-4,
+        item_id_embedding=False, embedding_dim=8, mlp_layers="16", user_batch=40, finetune_epochs=1,
+    )
+    summary = run_federated(config, client_mods=[recording_mod(str(messages))])
+    recorded = [json.loads(line) for path in messages.glob("*.jsonl") for line in path.read_text().splitlines()]
+    return config, summary, recorded
+
+
+def test_private_run_respects_every_budget_and_stops_cleanly(private_run):
+    config, summary, _ = private_run
+    privacy = summary["privacy"]
+    assert privacy["unit"] == "user" and privacy["delta"] == config.delta
+    assert len(privacy["epsilon"]) == 3
+    assert all(0 < spent <= config.epsilon for spent in privacy["epsilon"].values())
+    trained_rounds = [entry for entry in summary["history"] if "declined" not in entry]
+    assert 1 <= len(trained_rounds) < config.num_server_rounds  # the budget ran out before the last round
+    assert summary["history"][-1]["declined"]  # the round that found budgets spent is logged, then the run stops
+    epsilons = [max(entry["epsilon"].values()) for entry in summary["history"]]
+    assert epsilons == sorted(epsilons)
+    # Metrics were measured on the platforms, never sent: the summary says where they come from.
+    assert summary["metrics_source"].startswith("platform-local")
+    assert summary["global_metrics"]["sampled"]["hr@10"] >= 0
+
+
+def test_under_dp_nothing_but_dp_parameters_and_privacy_status_leaves(private_run):
+    _config, _summary, recorded = private_run
+    allowed = {"platform", "num-examples", "declined", "epsilon", "noise-multiplier", "delta"}
+    assert recorded
+    for message in recorded:
+        assert set(message["metrics"]) <= allowed, message["metrics"]
+        if message["type"] == "train" and message["metrics"].get("declined") == 0:
+            assert message["metrics"]["num-examples"] == 1
+            assert message["arrays"] and not any("user" in name for name in message["arrays"])
+        else:
+            assert message["arrays"] == {}
