@@ -20,7 +20,7 @@ from shared.interactions import PlatformData
 from shared.platform import PlatformTrainer, save_user_results
 from shared.privacy import BudgetExceeded
 from shared.records import from_array_record
-from shared.results import PlatformMetrics
+from shared.results import PlatformMetrics, platform_dir
 from shared.sharing import load_shared_arrays
 from shared.state import PlatformState
 
@@ -29,33 +29,39 @@ logger = logging.getLogger(__name__)
 LOCAL_METRICS_FILE = "metrics.jsonl"
 
 
-def platform_config(message: Message, context: Context) -> RunConfig:
-    """Run config < the coordinator's per-round config < this node's own settings."""
-    server_config: Mapping[str, Any] = message.content["config"] if "config" in message.content else {}
+def platform_config(context: Context, overrides: Mapping[str, Any] | None = None) -> RunConfig:
+    """The platform's own configuration: run config < local overrides < node config.
+
+    Nothing here comes from the coordinator's messages: a coordinator that could set
+    ``privacy-unit``, ``epsilon`` or the state directory could switch privacy off or
+    reset a budget. It only tells the round number and the evaluation stage.
+    """
     node = context.node_config
     local: dict[str, Any] = {}
     if "num-partitions" in node:
         local["num-platforms"] = node["num-partitions"]
     if "data-dir" in node:
         local["data-dir"] = node["data-dir"]
-    return RunConfig.from_mapping(context.run_config, server_config, local)
+    return RunConfig.from_mapping(context.run_config, overrides, local)
 
 
 def platform_index(context: Context) -> int:
-    return int(context.node_config.get("partition-id", context.node_config.get("platform-id", 0)))
+    return int(context.node_config.get("partition-id", 0))
 
 
 def state_dir(context: Context, config: RunConfig, platform: int) -> Path:
     """The platform's private directory: ``state-dir`` from node config, else under the run folder."""
     if "state-dir" in context.node_config:
         return Path(str(context.node_config["state-dir"]))
-    return Path(config.run_dir) / "platforms" / f"platform-{platform}"
+    return platform_dir(config.run_dir, platform)
 
 
-def open_trainer(message: Message, context: Context) -> tuple[PlatformTrainer, Path, RunConfig]:
+def open_trainer(
+    message: Message, context: Context, overrides: Mapping[str, Any] | None
+) -> tuple[PlatformTrainer, Path, RunConfig]:
     """The platform's model with the coordinator's shared parameters and its own user tower."""
     torch.set_num_threads(1)  # one simulated platform per core; avoid oversubscription
-    config = platform_config(message, context)
+    config = platform_config(context, overrides)
     platform = platform_index(context)
     data: PlatformData = load_platforms(config)[platform]
     trainer = PlatformTrainer(data, config)
@@ -67,13 +73,15 @@ def open_trainer(message: Message, context: Context) -> tuple[PlatformTrainer, P
     return trainer, directory, config
 
 
-def train(message: Message, context: Context) -> tuple[PlatformTrainer, dict[str, float | int], bool]:
+def train(
+    message: Message, context: Context, overrides: Mapping[str, Any] | None = None
+) -> tuple[PlatformTrainer, dict[str, float | int], bool]:
     """One local round. Returns the trainer, the metrics to send, and whether it trained.
 
     A platform whose next round would exceed its privacy budget declines: it trains
     nothing and sends no parameters, only its status.
     """
-    trainer, directory, config = open_trainer(message, context)
+    trainer, directory, config = open_trainer(message, context, overrides)
     server_round = int(message.content["config"]["server-round"])
     platform = trainer.data.platform
     try:
@@ -97,13 +105,15 @@ def train(message: Message, context: Context) -> tuple[PlatformTrainer, dict[str
     return trainer, metrics, True
 
 
-def evaluate(message: Message, context: Context) -> dict[str, float | int]:
+def evaluate(
+    message: Message, context: Context, overrides: Mapping[str, Any] | None = None
+) -> dict[str, float | int]:
     """Validation: the current model. Test: the model the platform serves and the global model.
 
     The platform always keeps its own figures (``metrics.jsonl`` in its directory). Without
     DP it sends their platform-level means; under DP it sends none of them.
     """
-    trainer, directory, _config = open_trainer(message, context)
+    trainer, directory, _config = open_trainer(message, context, overrides)
     stage = str(message.content["config"].get("stage", "validation"))
     server_round = int(message.content["config"]["server-round"])
     platform = trainer.data.platform

@@ -42,10 +42,10 @@ def initial_arrays(config: RunConfig) -> dict:
 
 def run_federation(grid: Grid, config: RunConfig) -> dict[str, Any]:
     """Run every round, then the final test evaluation; returns the written summary."""
-    random.seed(config.seed)  # Flower's node sampling uses the ``random`` module
     strategy = make_strategy(config, config.num_platforms)
     checkpoint = Checkpoint.load(config.run_dir) if config.resume else None
     if checkpoint is not None:
+        _check_same_run(checkpoint.config, config)
         arrays, first_round = checkpoint.arrays, checkpoint.last_round + 1
         history, elapsed_before = checkpoint.history, checkpoint.elapsed_seconds
         restore_strategy_state(strategy, checkpoint.strategy_state)
@@ -54,10 +54,12 @@ def run_federation(grid: Grid, config: RunConfig) -> dict[str, Any]:
         arrays, first_round, history, elapsed_before = initial_arrays(config), 1, [], 0.0
     started = time.perf_counter() - elapsed_before
     round_config = config.to_flat()
+    random.seed(config.seed * 1_000_003 + first_round)  # Flower samples nodes with ``random``
 
     for server_round in range(first_round, config.num_server_rounds + 1):
         record = to_array_record(arrays)
-        messages = strategy.configure_train(server_round, record, ConfigRecord(dict(round_config)), grid)
+        # Platforms take every setting from their own run config; a round only says which round it is.
+        messages = strategy.configure_train(server_round, record, ConfigRecord(), grid)
         replies = _successful(grid.send_and_receive(messages), "train", server_round)
         trained = [reply for reply in replies if "arrays" in reply.content]
         declined = [int(r.content["metrics"]["platform"]) for r in replies if "arrays" not in r.content]
@@ -109,7 +111,7 @@ def request_evaluation(
     grid: Grid, arrays: dict, round_config: dict, server_round: int, stage: str, config: RunConfig
 ) -> list[Message]:
     """Every connected platform ranks its own held-out items and reports platform-level means."""
-    content_config = ConfigRecord({**round_config, "server-round": server_round, "stage": stage})
+    content_config = ConfigRecord({"server-round": server_round, "stage": stage})
     messages = [
         Message(
             content=RecordDict({"arrays": to_array_record(arrays), "config": content_config}),
@@ -147,6 +149,18 @@ def privacy_block(config: RunConfig, replies: list[Message]) -> dict[str, Any]:
 def _epsilon(replies: list[Message]) -> dict[int, float]:
     return {int(r.content["metrics"]["platform"]): float(r.content["metrics"]["epsilon"])
             for r in replies if "epsilon" in r.content["metrics"]}
+
+
+#: Keys that may differ between a run and its resumption.
+_RESUMABLE_KEYS = frozenset({"resume", "run-dir", "data-dir"})
+
+
+def _check_same_run(saved: dict[str, Any], config: RunConfig) -> None:
+    current = config.to_flat()
+    changed = sorted(k for k in set(saved) | set(current) if k not in _RESUMABLE_KEYS and saved.get(k) != current.get(k))
+    if changed:
+        raise FederationError(f"cannot resume {config.run_dir}: its checkpoint was made with other settings for "
+                              f"{changed}")
 
 
 def _successful(replies: Iterable[Message], what: str, server_round: int) -> list[Message]:

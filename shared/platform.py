@@ -95,17 +95,22 @@ class PlatformTrainer:
             epochs=epochs, batch_size=self.config.batch_size, negatives=self.config.negatives, rng=rng,
         )
 
+    @property
+    def private(self) -> bool:
+        return self.ledger is not None
+
     def _train_private(self, rng: np.random.Generator) -> FitResult:
         assert self.ledger is not None
         step_plan = plan(self.config, self.split.train)
-        units = self.split.train.num_users if self.config.privacy_unit == "user" else len(self.split.train)
-        if self.ledger.delta >= 1.0 / units:
-            raise ConfigError(
-                f"config key 'delta' = {self.ledger.delta} is out of range: expected well below 1/n = {1 / units:.2e} "
-                f"(n = {units} privacy units on platform {self.data.platform})"
-            )
+        if self.ledger.delta >= 1.0 / step_plan.population:
+            # No count in the message: error texts travel back to the coordinator.
+            raise ConfigError(f"config key 'delta' = {self.ledger.delta} is out of range: expected well below "
+                              f"1/n for this platform's number n of privacy units")
         self.ledger.calibrate(step_plan.sample_rate, step_plan.steps_per_round, self.config.num_server_rounds,
                               self.config.noise_multiplier)
+        if (self.ledger.sample_rate, self.ledger.steps_per_round) != (step_plan.sample_rate, step_plan.steps_per_round):
+            raise ConfigError("the DP sampling plan (batch size, local epochs) changed since this platform's ledger "
+                              "was calibrated; privacy settings are fixed for a run")
         if not self.ledger.can_train_round():
             raise BudgetExceeded(
                 f"platform {self.data.platform}: another round would spend epsilon "

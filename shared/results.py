@@ -21,6 +21,11 @@ logger = logging.getLogger(__name__)
 SUMMARY_FILE = "summary.json"
 
 
+def platform_dir(run_dir: str | Path, platform: int) -> Path:
+    """Where a simulated platform keeps its own state and figures inside a run folder."""
+    return Path(run_dir) / "platforms" / f"platform-{platform}"
+
+
 @dataclass(frozen=True)
 class PlatformMetrics:
     """Platform-level means under both protocols, as reported by (or for) one platform."""

@@ -34,9 +34,17 @@ def evaluation_candidates(
 ) -> np.ndarray:
     """The NCF protocol's candidate lists: column 0 is the held-out item, then ``count`` negatives.
 
-    Negatives exclude everything the user ever interacted with on the platform and are
-    fixed by ``seed``, so every mode and every round ranks the very same lists.
+    Negatives are distinct, exclude everything the user ever interacted with on the
+    platform, and are fixed by ``seed``, so every mode and every round ranks the very
+    same lists.
     """
     rng = np.random.default_rng(seed)
-    negatives = sample_negatives(users, count, known, rng)
-    return np.concatenate([targets[users, None], negatives], axis=1)
+    items_by_user = known.items_per_user()
+    candidates = np.empty((len(users), count + 1), dtype=np.int64)
+    candidates[:, 0] = targets[users]
+    for row, user in enumerate(users):
+        allowed = np.setdiff1d(np.arange(known.num_items), items_by_user[user], assume_unique=False)
+        if len(allowed) < count:
+            raise ValueError(f"a user has interacted with all but {len(allowed)} items; {count} negatives needed")
+        candidates[row, 1:] = rng.choice(allowed, size=count, replace=False)
+    return candidates

@@ -37,6 +37,7 @@ _FLAGS: dict[str, dict[str, Any]] = {
     "mlp-layers": {"help": "comma-separated MLP widths, e.g. 64,32,16"},
     "server-optimizer": {"choices": SERVER_OPTIMIZERS},
     "server-learning-rate": {"type": float},
+    "server-momentum": {"type": float, "help": "FedAvgM momentum"},
     "fraction-train": {"type": float},
     "seed": {"type": int},
     "max-users": {"type": int, "help": "random subset of users (0 = all)"},
@@ -82,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
             data_dir=str(Path(config.data_dir).resolve()) if config.data_dir else "",
             resume=args.resume,
         )
+        if out.exists() and any(out.iterdir()) and not args.resume:
+            raise ConfigError(f"run folder {out} is not empty: pass --resume to continue that run, "
+                              f"or another --out (a new run never inherits an old run's platform state)")
         from shared.datasets import load_dataset
 
         load_dataset(config.dataset, config.data_dir)  # fail fast, before any worker starts

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from shared.results import platform_dir
 from shared.stats import paired_bootstrap
 
 MODES = ("federated", "centralized", "local-only")
@@ -33,6 +35,7 @@ def run_cells(out: Path, seeds: list[int], extra: list[str]) -> None:
                 print(f"[skip] {cell.name}: already finished", flush=True)
                 continue
             print(f"[run ] {cell.name}", flush=True)
+            shutil.rmtree(cell, ignore_errors=True)  # an interrupted cell starts over
             command = [sys.executable, "-m", "simulations", "run", "--mode", mode, "--seed", str(seed),
                        "--out", str(cell), "--quiet", *extra]
             subprocess.run(command, check=True)
@@ -87,7 +90,7 @@ def analyse(out: Path, seeds: list[int]) -> dict[str, Any]:
 
 def _mean_hits(out: Path, mode: str, seeds: list[int], platform: int) -> np.ndarray:
     """Each test user's sampled hit, averaged over seeds (same users in every seed and mode)."""
-    runs = [np.load(out / f"{mode}-seed{s}" / "platforms" / f"platform-{platform}" / "test_per_user.npz")
+    runs = [np.load(platform_dir(out / f"{mode}-seed{s}", platform) / "test_per_user.npz")
             for s in seeds]
     for run in runs[1:]:
         if not np.array_equal(run["users"], runs[0]["users"]):

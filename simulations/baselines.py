@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,7 +24,7 @@ from shared.evaluation import UserResults, evaluate_ranking
 from shared.interactions import PlatformData, leave_last_out, pool
 from shared.platform import PlatformTrainer, evaluation_seed, save_user_results
 from shared.progress import RoundReport
-from shared.results import PlatformMetrics, build_summary, write_summary
+from shared.results import PlatformMetrics, build_summary, platform_dir, write_summary
 
 logger = logging.getLogger("crossfed.baselines")
 
@@ -56,7 +55,7 @@ def run_centralized(config: RunConfig) -> dict[str, Any]:
     history: list[dict[str, Any]] = []
     for block in range(1, config.num_server_rounds + 1):
         loss = trainer.train(config.local_epochs, salt=block).loss
-        validation = [e.validate(block) for e in evaluators]
+        validation = [e.validate() for e in evaluators]
         _record(history, RoundReport(block, loss, validation, time.perf_counter() - started), config)
     served, final = [], []
     for evaluator in evaluators:
@@ -82,7 +81,7 @@ class _PooledEvaluator:
             seed=evaluation_seed(self.config, self.data.platform),
         )
 
-    def validate(self, block: int) -> PlatformMetrics:
+    def validate(self) -> PlatformMetrics:
         return PlatformMetrics.from_results(self.data.platform, self._evaluate("validation"))
 
     def test(self) -> tuple[UserResults, UserResults]:
@@ -91,7 +90,7 @@ class _PooledEvaluator:
 
 
 def _save(config: RunConfig, platform: int, served: UserResults, final: UserResults) -> PlatformMetrics:
-    directory = Path(config.run_dir) / "platforms" / f"platform-{platform}"
+    directory = platform_dir(config.run_dir, platform)
     save_user_results(directory / "test_per_user.npz", served)
     save_user_results(directory / "test_per_user_global.npz", final)
     return PlatformMetrics.from_results(platform, served)

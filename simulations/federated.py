@@ -16,7 +16,7 @@ from server.server_app import build_app as build_server_app
 from client.task import LOCAL_METRICS_FILE
 from shared.config import RunConfig
 from shared.progress import RoundReport
-from shared.results import PlatformMetrics, build_summary, read_summary, write_summary
+from shared.results import PlatformMetrics, build_summary, platform_dir, read_summary, write_summary
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ def run_federated(config: RunConfig, cpus: int | None = None, client_mods: Seque
     }
     run_simulation(
         server_app=build_server_app(config.to_flat()),
-        client_app=build_client_app(client_mods),
+        client_app=build_client_app(config.to_flat(), client_mods),
         num_supernodes=config.num_platforms,
         backend_config=backend_config,
     )
@@ -67,7 +67,7 @@ def with_platform_reported_metrics(summary: dict[str, Any], config: RunConfig) -
     """
     entries = {}
     for platform in range(config.num_platforms):
-        path = Path(config.run_dir) / "platforms" / f"platform-{platform}" / LOCAL_METRICS_FILE
+        path = platform_dir(config.run_dir, platform) / LOCAL_METRICS_FILE
         entries[platform] = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
     test = [e for lines in entries.values() for e in lines if e["stage"] == "test"]
     rebuilt = build_summary(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import math
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from shared.results import platform_dir
 from shared.stats import paired_bootstrap
 
 K = 10
@@ -42,6 +44,7 @@ def run(out: Path, epsilons: list[float], seed: int, dp_flags: list[str], common
             print(f"[skip] {name}", flush=True)
             continue
         print(f"[run ] {name}", flush=True)
+        shutil.rmtree(out / name, ignore_errors=True)  # an interrupted cell starts over
         subprocess.run(cell_command(out, name, mode, seed, flags, epsilon), check=True)
 
 
@@ -92,7 +95,7 @@ def analyse(out: Path, epsilons: list[float]) -> dict[str, Any]:
 
 
 def _hits(run_dir: Path, platform: int) -> np.ndarray:
-    return np.load(run_dir / "platforms" / f"platform-{platform}" / "test_per_user.npz")["hit_sampled"]
+    return np.load(platform_dir(run_dir, platform) / "test_per_user.npz")["hit_sampled"]
 
 
 def render(report: dict[str, Any]) -> str:

@@ -155,7 +155,6 @@ def test_zero_noise_and_infinite_clip_reproduce_non_private_training():
 
     # The same round by hand, without Opacus: same bags, same refresh, plain mean of per-user losses.
     rng = np.random.default_rng(5)
-    _ = rng.integers(2**31)  # train_private_round draws the loader's torch seed first
     train = plain.split.train
     users = np.arange(train.num_users)
     items, targets = user_bags(users, train.items_per_user(), train, positives=config.bag_positives,

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from client.outbox import LeakError, _platform_level
+from client.outbox import PLAIN_METRICS, PRIVATE_METRICS, LeakError, _platform_level
 from shared.config import RunConfig
 from shared.interactions import platform_view
 from shared.platform import PlatformTrainer, build_model
@@ -47,12 +47,17 @@ def test_loading_mismatched_arrays_fails_loudly(dataset):
         load_shared_arrays(model, {k: v for k, v in arrays.items() if k != name})
 
 
-def test_outbox_refuses_anything_but_scalars():
-    assert _platform_level({"num-examples": 3, "loss": 0.5}) == {"num-examples": 3, "loss": 0.5}
+def test_outbox_refuses_anything_but_allowed_scalars():
+    metrics = {"num-examples": 3, "train-loss": 0.5}
+    assert _platform_level(metrics, PLAIN_METRICS) == metrics
+    with pytest.raises(LeakError, match="train-loss"):
+        _platform_level(metrics, PRIVATE_METRICS)  # under DP the loss is data-dependent: it stays
     with pytest.raises(LeakError):
-        _platform_level({"per-user-hits": [1.0, 0.0]})
+        _platform_level({"sampled-hr": [1.0, 0.0]}, PLAIN_METRICS)
     with pytest.raises(LeakError):
-        _platform_level({"loss": float("nan")})
+        _platform_level({"user-42-loss": 0.3}, PLAIN_METRICS)
+    with pytest.raises(LeakError):
+        _platform_level({"train-loss": float("nan")}, PLAIN_METRICS)
 
 
 def test_platform_state_round_trip_restores_user_tower_and_optimizer(dataset, tmp_path):

@@ -5,7 +5,7 @@ from shared.config import ConfigError, RunConfig
 from shared.datasets import subsample_users
 from shared.interactions import Interactions, leave_last_out, platform_view, pool
 from shared.partition import PartitionSpec, assign_platforms
-from shared.sampling import sample_negatives
+from shared.sampling import evaluation_candidates, sample_negatives
 
 
 def test_leave_last_out_takes_latest_as_test_and_second_latest_as_validation():
@@ -68,6 +68,17 @@ def test_negatives_avoid_known_items():
     known = Interactions(np.repeat(np.arange(3), 8), np.tile(np.arange(8), 3), np.zeros(24, np.int64), 3, 10)
     negatives = sample_negatives(np.array([0, 1, 2] * 50), 4, known, rng)
     assert set(np.unique(negatives)) <= {8, 9}
+
+
+def test_evaluation_candidates_are_distinct_unseen_and_seeded():
+    known = Interactions(np.repeat(np.arange(4), 10), np.tile(np.arange(10), 4), np.zeros(40, np.int64), 4, 120)
+    targets = np.array([3, 4, 5, 6])
+    users = np.arange(4)
+    candidates = evaluation_candidates(targets, users, 99, known, seed=1)
+    assert candidates[:, 0].tolist() == targets.tolist()
+    for row in candidates[:, 1:]:
+        assert len(set(row.tolist())) == 99 and min(row) >= 10  # distinct, none of the user's items
+    np.testing.assert_array_equal(candidates, evaluation_candidates(targets, users, 99, known, seed=1))
 
 
 def test_subsample_users_keeps_whole_histories(dataset):

@@ -16,17 +16,19 @@ the user tower included, goes through DP-SGD.
 
 from __future__ import annotations
 
-import logging
 import math
+import secrets
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from opacus import PrivacyEngine
+from opacus import GradSampleModule, PrivacyEngine
+from opacus.data_loader import DPDataLoader
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import TensorDataset
 
 from shared.config import RunConfig
 from shared.interactions import Interactions
@@ -35,8 +37,6 @@ from shared.privacy.bags import BagLoss, user_bags
 from shared.privacy.ledger import PrivacyLedger
 from shared.sampling import sample_negatives
 from shared.training import FitResult
-
-logger = logging.getLogger(__name__)
 
 
 class UserLevelCore(nn.Module):
@@ -64,17 +64,28 @@ def private_parameters(model: Recommender, unit: str) -> list[nn.Parameter]:
 
 @dataclass(frozen=True)
 class PrivateStepPlan:
-    """How a private round samples: one Poisson draw per step at ``sample_rate``."""
+    """How a private round samples: ``steps_per_epoch`` Poisson draws at rate ``1 / steps_per_epoch``.
 
-    sample_rate: float
-    steps_per_round: int
+    ``population`` is the number of privacy units (users, or interaction rows).
+    """
+
+    population: int
+    steps_per_epoch: int
+    epochs: int
+
+    @property
+    def sample_rate(self) -> float:
+        return 1.0 / self.steps_per_epoch
+
+    @property
+    def steps_per_round(self) -> int:
+        return self.steps_per_epoch * self.epochs
 
 
 def plan(config: RunConfig, train: Interactions) -> PrivateStepPlan:
-    population = _population(config, train)
+    population = train.num_users if config.privacy_unit == "user" else len(train)
     batch = config.user_batch if config.privacy_unit == "user" else config.batch_size
-    batches_per_epoch = max(1, math.ceil(population / batch))
-    return PrivateStepPlan(sample_rate=1.0 / batches_per_epoch, steps_per_round=config.local_epochs * batches_per_epoch)
+    return PrivateStepPlan(population, max(1, math.ceil(population / batch)), config.local_epochs)
 
 
 def train_private_round(
@@ -90,14 +101,20 @@ def train_private_round(
 
     ``grad_sample_mode="ghost"`` (ghost clipping) never materialises per-sample gradients
     of the embedding tables; ``"hooks"`` (Opacus' default) is there for comparison.
+
+    Poisson sampling and noise draw from a generator seeded with OS entropy, never from
+    the run seed: the coordinator knows the run seed, and noise it can predict protects
+    nothing. (Opacus' ``secure_mode`` would need ``torchcsprng``, which has no build for
+    this torch.) ``rng`` - seeded - drives only the bags' negatives and the refresh.
     """
-    population = _population(config, train)
     step_plan = plan(config, train)
-    batch = max(1, round(step_plan.sample_rate * population))
     engine = PrivacyEngine(accountant=ledger.accountant)
     engine.accountant.history = list(ledger.history)
-    generator = torch.Generator().manual_seed(int(rng.integers(2**31)))
-    loader = DataLoader(TensorDataset(torch.arange(population)), batch_size=batch, generator=generator)
+    generator = torch.Generator().manual_seed(secrets.randbits(63))
+    loader = DPDataLoader(TensorDataset(torch.arange(step_plan.population)), sample_rate=step_plan.sample_rate,
+                          generator=generator)
+    if len(loader) != step_plan.steps_per_epoch:
+        raise RuntimeError(f"DP loader takes {len(loader)} steps per epoch, the plan {step_plan.steps_per_epoch}")
     core: nn.Module = model if config.privacy_unit == "interaction" else UserLevelCore(model)
     model.train()
     with warnings.catch_warnings():
@@ -106,7 +123,7 @@ def train_private_round(
         wrapped = engine.make_private(
             module=core, optimizer=optimizer, criterion=BagLoss(), data_loader=loader,
             noise_multiplier=ledger.noise_multiplier, max_grad_norm=config.clip_norm,
-            grad_sample_mode=grad_sample_mode, poisson_sampling=True, noise_generator=generator,
+            grad_sample_mode=grad_sample_mode, poisson_sampling=False, noise_generator=generator,
         )
     if grad_sample_mode == "ghost":  # the criterion comes back wrapped: its backward() clips
         private_module, private_optimizer, criterion, private_loader = wrapped
@@ -132,15 +149,14 @@ def train_private_round(
         private_module._close()  # remove Opacus hooks: the model is reused after the round
         model.eval()
     ledger.record_round(engine.accountant.history)
-    return FitResult(float(np.mean(losses)) if losses else float("nan"), population * config.local_epochs, pairs,
-                     time.perf_counter() - started)
+    return FitResult(float(np.mean(losses)) if losses else float("nan"), step_plan.population * config.local_epochs,
+                     pairs, time.perf_counter() - started)
 
 
-def _population(config: RunConfig, train: Interactions) -> int:
-    return train.num_users if config.privacy_unit == "user" else len(train)
-
-
-def _user_level_step(model, private_module, criterion, users, train, items_by_user, config, rng) -> tuple[float, int]:
+def _user_level_step(
+    model: Recommender, private_module: GradSampleModule, criterion: Callable, users: np.ndarray,
+    train: Interactions, items_by_user: list[np.ndarray], config: RunConfig, rng: np.random.Generator,
+) -> tuple[float, int]:
     items, targets = user_bags(
         users, items_by_user, train, positives=config.bag_positives, negatives=config.negatives, rng=rng
     )
@@ -152,8 +168,8 @@ def _user_level_step(model, private_module, criterion, users, train, items_by_us
 
 
 def refresh_user_embeddings(
-    model: Recommender, private_module, users: torch.Tensor, items: torch.Tensor, targets: torch.Tensor,
-    config: RunConfig,
+    model: Recommender, private_module: GradSampleModule, users: torch.Tensor, items: torch.Tensor,
+    targets: torch.Tensor, config: RunConfig,
 ) -> torch.Tensor:
     """A few gradient steps on each sampled user's own id embedding, everything else frozen.
 
@@ -176,7 +192,10 @@ def refresh_user_embeddings(
     return vectors
 
 
-def _interaction_level_step(model, private_module, criterion, rows, train, _items_by_user, config, rng):
+def _interaction_level_step(
+    model: Recommender, private_module: GradSampleModule, criterion: Callable, rows: np.ndarray,
+    train: Interactions, _items_by_user: list[np.ndarray], config: RunConfig, rng: np.random.Generator,
+) -> tuple[float, int]:
     users = train.users[rows]
     negatives = sample_negatives(users, config.negatives, train, rng)
     items = torch.as_tensor(np.concatenate([train.items[rows, None], negatives], axis=1))
