@@ -59,6 +59,8 @@ class RunConfig:
     resume: bool = False
     finetune_epochs: int = 0
     finetune_learning_rate: float = 0.002
+    finetune_embedding_dim: int = 0
+    finetune_mlp_layers: str = "64,32,16"
     # Differential privacy (shared.privacy)
     privacy_unit: str = "none"
     epsilon: float = 8.0
@@ -155,6 +157,8 @@ class RunConfig:
         _check(self.refresh_steps >= 0, "refresh-steps", self.refresh_steps, "an integer >= 0")
         _check(self.refresh_learning_rate > 0, "refresh-learning-rate", self.refresh_learning_rate, "a number > 0")
         _check(self.accountant in ACCOUNTANTS, "accountant", self.accountant, f"one of {ACCOUNTANTS}")
+        _check(self.finetune_embedding_dim >= 0, "finetune-embedding-dim", self.finetune_embedding_dim,
+               "an integer >= 0 (0 = fine-tune a copy of the global model)")
         _check(self.finetune_learning_rate > 0, "finetune-learning-rate", self.finetune_learning_rate, "a number > 0")
         _check(self.eval_negatives >= 1, "eval-negatives", self.eval_negatives, "an integer >= 1")
         _check(self.top_k >= 1, "top-k", self.top_k, "an integer >= 1")

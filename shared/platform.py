@@ -19,7 +19,7 @@ from shared.interactions import LeaveLastOutSplit, PlatformData, leave_last_out
 from shared.model import Recommender
 from shared.privacy.dp_sgd import plan, private_parameters, train_private_round
 from shared.privacy.ledger import BudgetExceeded, PrivacyLedger
-from shared.serving import fine_tuned_copy
+from shared.serving import fine_tuned_copy, stacked_copy
 from shared.sharing import load_local_parameters, local_parameters
 from shared.state import PlatformState
 from shared.training import FitResult, fit, make_optimizer
@@ -136,18 +136,17 @@ class PlatformTrainer:
         current = self.evaluate("test")
         if self.config.finetune_epochs == 0:
             return current, current
-        start_from = None
-        if not self.config.item_id_embedding:  # the private copy may learn item ids: it never leaves
-            start_from = build_model(
-                self.config.replace(item_id_embedding=True), self.data.num_items, self.data.item_features,
-                self.data.num_users, self.data.user_features, seed=platform_seed(self.config, self.data.platform, 8),
-            )
-        private = fine_tuned_copy(
-            self.model, self.split.train, epochs=self.config.finetune_epochs,
-            learning_rate=self.config.finetune_learning_rate, batch_size=self.config.batch_size,
-            negatives=self.config.negatives, rng=np.random.default_rng(platform_seed(self.config, self.data.platform, 7)),
-            start_from=start_from,
-        )
+        rng = np.random.default_rng(platform_seed(self.config, self.data.platform, 7))
+        training = {"epochs": self.config.finetune_epochs, "learning_rate": self.config.finetune_learning_rate,
+                    "batch_size": self.config.batch_size, "negatives": self.config.negatives, "rng": rng}
+        if self.config.finetune_embedding_dim > 0:
+            local_config = self.config.replace(embedding_dim=self.config.finetune_embedding_dim,
+                                               mlp_layers=self.config.finetune_mlp_layers, item_id_embedding=True)
+            local = build_model(local_config, self.data.num_items, self.data.item_features, self.data.num_users,
+                                self.data.user_features, seed=platform_seed(self.config, self.data.platform, 8))
+            private = stacked_copy(self.model, local, self.split.train, **training)
+        else:
+            private = fine_tuned_copy(self.model, self.split.train, **training)
         return self.evaluate("test", model=private), current
 
     def snapshot(self, last_round: int | None = None) -> PlatformState:

@@ -1,9 +1,14 @@
 """The model a platform serves: the global model, or a private copy fine-tuned on its own data.
 
-The fine-tuned copy starts from the current global model and the platform's user tower
-and trains ``finetune-epochs`` without noise on the platform's own training data. It
-never leaves the platform, so under differential privacy it needs no noise of its own:
-DP protects what is sent, and the copy is computed from that plus local data.
+The private copy never leaves the platform, so under differential privacy it needs no
+noise of its own: DP protects what is sent, and the copy is computed from that plus
+local data. Two kinds (``finetune-embedding-dim``):
+
+* 0 - a copy of the global model (plus the platform's user tower), trained
+  ``finetune-epochs`` more on the platform's data;
+* d > 0 - a **stacked** copy: the global model, frozen, plus a local model of width d
+  (with item-id embeddings) trained on top of its logits. The DP global model can then
+  stay small (noise grows with its size) while the served model keeps full capacity.
 
 (Choosing a snapshot per platform by its own validation users was measured and
 rejected: with ~190 validation users the pick is mostly noise, and it served older,
@@ -15,6 +20,7 @@ from __future__ import annotations
 import copy
 
 import numpy as np
+import torch
 from torch import nn
 
 from shared.interactions import Interactions
@@ -30,21 +36,49 @@ def fine_tuned_copy(
     batch_size: int,
     negatives: int,
     rng: np.random.Generator,
-    start_from: nn.Module | None = None,
 ) -> nn.Module:
-    """A copy of ``model`` trained ``epochs`` more on ``train``; ``model`` is untouched.
-
-    ``start_from`` is a freshly built model that may hold more than ``model`` - e.g.
-    item-id embeddings that the DP global model leaves out. It takes every parameter
-    ``model`` has; the rest starts from its own initialisation and is learned locally.
-    """
-    private = copy.deepcopy(model) if start_from is None else start_from
-    if start_from is not None:
-        missing, unexpected = private.load_state_dict(model.state_dict(), strict=False)
-        if unexpected:
-            raise ValueError(f"the private copy lacks parameters of the global model: {unexpected}")
-    if epochs > 0:
-        optimizer = make_optimizer(private, learning_rate)
-        fit(private, optimizer, train, epochs=epochs, batch_size=batch_size, negatives=negatives, rng=rng)
+    """A deep copy of ``model`` trained ``epochs`` more on ``train``; ``model`` is untouched."""
+    private = copy.deepcopy(model)
+    optimizer = make_optimizer(private, learning_rate)
+    fit(private, optimizer, train, epochs=epochs, batch_size=batch_size, negatives=negatives, rng=rng)
     private.eval()
     return private
+
+
+class StackedRecommender(nn.Module):
+    """``frozen global logits + local logits``: the local part learns what the global one misses."""
+
+    def __init__(self, global_model: nn.Module, local_model: nn.Module) -> None:
+        super().__init__()
+        self.global_model = global_model
+        self.local_model = local_model
+        for parameter in self.global_model.parameters():
+            parameter.requires_grad_(False)
+
+    def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            prior = self.global_model(users, items)
+        return prior + self.local_model(users, items)
+
+    @torch.no_grad()
+    def score(self, users: torch.Tensor, items: torch.Tensor | None) -> torch.Tensor:
+        return self.global_model.score(users, items) + self.local_model.score(users, items)
+
+
+def stacked_copy(
+    model: nn.Module,
+    local_model: nn.Module,
+    train: Interactions,
+    *,
+    epochs: int,
+    learning_rate: float,
+    batch_size: int,
+    negatives: int,
+    rng: np.random.Generator,
+) -> StackedRecommender:
+    """Train ``local_model`` on top of a frozen copy of ``model``; ``model`` is untouched."""
+    stacked = StackedRecommender(copy.deepcopy(model).eval(), local_model)
+    optimizer = make_optimizer(stacked.local_model, learning_rate)
+    fit(stacked, optimizer, train, epochs=epochs, batch_size=batch_size, negatives=negatives, rng=rng)
+    stacked.eval()
+    return stacked

@@ -44,6 +44,8 @@ _FLAGS: dict[str, dict[str, Any]] = {
     "item-id-embedding": {"type": _boolean, "help": "true/false: learn item-id embeddings (false: features only)"},
     "finetune-epochs": {"type": int, "help": "epochs of the private fine-tuned copy a platform serves (0 = off)"},
     "finetune-learning-rate": {"type": float},
+    "finetune-embedding-dim": {"type": int, "help": "> 0: serve a local model of this width stacked on the global one"},
+    "finetune-mlp-layers": {"help": "MLP widths of the stacked local model"},
     "privacy-unit": {"choices": PRIVACY_UNITS, "help": "differential privacy unit (none = off)"},
     "epsilon": {"type": float, "help": "privacy budget per platform for the whole run"},
     "delta": {"type": float},
