@@ -19,7 +19,6 @@ from shared.evaluation import PROTOCOLS
 from shared.records import to_array_record
 from shared.sharing import shared_arrays
 
-
 #: What a platform may report under DP: its index, equal weights, and its privacy status.
 PRIVATE_METRICS = frozenset({"platform", "num-examples", "declined", "epsilon", "noise-multiplier", "delta"})
 #: Without DP: also platform-level training figures and evaluation means.

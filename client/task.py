@@ -17,7 +17,7 @@ from flwr.app import Context, Message
 from shared.config import RunConfig
 from shared.datasets import load_platforms
 from shared.interactions import PlatformData
-from shared.platform import PlatformTrainer, save_user_results
+from shared.platform import PlatformTrainer
 from shared.privacy import BudgetExceeded
 from shared.records import from_array_record
 from shared.results import PlatformMetrics, platform_dir
@@ -122,8 +122,8 @@ def evaluate(
         metrics = PlatformMetrics.from_results(platform, results).to_flat()
     else:
         served, current = trainer.test()
-        save_user_results(directory / "test_per_user.npz", served)
-        save_user_results(directory / "test_per_user_global.npz", current)
+        served.save(directory / "test_per_user.npz")
+        current.save(directory / "test_per_user_global.npz")
         metrics = {
             **PlatformMetrics.from_results(platform, served).to_flat(),
             **PlatformMetrics.from_results(platform, current).to_flat(prefix="global-"),

@@ -13,16 +13,16 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, RecordDict
+from flwr.app import ConfigRecord, Message, MessageType, RecordDict
 from flwr.serverapp import Grid
 
 from server.checkpoint import Checkpoint, save_final_model
 from server.strategy import make_strategy, restore_strategy_state, strategy_state
 from shared.config import RunConfig
 from shared.datasets import load_dataset
-from shared.platform import build_model
-from shared.records import from_array_record, to_array_record
+from shared.model import build_model
 from shared.progress import RoundReport
+from shared.records import from_array_record, to_array_record
 from shared.results import PlatformMetrics, build_summary, write_summary
 from shared.sharing import shared_arrays
 

@@ -7,7 +7,6 @@ parsing and partitioning happen once per process, not once per round.
 from __future__ import annotations
 
 import dataclasses
-import logging
 from functools import lru_cache
 
 import numpy as np
@@ -17,8 +16,6 @@ from shared.data.features import EncodedDataset, encode
 from shared.data.movielens import load_movielens_100k, resolve_data_dir
 from shared.interactions import PlatformData, platform_view
 from shared.partition import PartitionSpec, assign_platforms
-
-logger = logging.getLogger(__name__)
 
 DATASETS = ("ml-100k",)
 

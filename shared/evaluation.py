@@ -11,6 +11,7 @@ everything the same gets no credit.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -32,13 +33,9 @@ def ndcg(ranks: np.ndarray, k: int) -> np.ndarray:
     return np.where(ranks < k, 1.0 / np.log2(ranks + 2.0), 0.0)
 
 
-def rank_of_first(scores: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
-    """0-based rank of column 0 among the valid columns of each row, ties counted as losses."""
-    target = scores[:, :1]
-    beats = scores[:, 1:] >= target
-    if valid is not None:
-        beats &= valid[:, 1:]
-    return beats.sum(axis=1)
+def rank_of_first(scores: np.ndarray) -> np.ndarray:
+    """0-based rank of column 0 among the columns of each row, ties counted as losses."""
+    return (scores[:, 1:] >= scores[:, :1]).sum(axis=1)
 
 
 @dataclass(frozen=True)
@@ -48,6 +45,12 @@ class UserResults:
     users: np.ndarray
     hits: dict[str, np.ndarray]
     ndcgs: dict[str, np.ndarray]
+
+    def save(self, path: Path) -> None:
+        """Per-user outcomes for paired significance tests, on the platform's own disk only."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(path, users=self.users, **{f"hit_{p}": v for p, v in self.hits.items()},
+                 **{f"ndcg_{p}": v for p, v in self.ndcgs.items()})
 
     def summary(self) -> dict[str, dict[str, float]]:
         """Platform-level means - the only evaluation output that may leave a platform."""

@@ -81,8 +81,8 @@ def platform_view(dataset: EncodedDataset, platform_of_interaction: np.ndarray, 
     return PlatformData(platform, interactions, user_features, dataset.item_features)
 
 
-def pool(platforms: list[PlatformData]) -> tuple[PlatformData, np.ndarray]:
-    """All platforms' data as one (the centralized baseline) and each pooled user's platform.
+def pool(platforms: list[PlatformData]) -> PlatformData:
+    """All platforms' data as one (the centralized baseline); platform p's users come p-th.
 
     Users stay distinct per platform, exactly as the platforms see them: nobody links
     identities, not even the upper bound.
@@ -98,8 +98,7 @@ def pool(platforms: list[PlatformData]) -> tuple[PlatformData, np.ndarray]:
     user_features = {
         name: _concat([p.user_features[name] for p in platforms]) for name in platforms[0].user_features
     }
-    owner = np.repeat(np.arange(len(platforms)), [p.num_users for p in platforms])
-    return PlatformData(-1, interactions, user_features, platforms[0].item_features), owner
+    return PlatformData(-1, interactions, user_features, platforms[0].item_features)
 
 
 @dataclass(frozen=True)
@@ -114,10 +113,6 @@ class LeaveLastOutSplit:
     train: Interactions
     validation_items: np.ndarray
     test_items: np.ndarray
-
-    @property
-    def test_users(self) -> np.ndarray:
-        return np.flatnonzero(self.test_items >= 0)
 
     def history(self, stage: str) -> Interactions:
         """What the model may know about each user when ranking ``stage``'s held-out item."""

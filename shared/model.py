@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from shared.config import RunConfig
 from shared.data.features import EncodedFeature
 from shared.representations import Tower
 
@@ -105,3 +106,24 @@ class Recommender(nn.Module):
         if items is None:
             items = torch.arange(self.shared.num_items).expand(len(users), -1)
         return self(users, items)
+
+
+def build_model(
+    config: RunConfig,
+    num_items: int,
+    item_features: dict[str, EncodedFeature],
+    num_users: int = 1,
+    user_features: dict[str, EncodedFeature] | None = None,
+    seed: int = 0,
+) -> Recommender:
+    """A freshly initialised model; the coordinator builds one with a single dummy user."""
+    torch.manual_seed(seed)
+    return Recommender(
+        num_users=num_users,
+        user_features=user_features or {},
+        num_items=num_items,
+        item_features=item_features,
+        dim=config.embedding_dim,
+        mlp_layers=config.mlp_layer_sizes,
+        item_ids=config.item_id_embedding,
+    )

@@ -6,59 +6,20 @@ evaluate with the very same code, split and protocol - the comparison is honest.
 
 from __future__ import annotations
 
-import logging
-from pathlib import Path
-
 import numpy as np
 import torch
 
 from shared.config import ConfigError, RunConfig
-from shared.data.features import EncodedFeature
 from shared.evaluation import UserResults, evaluate_ranking
 from shared.interactions import LeaveLastOutSplit, PlatformData, leave_last_out
-from shared.model import Recommender
+from shared.model import Recommender, build_model
 from shared.privacy.dp_sgd import plan, private_parameters, train_private_round
 from shared.privacy.ledger import BudgetExceeded, PrivacyLedger
+from shared.seeds import evaluation_seed, platform_seed
 from shared.serving import fine_tuned_copy, stacked_copy
 from shared.sharing import load_local_parameters, local_parameters
 from shared.state import PlatformState
 from shared.training import FitResult, fit, make_optimizer
-
-logger = logging.getLogger(__name__)
-
-
-def build_model(
-    config: RunConfig,
-    num_items: int,
-    item_features: dict[str, EncodedFeature],
-    num_users: int = 1,
-    user_features: dict[str, EncodedFeature] | None = None,
-    seed: int = 0,
-) -> Recommender:
-    """A freshly initialised model; the coordinator builds one with a single dummy user."""
-    torch.manual_seed(seed)
-    return Recommender(
-        num_users=num_users,
-        user_features=user_features or {},
-        num_items=num_items,
-        item_features=item_features,
-        dim=config.embedding_dim,
-        mlp_layers=config.mlp_layer_sizes,
-        item_ids=config.item_id_embedding,
-    )
-
-
-#: Salt for the evaluation candidates' seed: fixed, so every round and every mode ranks the same lists.
-EVALUATION_SALT = 0xFFFF
-
-
-def evaluation_seed(config: RunConfig, platform: int) -> int:
-    return platform_seed(config, platform, EVALUATION_SALT)
-
-
-def platform_seed(config: RunConfig, platform: int, salt: int = 0) -> int:
-    """Distinct, reproducible seeds per platform (and per round via ``salt``)."""
-    return int(np.random.SeedSequence([config.seed, platform + 1, salt]).generate_state(1)[0])
 
 
 class PlatformTrainer:
@@ -72,7 +33,6 @@ class PlatformTrainer:
             config, data.num_items, data.item_features, data.num_users, data.user_features,
             seed=platform_seed(config, data.platform),
         )
-        self.last_round = 0
         self.ledger: PrivacyLedger | None = None
         if config.private:
             self.ledger = PrivacyLedger(config.privacy_unit, config.epsilon, config.delta, config.accountant)
@@ -149,11 +109,11 @@ class PlatformTrainer:
             private = fine_tuned_copy(self.model, self.split.train, **training)
         return self.evaluate("test", model=private), current
 
-    def snapshot(self, last_round: int | None = None) -> PlatformState:
+    def snapshot(self, last_round: int) -> PlatformState:
         return PlatformState(
             user_tower=local_parameters(self.model),
             optimizer=self.optimizer.state_dict(),
-            last_round=self.last_round if last_round is None else last_round,
+            last_round=last_round,
             ledger=self.ledger.to_state() if self.ledger is not None else None,
         )
 
@@ -161,17 +121,5 @@ class PlatformTrainer:
         load_local_parameters(self.model, state.user_tower)
         if state.optimizer is not None:
             self.optimizer.load_state_dict(state.optimizer)
-        self.last_round = state.last_round
         if state.ledger is not None:
             self.ledger = PrivacyLedger.from_state(state.ledger)
-
-
-def save_user_results(path: Path, results: UserResults) -> None:
-    """Per-user outcomes for paired significance tests. Written on the platform's own disk only."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(
-        path,
-        users=results.users,
-        **{f"hit_{p}": v for p, v in results.hits.items()},
-        **{f"ndcg_{p}": v for p, v in results.ndcgs.items()},
-    )

@@ -6,7 +6,7 @@ the optimizer, the last round trained and, with differential privacy, the ledger
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,6 @@ class PlatformState:
     optimizer: dict[str, Any] | None = None
     last_round: int = 0
     ledger: dict[str, Any] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def save(self, directory: str | Path) -> Path:
         path = Path(directory) / STATE_FILE

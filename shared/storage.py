@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import io
-import logging
 import os
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
-
-logger = logging.getLogger(__name__)
 
 _MAGIC = b"CROSSFED1\n"
 _DIGEST_BYTES = 32

@@ -24,16 +24,15 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Batch:
-    """Rows of candidates: ``users [B]``, ``items [B, K]``, ``labels [B, K]``, ``mask [B, K]``."""
+    """Rows of candidates: ``users [B]``, ``items [B, K]`` (a positive, then its negatives), ``labels [B, K]``."""
 
     users: torch.Tensor
     items: torch.Tensor
     labels: torch.Tensor
-    mask: torch.Tensor | None = None
 
     @property
     def scored_pairs(self) -> int:
-        return int(self.mask.sum()) if self.mask is not None else self.items.numel()
+        return self.items.numel()
 
 
 @dataclass(frozen=True)
@@ -65,7 +64,7 @@ def positive_batches(
 
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, batch: Batch) -> float:
     optimizer.zero_grad(set_to_none=True)
-    loss = bce_loss(model(batch.users, batch.items), batch.labels, batch.mask)
+    loss = bce_loss(model(batch.users, batch.items), batch.labels)
     loss.backward()
     optimizer.step()
     return float(loss.detach())

@@ -10,15 +10,15 @@ from pathlib import Path
 from typing import Any
 
 from shared.config import (
-    ACCOUNTANTS, MODES, PARTITION_SCHEMES, PRIVACY_UNITS, SERVER_OPTIMIZERS, ConfigError, RunConfig,
+    ACCOUNTANTS,
+    MODES,
+    PARTITION_SCHEMES,
+    PRIVACY_UNITS,
+    SERVER_OPTIMIZERS,
+    ConfigError,
+    RunConfig,
 )
 from shared.data.movielens import DatasetUnavailableError
-
-def _boolean(text: str) -> bool:
-    if text.lower() not in {"true", "false", "1", "0", "yes", "no"}:
-        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
-    return text.lower() in {"true", "1", "yes"}
-
 
 _FLAGS: dict[str, dict[str, Any]] = {
     "dataset": {"help": "dataset name (ml-100k)"},
@@ -41,7 +41,7 @@ _FLAGS: dict[str, dict[str, Any]] = {
     "fraction-train": {"type": float},
     "seed": {"type": int},
     "max-users": {"type": int, "help": "random subset of users (0 = all)"},
-    "item-id-embedding": {"type": _boolean, "help": "true/false: learn item-id embeddings (false: features only)"},
+    "item-id-embedding": {"help": "true/false: learn item-id embeddings (false: features only)"},
     "finetune-epochs": {"type": int, "help": "epochs of the private fine-tuned copy a platform serves (0 = off)"},
     "finetune-learning-rate": {"type": float},
     "finetune-embedding-dim": {"type": int, "help": "> 0: serve a local model of this width stacked on the global one"},

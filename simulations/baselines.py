@@ -11,22 +11,19 @@ and rank exactly the same candidate lists as the federated run.
 
 from __future__ import annotations
 
-import logging
 import time
 from typing import Any
 
 import numpy as np
-import torch
 
 from shared.config import RunConfig
 from shared.datasets import load_platforms
 from shared.evaluation import UserResults, evaluate_ranking
 from shared.interactions import PlatformData, leave_last_out, pool
-from shared.platform import PlatformTrainer, evaluation_seed, save_user_results
+from shared.platform import PlatformTrainer
 from shared.progress import RoundReport
 from shared.results import PlatformMetrics, build_summary, platform_dir, write_summary
-
-logger = logging.getLogger("crossfed.baselines")
+from shared.seeds import evaluation_seed
 
 
 def run_local_only(config: RunConfig) -> dict[str, Any]:
@@ -48,7 +45,7 @@ def run_local_only(config: RunConfig) -> dict[str, Any]:
 def run_centralized(config: RunConfig) -> dict[str, Any]:
     started = time.perf_counter()
     platforms = load_platforms(config)
-    pooled_data, _owner = pool(list(platforms))
+    pooled_data = pool(list(platforms))
     trainer = PlatformTrainer(pooled_data, config)
     offsets = np.cumsum([0] + [p.num_users for p in platforms])
     evaluators = [_PooledEvaluator(trainer, data, int(offset), config) for data, offset in zip(platforms, offsets)]
@@ -91,8 +88,8 @@ class _PooledEvaluator:
 
 def _save(config: RunConfig, platform: int, served: UserResults, final: UserResults) -> PlatformMetrics:
     directory = platform_dir(config.run_dir, platform)
-    save_user_results(directory / "test_per_user.npz", served)
-    save_user_results(directory / "test_per_user_global.npz", final)
+    served.save(directory / "test_per_user.npz")
+    final.save(directory / "test_per_user_global.npz")
     return PlatformMetrics.from_results(platform, served)
 
 

@@ -21,7 +21,6 @@ import torch
 from shared.config import RunConfig
 from shared.datasets import load_platforms
 from shared.platform import PlatformTrainer
-from shared.privacy import PrivacyLedger
 from shared.privacy.dp_sgd import plan, train_private_round
 
 

@@ -5,20 +5,17 @@ from __future__ import annotations
 import json
 import logging
 import os
-from pathlib import Path
 from collections.abc import Sequence
 from typing import Any
 
 from flwr.clientapp.typing import Mod
 
 from client.client_app import build_app as build_client_app
-from server.server_app import build_app as build_server_app
 from client.task import LOCAL_METRICS_FILE
+from server.server_app import build_app as build_server_app
 from shared.config import RunConfig
 from shared.progress import RoundReport
 from shared.results import PlatformMetrics, build_summary, platform_dir, read_summary, write_summary
-
-logger = logging.getLogger(__name__)
 
 FLOWER_ENVIRONMENT = {
     "FLWR_TELEMETRY_ENABLED": "0",

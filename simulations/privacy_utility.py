@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import math
+import shutil
 import subprocess
 import sys
 from pathlib import Path

@@ -11,7 +11,7 @@ import pytest
 
 from shared.config import RunConfig
 from shared.datasets import load_platforms
-from shared.platform import build_model
+from shared.model import build_model
 from shared.sharing import shared_arrays
 from simulations.federated import run_federated
 

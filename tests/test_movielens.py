@@ -29,9 +29,9 @@ from shared.data import (
     encode,
     load_movielens_100k,
     load_tables,
+    movielens,
     resolve_data_dir,
 )
-from shared.data import movielens
 
 REAL_DIR = os.environ.get("CROSSFED_DATA_DIR")
 needs_real_data = pytest.mark.skipif(

@@ -5,7 +5,8 @@ import torch
 from client.outbox import PLAIN_METRICS, PRIVATE_METRICS, LeakError, _platform_level
 from shared.config import RunConfig
 from shared.interactions import platform_view
-from shared.platform import PlatformTrainer, build_model
+from shared.model import build_model
+from shared.platform import PlatformTrainer
 from shared.sharing import is_shared, load_shared_arrays, local_parameters, shared_arrays
 from shared.state import PlatformState
 from shared.storage import CorruptStateError, load_checked, save_checked

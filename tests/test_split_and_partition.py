@@ -58,9 +58,11 @@ def test_natural_with_too_few_groups_is_rejected(dataset):
 def test_pool_keeps_platform_users_distinct(dataset):
     assignment = assign_platforms(dataset, PartitionSpec("iid", 2, seed=0))
     platforms = [platform_view(dataset, assignment, p) for p in range(2)]
-    pooled, owner = pool(platforms)
+    pooled = pool(platforms)
     assert pooled.num_users == sum(p.num_users for p in platforms)
-    assert owner.tolist() == [0] * platforms[0].num_users + [1] * platforms[1].num_users
+    first = platforms[0]
+    np.testing.assert_array_equal(pooled.interactions.users[: len(first.interactions)], first.interactions.users)
+    assert (pooled.interactions.users[len(first.interactions):] >= first.num_users).all()
 
 
 def test_negatives_avoid_known_items():
