@@ -13,7 +13,7 @@ from opacus import PrivacyEngine
 from opacus.accountants import RDPAccountant
 from torch.utils.data import DataLoader, TensorDataset
 
-from shared.config import RunConfig
+from shared.config import ConfigError, RunConfig
 from shared.interactions import platform_view
 from shared.platform import PlatformTrainer
 from shared.privacy import BudgetExceeded, PrivacyLedger
@@ -168,3 +168,23 @@ def test_zero_noise_and_infinite_clip_reproduce_non_private_training():
 
     for (name, a), b in zip(private.model.named_parameters(), plain.model.parameters()):
         assert torch.allclose(a, b, atol=1e-5), name
+
+
+def test_the_sampling_that_runs_is_the_sampling_accounted_for():
+    """40 users in batches of 15: three Poisson draws per epoch at rate 1/3, not rounding's 1/4."""
+    config = PRIVATE.replace(user_batch=15, local_epochs=2)
+    trainer = _trainer(config)
+    trainer.train(2, salt=1)
+    step_plan = plan(config, trainer.split.train)
+    assert (step_plan.steps_per_epoch, step_plan.sample_rate) == (3, 1 / 3)
+    assert trainer.ledger.history == [(trainer.ledger.noise_multiplier, 1 / 3, 6)]
+
+
+def test_a_changed_sampling_plan_is_refused_mid_run(tmp_path):
+    trainer = _trainer()
+    trainer.train(1, salt=1)
+    trainer.snapshot(1).save(tmp_path)
+    changed = _trainer(PRIVATE.replace(local_epochs=5))  # would run 5x the steps the ledger prices
+    changed.restore(type(trainer.snapshot(1)).load(tmp_path))
+    with pytest.raises(ConfigError, match="sampling plan"):
+        changed.train(5, salt=2)

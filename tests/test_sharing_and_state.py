@@ -108,3 +108,14 @@ def test_local_training_learns_on_synthetic_data(dataset):
     first = trainer.train(epochs=1, salt=1).loss
     later = trainer.train(epochs=20, salt=2).loss
     assert later < first
+
+
+def test_stacked_private_copy_serves_without_touching_the_global_model(dataset):
+    config = CONFIG.replace(finetune_epochs=2, finetune_embedding_dim=6, finetune_mlp_layers="8", eval_negatives=10)
+    trainer = PlatformTrainer(platform_view(dataset, np.zeros(len(dataset.users), np.int64), 0), config)
+    before = shared_arrays(trainer.model)
+    served, current = trainer.test()
+    after = shared_arrays(trainer.model)
+    assert all(np.array_equal(before[name], after[name]) for name in before)
+    assert len(served.users) == len(current.users) > 0
+    assert served.summary() != current.summary() or served.ndcgs["full"].tolist() != current.ndcgs["full"].tolist()
