@@ -109,3 +109,11 @@ def test_pyproject_defaults_match_the_config_object():
     assert set(declared) == set(defaults)
     for key, value in declared.items():
         assert value == defaults[key], key
+
+
+def test_every_config_key_is_documented_in_the_readme():
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    missing = [key for key in RunConfig().to_flat() if f"| `{key}` |" not in readme]
+    assert not missing, f"README configuration table lacks {missing}"
