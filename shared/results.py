@@ -6,6 +6,7 @@ So any run can be compared with any other - across modes, seeds, privacy setting
 from __future__ import annotations
 
 import json
+import math
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -111,10 +112,21 @@ def build_summary(
 
 
 def write_summary(out_dir: str | Path, summary: Mapping[str, Any]) -> Path:
+    """Strict JSON: an infinite epsilon or a loss nobody sent is written as the string "inf" / "nan"."""
     path = Path(out_dir) / SUMMARY_FILE
-    atomic_write_bytes(path, (json.dumps(summary, indent=2) + "\n").encode())
+    atomic_write_bytes(path, (json.dumps(_strict(summary), indent=2, allow_nan=False) + "\n").encode())
     logger.info("wrote %s", path)
     return path
+
+
+def _strict(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {key: _strict(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict(item) for item in value]
+    return value
 
 
 def read_summary(run_dir: str | Path) -> dict[str, Any]:

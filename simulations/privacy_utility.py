@@ -28,17 +28,17 @@ K = 10
 
 
 def cell_command(out: Path, name: str, mode: str, seed: int, extra: list[str], epsilon: float | None) -> list[str]:
+    """One ``python -m simulations run``; ``epsilon`` None is a non-private reference."""
     command = [sys.executable, "-m", "simulations", "run", "--mode", mode, "--seed", str(seed),
                "--out", str(out / name), "--quiet", *extra]
-    if epsilon is not None:
+    if epsilon is not None:  # inf runs the same DP procedure (sampling, clipping) without noise
         command += ["--privacy-unit", "user", "--epsilon", str(epsilon)]
     return command
 
 
 def run(out: Path, epsilons: list[float], seed: int, dp_flags: list[str], common: list[str]) -> None:
     cells = [("local-only", "local-only", None, common), ("federated-nonprivate", "federated", None, common)]
-    cells += [(f"federated-eps{eps:g}", "federated", None if math.isinf(eps) else eps, common + dp_flags)
-              for eps in epsilons]
+    cells += [(f"federated-eps{eps:g}", "federated", eps, common + dp_flags) for eps in epsilons]
     for name, mode, epsilon, flags in cells:
         if (out / name / "summary.json").exists():
             print(f"[skip] {name}", flush=True)
@@ -70,7 +70,7 @@ def analyse(out: Path, epsilons: list[float]) -> dict[str, Any]:
         spent = summary.get("privacy", {}).get("epsilon", {})
         rows.append({
             "epsilon": eps,
-            "epsilon_spent_max": max(spent.values()) if spent else math.inf,
+            "epsilon_spent_max": max(float(v) for v in spent.values()) if spent else math.inf,
             "served_hr": summary["metrics"]["sampled"][f"hr@{K}"],
             "served_ndcg": summary["metrics"]["sampled"][f"ndcg@{K}"],
             "global_hr": summary["global_metrics"]["sampled"][f"hr@{K}"],

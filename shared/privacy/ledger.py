@@ -66,6 +66,8 @@ class PrivacyLedger:
         self.sample_rate, self.steps_per_round = sample_rate, steps_per_round
         if noise_multiplier > 0:
             self.noise_multiplier = noise_multiplier
+        elif math.isinf(self.budget):
+            self.noise_multiplier = 0.0  # epsilon = inf: the DP procedure (sampling, clipping) without noise
         else:
             self.noise_multiplier = float(get_noise_multiplier(
                 target_epsilon=self.budget, target_delta=self.delta, sample_rate=sample_rate,
