@@ -134,7 +134,7 @@ def print_summary(summary: dict[str, Any], seconds: float) -> None:
               f"NDCG@{k} {g[f'ndcg@{k}']:.4f}")
     if "privacy" in summary:
         p = summary["privacy"]
-        spent = " ".join(f"p{k_}={v:.3f}" for k_, v in p["epsilon"].items())
+        spent = " ".join(f"p{k_}={float(v):.3f}" for k_, v in p["epsilon"].items())
         print(f"privacy: {p['unit']}-level ({p['delta']:g})-DP, ε spent {spent} (budget {p['epsilon_budget']}), "
               f"{p['accountant']} accountant, clip {p['clip']}")
     print(f"\nwall time {seconds:.1f}s; results in {summary['config']['run-dir']}/summary.json")
