@@ -46,23 +46,28 @@ def fine_tuned_copy(
 
 
 class StackedRecommender(nn.Module):
-    """``frozen global logits + local logits``: the local part learns what the global one misses."""
+    """``w * frozen global logits + local logits``: the local part learns what the global one misses.
+
+    The weight ``w`` is learned too, so a platform leans on the global model exactly as far
+    as it helps on its own data (a noisy DP model may earn a small ``w``).
+    """
 
     def __init__(self, global_model: nn.Module, local_model: nn.Module) -> None:
         super().__init__()
         self.global_model = global_model
         self.local_model = local_model
+        self.prior_weight = nn.Parameter(torch.ones(()))
         for parameter in self.global_model.parameters():
             parameter.requires_grad_(False)
 
     def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             prior = self.global_model(users, items)
-        return prior + self.local_model(users, items)
+        return self.prior_weight * prior + self.local_model(users, items)
 
     @torch.no_grad()
     def score(self, users: torch.Tensor, items: torch.Tensor | None) -> torch.Tensor:
-        return self.global_model.score(users, items) + self.local_model.score(users, items)
+        return self.prior_weight * self.global_model.score(users, items) + self.local_model.score(users, items)
 
 
 def stacked_copy(
@@ -78,7 +83,7 @@ def stacked_copy(
 ) -> StackedRecommender:
     """Train ``local_model`` on top of a frozen copy of ``model``; ``model`` is untouched."""
     stacked = StackedRecommender(copy.deepcopy(model).eval(), local_model)
-    optimizer = make_optimizer(stacked.local_model, learning_rate)
+    optimizer = make_optimizer(stacked, learning_rate)  # the frozen global part has no gradients
     fit(stacked, optimizer, train, epochs=epochs, batch_size=batch_size, negatives=negatives, rng=rng)
     stacked.eval()
     return stacked
