@@ -18,6 +18,7 @@ worse models - sampled HR@10 0.626 against 0.642 for the last round.)
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,22 +28,9 @@ from shared.interactions import Interactions
 from shared.training import fit, make_optimizer
 
 
-def fine_tuned_copy(
-    model: nn.Module,
-    train: Interactions,
-    *,
-    epochs: int,
-    learning_rate: float,
-    batch_size: int,
-    negatives: int,
-    rng: np.random.Generator,
-) -> nn.Module:
-    """A deep copy of ``model`` trained ``epochs`` more on ``train``; ``model`` is untouched."""
-    private = copy.deepcopy(model)
-    optimizer = make_optimizer(private, learning_rate)
-    fit(private, optimizer, train, epochs=epochs, batch_size=batch_size, negatives=negatives, rng=rng)
-    private.eval()
-    return private
+def fine_tuned_copy(model: nn.Module, train: Interactions, **training: Any) -> nn.Module:
+    """A deep copy of ``model`` trained more on ``train``; ``model`` is untouched."""
+    return _trained_locally(copy.deepcopy(model), train, **training)
 
 
 class StackedRecommender(nn.Module):
@@ -70,9 +58,13 @@ class StackedRecommender(nn.Module):
         return self.prior_weight * self.global_model.score(users, items) + self.local_model.score(users, items)
 
 
-def stacked_copy(
-    model: nn.Module,
-    local_model: nn.Module,
+def stacked_copy(model: nn.Module, local_model: nn.Module, train: Interactions, **training: Any) -> nn.Module:
+    """``local_model`` trained on top of a frozen copy of ``model``; ``model`` is untouched."""
+    return _trained_locally(StackedRecommender(copy.deepcopy(model).eval(), local_model), train, **training)
+
+
+def _trained_locally(
+    private: nn.Module,
     train: Interactions,
     *,
     epochs: int,
@@ -80,10 +72,8 @@ def stacked_copy(
     batch_size: int,
     negatives: int,
     rng: np.random.Generator,
-) -> StackedRecommender:
-    """Train ``local_model`` on top of a frozen copy of ``model``; ``model`` is untouched."""
-    stacked = StackedRecommender(copy.deepcopy(model).eval(), local_model)
-    optimizer = make_optimizer(stacked, learning_rate)  # the frozen global part has no gradients
-    fit(stacked, optimizer, train, epochs=epochs, batch_size=batch_size, negatives=negatives, rng=rng)
-    stacked.eval()
-    return stacked
+) -> nn.Module:
+    optimizer = make_optimizer(private, learning_rate)  # frozen parameters get no gradient: Adam skips them
+    fit(private, optimizer, train, epochs=epochs, batch_size=batch_size, negatives=negatives, rng=rng)
+    private.eval()
+    return private
