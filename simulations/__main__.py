@@ -148,6 +148,8 @@ def _configure_logging(quiet: bool) -> None:
     for noisy in ("flwr", "ray"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     logging.getLogger("flwr").propagate = False
+    # We call flwr.simulation.run_simulation on purpose (see README); its deprecation notice is noise here.
+    logging.getLogger("flwr").addFilter(lambda record: "DEPRECATED FEATURE" not in record.getMessage())
 
 
 if __name__ == "__main__":
