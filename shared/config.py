@@ -50,7 +50,7 @@ class RunConfig:
     weight_decay: float = 0.0
     negatives: int = 4
     # Federation
-    num_server_rounds: int = 20
+    num_server_rounds: int = 30
     fraction_train: float = 1.0
     min_platforms: int = 2
     server_optimizer: str = "fedavg"
