@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -20,44 +19,22 @@ from shared.config import (
 )
 from shared.data.movielens import DatasetUnavailableError
 
-_FLAGS: dict[str, dict[str, Any]] = {
-    "dataset": {"help": "dataset name (ml-100k)"},
-    "data-dir": {"help": "local copy of the dataset (default: $CROSSFED_DATA_DIR, else download into a cache)"},
-    "platforms": {"dest": "num_platforms", "type": int, "help": "number of platforms (default 5)"},
-    "partition": {"choices": PARTITION_SCHEMES, "help": "how users are split into platforms"},
-    "partition-attribute": {"help": "user attribute for natural/dirichlet (default region)"},
-    "alpha": {"dest": "dirichlet_alpha", "type": float, "help": "dirichlet concentration"},
-    "overlap-k": {"type": int, "help": "platforms per user for the overlap scheme"},
-    "rounds": {"dest": "num_server_rounds", "type": int, "help": "federation rounds (epochs = rounds x local epochs)"},
-    "local-epochs": {"type": int},
-    "batch-size": {"type": int},
-    "learning-rate": {"type": float},
-    "negatives": {"type": int, "help": "sampled negatives per positive"},
-    "embedding-dim": {"type": int},
-    "mlp-layers": {"help": "comma-separated MLP widths, e.g. 64,32,16"},
-    "server-optimizer": {"choices": SERVER_OPTIMIZERS},
-    "server-learning-rate": {"type": float},
-    "server-momentum": {"type": float, "help": "FedAvgM momentum"},
-    "fraction-train": {"type": float},
-    "seed": {"type": int},
-    "max-users": {"type": int, "help": "random subset of users (0 = all)"},
-    "item-id-embedding": {"help": "true/false: learn item-id embeddings (false: features only)"},
-    "finetune-epochs": {"type": int, "help": "epochs of the private fine-tuned copy a platform serves (0 = off)"},
-    "finetune-learning-rate": {"type": float},
-    "finetune-embedding-dim": {"type": int, "help": "> 0: serve a local model of this width stacked on the global one"},
-    "finetune-mlp-layers": {"help": "MLP widths of the stacked local model"},
-    "privacy-unit": {"choices": PRIVACY_UNITS, "help": "differential privacy unit (none = off)"},
-    "epsilon": {"type": float, "help": "privacy budget per platform for the whole run"},
-    "delta": {"type": float},
-    "noise-multiplier": {"type": float, "help": "explicit noise (0 = calibrate from epsilon)"},
-    "clip-norm": {"type": float, "help": "per-sample L2 clip"},
-    "user-batch": {"type": int, "help": "expected users per DP step"},
-    "bag-positives": {"type": int, "help": "positives per user bag under user-level DP"},
-    "refresh-steps": {"type": int, "help": "user-embedding refresh steps before each DP step"},
-    "refresh-learning-rate": {"type": float},
-    "accountant": {"choices": ACCOUNTANTS},
-}
+#: Every run-config key is a flag (``--learning-rate`` for ``learning-rate``); these have short aliases.
+_ALIASES = {"num-platforms": "--platforms", "num-server-rounds": "--rounds", "dirichlet-alpha": "--alpha"}
+_CHOICES = {"partition": PARTITION_SCHEMES, "server-optimizer": SERVER_OPTIMIZERS, "privacy-unit": PRIVACY_UNITS,
+            "accountant": ACCOUNTANTS}
+#: Set by the command itself (``--out``, ``--resume``), not as plain keys.
+_NOT_FLAGS = {"run-dir", "resume"}
 
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per ``[tool.flwr.app.config]`` key, parsed and range-checked by :class:`RunConfig`."""
+    for key, default in RunConfig().to_flat().items():
+        if key in _NOT_FLAGS:
+            continue
+        names = [f"--{key}"] + ([_ALIASES[key]] if key in _ALIASES else [])
+        parser.add_argument(*names, dest=key, choices=_CHOICES.get(key), default=None, metavar=None if key in
+                            _CHOICES else key.split("-")[-1].upper(), help=f"default {default!r}; see README")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,8 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--out", help="run folder (default runs/<mode>-<dataset>-<partition>-<N>p-seed<S>)")
     run.add_argument("--resume", action="store_true", help="federated: continue from the run folder's checkpoint")
     run.add_argument("--quiet", action="store_true", help="only the summary table")
-    for flag, options in _FLAGS.items():
-        run.add_argument(f"--{flag}", **options)
+    _add_config_flags(run)
     args = parser.parse_args(argv)
     _configure_logging(args.quiet)
 
@@ -85,18 +61,21 @@ def main(argv: list[str] | None = None) -> int:
             data_dir=str(Path(config.data_dir).resolve()) if config.data_dir else "",
             resume=args.resume,
         )
+        from shared.datasets import load_dataset
+
+        dataset = load_dataset(config.dataset, config.data_dir)  # fail fast, before any worker starts
         if out.exists() and any(out.iterdir()) and not args.resume:
             raise ConfigError(f"run folder {out} is not empty: pass --resume to continue that run, "
                               f"or another --out (a new run never inherits an old run's platform state)")
-        from shared.datasets import load_dataset
-
-        load_dataset(config.dataset, config.data_dir)  # fail fast, before any worker starts
     except (ConfigError, DatasetUnavailableError, FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    started = time.perf_counter()
+    if not args.quiet:
+        print(f"{args.mode}: {dataset.name} ({len(dataset.users):,} interactions, {dataset.num_users} users, "
+              f"{dataset.num_items} items) -> {config.num_platforms} platforms ({config.partition}), "
+              f"{config.num_server_rounds} rounds; results in {out}", flush=True)
     summary = run_mode(args.mode, config)
-    print_summary(summary, time.perf_counter() - started)
+    print_summary(summary)
     return 0
 
 
@@ -112,7 +91,7 @@ def run_mode(mode: str, config: RunConfig) -> dict[str, Any]:
     return run_centralized(config) if mode == "centralized" else run_local_only(config)
 
 
-def print_summary(summary: dict[str, Any], seconds: float) -> None:
+def print_summary(summary: dict[str, Any]) -> None:
     k = summary["config"]["top-k"]
     rows = [("platform", "users", f"HR@{k}", f"NDCG@{k}", f"full HR@{k}", f"full NDCG@{k}")]
     for entry in summary["per_platform"] + [{"platform": "all", "users": "", "metrics": summary["metrics"]}]:
@@ -137,7 +116,7 @@ def print_summary(summary: dict[str, Any], seconds: float) -> None:
         spent = " ".join(f"p{k_}={float(v):.3f}" for k_, v in p["epsilon"].items())
         print(f"privacy: {p['unit']}-level ({p['delta']:g})-DP, ε spent {spent} (budget {p['epsilon_budget']}), "
               f"{p['accountant']} accountant, clip {p['clip']}")
-    print(f"\nwall time {seconds:.1f}s; results in {summary['config']['run-dir']}/summary.json")
+    print(f"\nwall time {summary['wall_seconds']:.1f}s; results in {summary['config']['run-dir']}/summary.json")
 
 
 def _configure_logging(quiet: bool) -> None:
