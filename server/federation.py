@@ -56,6 +56,7 @@ def run_federation(grid: Grid, config: RunConfig) -> dict[str, Any]:
     round_config = config.to_flat()
     random.seed(config.seed * 1_000_003 + first_round)  # Flower samples nodes with ``random``
 
+    rounds_completed = first_round - 1
     for server_round in range(first_round, config.num_server_rounds + 1):
         record = to_array_record(arrays)
         # Platforms take every setting from their own run config; a round only says which round it is.
@@ -85,6 +86,7 @@ def run_federation(grid: Grid, config: RunConfig) -> dict[str, Any]:
                              epsilon=_epsilon(replies), declined=declined)
         history.append(report.as_dict())
         report.log(config)
+        rounds_completed = server_round
         Checkpoint(
             arrays=arrays, last_round=server_round, config=round_config, history=history,
             strategy_state=strategy_state(strategy), elapsed_seconds=time.perf_counter() - started,
@@ -95,7 +97,8 @@ def run_federation(grid: Grid, config: RunConfig) -> dict[str, Any]:
     summary = build_summary(
         mode="federated", config=config, wall_seconds=time.perf_counter() - started,
         test=_platform_metrics(replies), global_test=_platform_metrics(replies, prefix="global-"), history=history,
-        extra={"privacy": privacy_block(config, replies)} if config.private else None,
+        extra={"rounds_completed": rounds_completed,
+               **({"privacy": privacy_block(config, replies)} if config.private else {})},
     )
     write_summary(config.run_dir, summary)
     return summary

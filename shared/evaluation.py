@@ -10,13 +10,14 @@ everything the same gets no credit.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from shared.interactions import LeaveLastOutSplit
+from shared.interactions import Interactions, LeaveLastOutSplit
 from shared.sampling import evaluation_candidates
 
 PROTOCOLS = ("sampled", "full")
@@ -63,11 +64,14 @@ class UserResults:
         }
 
 
+ScoreFn = Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]
+
+
 @torch.no_grad()
 def evaluate_ranking(
-    score_fn,
+    score_fn: ScoreFn,
     split: LeaveLastOutSplit,
-    known_items,
+    known_items: Interactions,
     *,
     stage: str = "test",
     k: int = 10,
@@ -108,7 +112,7 @@ def evaluate_ranking(
     )
 
 
-def _history_mask(history, users: np.ndarray, num_items: int) -> np.ndarray:
+def _history_mask(history: Interactions, users: np.ndarray, num_items: int) -> np.ndarray:
     """Boolean [len(users), num_items]: True where the item is in that user's history."""
     row_of_user = np.full(history.num_users, -1, dtype=np.int64)
     row_of_user[users] = np.arange(len(users))

@@ -9,6 +9,7 @@ built from :func:`shared_arrays`; nothing else reads parameters for sending.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -47,7 +48,7 @@ def load_local_parameters(model: nn.Module, tensors: dict[str, torch.Tensor]) ->
     _load(model, tensors, lambda name: not is_shared(name), "local")
 
 
-def _load(model: nn.Module, values: dict, selector, what: str) -> None:
+def _load(model: nn.Module, values: dict, selector: Callable[[str], bool], what: str) -> None:
     parameters = {name: p for name, p in model.named_parameters() if selector(name)}
     missing = sorted(set(parameters) - set(values))
     unexpected = sorted(set(values) - set(parameters))
