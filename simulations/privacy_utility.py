@@ -122,7 +122,7 @@ def plot(report: dict[str, Any], path: Path) -> bool:
     rows = [r for r in report["rows"] if math.isfinite(r["epsilon"])]
     xs = [r["epsilon"] for r in rows]
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(xs, [r["served_hr"] for r in rows], "o-", label="federated + DP, served (fine-tuned copy)")
+    ax.plot(xs, [r["served_hr"] for r in rows], "o-", label="federated + DP, served (stacked private copy)")
     ax.plot(xs, [r["global_hr"] for r in rows], "s--", label="federated + DP, global model")
     ax.axhline(report["nonprivate_federated_hr"], color="green", linestyle=":", label="federated, non-private")
     ax.axhline(report["local_only_hr"], color="red", linestyle=":", label="local-only")
