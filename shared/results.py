@@ -6,8 +6,8 @@ So any run can be compared with any other - across modes, seeds, privacy setting
 from __future__ import annotations
 
 import json
-import math
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path

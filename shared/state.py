@@ -6,31 +6,19 @@ the optimizer, the last round trained and, with differential privacy, the ledger
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
-from shared.storage import load_checked, save_checked
+from shared.storage import CheckedRecord
 
 STATE_FILE = "platform_state.pt"
 
 
 @dataclass
-class PlatformState:
+class PlatformState(CheckedRecord):
+    FILE_NAME: ClassVar[str] = STATE_FILE
+
     user_tower: dict[str, Any]
     optimizer: dict[str, Any] | None = None
     last_round: int = 0
     ledger: dict[str, Any] | None = None
-
-    def save(self, directory: str | Path) -> Path:
-        path = Path(directory) / STATE_FILE
-        save_checked(path, asdict(self))
-        return path
-
-    @classmethod
-    def load(cls, directory: str | Path) -> "PlatformState | None":
-        """The saved state, None if there is none yet; a corrupt file raises, never half-loads."""
-        path = Path(directory) / STATE_FILE
-        if not path.exists():
-            return None
-        return cls(**load_checked(path))

@@ -12,8 +12,9 @@ import hashlib
 import io
 import os
 import tempfile
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Self
 
 import torch
 
@@ -59,3 +60,20 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+class CheckedRecord:
+    """Mixin for a dataclass kept as one self-checking file named ``FILE_NAME`` in a directory."""
+
+    FILE_NAME: ClassVar[str]
+
+    def save(self, directory: str | Path) -> Path:
+        path = Path(directory) / self.FILE_NAME
+        save_checked(path, asdict(self))  # type: ignore[call-overload]
+        return path
+
+    @classmethod
+    def load(cls, directory: str | Path) -> Self | None:
+        """The saved record, None if there is none yet; a corrupt file raises, never half-loads."""
+        path = Path(directory) / cls.FILE_NAME
+        return cls(**load_checked(path)) if path.exists() else None
