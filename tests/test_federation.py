@@ -47,17 +47,21 @@ def recording_mod(directory: str):
     return record
 
 
-@pytest.fixture(scope="module")
-def federated_run(movielens_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("federated")
-    messages = tmp_path_factory.mktemp("messages")
-    config = RunConfig(
-        data_dir=str(movielens_dir), run_dir=str(out), num_platforms=3, max_users=300, num_server_rounds=3,
-        local_epochs=2, partition="iid", seed=3,
-    )
+def recorded_run(tmp_path_factory, name: str, **settings):
+    """Run a simulation with every client reply recorded; returns (config, summary, recorded replies)."""
+    messages = tmp_path_factory.mktemp(f"{name}-messages")
+    config = RunConfig(run_dir=str(tmp_path_factory.mktemp(name)), **settings)
     summary = run_federated(config, client_mods=[recording_mod(str(messages))])
     recorded = [json.loads(line) for path in messages.glob("*.jsonl") for line in path.read_text().splitlines()]
     return config, summary, recorded
+
+
+@pytest.fixture(scope="module")
+def federated_run(movielens_dir, tmp_path_factory):
+    return recorded_run(
+        tmp_path_factory, "federated", data_dir=str(movielens_dir), num_platforms=3, max_users=300,
+        num_server_rounds=3, local_epochs=2, partition="iid", seed=3,
+    )
 
 
 def test_federation_learns_well_above_random(federated_run):
@@ -111,16 +115,11 @@ def test_run_folder_holds_checkpoint_final_model_and_local_states(federated_run)
 @pytest.fixture(scope="module")
 def private_run(movielens_dir, tmp_path_factory):
     """User-level DP with a fixed noise multiplier and a budget that lasts two of four rounds."""
-    out = tmp_path_factory.mktemp("private")
-    messages = tmp_path_factory.mktemp("private-messages")
-    config = RunConfig(
-        data_dir=str(movielens_dir), run_dir=str(out), num_platforms=3, max_users=240, num_server_rounds=4,
-        partition="iid", seed=4, privacy_unit="user", noise_multiplier=2.0, epsilon=2.5, delta=1e-4,
-        item_id_embedding=False, embedding_dim=8, mlp_layers="16", user_batch=40, finetune_epochs=1,
+    return recorded_run(
+        tmp_path_factory, "private", data_dir=str(movielens_dir), num_platforms=3, max_users=240,
+        num_server_rounds=4, partition="iid", seed=4, privacy_unit="user", noise_multiplier=2.0, epsilon=2.5,
+        delta=1e-4, item_id_embedding=False, embedding_dim=8, mlp_layers="16", user_batch=40, finetune_epochs=1,
     )
-    summary = run_federated(config, client_mods=[recording_mod(str(messages))])
-    recorded = [json.loads(line) for path in messages.glob("*.jsonl") for line in path.read_text().splitlines()]
-    return config, summary, recorded
 
 
 def test_private_run_respects_every_budget_and_stops_cleanly(private_run):
