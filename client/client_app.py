@@ -23,8 +23,8 @@ def build_app(overrides: Mapping[str, Any] | None = None, mods: Sequence[Mod] = 
 
     @client_app.evaluate()
     def evaluate(message: Message, context: Context) -> Message:
-        private = task.platform_config(context, overrides).private
-        return build_reply(message, task.evaluate(message, context, overrides), private=private)
+        metrics, private = task.evaluate(message, context, overrides)
+        return build_reply(message, metrics, private=private)
 
     return client_app
 

@@ -92,7 +92,7 @@ def train(
     trainer.snapshot(server_round).save(directory)
     record_locally(directory, {"round": server_round, "stage": "train", "loss": result.loss,
                                "seconds": result.seconds, "pairs-per-second": result.pairs_per_second})
-    if trainer.ledger is not None:
+    if trainer.private:
         # Under DP only values derived from public settings leave: equal weights, no loss, no timings.
         return trainer, {"platform": platform, "num-examples": 1, "declined": 0, **privacy_metrics(trainer)}, True
     metrics = {
@@ -107,11 +107,12 @@ def train(
 
 def evaluate(
     message: Message, context: Context, overrides: Mapping[str, Any] | None = None
-) -> dict[str, float | int]:
+) -> tuple[dict[str, float | int], bool]:
     """Validation: the current model. Test: the model the platform serves and the global model.
 
-    The platform always keeps its own figures (``metrics.jsonl`` in its directory). Without
-    DP it sends their platform-level means; under DP it sends none of them.
+    Returns the metrics to send and whether the platform is private. The platform always
+    keeps its own figures (``metrics.jsonl`` in its directory). Without DP it sends their
+    platform-level means; under DP it sends none of them.
     """
     trainer, directory, _config = open_trainer(message, context, overrides)
     stage = str(message.content["config"].get("stage", "validation"))
@@ -131,9 +132,9 @@ def evaluate(
         results = served
     local = {"platform": platform, "num-users": len(results.users), **metrics}
     record_locally(directory, {"round": server_round, "stage": stage, **local})
-    if trainer.ledger is not None:
-        return {"platform": platform, **privacy_metrics(trainer)}
-    return local
+    if trainer.private:
+        return {"platform": platform, **privacy_metrics(trainer)}, True
+    return local, False
 
 
 def privacy_metrics(trainer: PlatformTrainer) -> dict[str, float]:
