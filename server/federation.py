@@ -81,7 +81,7 @@ def run_federation(grid: Grid, config: RunConfig) -> dict[str, Any]:
         if aggregated is None:
             raise FederationError(f"round {server_round}: aggregation produced no parameters")
         arrays = from_array_record(aggregated)
-        validation = evaluate_platforms(grid, arrays, round_config, server_round, "validation", config)
+        validation = evaluate_platforms(grid, arrays, server_round, "validation", config)
         report = RoundReport(server_round, _weighted_loss(trained), validation, time.perf_counter() - started,
                              epsilon=_epsilon(replies), declined=declined)
         history.append(report.as_dict())
@@ -93,7 +93,7 @@ def run_federation(grid: Grid, config: RunConfig) -> dict[str, Any]:
         ).save(config.run_dir)
 
     save_final_model(config.run_dir, arrays, round_config)
-    replies = request_evaluation(grid, arrays, round_config, config.num_server_rounds, "test", config)
+    replies = request_evaluation(grid, arrays, rounds_completed, "test", config)
     summary = build_summary(
         mode="federated", config=config, wall_seconds=time.perf_counter() - started,
         test=_platform_metrics(replies), global_test=_platform_metrics(replies, prefix="global-"), history=history,
@@ -105,14 +105,12 @@ def run_federation(grid: Grid, config: RunConfig) -> dict[str, Any]:
 
 
 def evaluate_platforms(
-    grid: Grid, arrays: dict, round_config: dict, server_round: int, stage: str, config: RunConfig
+    grid: Grid, arrays: dict, server_round: int, stage: str, config: RunConfig
 ) -> list[PlatformMetrics]:
-    return _platform_metrics(request_evaluation(grid, arrays, round_config, server_round, stage, config))
+    return _platform_metrics(request_evaluation(grid, arrays, server_round, stage, config))
 
 
-def request_evaluation(
-    grid: Grid, arrays: dict, round_config: dict, server_round: int, stage: str, config: RunConfig
-) -> list[Message]:
+def request_evaluation(grid: Grid, arrays: dict, server_round: int, stage: str, config: RunConfig) -> list[Message]:
     """Every connected platform ranks its own held-out items and reports platform-level means."""
     content_config = ConfigRecord({"server-round": server_round, "stage": stage})
     messages = [
@@ -154,8 +152,8 @@ def _epsilon(replies: list[Message]) -> dict[int, float]:
             for r in replies if "epsilon" in r.content["metrics"]}
 
 
-#: Keys that may differ between a run and its resumption.
-_RESUMABLE_KEYS = frozenset({"resume", "run-dir", "data-dir"})
+#: Keys that may differ between a run and its resumption (more rounds extend a run; DP budgets still hold).
+_RESUMABLE_KEYS = frozenset({"resume", "run-dir", "data-dir", "num-server-rounds"})
 
 
 def _check_same_run(saved: dict[str, Any], config: RunConfig) -> None:

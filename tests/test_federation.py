@@ -149,3 +149,15 @@ def test_under_dp_nothing_but_dp_parameters_and_privacy_status_leaves(private_ru
             assert message["arrays"] and not any("user" in name for name in message["arrays"])
         else:
             assert message["arrays"] == {}
+
+
+def test_a_resumed_run_continues_after_its_last_checkpoint(movielens_dir, tmp_path):
+    settings = {"data_dir": str(movielens_dir), "run_dir": str(tmp_path), "num_platforms": 3, "max_users": 150,
+                "partition": "iid", "seed": 5}
+    first = run_federated(RunConfig(num_server_rounds=2, **settings))
+    resumed = run_federated(RunConfig(num_server_rounds=3, resume=True, **settings))
+    assert [entry["round"] for entry in resumed["history"]] == [1, 2, 3]
+    assert resumed["history"][:2] == first["history"]
+    assert resumed["rounds_completed"] == 3
+    with pytest.raises(Exception, match="other settings"):
+        run_federated(RunConfig(num_server_rounds=4, resume=True, **{**settings, "learning_rate": 0.1}))
