@@ -93,10 +93,8 @@ def evaluate_ranking(
     for start in range(0, len(users), chunk):
         batch_users = users[start : start + chunk]
         batch_candidates = candidates[start : start + chunk]
-        user_tensor = torch.as_tensor(batch_users)
-        sampled = score_fn(user_tensor, torch.as_tensor(batch_candidates)).numpy()
-        sampled_ranks.append(rank_of_first(sampled))
-        everything = score_fn(user_tensor, None).numpy()
+        everything = score_fn(torch.as_tensor(batch_users), None).numpy()  # one pass serves both protocols
+        sampled_ranks.append(rank_of_first(np.take_along_axis(everything, batch_candidates, axis=1)))
         seen = _history_mask(history, batch_users, everything.shape[1])
         target_items = targets[batch_users]
         target_scores = everything[np.arange(len(batch_users)), target_items]

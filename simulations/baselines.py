@@ -34,12 +34,7 @@ def run_local_only(config: RunConfig) -> dict[str, Any]:
         losses = [trainer.train(config.local_epochs, salt=block).loss for trainer in trainers]
         validation = [PlatformMetrics.from_results(t.data.platform, t.evaluate("validation")) for t in trainers]
         _record(history, RoundReport(block, float(np.mean(losses)), validation, time.perf_counter() - started), config)
-    served, final = [], []
-    for trainer in trainers:
-        served_results, final_results = trainer.test()
-        served.append(_save(config, trainer.data.platform, served_results, final_results))
-        final.append(PlatformMetrics.from_results(trainer.data.platform, final_results))
-    return _finish("local-only", config, started, served, final, history)
+    return _test_and_finish("local-only", config, started, trainers, history)
 
 
 def run_centralized(config: RunConfig) -> dict[str, Any]:
@@ -54,12 +49,7 @@ def run_centralized(config: RunConfig) -> dict[str, Any]:
         loss = trainer.train(config.local_epochs, salt=block).loss
         validation = [e.validate() for e in evaluators]
         _record(history, RoundReport(block, loss, validation, time.perf_counter() - started), config)
-    served, final = [], []
-    for evaluator in evaluators:
-        served_results, final_results = evaluator.test()
-        served.append(_save(config, evaluator.data.platform, served_results, final_results))
-        final.append(PlatformMetrics.from_results(evaluator.data.platform, final_results))
-    return _finish("centralized", config, started, served, final, history)
+    return _test_and_finish("centralized", config, started, evaluators, history)
 
 
 class _PooledEvaluator:
@@ -86,17 +76,20 @@ class _PooledEvaluator:
         return final, final
 
 
-def _save(config: RunConfig, platform: int, served: UserResults, final: UserResults) -> PlatformMetrics:
-    directory = platform_dir(config.run_dir, platform)
-    served.save(directory / "test_per_user.npz")
-    final.save(directory / "test_per_user_global.npz")
-    return PlatformMetrics.from_results(platform, served)
-
-
-def _finish(
-    mode: str, config: RunConfig, started: float, served: list[PlatformMetrics], final: list[PlatformMetrics],
+def _test_and_finish(
+    mode: str, config: RunConfig, started: float, testers: list[PlatformTrainer] | list[_PooledEvaluator],
     history: list[dict[str, Any]],
 ) -> dict[str, Any]:
+    """Test each platform once, keep its per-user outcomes on its own disk, write the summary."""
+    served, final = [], []
+    for tester in testers:
+        platform = tester.data.platform
+        served_results, final_results = tester.test()
+        directory = platform_dir(config.run_dir, platform)
+        served_results.save(directory / "test_per_user.npz")
+        final_results.save(directory / "test_per_user_global.npz")
+        served.append(PlatformMetrics.from_results(platform, served_results))
+        final.append(PlatformMetrics.from_results(platform, final_results))
     summary = build_summary(mode=mode, config=config, wall_seconds=time.perf_counter() - started, test=served,
                             global_test=final, history=history)
     write_summary(config.run_dir, summary)
