@@ -18,6 +18,7 @@ SERVER_OPTIMIZERS = ("fedavg", "fedavgm", "fedadam")
 MODES = ("federated", "centralized", "local-only")
 PRIVACY_UNITS = ("none", "user", "interaction")
 ACCOUNTANTS = ("rdp", "prv")
+SERVE_MODELS = ("global", "fine-tuned")
 
 
 class ConfigError(ValueError):
@@ -72,6 +73,12 @@ class RunConfig:
     refresh_steps: int = 3
     refresh_learning_rate: float = 0.5
     accountant: str = "rdp"
+    # Serving on a platform (shared.catalog, shared.recommend, shared.foldin)
+    catalog: str = ""
+    catalog_version: str = ""
+    serve_model: str = "global"
+    foldin_steps: int = 20
+    foldin_learning_rate: float = 0.05
     # Evaluation
     eval_negatives: int = 99
     top_k: int = 10
@@ -160,6 +167,11 @@ class RunConfig:
         _check(self.finetune_embedding_dim >= 0, "finetune-embedding-dim", self.finetune_embedding_dim,
                "an integer >= 0 (0 = fine-tune a copy of the global model)")
         _check(self.finetune_learning_rate > 0, "finetune-learning-rate", self.finetune_learning_rate, "a number > 0")
+        _check(self.serve_model in SERVE_MODELS, "serve-model", self.serve_model, f"one of {SERVE_MODELS}")
+        _check(self.serve_model == "global" or self.finetune_epochs >= 1, "serve-model", self.serve_model,
+               "'global' unless finetune-epochs >= 1 (the fine-tuned copy needs local epochs)")
+        _check(self.foldin_steps >= 0, "foldin-steps", self.foldin_steps, "an integer >= 0")
+        _check(self.foldin_learning_rate > 0, "foldin-learning-rate", self.foldin_learning_rate, "a number > 0")
         _check(self.eval_negatives >= 1, "eval-negatives", self.eval_negatives, "an integer >= 1")
         _check(self.top_k >= 1, "top-k", self.top_k, "an integer >= 1")
 

@@ -110,16 +110,29 @@ class ValidationReport:
     items: int
     items_interacted: int
     missing_values: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: With ``unknown_items="drop"``: distinct item ids absent from the catalog, the rows that
+    #: held them (dropped, never mapped to another item) and a few of those ids to look up.
+    unknown_items: int = 0
+    unknown_item_rows: int = 0
+    unknown_item_examples: tuple[str, ...] = ()
 
     @property
     def rows_kept(self) -> int:
-        return self.rows_read - self.duplicates_dropped
+        return self.rows_read - self.duplicates_dropped - self.unknown_item_rows
 
     def lines(self) -> list[str]:
         """Human-readable summary, one finding per line."""
         out = [
             f"interactions: {self.rows_read} rows read, {self.duplicates_dropped} exact duplicate "
             f"rows dropped, {self.rows_kept} kept",
+        ]
+        if self.unknown_item_rows:
+            examples = ", ".join(repr(x) for x in self.unknown_item_examples)
+            out.append(
+                f"unknown items: {self.unknown_items} item ids in {self.unknown_item_rows} rows are "
+                f"not in the catalog; those rows were dropped (e.g. {examples})"
+            )
+        out += [
             f"users: {self.users} with interactions",
             f"items: {self.items} in catalog, {self.items_interacted} with interactions, "
             f"{self.items - self.items_interacted} never interacted with",
@@ -491,6 +504,7 @@ def validate(
     sources: Mapping[str, str] | None = None,
     feature_kinds: Mapping[str, Mapping[str, str]] | None = None,
     name: str = "custom",
+    unknown_items: str = "error",
 ) -> Tables:
     """Check raw tables against the contract and normalise them into :class:`Tables`.
 
@@ -502,6 +516,10 @@ def validate(
         feature_kinds: ``{"items"|"users": {column: kind}}``; columns not listed are inferred
             with :func:`infer_feature_kind`.
         name: dataset name carried into :class:`Tables`.
+        unknown_items: ``"error"`` (an interacted item missing from the catalog is a broken
+            export) or ``"drop"`` (the catalog is the coordinator's, published for every
+            platform: a platform may hold items it does not list yet; their rows are dropped
+            and counted in the report, never mapped to another item).
 
     Duplicates: rows identical in every contract column (ids, timestamp, rating/weight, after
     type conversion) are dropped and counted; they are export glitches. The same (user, item)
@@ -519,6 +537,8 @@ def validate(
         raise ValueError(
             f"feature_kinds may only describe 'items' and 'users', not {sorted(unknown_tables)}"
         )
+    if unknown_items not in ("error", "drop"):
+        raise ValueError(f"unknown_items must be 'error' or 'drop', not {unknown_items!r}")
     if users is None and kinds_given.get("users"):
         raise ValueError("feature_kinds describes 'users' but no user table was given")
 
@@ -535,10 +555,24 @@ def validate(
 
     inter, has_timestamp = _interactions(interactions, src["interactions"])
     unknown = _absent_from(inter["item_id"], item_table["item_id"])
-    _fail_rows(
-        src["interactions"], "item_id", unknown,
-        lambda i: f"item {_show(inter['item_id'][i])} is not in the item catalog ({src['items']})",
-    )
+    unknown_ids = pd.unique(inter["item_id"][unknown])
+    if unknown_items == "error":
+        _fail_rows(
+            src["interactions"], "item_id", unknown,
+            lambda i: f"item {_show(inter['item_id'][i])} is not in the item catalog ({src['items']})",
+        )
+    elif unknown.any():
+        logger.warning(
+            "%s: %d rows name %d items that are not in the catalog (%s); they are dropped",
+            src["interactions"], int(unknown.sum()), len(unknown_ids), src["items"],
+        )
+        if unknown.all():
+            raise DataValidationError(
+                src["interactions"],
+                f"none of the interacted items is in the item catalog ({src['items']}); "
+                f"is it the right catalog? (first unknown item: {_show(unknown_ids[0])})",
+                column="item_id",
+            )
     if user_table is not None:
         unknown = _absent_from(inter["user_id"], user_table["user_id"])
         _fail_rows(
@@ -548,6 +582,8 @@ def validate(
         )
 
     rows_read = len(inter)
+    inter = inter[~unknown].reset_index(drop=True)
+    known_rows = len(inter)
     inter = inter[~inter.duplicated()].reset_index(drop=True)
     if not has_timestamp:
         inter["timestamp"] = np.arange(len(inter), dtype=np.int64)
@@ -561,11 +597,14 @@ def validate(
 
     report = ValidationReport(
         rows_read=rows_read,
-        duplicates_dropped=rows_read - len(inter),
+        duplicates_dropped=known_rows - len(inter),
         users=int(inter["user_id"].nunique()),
         items=len(item_table),
         items_interacted=int(inter["item_id"].nunique()),
         missing_values={"items": item_missing, "users": user_missing},
+        unknown_items=len(unknown_ids),
+        unknown_item_rows=int(unknown.sum()),
+        unknown_item_examples=tuple(str(x) for x in unknown_ids[:5]),
     )
     for line in report.lines():
         logger.info("%s: %s", name, line)
