@@ -14,6 +14,8 @@ from typing import Any
 import torch
 from flwr.app import Context, Message
 
+from client.bound import bound_update
+from client.replay import SavedReply, saved_reply
 from shared.config import RunConfig
 from shared.datasets import load_platforms
 from shared.interactions import PlatformData
@@ -21,7 +23,7 @@ from shared.platform import PlatformTrainer
 from shared.privacy import BudgetExceeded
 from shared.records import from_array_record
 from shared.results import PlatformMetrics, platform_dir
-from shared.sharing import load_shared_arrays
+from shared.sharing import load_shared_arrays, shared_arrays
 from shared.state import PlatformState
 
 logger = logging.getLogger(__name__)
@@ -84,24 +86,32 @@ def train(
     trainer, directory, config = open_trainer(message, context, overrides)
     server_round = int(message.content["config"]["server-round"])
     platform = trainer.data.platform
+    earlier = saved_reply(directory, server_round)
+    if earlier is not None:  # a restarted coordinator asks again: same reply, no second charge
+        load_shared_arrays(trainer.model, earlier.arrays)
+        return trainer, earlier.metrics, True
     try:
         result = trainer.train(config.local_epochs, salt=server_round)
     except BudgetExceeded as refusal:
         logger.warning("%s: declining round %d", refusal, server_round)
         return trainer, {"platform": platform, "declined": 1, **privacy_metrics(trainer)}, False
-    trainer.snapshot(server_round).save(directory)
-    record_locally(directory, {"round": server_round, "stage": "train", "loss": result.loss,
-                               "seconds": result.seconds, "pairs-per-second": result.pairs_per_second})
+    bound_update(trainer.model, from_array_record(message.content["arrays"]), config.max_update_norm)
     if trainer.private:
         # Under DP only values derived from public settings leave: equal weights, no loss, no timings.
-        return trainer, {"platform": platform, "num-examples": 1, "declined": 0, **privacy_metrics(trainer)}, True
-    metrics = {
-        "platform": platform,
-        "num-examples": result.positives,
-        "train-loss": result.loss,
-        "train-seconds": result.seconds,
-        "pairs-per-second": result.pairs_per_second,
-    }
+        metrics = {"platform": platform, "num-examples": 1, "declined": 0, **privacy_metrics(trainer)}
+    else:
+        metrics = {
+            "platform": platform,
+            "num-examples": result.positives,
+            "train-loss": result.loss,
+            "train-seconds": result.seconds,
+            "pairs-per-second": result.pairs_per_second,
+        }
+    state = trainer.snapshot(server_round)
+    state.last_reply = SavedReply(server_round, dict(shared_arrays(trainer.model)), metrics).to_state()
+    state.save(directory)
+    record_locally(directory, {"round": server_round, "stage": "train", "loss": result.loss,
+                               "seconds": result.seconds, "pairs-per-second": result.pairs_per_second})
     return trainer, metrics, True
 
 

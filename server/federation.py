@@ -17,6 +17,7 @@ from flwr.app import ConfigRecord, Message, MessageType, RecordDict
 from flwr.serverapp import Grid
 
 from server.checkpoint import Checkpoint, save_final_model
+from server.screening import screen_updates
 from server.strategy import make_strategy, restore_strategy_state, strategy_state
 from shared.config import RunConfig
 from shared.datasets import load_dataset
@@ -63,6 +64,7 @@ def run_federation(grid: Grid, config: RunConfig) -> dict[str, Any]:
         messages = strategy.configure_train(server_round, record, ConfigRecord(), grid)
         replies = _successful(grid.send_and_receive(messages), "train", server_round)
         trained = [reply for reply in replies if "arrays" in reply.content]
+        trained, _rejected = screen_updates(trained, arrays, config.max_update_norm, server_round)
         declined = [int(r.content["metrics"]["platform"]) for r in replies if "arrays" not in r.content]
         if declined:
             logger.warning("round %d: platforms %s declined to train: privacy budget spent", server_round, declined)

@@ -1,15 +1,23 @@
-"""Flower strategies for the shared parameters, chosen by ``server-optimizer``.
+"""Flower strategies for the shared parameters, chosen by ``server-optimizer`` and ``aggregation``.
 
-Aggregation itself is Flower's (weighted by each platform's ``num-examples``);
-crossfed only picks and configures it, and keeps the strategy's server-optimizer
-state in checkpoints so a resumed run continues the same trajectory.
+Aggregation itself is Flower's; crossfed only picks and configures it, and keeps the
+strategy's server-optimizer state in checkpoints so a resumed run continues the same
+trajectory.
+
+``aggregation = mean`` is the optimizer's weighted average (FedAvg, FedAvgM, FedAdam).
+``median`` (Flower's FedMedian, coordinate-wise) and ``trimmed-mean`` (FedTrimmedAvg,
+``trim-fraction`` cut from each tail, per coordinate) are robust to a minority of
+hostile platforms, but need every individual update: they do not combine with secure
+aggregation, where the coordinator only sees the sum. Norm bounding
+(``max-update-norm``, enforced by each platform and checked by ``server.screening``)
+combines with any of them and with secure aggregation.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from flwr.serverapp.strategy import FedAdam, FedAvg, FedAvgM, Strategy
+from flwr.serverapp.strategy import FedAdam, FedAvg, FedAvgM, FedMedian, FedTrimmedAvg, Strategy
 
 from shared.config import RunConfig
 
@@ -25,6 +33,10 @@ def make_strategy(config: RunConfig, available_platforms: int) -> Strategy:
         "min_evaluate_nodes": min(config.min_platforms, available_platforms),
         "min_available_nodes": min(config.min_platforms, available_platforms),
     }
+    if config.aggregation == "median":
+        return FedMedian(**common)
+    if config.aggregation == "trimmed-mean":
+        return FedTrimmedAvg(**common, beta=config.trim_fraction)
     if config.server_optimizer == "fedadam":
         return FedAdam(**common, eta=config.server_learning_rate, eta_l=config.learning_rate)
     if config.server_optimizer == "fedavgm" or config.server_learning_rate != 1.0:

@@ -18,6 +18,7 @@ SERVER_OPTIMIZERS = ("fedavg", "fedavgm", "fedadam")
 MODES = ("federated", "centralized", "local-only")
 PRIVACY_UNITS = ("none", "user", "interaction")
 ACCOUNTANTS = ("rdp", "prv")
+AGGREGATIONS = ("mean", "median", "trimmed-mean")
 SERVE_MODELS = ("global", "fine-tuned")
 
 
@@ -57,6 +58,10 @@ class RunConfig:
     server_optimizer: str = "fedavg"
     server_learning_rate: float = 1.0
     server_momentum: float = 0.0
+    # Robustness against broken or hostile platforms (server.screening, server.strategy, client.bound)
+    aggregation: str = "mean"
+    trim_fraction: float = 0.2
+    max_update_norm: float = 0.0
     resume: bool = False
     finetune_epochs: int = 0
     finetune_learning_rate: float = 0.002
@@ -153,6 +158,14 @@ class RunConfig:
         )
         _check(self.server_learning_rate > 0, "server-learning-rate", self.server_learning_rate, "a number > 0")
         _check(0 <= self.server_momentum < 1, "server-momentum", self.server_momentum, "a number in [0, 1)")
+        _check(self.aggregation in AGGREGATIONS, "aggregation", self.aggregation, f"one of {AGGREGATIONS}")
+        _check(
+            self.aggregation == "mean" or (self.server_optimizer == "fedavg" and self.server_learning_rate == 1.0),
+            "aggregation", self.aggregation,
+            "'mean' when server-optimizer is not plain fedavg (median and trimmed mean replace the average)",
+        )
+        _check(0 <= self.trim_fraction < 0.5, "trim-fraction", self.trim_fraction, "a number in [0, 0.5)")
+        _check(self.max_update_norm >= 0, "max-update-norm", self.max_update_norm, "a number >= 0 (0 = no bound)")
         _check(self.finetune_epochs >= 0, "finetune-epochs", self.finetune_epochs, "an integer >= 0")
         _check(self.privacy_unit in PRIVACY_UNITS, "privacy-unit", self.privacy_unit, f"one of {PRIVACY_UNITS}")
         _check(self.epsilon > 0, "epsilon", self.epsilon, "a number > 0")

@@ -11,7 +11,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from shared.config import RunConfig
+from shared.config import ConfigError, RunConfig
 from shared.data.features import EncodedDataset, encode
 from shared.data.movielens import load_movielens_100k, resolve_data_dir
 from shared.interactions import PlatformData, platform_view
@@ -60,6 +60,23 @@ def partition_spec(config: RunConfig) -> PartitionSpec:
 def load_platforms(config: RunConfig) -> tuple[PlatformData, ...]:
     """Every platform's data under the configured partition (simulation only: one machine holds all)."""
     return _platforms(config.dataset, config.data_dir, partition_spec(config), config.max_users)
+
+
+def check_platforms_fit(config: RunConfig, platforms: tuple[PlatformData, ...]) -> None:
+    """Cross-field checks that need the data: run by whoever holds every platform, before any round.
+
+    Under user-level DP a step samples users at rate 1 / ceil(users / user-batch); a batch
+    larger than a platform means sampling everyone every step - no amplification, and a
+    noise calibration for a batch the platform cannot fill.
+    """
+    if config.privacy_unit != "user" or not platforms:
+        return
+    smallest = min(platforms, key=lambda p: p.num_users)
+    if config.user_batch > smallest.num_users:
+        raise ConfigError(
+            f"config key 'user-batch' = {config.user_batch} is out of range: expected at most the smallest "
+            f"platform's number of users ({smallest.num_users}, platform {smallest.platform})"
+        )
 
 
 def subsample_users(dataset: EncodedDataset, max_users: int, seed: int) -> EncodedDataset:

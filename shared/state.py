@@ -22,3 +22,5 @@ class PlatformState(CheckedRecord):
     optimizer: dict[str, Any] | None = None
     last_round: int = 0
     ledger: dict[str, Any] | None = None
+    #: The training reply sent for ``last_round`` (shared arrays, metrics), replayed if that round is asked again.
+    last_reply: dict[str, Any] | None = None

@@ -26,6 +26,10 @@ class CorruptStateError(RuntimeError):
     """A state or checkpoint file failed its integrity check."""
 
 
+class StateWriteError(OSError):
+    """A state or checkpoint file could not be written; the previous version is untouched."""
+
+
 def save_checked(path: str | Path, obj: Any) -> None:
     """Serialise ``obj`` with ``torch.save`` and write it atomically with its checksum."""
     path = Path(path)
@@ -49,16 +53,24 @@ def load_checked(path: str | Path) -> Any:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    """Write ``data`` to ``path`` atomically; on failure (disk full, read-only) the old file stays as it was."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as error:
+        raise StateWriteError(error.errno, f"cannot write {path}: {error.strerror or error}; "
+                              "the previous version, if any, is intact") from error
     try:
         with os.fdopen(handle, "wb") as stream:
             stream.write(data)
             stream.flush()
             os.fsync(stream.fileno())
         os.replace(temporary, path)
-    except BaseException:
+    except BaseException as error:
         Path(temporary).unlink(missing_ok=True)
+        if isinstance(error, OSError):
+            raise StateWriteError(error.errno, f"cannot write {path}: {error.strerror or error}; "
+                                  "the previous version, if any, is intact") from error
         raise
 
 

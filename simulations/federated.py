@@ -14,6 +14,7 @@ from client.client_app import build_app as build_client_app
 from client.task import LOCAL_METRICS_FILE
 from server.server_app import build_app as build_server_app
 from shared.config import RunConfig
+from shared.datasets import check_platforms_fit, load_platforms
 from shared.progress import RoundReport
 from shared.results import PlatformMetrics, build_summary, platform_dir, read_summary, write_summary
 
@@ -38,6 +39,7 @@ def run_federated(config: RunConfig, cpus: int | None = None, client_mods: Seque
         os.environ.setdefault(key, value)
     from flwr.simulation import run_simulation  # after the environment is set
 
+    check_platforms_fit(config, load_platforms(config))  # before Ray starts or any round runs
     cpus = cpus or os.cpu_count() or 1
     backend_config = {
         "client_resources": {"num_cpus": 1, "num_gpus": 0.0},

@@ -1,0 +1,60 @@
+"""A platform keeps its own update within the agreed L2 bound before it leaves.
+
+The coordinator rejects updates above ``max-update-norm`` (``server.screening``), so an
+honest platform must never exceed it, whatever its data or learning rate did this round:
+it scales its update down to the bound instead. Under secure aggregation the coordinator
+cannot check individual updates at all, and this is the only place the bound holds, so it
+must run before masking.
+
+Scaling an already privatised (DP) update is post-processing: it costs no privacy.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+from torch import nn
+
+from shared.sharing import is_shared
+
+logger = logging.getLogger(__name__)
+
+
+def bound_update(model: nn.Module, reference: Mapping[str, np.ndarray], max_norm: float) -> float:
+    """Scale ``model``'s shared parameters towards ``reference`` so the update norm is at most ``max_norm``.
+
+    Returns the norm of the update before bounding. ``max_norm <= 0`` means no bound.
+    The result is computed in float64 and written back in the parameters' dtype; the
+    small rounding is covered by the coordinator's tolerance.
+    """
+    shared = {name: p for name, p in model.named_parameters() if is_shared(name)}
+    with torch.no_grad():
+        updates = {name: p.detach().double() - torch.as_tensor(np.asarray(reference[name]), dtype=torch.float64)
+                   for name, p in shared.items()}
+        norm = math.sqrt(sum(float(torch.sum(u * u)) for u in updates.values()))
+        if max_norm <= 0 or norm <= max_norm:
+            return norm
+        scale = max_norm / norm
+        for name, parameter in shared.items():
+            base = torch.as_tensor(np.asarray(reference[name]), dtype=torch.float64)
+            parameter.copy_((base + updates[name] * scale).to(parameter.dtype))
+    logger.info("update norm %.4g scaled down to max-update-norm = %g", norm, max_norm)
+    return norm
+
+
+def bound_arrays(
+    arrays: Mapping[str, np.ndarray], reference: Mapping[str, np.ndarray], max_norm: float
+) -> dict[str, np.ndarray]:
+    """The same bound on plain arrays (for a path that sends arrays rather than a model)."""
+    updates = {name: np.asarray(value, np.float64) - np.asarray(reference[name], np.float64)
+               for name, value in arrays.items()}
+    norm = math.sqrt(sum(float(np.sum(u * u)) for u in updates.values()))
+    if max_norm <= 0 or norm <= max_norm:
+        return dict(arrays)
+    scale = max_norm / norm
+    return {name: (np.asarray(reference[name], np.float64) + updates[name] * scale).astype(np.asarray(arrays[name]).dtype)
+            for name in arrays}
