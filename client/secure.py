@@ -1,0 +1,60 @@
+"""The platform's side of SecAgg+: Flower's ``secaggplus_mod``, guarded, and the legacy request format.
+
+A platform whose own configuration says ``secagg = true`` refuses to train on a plain
+request: a coordinator cannot quietly switch secure aggregation off and collect
+individual updates. The mod itself, key agreement, masking and quantisation are Flower's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from flwr.app import Context, Message, MessageType
+from flwr.client.mod import secaggplus_mod
+from flwr.common import parameters_to_ndarrays
+from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS
+from flwr.compat.common import recorddict_compat as compat
+
+from client.outbox import SecureRequest
+from shared.config import RunConfig
+from shared.secure_aggregation import NAMES_KEY, ROUND_KEY, quantisation_plan
+
+LEGACY_PARAMETERS = "fitins.parameters"
+
+
+class InsecureRequestError(RuntimeError):
+    """A plain training request reached a platform that only trains under secure aggregation."""
+
+
+def is_secure(message: Message) -> bool:
+    return RECORD_KEY_CONFIGS in message.content.config_records
+
+
+def guarded_secaggplus_mod(platform_config: Callable[[Context], RunConfig]):
+    """``secaggplus_mod`` for SecAgg+ messages; plain training requests are refused if the platform requires SecAgg+."""
+
+    def mod(message: Message, context: Context, call_next) -> Message:
+        if message.metadata.message_type != MessageType.TRAIN:
+            return call_next(message, context)
+        if is_secure(message):
+            return secaggplus_mod(message, context, call_next)
+        if platform_config(context).secagg:
+            raise InsecureRequestError(
+                "this platform is configured with secagg = true and trains only under SecAgg+; "
+                "the coordinator sent a plain training request"
+            )
+        return call_next(message, context)
+
+    return mod
+
+
+def unwrap(message: Message, config: RunConfig) -> tuple[dict[str, np.ndarray], int, SecureRequest] | None:
+    """A legacy SecAgg+ fit request's global parameters and round, plus what the reply needs; else ``None``."""
+    if LEGACY_PARAMETERS not in message.content.array_records:
+        return None
+    instructions = compat.recorddict_to_fitins(message.content, keep_input=True)
+    names = str(instructions.config[NAMES_KEY]).split(",")
+    reference = dict(zip(names, parameters_to_ndarrays(instructions.parameters), strict=True))
+    secure = SecureRequest(reference=reference, names=names, plan=quantisation_plan(config))
+    return reference, int(instructions.config[ROUND_KEY]), secure

@@ -1,0 +1,59 @@
+"""SecAgg+ rounds: the coordinator's sum equals plain aggregation, and no single update leaves in the clear."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS
+
+from server.checkpoint import Checkpoint
+from shared.config import ConfigError, RunConfig
+from shared.secure_aggregation import QuantisationPlan, clip_update, quantisation_plan
+from tests.test_federation import recorded_run
+
+SETTINGS = dict(num_platforms=3, num_server_rounds=1, max_users=150, seed=3, min_platforms=2)
+
+
+@pytest.fixture(scope="module")
+def plain_and_secure(movielens_dir, tmp_path_factory):
+    plain = recorded_run(tmp_path_factory, "plain", data_dir=str(movielens_dir), **SETTINGS)
+    secure = recorded_run(tmp_path_factory, "secure", data_dir=str(movielens_dir), secagg=True, **SETTINGS)
+    return plain, secure
+
+
+def test_secure_mean_equals_plain_mean_within_quantisation(plain_and_secure):
+    (plain_config, _, plain_replies), (secure_config, summary, _) = plain_and_secure
+    assert summary["rounds_completed"] == 1
+    plain = Checkpoint.load(plain_config.run_dir).arrays
+    secure = Checkpoint.load(secure_config.run_dir).arrays
+    weights = [r["metrics"]["num-examples"] for r in plain_replies if r["type"] == "train"]
+    plan = quantisation_plan(secure_config)
+    # Each platform's weighted update is quantised with error below one step; the mean divides
+    # the summed error by the summed weight ratios.
+    tolerance = len(weights) * plan.step / (sum(weights) / plan.max_weight)
+    worst = max(float(np.max(np.abs(secure[name] - plain[name]))) for name in plain)
+    assert 0 < worst <= tolerance, f"secure mean differs by {worst}, tolerance {tolerance}"
+
+
+def test_no_update_leaves_a_platform_unmasked(plain_and_secure):
+    _, (_, _, replies) = plain_and_secure
+    train = [r for r in replies if r["type"] == "train"]
+    assert train, "no training replies recorded"
+    assert all(not r["arrays"] for r in train), "a SecAgg+ reply carried parameters in the clear"
+    stages = [r for r in train if RECORD_KEY_CONFIGS in r["configs"]]
+    assert len(stages) == len(train)
+
+
+def test_clip_update_counts_and_bounds_what_it_clips():
+    plan = QuantisationPlan(clipping_range=0.5, max_weight=10.0)
+    update = {"a": np.array([0.1, -3.0, 2.0], np.float32)}
+    clipped, count = clip_update(update, weight=5, plan=plan)  # limit 0.5 * 10 / 5 = 1.0
+    assert count == 2
+    np.testing.assert_allclose(clipped["a"], [0.1, -1.0, 1.0])
+
+
+def test_distributed_noise_needs_secure_aggregation():
+    with pytest.raises(ConfigError, match="noise-mode"):
+        RunConfig(privacy_unit="user", noise_mode="distributed").validate()
+    RunConfig(privacy_unit="user", noise_mode="distributed", secagg=True).validate()
