@@ -59,4 +59,5 @@ class RoundReport:
         if self.declined:
             parts.append(f"declined (budget spent): {sorted(self.declined)}")
         parts.append(f"{self.elapsed:6.1f}s")
-        logger.info(" | ".join(parts))
+        # The structured fields let a caller (the sweep's progress bar) follow rounds without parsing text.
+        logger.info(" | ".join(parts), extra={"server_round": self.server_round, "rounds": config.num_server_rounds})

@@ -18,6 +18,7 @@ from shared.config import (
     RunConfig,
 )
 from shared.data.movielens import DatasetUnavailableError
+from simulations import sweep_cli
 
 #: Every run-config key is a flag (``--learning-rate`` for ``learning-rate``); these have short aliases.
 _ALIASES = {"num-platforms": "--platforms", "num-server-rounds": "--rounds", "dirichlet-alpha": "--alpha"}
@@ -46,8 +47,12 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--resume", action="store_true", help="federated: continue from the run folder's checkpoint")
     run.add_argument("--quiet", action="store_true", help="only the summary table")
     _add_config_flags(run)
+    sweep_cli.add_parser(commands)
     args = parser.parse_args(argv)
-    _configure_logging(args.quiet)
+    if args.command == "sweep":
+        configure_logging(quiet=True)
+        return sweep_cli.main(args)
+    configure_logging(args.quiet)
 
     overrides = {
         key: value for key, value in vars(args).items()
@@ -119,7 +124,7 @@ def print_summary(summary: dict[str, Any]) -> None:
     print(f"\nwall time {summary['wall_seconds']:.1f}s; results in {summary['config']['run-dir']}/summary.json")
 
 
-def _configure_logging(quiet: bool) -> None:
+def configure_logging(quiet: bool) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logging.getLogger("crossfed").setLevel(logging.WARNING if quiet else logging.INFO)
     import flwr.common.logger  # noqa: F401  (flwr sets its own levels on import; override them after)

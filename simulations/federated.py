@@ -40,12 +40,7 @@ def run_federated(config: RunConfig, cpus: int | None = None, client_mods: Seque
     from flwr.simulation import run_simulation  # after the environment is set
 
     check_platforms_fit(config, load_platforms(config))  # before Ray starts or any round runs
-    cpus = cpus or os.cpu_count() or 1
-    backend_config = {
-        "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
-        "init_args": {"num_cpus": cpus, "include_dashboard": False, "logging_level": logging.ERROR,
-                      "log_to_driver": False},
-    }
+    backend_config = ray_backend_config(cpus)
     run_simulation(
         server_app=build_server_app(config.to_flat()),
         client_app=build_client_app(config.to_flat(), client_mods),
@@ -57,6 +52,27 @@ def run_federated(config: RunConfig, cpus: int | None = None, client_mods: Seque
         summary = with_platform_reported_metrics(summary, config)
         write_summary(config.run_dir, summary)
     return summary
+
+
+#: Ray's shared-memory object store holds the messages in flight (a few hundred KiB each); by
+#: default Ray may claim 30 % of RAM for it, so a simulation bounds it.
+OBJECT_STORE_BYTES = 512 * 2**20
+
+
+def ray_backend_config(cpus: int | None = None) -> dict[str, Any]:
+    """Ray settings for Flower's simulation engine; every simulated platform asks for one CPU.
+
+    With ``RAY_ADDRESS`` set (a running cluster's head, e.g. ``ray start --head``), the
+    simulation joins that cluster and its CPUs decide how many platforms train at once:
+    Ray refuses sizing arguments when it connects, and shutting down only disconnects.
+    Otherwise Flower starts a private Ray instance with ``cpus`` CPUs (default: all) and a
+    bounded object store, and stops it at the end of the run.
+    """
+    quiet = {"include_dashboard": False, "logging_level": logging.ERROR, "log_to_driver": False}
+    address = os.environ.get("RAY_ADDRESS", "")
+    init_args = {"address": address, **quiet} if address else {
+        "num_cpus": cpus or os.cpu_count() or 1, "object_store_memory": OBJECT_STORE_BYTES, **quiet}
+    return {"client_resources": {"num_cpus": 1, "num_gpus": 0.0}, "init_args": init_args}
 
 
 def with_platform_reported_metrics(summary: dict[str, Any], config: RunConfig) -> dict[str, Any]:

@@ -1,0 +1,168 @@
+"""The sweep's report: one Markdown table over its cells, grouped over seeds, plus the checks
+that need several cells at once (gain over local-only per platform, time to reach an HR@10).
+
+Groups are (arm, mode, gridded values); each row is the mean over the group's seeds, with
+the seed standard deviation next to the headline metric. "Gain over local-only" pairs each
+platform with the local-only cell of the same seed; "platforms sig. worse" runs a paired
+bootstrap over that platform's test users on hits averaged over the shared seeds.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from shared.results import platform_dir
+from shared.stats import paired_bootstrap
+from simulations.experiment import Experiment
+from simulations.sweep import CELLS_DIR
+from simulations.tidy import Tables, group_mean
+
+_REPORTED = ("sampled_hr", "sampled_ndcg", "full_hr", "global_sampled_hr", "global_sampled_ndcg", "epsilon_spent_max",
+             "wall_seconds", "round_seconds", "peak_rss_mb", "peak_pss_mb", "bytes_up_per_round")
+
+
+def grid_keys(experiment: Experiment) -> list[str]:
+    """The keys some arm grids over: together with arm and mode they name a group."""
+    keys: dict[str, None] = {}
+    for cell in experiment.cells:
+        keys.update(dict.fromkeys(cell.point))
+    return list(keys)
+
+
+def group_columns(experiment: Experiment) -> list[str]:
+    return ["arm", "mode", *grid_keys(experiment)]
+
+
+def summarise(experiment: Experiment, tables: Tables, out: Path) -> pd.DataFrame:
+    """Mean over seeds per group, with the gain over local-only and the significance check."""
+    by = group_columns(experiment)
+    groups = group_mean(tables.cells, by, [c for c in _REPORTED if c in tables.cells])
+    gains, worse = [], []
+    for _, group in groups.iterrows():
+        members = _members(tables.cells, by, group)
+        gain, significantly_worse = _gain_over_local(tables, members, out)
+        gains.append(gain)
+        worse.append(significantly_worse)
+    groups["gain_over_local_only"] = gains
+    groups["platforms_significantly_worse"] = worse
+    return groups
+
+
+def _members(cells: pd.DataFrame, by: Sequence[str], group: pd.Series) -> pd.DataFrame:
+    mask = np.ones(len(cells), bool)
+    for key in by:
+        value = group[key]
+        mask &= cells[key].isna().to_numpy() if _missing(value) else (cells[key] == value).to_numpy()
+    return cells[mask]
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _gain_over_local(tables: Tables, members: pd.DataFrame, out: Path) -> tuple[float, str]:
+    """Mean over platforms and seeds of (served HR - local-only HR); platforms significantly worse."""
+    if members.empty or (members["mode"] == "local-only").all():
+        return math.nan, ""
+    local = tables.cells[(tables.cells["mode"] == "local-only")
+                         & (tables.cells["platforms"] == members["platforms"].iloc[0])
+                         & (tables.cells["partition"] == members["partition"].iloc[0])]
+    pairs = [(cell, local[local["seed"] == seed]["cell"].iloc[0])
+             for cell, seed in zip(members["cell"], members["seed"]) if (local["seed"] == seed).any()]
+    if not pairs:
+        return math.nan, ""
+    per_platform = tables.platforms.set_index(["cell", "platform"])["sampled_hr"]
+    diffs = [per_platform[cell, p] - per_platform[reference, p]
+             for cell, reference in pairs for p in per_platform[cell].index]
+    worse = []
+    for platform in per_platform[pairs[0][0]].index:
+        hits = [_hits(out, cell, platform) for cell, _ in pairs]
+        reference = [_hits(out, ref, platform) for _, ref in pairs]
+        if any(h is None for h in hits + reference) or len({len(h) for h in hits + reference}) != 1:
+            return float(np.mean(diffs)), "n/a"
+        interval = paired_bootstrap(np.mean(hits, axis=0) - np.mean(reference, axis=0), seed=int(platform))
+        if interval.significantly_negative:
+            worse.append(str(platform))
+    return float(np.mean(diffs)), ", ".join(worse) or "none"
+
+
+def _hits(out: Path, cell: str, platform: int) -> np.ndarray | None:
+    path = platform_dir(out / CELLS_DIR / cell, platform) / "test_per_user.npz"
+    return np.load(path)["hit_sampled"] if path.exists() else None
+
+
+def time_to_reach(tables: Tables) -> pd.DataFrame:
+    """Per seed: when the non-private federated run first reaches its final validation HR@k, and when
+    the centralized run with the same platforms first reaches that same value (elapsed seconds inside
+    each run, from the histories)."""
+    history, cells = tables.history, tables.cells
+    rows = []
+    federated = cells[(cells["mode"] == "federated") & (cells["privacy_unit"] == "none")]
+    for _, fed in federated.iterrows():
+        central = cells[(cells["mode"] == "centralized") & (cells["seed"] == fed["seed"])
+                        & (cells["platforms"] == fed["platforms"]) & (cells["partition"] == fed["partition"])]
+        if central.empty:
+            continue
+        fed_curve = history[history["cell"] == fed["cell"]].sort_values("round")
+        cen_curve = history[history["cell"] == central["cell"].iloc[0]].sort_values("round")
+        target = float(fed_curve["val_sampled_hr"].iloc[-1])
+        fed_time = float(fed_curve[fed_curve["val_sampled_hr"] >= target]["elapsed_seconds"].iloc[0])
+        reached = cen_curve[cen_curve["val_sampled_hr"] >= target]
+        cen_time = float(reached["elapsed_seconds"].iloc[0]) if len(reached) else math.nan
+        rows.append({"seed": fed["seed"], "platforms": fed["platforms"], "target_val_hr": target,
+                     "federated_seconds": fed_time, "centralized_seconds": cen_time,
+                     "ratio": fed_time / cen_time if cen_time == cen_time else math.inf})
+    return pd.DataFrame(rows)
+
+
+def render(experiment: Experiment, tables: Tables, out: Path) -> str:
+    if tables.cells.empty:
+        return f"# {experiment.name}\n\nNo finished cell yet."
+    groups = summarise(experiment, tables, out)
+    k = int(tables.cells["k"].iloc[0])
+    keys = grid_keys(experiment)
+    lines = [f"# {experiment.name}", "", experiment.description, "",
+             f"{len(tables.cells)} finished cells; test set, sampled = held-out item + "
+             f"{int(tables.cells['eval-negatives'].iloc[0]) if 'eval-negatives' in tables.cells else 99} negatives; "
+             f"mean over seeds (± seed std). Served = the model each platform serves.", ""]
+    header = (["arm", "mode", *keys, "seeds", f"served HR@{k}", f"served NDCG@{k}", f"full HR@{k}",
+               f"global HR@{k}", f"global NDCG@{k}", "ε spent (max)", "gain over local-only",
+               "platforms sig. worse", "wall s", "round s", "peak RSS MB", "bytes up / platform / round"])
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for _, g in groups.iterrows():
+        cells = [str(g["arm"]), str(g["mode"]), *[_fmt(g[key]) for key in keys], str(int(g["seeds"])),
+                 f"{g['sampled_hr']:.4f} ± {g['sampled_hr_std']:.4f}", f"{g['sampled_ndcg']:.4f}",
+                 f"{g['full_hr']:.4f}", f"{g['global_sampled_hr']:.4f}", f"{g['global_sampled_ndcg']:.4f}",
+                 _fmt(g["epsilon_spent_max"], ".3f"), _fmt(g["gain_over_local_only"], "+.4f"),
+                 g["platforms_significantly_worse"] or "", _fmt(g["wall_seconds"], ".0f"),
+                 _fmt(g["round_seconds"], ".2f"), _fmt(g["peak_rss_mb"], ".0f"),
+                 _fmt(g.get("bytes_up_per_round", math.nan), ",.0f")]
+        lines.append("| " + " | ".join(cells) + " |")
+    reach = time_to_reach(tables)
+    if not reach.empty:
+        lines += ["", f"Time to reach the non-private federated run's final validation HR@{k} "
+                      "(seconds inside each run; target: federated ≤ 1.5 × centralized):", "",
+                  "| seed | platforms | val HR@10 | federated s | centralized s | ratio |", "|---|---|---|---|---|---|"]
+        for _, r in reach.iterrows():
+            lines.append(f"| {r['seed']} | {r['platforms']} | {r['target_val_hr']:.4f} | {r['federated_seconds']:.1f} "
+                         f"| {_fmt(r['centralized_seconds'], '.1f')} | {_fmt(r['ratio'], '.2f')} |")
+    loads = tables.cells["load_average_at_start"].dropna()
+    if len(loads):
+        lines += ["", f"Machine load (1-min average) when cells started: {loads.min():.1f} to {loads.max():.1f}."]
+    return "\n".join(lines)
+
+
+def _fmt(value: Any, spec: str = "") -> str:
+    if _missing(value):
+        return ""
+    if isinstance(value, float) and math.isinf(value):
+        return "∞"
+    if isinstance(value, float) and not spec:
+        return f"{value:g}"
+    return format(value, spec) if spec else str(value)

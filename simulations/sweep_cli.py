@@ -1,0 +1,77 @@
+"""``python -m simulations sweep EXPERIMENT.toml --out DIR``: the entry point around the sweep.
+
+Runs the unfinished cells (:mod:`simulations.sweep`), then rebuilds the tidy tables
+(:mod:`simulations.tidy`), the report (:mod:`simulations.report`) and the figures
+(:mod:`simulations.plots`) from everything finished in ``DIR`` - so rerunning a finished
+sweep only redraws.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    sweep = commands.add_parser("sweep", help="run every cell of an experiment TOML (resumable)",
+                                description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sweep.add_argument("experiment", help="experiment file, e.g. simulations/experiments/quick.toml")
+    sweep.add_argument("--out", help="sweep folder (default runs/sweep-<experiment name>)")
+    sweep.add_argument("--data-dir", default="", help="local dataset copy (else $CROSSFED_DATA_DIR or the cache)")
+    sweep.add_argument("--format", choices=("csv", "parquet"), default="csv", help="tidy table format")
+    sweep.add_argument("--quiet", action="store_true", help="no progress bar, only the report")
+
+
+def main(args: argparse.Namespace) -> int:
+    from shared.config import ConfigError
+    from shared.data.movielens import DatasetUnavailableError
+    from simulations.experiment import ExperimentError, load_experiment
+
+    try:
+        experiment = load_experiment(args.experiment)
+    except ExperimentError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    out = Path(args.out or f"runs/sweep-{experiment.name}")
+    try:
+        _check_data(experiment, args.data_dir)
+    except (ConfigError, DatasetUnavailableError, FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    from tqdm import tqdm
+
+    from simulations.plots import draw_all
+    from simulations.report import render
+    from simulations.sweep import run_sweep
+    from simulations.tidy import collect
+
+    print(f"sweep {experiment.name}: {len(experiment.cells)} cells -> {out}", flush=True)
+    try:
+        outcomes = run_sweep(experiment, out, args.data_dir, progress=False if args.quiet else None,
+                             on_event=tqdm.write if not args.quiet else lambda _: None)
+    except ExperimentError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    tables = collect(experiment, out)
+    paths = tables.write(out, args.format) if len(tables.cells) else []
+    report = render(experiment, tables, out)
+    (out / "report.md").write_text(report + "\n")
+    figures = draw_all(experiment, tables, out / "plots") if len(tables.cells) else []
+    print(report)
+    for path in [*paths, out / "report.md", *figures]:
+        print(f"wrote {path}")
+    failed = [o for o in outcomes if o.status == "failed"]
+    for outcome in failed:
+        print(f"FAILED {outcome.cell.name}: {outcome.detail}", file=sys.stderr)
+    print(f"{sum(o.status == 'done' for o in outcomes)} cells run, {sum(o.status == 'skipped' for o in outcomes)} "
+          f"skipped (finished earlier), {len(failed)} failed")
+    return 1 if failed else 0
+
+
+def _check_data(experiment: object, data_dir: str) -> None:
+    """Every dataset the experiment names must load before the first cell starts."""
+    from shared.datasets import load_dataset
+
+    for dataset in sorted({cell.config(Path("."), data_dir).dataset for cell in experiment.cells}):  # type: ignore[attr-defined]
+        load_dataset(dataset, str(Path(data_dir).resolve()) if data_dir else "")

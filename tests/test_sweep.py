@@ -1,0 +1,149 @@
+"""Experiments as data: the TOML loader, the resumable sweep, its tidy tables and figures."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from simulations.experiment import ExperimentError, load_experiment
+from simulations.memory import sample, tree_pids
+from simulations.sweep import CELL_FILE, cell_dir, run_sweep
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICK = ROOT / "simulations" / "experiments" / "quick.toml"
+METRICS = ["sampled_hr", "sampled_ndcg", "full_hr", "full_ndcg", "global_sampled_hr", "global_sampled_ndcg"]
+
+
+def _write(tmp_path: Path, text: str, name: str = "exp.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_every_shipped_experiment_loads() -> None:
+    for path in sorted((ROOT / "simulations" / "experiments").glob("*.toml")):
+        experiment = load_experiment(path)
+        assert experiment.cells, path
+        assert len({cell.name for cell in experiment.cells}) == len(experiment.cells), path
+
+
+def test_grid_expands_to_arms_times_points_times_modes_times_seeds(tmp_path: Path) -> None:
+    path = _write(tmp_path, """
+        seeds = [0, 1]
+        [base]
+        num-server-rounds = 3
+        [[arm]]
+        name = "ref"
+        modes = ["local-only", "centralized"]
+        seeds = [4]
+        [[arm]]
+        name = "dp"
+        modes = ["federated"]
+        set = { privacy-unit = "user" }
+        grid = { epsilon = [1.0, inf], num-platforms = [3, 5] }
+    """)
+    experiment = load_experiment(path)
+    assert experiment.name == "exp"
+    names = [cell.name for cell in experiment.cells]
+    assert len(names) == 2 * 1 + 2 * 2 * 2
+    assert "ref_local-only_seed4" in names and "dp_federated_epsilon=inf_num-platforms=5_seed1" in names
+    cell = next(c for c in experiment.cells if c.name == "dp_federated_epsilon=inf_num-platforms=5_seed1")
+    config = cell.config(tmp_path / "run")
+    assert (config.num_server_rounds, config.privacy_unit, config.num_platforms, config.seed) == (3, "user", 5, 1)
+    assert math.isinf(config.epsilon)
+
+
+@pytest.mark.parametrize(("text", "names"), [
+    ("[[arm]]\nname = 'a'\nmodes = ['federated']\nset = { num-rounds = 3 }", ["num-rounds"]),
+    ("[base]\nlearning-rat = 0.1\n[[arm]]\nname = 'a'\nmodes = ['federated']", ["base.learning-rat"]),
+    ("[[arm]]\nname = 'a'\nmodes = ['federated']\ngrid = { num-platforms = [0, 2] }", ["num-platforms"]),
+    ("[[arm]]\nname = 'a'\nmodes = ['fedrated']", ["modes"]),
+    ("[[arm]]\nname = 'a'\nmodes = ['federated']\ngrid = { epsilon = 1.0 }", ["grid.epsilon"]),
+    ("[[arm]]\nname = 'a'\nmodes = ['federated']\nset = { seed = 3 }", ["seed", "seeds"]),
+    ("[[arm]]\nname = 'a'\nmodes = ['federated']\ncolour = 'red'", ["colour"]),
+    ("seeds = [0]\n", ["[[arm]]"]),
+    ("[[arm]]\nname = 'a'\nmodes = ['federated']\n[[arm]]\nname = 'a'\nmodes = ['local-only']", ["'a'"]),
+    ("[[arm\nname = 'a'", ["not valid TOML"]),
+])
+def test_a_bad_experiment_is_rejected_naming_file_and_key(tmp_path: Path, text: str, names: list[str]) -> None:
+    path = _write(tmp_path, text, "bad.toml")
+    with pytest.raises(ExperimentError) as error:
+        load_experiment(path)
+    assert str(path) in str(error.value)
+    for name in names:
+        assert name in str(error.value)
+
+
+def test_a_cell_finished_with_other_settings_stops_the_sweep_before_anything_runs(tmp_path: Path) -> None:
+    path = _write(tmp_path, "[base]\nnum-server-rounds = 2\n[[arm]]\nname = 'a'\nmodes = ['local-only']\n")
+    experiment = load_experiment(path)
+    out = tmp_path / "sweep"
+    directory = cell_dir(out, experiment.cells[0])
+    directory.mkdir(parents=True)
+    (directory / CELL_FILE).write_text(json.dumps({"overrides": {"num-server-rounds": 5}}))
+    with pytest.raises(ExperimentError, match="num-server-rounds"):
+        run_sweep(experiment, out, progress=False)
+
+
+def test_memory_is_measured_over_the_whole_process_tree() -> None:
+    child = subprocess.Popen([sys.executable, "-c", "import time; x = bytearray(50 * 2**20); time.sleep(30)"])
+    try:
+        for _ in range(50):
+            if child.pid in tree_pids(os.getpid()) and sample(child.pid).rss_mb > 40:
+                break
+            subprocess.run(["sleep", "0.1"])
+        assert child.pid in tree_pids(os.getpid())
+        assert sample(child.pid).rss_mb > 40  # the child's 50 MiB buffer counts
+        assert sample(os.getpid()).rss_mb > sample(child.pid).rss_mb  # the tree includes the child
+    finally:
+        child.kill()
+        child.wait()
+
+
+def _sweep(out: Path, data_dir: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "simulations", "sweep", str(QUICK), "--out", str(out), "--data-dir", str(data_dir),
+         "--quiet"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+        env={**os.environ, "FLWR_TELEMETRY_ENABLED": "0", "FLWR_DISABLE_UPDATE_CHECK": "1"},
+    )
+
+
+def test_quick_sweep_runs_every_cell_tabulates_plots_and_resumes(movielens_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "quick"
+    first = _sweep(out, movielens_dir)
+    assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-3000:]
+    experiment = load_experiment(QUICK)
+
+    table = pd.read_csv(out / "results.csv")
+    assert sorted(table["cell"]) == sorted(cell.name for cell in experiment.cells)
+    assert set(table["mode"]) == {"federated", "local-only"}
+    private = table[table["privacy_unit"] == "user"]
+    assert sorted(private["epsilon"]) == [2.0, 8.0]
+    assert table.loc[table["mode"] == "local-only", "epsilon"].isna().all()  # no effect there, so empty
+    values = table[METRICS].to_numpy()
+    assert ((values >= 0) & (values <= 1)).all()
+    assert (private["epsilon_spent_max"] <= private["epsilon"] + 1e-9).all()
+    assert (private["bytes_up_per_round"] > 0).all() and (table["peak_rss_mb"] > 0).all()
+
+    history = pd.read_csv(out / "history.csv")
+    assert sorted(history.groupby("cell")["round"].max().unique()) == [2]
+    per_platform = pd.read_csv(out / "per_platform.csv")
+    assert sorted(per_platform["platform"].unique()) == [0, 1]
+    assert (out / "report.md").read_text().count("| federated-dp | federated |") == 2
+    for figure in ("privacy_utility", "convergence", "platform_gain"):
+        assert (out / "plots" / f"{figure}.png").stat().st_size > 10_000
+
+    stamps = {cell.name: (cell_dir(out, cell) / CELL_FILE).stat().st_mtime_ns for cell in experiment.cells}
+    second = _sweep(out, movielens_dir)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert f"0 cells run, {len(experiment.cells)} skipped" in second.stdout
+    assert stamps == {cell.name: (cell_dir(out, cell) / CELL_FILE).stat().st_mtime_ns for cell in experiment.cells}
+    assert pd.read_csv(out / "results.csv")[METRICS].equals(table[METRICS])
