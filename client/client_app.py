@@ -9,17 +9,22 @@ from flwr.clientapp.typing import Mod
 
 from client import task
 from client.outbox import build_reply
+from client.secure import guarded_secaggplus_mod, unwrap
 
 
 def build_app(overrides: Mapping[str, Any] | None = None, mods: Sequence[Mod] = ()) -> ClientApp:
     """A ClientApp. ``overrides`` stand in for ``run_config``, which the Python simulation API
-    leaves empty; ``mods`` wrap every message (secure aggregation, or a test's recorder)."""
-    client_app = ClientApp(mods=list(mods))
+    leaves empty; ``mods`` wrap every message outside secure aggregation (e.g. a test's recorder)."""
+    secure_aggregation = guarded_secaggplus_mod(lambda context: task.platform_config(context, overrides))
+    client_app = ClientApp(mods=[*mods, secure_aggregation])
 
     @client_app.train()
     def train(message: Message, context: Context) -> Message:
-        trainer, metrics, trained = task.train(message, context, overrides)
-        return build_reply(message, metrics, private=trainer.private, model=trainer.model if trained else None)
+        secure_request = unwrap(message, task.platform_config(context, overrides))
+        arrays, server_round, secure = secure_request or (*task.request_contents(message), None)
+        trainer, metrics, trained = task.train(arrays, server_round, context, overrides)
+        return build_reply(message, metrics, private=trainer.private, model=trainer.model if trained else None,
+                           secure=secure)
 
     @client_app.evaluate()
     def evaluate(message: Message, context: Context) -> Message:

@@ -9,18 +9,27 @@ a user id) is refused here, before it can be sent.
 
 from __future__ import annotations
 
+import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
+import numpy as np
 from flwr.app import Message, MetricRecord, RecordDict
+from flwr.common import Code, FitRes, Status, ndarrays_to_parameters
+from flwr.compat.common import recorddict_compat as compat
 from torch import nn
 
 from shared.evaluation import PROTOCOLS
 from shared.records import to_array_record
+from shared.secure_aggregation import QuantisationPlan, clip_update, ordered
 from shared.sharing import shared_arrays
 
+logger = logging.getLogger(__name__)
+
 #: What a platform may report under DP: its index, equal weights, and its privacy status.
-PRIVATE_METRICS = frozenset({"platform", "num-examples", "declined", "epsilon", "noise-multiplier", "delta"})
+PRIVATE_METRICS = frozenset({"platform", "num-examples", "declined", "epsilon", "epsilon-alone", "noise-multiplier",
+                             "delta"})
 #: Without DP: also platform-level training figures and evaluation means.
 PLAIN_METRICS = PRIVATE_METRICS | {
     "train-loss", "train-seconds", "pairs-per-second", "num-users",
@@ -33,14 +42,59 @@ class LeakError(ValueError):
     """Something other than an allowed platform-level scalar was about to leave the platform."""
 
 
+@dataclass(frozen=True)
+class SecureRequest:
+    """A SecAgg+ training request: the global parameters it started from, in the wire order."""
+
+    reference: Mapping[str, np.ndarray]
+    names: Sequence[str]
+    plan: QuantisationPlan
+
+
 def build_reply(
-    request: Message, metrics: Mapping[str, float | int], *, private: bool, model: nn.Module | None = None
+    request: Message,
+    metrics: Mapping[str, float | int],
+    *,
+    private: bool,
+    model: nn.Module | None = None,
+    secure: SecureRequest | None = None,
 ) -> Message:
+    """The reply to ``request``: shared parameters (or, under SecAgg+, the round update) and allowed metrics."""
+    if secure is not None:
+        return _secure_reply(request, metrics, private, model, secure)
     content = RecordDict()
     if model is not None:
         content["arrays"] = to_array_record(shared_arrays(model))
     content["metrics"] = MetricRecord(_platform_level(metrics, PRIVATE_METRICS if private else PLAIN_METRICS))
     return Message(content=content, reply_to=request)
+
+
+def _secure_reply(
+    request: Message, metrics: Mapping[str, float | int], private: bool, model: nn.Module | None,
+    secure: SecureRequest,
+) -> Message:
+    """The legacy ``FitRes`` that ``secaggplus_mod`` masks: update = trained - global, clipped to the agreed range.
+
+    A platform that declines the round sends a zero update with weight 0, so the masks of
+    the others still cancel and the mean is unaffected.
+    """
+    checked = _platform_level(metrics, PRIVATE_METRICS if private else PLAIN_METRICS)
+    if model is None:
+        update = {name: np.zeros_like(value) for name, value in secure.reference.items()}
+        weight = 0
+    else:
+        update = {name: value - secure.reference[name] for name, value in shared_arrays(model).items()}
+        weight = int(checked.get("num-examples", 1))
+        if weight > secure.plan.max_weight:
+            logger.warning("weight %d capped at secagg-max-weight = %g", weight, secure.plan.max_weight)
+            weight = int(secure.plan.max_weight)
+    update, clipped = clip_update(update, weight, secure.plan)
+    if clipped:
+        logger.warning("%d coordinate(s) of the round update exceeded secagg-clip-range = %g and were clipped",
+                       clipped, secure.plan.clipping_range)
+    checked["num-examples"] = weight
+    fit_result = FitRes(Status(Code.OK, ""), ndarrays_to_parameters(ordered(update, secure.names)), weight, checked)
+    return Message(content=compat.fitres_to_recorddict(fit_result, keep_input=True), reply_to=request)
 
 
 def _platform_level(metrics: Mapping[str, float | int], allowed: frozenset[str]) -> dict[str, float | int]:
@@ -50,7 +104,7 @@ def _platform_level(metrics: Mapping[str, float | int], allowed: frozenset[str])
             raise LeakError(f"metric {key!r} may not leave the platform (allowed: {sorted(allowed)})")
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise LeakError(f"metric {key!r} is a {type(value).__name__}; only platform-level scalars may leave")
-        if isinstance(value, float) and not math.isfinite(value) and not (key == "epsilon" and value == math.inf):
+        if isinstance(value, float) and not math.isfinite(value) and not (key.startswith("epsilon") and value == math.inf):
             raise LeakError(f"metric {key!r} is not finite ({value})")
         checked[key] = value
     return checked

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from flwr.app import Context, Message
 
@@ -59,7 +60,7 @@ def state_dir(context: Context, config: RunConfig, platform: int) -> Path:
 
 
 def open_trainer(
-    message: Message, context: Context, overrides: Mapping[str, Any] | None
+    arrays: Mapping[str, np.ndarray], context: Context, overrides: Mapping[str, Any] | None
 ) -> tuple[PlatformTrainer, Path, RunConfig]:
     """The platform's model with the coordinator's shared parameters and its own user tower."""
     torch.set_num_threads(1)  # one simulated platform per core; avoid oversubscription
@@ -71,20 +72,25 @@ def open_trainer(
     saved = PlatformState.load(directory)
     if saved is not None:
         trainer.restore(saved)
-    load_shared_arrays(trainer.model, from_array_record(message.content["arrays"]))
+    load_shared_arrays(trainer.model, dict(arrays))
     return trainer, directory, config
 
 
+def request_contents(message: Message) -> tuple[dict[str, np.ndarray], int]:
+    """The global shared parameters and the round number of a plain (Message API) request."""
+    return from_array_record(message.content["arrays"]), int(message.content["config"]["server-round"])
+
+
 def train(
-    message: Message, context: Context, overrides: Mapping[str, Any] | None = None
+    arrays: Mapping[str, np.ndarray], server_round: int, context: Context,
+    overrides: Mapping[str, Any] | None = None,
 ) -> tuple[PlatformTrainer, dict[str, float | int], bool]:
     """One local round. Returns the trainer, the metrics to send, and whether it trained.
 
     A platform whose next round would exceed its privacy budget declines: it trains
     nothing and sends no parameters, only its status.
     """
-    trainer, directory, config = open_trainer(message, context, overrides)
-    server_round = int(message.content["config"]["server-round"])
+    trainer, directory, config = open_trainer(arrays, context, overrides)
     platform = trainer.data.platform
     earlier = saved_reply(directory, server_round)
     if earlier is not None:  # a restarted coordinator asks again: same reply, no second charge
@@ -95,7 +101,7 @@ def train(
     except BudgetExceeded as refusal:
         logger.warning("%s: declining round %d", refusal, server_round)
         return trainer, {"platform": platform, "declined": 1, **privacy_metrics(trainer)}, False
-    bound_update(trainer.model, from_array_record(message.content["arrays"]), config.max_update_norm)
+    bound_update(trainer.model, arrays, config.max_update_norm)
     if trainer.private:
         # Under DP only values derived from public settings leave: equal weights, no loss, no timings.
         metrics = {"platform": platform, "num-examples": 1, "declined": 0, **privacy_metrics(trainer)}
@@ -124,9 +130,9 @@ def evaluate(
     keeps its own figures (``metrics.jsonl`` in its directory). Without DP it sends their
     platform-level means; under DP it sends none of them.
     """
-    trainer, directory, _config = open_trainer(message, context, overrides)
+    arrays, server_round = request_contents(message)
+    trainer, directory, _config = open_trainer(arrays, context, overrides)
     stage = str(message.content["config"].get("stage", "validation"))
-    server_round = int(message.content["config"]["server-round"])
     platform = trainer.data.platform
     if stage == "validation":
         results = trainer.evaluate("validation")
@@ -152,7 +158,8 @@ def privacy_metrics(trainer: PlatformTrainer) -> dict[str, float]:
     ledger = trainer.ledger
     if ledger is None:
         return {}
-    return {"epsilon": ledger.epsilon(), "noise-multiplier": ledger.noise_multiplier or 0.0, "delta": ledger.delta}
+    return {"epsilon": ledger.epsilon(), "epsilon-alone": ledger.epsilon_alone(),
+            "noise-multiplier": ledger.noise_multiplier or 0.0, "delta": ledger.delta}
 
 
 def record_locally(directory: Path, entry: dict[str, Any]) -> None:

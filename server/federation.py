@@ -13,10 +13,11 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from flwr.app import ConfigRecord, Message, MessageType, RecordDict
+from flwr.app import ConfigRecord, Message, MessageType, MetricRecord, RecordDict
 from flwr.serverapp import Grid
 
 from server.checkpoint import Checkpoint, save_final_model
+from server.secure_round import secure_train_round
 from server.screening import screen_updates
 from server.strategy import make_strategy, restore_strategy_state, strategy_state
 from shared.config import RunConfig
@@ -62,29 +63,34 @@ def run_federation(grid: Grid, config: RunConfig) -> dict[str, Any]:
         record = to_array_record(arrays)
         # Platforms take every setting from their own run config; a round only says which round it is.
         messages = strategy.configure_train(server_round, record, ConfigRecord(), grid)
-        replies = _successful(grid.send_and_receive(messages), "train", server_round)
-        trained = [reply for reply in replies if "arrays" in reply.content]
-        trained, _rejected = screen_updates(trained, arrays, config.max_update_norm, server_round)
-        declined = [int(r.content["metrics"]["platform"]) for r in replies if "arrays" not in r.content]
+        if config.secagg:
+            replies, trained = _secure_replies(grid, arrays, messages, server_round, config)
+        else:
+            replies = _successful(grid.send_and_receive(messages), "train", server_round)
+            trained = [reply for reply in replies if "arrays" in reply.content]
+            # Under SecAgg+ there is nothing to screen here: each platform bounds its own update.
+            trained, _rejected = screen_updates(trained, arrays, config.max_update_norm, server_round)
+        declined = [int(r.content["metrics"]["platform"]) for r in replies if r.content["metrics"].get("declined", 0)]
         if declined:
             logger.warning("round %d: platforms %s declined to train: privacy budget spent", server_round, declined)
-        if len(trained) < config.min_platforms:
+        contributing = _contributing(trained, replies, declined, config)
+        if contributing < config.min_platforms:
             if declined:
                 report = RoundReport(server_round, float("nan"), [], time.perf_counter() - started,
                                      epsilon=_epsilon(replies), declined=declined)
                 history.append(report.as_dict())
                 report.log(config)
                 logger.warning("round %d: %d platform(s) left with budget, fewer than min-platforms = %d; "
-                               "stopping after round %d", server_round, len(trained), config.min_platforms,
+                               "stopping after round %d", server_round, contributing, config.min_platforms,
                                server_round - 1)
                 break
-            _require(len(trained), config, f"round {server_round} training")
+            _require(contributing, config, f"round {server_round} training")
         aggregated, _ = strategy.aggregate_train(server_round, trained)
         if aggregated is None:
             raise FederationError(f"round {server_round}: aggregation produced no parameters")
         arrays = from_array_record(aggregated)
         validation = evaluate_platforms(grid, arrays, server_round, "validation", config)
-        report = RoundReport(server_round, _weighted_loss(trained), validation, time.perf_counter() - started,
+        report = RoundReport(server_round, _weighted_loss(replies), validation, time.perf_counter() - started,
                              epsilon=_epsilon(replies), declined=declined)
         history.append(report.as_dict())
         report.log(config)
@@ -104,6 +110,34 @@ def run_federation(grid: Grid, config: RunConfig) -> dict[str, Any]:
     )
     write_summary(config.run_dir, summary)
     return summary
+
+
+def _secure_replies(
+    grid: Grid, arrays: dict, messages: Iterable[Message], server_round: int, config: RunConfig
+) -> tuple[list[Message], list[Message]]:
+    """A SecAgg+ round, in the shape of a plain one: per-platform status replies, and one "reply"
+    carrying the unmasked mean (global + mean update) for the strategy to aggregate."""
+    node_ids = [message.metadata.dst_node_id for message in messages]
+    outcome = secure_train_round(grid, arrays, node_ids, server_round, config)
+    status = [_local_reply(RecordDict({"metrics": MetricRecord(metrics)})) for metrics in outcome.metrics]
+    if outcome.mean_update is None:
+        return status, []
+    mean = {name: arrays[name] + outcome.mean_update[name].astype(arrays[name].dtype) for name in arrays}
+    content = RecordDict({"arrays": to_array_record(mean),
+                          "metrics": MetricRecord({"num-examples": outcome.total_weight})})
+    return status, [_local_reply(content)]
+
+
+def _contributing(trained: list[Message], replies: list[Message], declined: list[int], config: RunConfig) -> int:
+    """How many platforms' updates are in this round's aggregate (under SecAgg+ one reply holds them all)."""
+    if not config.secagg:
+        return len(trained)
+    return len(replies) - len(declined) if trained else 0
+
+
+def _local_reply(content: RecordDict) -> Message:
+    """A message built on the coordinator, standing in for replies it never sees one by one."""
+    return Message(content=content, dst_node_id=0, message_type=MessageType.TRAIN)
 
 
 def evaluate_platforms(
@@ -140,7 +174,9 @@ def privacy_block(config: RunConfig, replies: list[Message]) -> dict[str, Any]:
     return {
         "unit": config.privacy_unit,
         "epsilon": {str(int(m["platform"])): float(m["epsilon"]) for m in metrics if "epsilon" in m},
+        "epsilon_alone": {str(int(m["platform"])): float(m["epsilon-alone"]) for m in metrics if "epsilon-alone" in m},
         "epsilon_budget": config.epsilon,
+        "noise_mode": config.noise_mode,
         "delta": config.delta,
         "noise_multiplier": {str(int(m["platform"])): float(m["noise-multiplier"]) for m in metrics
                              if "noise-multiplier" in m},

@@ -18,8 +18,9 @@ SERVER_OPTIMIZERS = ("fedavg", "fedavgm", "fedadam")
 MODES = ("federated", "centralized", "local-only")
 PRIVACY_UNITS = ("none", "user", "interaction")
 ACCOUNTANTS = ("rdp", "prv")
-AGGREGATIONS = ("mean", "median", "trimmed-mean")
 SERVE_MODELS = ("global", "fine-tuned")
+AGGREGATIONS = ("mean", "median", "trimmed-mean")
+NOISE_MODES = ("local", "distributed")
 
 
 class ConfigError(ValueError):
@@ -78,6 +79,13 @@ class RunConfig:
     refresh_steps: int = 3
     refresh_learning_rate: float = 0.5
     accountant: str = "rdp"
+    # Secure aggregation (shared.secure_aggregation, server.secure_round)
+    secagg: bool = False
+    secagg_clip_range: float = 1.0
+    secagg_max_weight: float = 50000.0
+    secagg_shares: float = 1.0
+    secagg_threshold: float = 0.5
+    noise_mode: str = "local"
     # Serving on a platform (shared.catalog, shared.recommend, shared.foldin)
     catalog: str = ""
     catalog_version: str = ""
@@ -176,6 +184,15 @@ class RunConfig:
         _check(self.bag_positives >= 1, "bag-positives", self.bag_positives, "an integer >= 1")
         _check(self.refresh_steps >= 0, "refresh-steps", self.refresh_steps, "an integer >= 0")
         _check(self.refresh_learning_rate > 0, "refresh-learning-rate", self.refresh_learning_rate, "a number > 0")
+        _check(self.secagg_clip_range > 0, "secagg-clip-range", self.secagg_clip_range, "a number > 0")
+        _check(self.secagg_max_weight >= 1, "secagg-max-weight", self.secagg_max_weight, "a number >= 1")
+        _check(0 < self.secagg_shares <= 1, "secagg-shares", self.secagg_shares, "a fraction in (0, 1]")
+        _check(0 < self.secagg_threshold <= 1, "secagg-threshold", self.secagg_threshold, "a fraction in (0, 1]")
+        _check(self.noise_mode in NOISE_MODES, "noise-mode", self.noise_mode, f"one of {NOISE_MODES}")
+        _check(self.noise_mode == "local" or (self.secagg and self.private), "noise-mode", self.noise_mode,
+               "'local' unless secagg = true and privacy-unit is set (distributed noise needs secure aggregation)")
+        _check(self.noise_mode == "local" or self.noise_multiplier > 0, "noise-multiplier", self.noise_multiplier,
+               "an explicit value > 0 with noise-mode = 'distributed' (every platform's share must add up to it)")
         _check(self.accountant in ACCOUNTANTS, "accountant", self.accountant, f"one of {ACCOUNTANTS}")
         _check(self.finetune_embedding_dim >= 0, "finetune-embedding-dim", self.finetune_embedding_dim,
                "an integer >= 0 (0 = fine-tune a copy of the global model)")

@@ -13,7 +13,7 @@ from shared.config import ConfigError, RunConfig
 from shared.evaluation import UserResults, evaluate_ranking
 from shared.interactions import LeaveLastOutSplit, PlatformData, leave_last_out
 from shared.model import Recommender, build_model
-from shared.privacy.dp_sgd import plan, private_parameters, train_private_round
+from shared.privacy.dp_sgd import noise_share, plan, private_parameters, train_private_round
 from shared.privacy.ledger import BudgetExceeded, PrivacyLedger
 from shared.seeds import evaluation_seed, platform_seed
 from shared.serving import fine_tuned_copy, stacked_copy
@@ -35,7 +35,8 @@ class PlatformTrainer:
         )
         self.ledger: PrivacyLedger | None = None
         if config.private:
-            self.ledger = PrivacyLedger(config.privacy_unit, config.epsilon, config.delta, config.accountant)
+            self.ledger = PrivacyLedger(config.privacy_unit, config.epsilon, config.delta, config.accountant,
+                                        noise_share=noise_share(config))
             parameters = private_parameters(self.model, config.privacy_unit)
             self.optimizer = torch.optim.Adam(parameters, lr=config.learning_rate, weight_decay=config.weight_decay)
         else:

@@ -45,7 +45,17 @@ class QuantisationPlan:
 
 
 def quantisation_plan(config: RunConfig) -> QuantisationPlan:
-    """Ranges from the run config: privately trained platforms all weigh 1, others their positives."""
+    """Ranges from the run config: privately trained platforms all weigh 1, others their positives.
+
+    With distributed noise the range follows from the DP settings: an update is
+    ``learning-rate / user-batch`` times a sum of at most ``b`` clipped contributions plus
+    Gaussian noise, so each coordinate is below ``lr * C * (b / B + 8 * sigma / B)``; ``b``
+    is a Poisson count with mean ``B`` (over ``2B`` for ``B = 64`` with probability ~1e-12),
+    and 8 standard deviations are exceeded with probability ~1e-15.
+    """
+    if config.noise_mode == "distributed":
+        bound = config.learning_rate * config.clip_norm * (2.0 + 8.0 * config.noise_multiplier / config.user_batch)
+        return QuantisationPlan(clipping_range=bound, max_weight=1.0)
     max_weight = 1.0 if config.private else float(config.secagg_max_weight)
     return QuantisationPlan(clipping_range=config.secagg_clip_range, max_weight=max_weight)
 

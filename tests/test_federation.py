@@ -140,7 +140,7 @@ def test_private_run_respects_every_budget_and_stops_cleanly(private_run):
 
 def test_under_dp_nothing_but_dp_parameters_and_privacy_status_leaves(private_run):
     _config, _summary, recorded = private_run
-    allowed = {"platform", "num-examples", "declined", "epsilon", "noise-multiplier", "delta"}
+    allowed = {"platform", "num-examples", "declined", "epsilon", "epsilon-alone", "noise-multiplier", "delta"}
     assert recorded
     for message in recorded:
         assert set(message["metrics"]) <= allowed, message["metrics"]

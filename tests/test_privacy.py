@@ -188,3 +188,36 @@ def test_a_changed_sampling_plan_is_refused_mid_run(tmp_path):
     changed.restore(type(trainer.snapshot(1)).load(tmp_path))
     with pytest.raises(ConfigError, match="sampling plan"):
         changed.train(5, salt=2)
+
+
+DISTRIBUTED = PRIVATE.replace(secagg=True, noise_mode="distributed", noise_multiplier=3.0, min_platforms=4,
+                              clip_norm=0.5)
+
+
+def test_distributed_noise_takes_one_step_per_round_and_accounts_the_full_noise():
+    trainer = _trainer(DISTRIBUTED)
+    trainer.train(1, salt=1)
+    trainer.train(1, salt=2)
+    step_plan = plan(DISTRIBUTED, trainer.split.train)
+    against_coordinator, alone = RDPAccountant(), RDPAccountant()
+    against_coordinator.history = [(3.0, step_plan.sample_rate, 2)]
+    alone.history = [(3.0 / math.sqrt(4), step_plan.sample_rate, 2)]
+    assert trainer.ledger.epsilon() == pytest.approx(against_coordinator.get_epsilon(DISTRIBUTED.delta), rel=1e-9)
+    assert trainer.ledger.epsilon_alone() == pytest.approx(alone.get_epsilon(DISTRIBUTED.delta), rel=1e-9)
+    assert trainer.ledger.epsilon_alone() > trainer.ledger.epsilon()
+
+
+def test_distributed_update_carries_its_share_of_the_noise():
+    """With no signal the shared update is pure noise: std = lr * share * sigma * C / user-batch."""
+    config = DISTRIBUTED.replace(learning_rate=1.0)
+    updates = []
+    for seed in range(6):
+        trainer = _trainer(config, seed=seed)
+        before = shared_arrays(trainer.model)
+        trainer.train(1, salt=seed)
+        after = shared_arrays(trainer.model)
+        updates.append(np.concatenate([(after[n] - before[n]).ravel() for n in before]))
+    spread = float(np.std(np.stack(updates), axis=0).mean())
+    expected = 1.0 * (1 / math.sqrt(4)) * 3.0 * 0.5 / config.user_batch
+    # The clipped signal adds a little; the noise share dominates and the full sigma would be twice as large.
+    assert 0.8 * expected < spread < 1.4 * expected, (spread, expected)

@@ -72,6 +72,8 @@ class PrivateStepPlan:
     population: int
     steps_per_epoch: int
     epochs: int
+    #: Distributed noise: one step per round, its noisy sum aggregated with every other platform's.
+    single_step: bool = False
 
     @property
     def sample_rate(self) -> float:
@@ -79,13 +81,23 @@ class PrivateStepPlan:
 
     @property
     def steps_per_round(self) -> int:
-        return self.steps_per_epoch * self.epochs
+        return 1 if self.single_step else self.steps_per_epoch * self.epochs
 
 
 def plan(config: RunConfig, train: Interactions) -> PrivateStepPlan:
     population = train.num_users if config.privacy_unit == "user" else len(train)
     batch = config.user_batch if config.privacy_unit == "user" else config.batch_size
-    return PrivateStepPlan(population, max(1, math.ceil(population / batch)), config.local_epochs)
+    return PrivateStepPlan(population, max(1, math.ceil(population / batch)), config.local_epochs,
+                           single_step=config.noise_mode == "distributed")
+
+
+def noise_share(config: RunConfig) -> float:
+    """The fraction of the noise standard deviation this platform adds itself.
+
+    Distributed: ``1 / sqrt(min-platforms)``. The coordinator never aggregates fewer than
+    ``min-platforms`` updates, so the sum it unmasks always carries at least the full noise.
+    """
+    return 1.0 / math.sqrt(config.min_platforms) if config.noise_mode == "distributed" else 1.0
 
 
 def train_private_round(
@@ -108,6 +120,7 @@ def train_private_round(
     this torch.) ``rng`` - seeded - drives only the bags' negatives and the refresh.
     """
     step_plan = plan(config, train)
+    share = noise_share(config)
     engine = PrivacyEngine(accountant=ledger.accountant)
     engine.accountant.history = list(ledger.history)
     generator = torch.Generator().manual_seed(secrets.randbits(63))
@@ -122,7 +135,7 @@ def train_private_round(
         warnings.filterwarnings("ignore", message=".*Optimal order.*")
         wrapped = engine.make_private(
             module=core, optimizer=optimizer, criterion=BagLoss(), data_loader=loader,
-            noise_multiplier=ledger.noise_multiplier, max_grad_norm=config.clip_norm,
+            noise_multiplier=ledger.noise_multiplier * share, max_grad_norm=config.clip_norm,
             grad_sample_mode=grad_sample_mode, poisson_sampling=False, noise_generator=generator,
         )
     if grad_sample_mode == "ghost":  # the criterion comes back wrapped: its backward() clips
@@ -132,25 +145,60 @@ def train_private_round(
     step = _user_level_step if config.privacy_unit == "user" else _interaction_level_step
     items_by_user = train.items_per_user()
     started, pairs, losses = time.perf_counter(), 0, []
+    apply_step = private_optimizer.step
+    if step_plan.single_step:
+        def apply_step() -> None:
+            distributed_step(model, private_optimizer, config, ledger.noise_multiplier, share, generator)
     try:
-        for _epoch in range(config.local_epochs):
+        for _epoch in range(1 if step_plan.single_step else config.local_epochs):
             for (rows,) in private_loader:
                 private_optimizer.zero_grad(set_to_none=True)
                 if len(rows) == 0:  # an empty Poisson draw still releases a (pure-noise) step
                     for parameter in private_optimizer.params:
                         parameter.grad = torch.zeros_like(parameter)
-                    private_optimizer.step()
-                    continue
-                loss, scored = step(model, private_module, criterion, rows.numpy(), train, items_by_user, config, rng)
-                private_optimizer.step()
-                losses.append(loss)
-                pairs += scored
+                else:
+                    loss, scored = step(model, private_module, criterion, rows.numpy(), train, items_by_user,
+                                        config, rng)
+                    losses.append(loss)
+                    pairs += scored
+                apply_step()
+                if step_plan.single_step:
+                    break
     finally:
         private_module._close()  # remove Opacus hooks: the model is reused after the round
         model.eval()
-    ledger.record_round(engine.accountant.history)
+    if share == 1.0:
+        ledger.record_round(engine.accountant.history)
+    else:  # the accountant saw this platform's share; the unmasked sum carries the full noise
+        ledger.record_round([(noise / share, rate, steps) for noise, rate, steps in engine.accountant.history[
+            len(ledger.history):]], keep=True)
     return FitResult(float(np.mean(losses)) if losses else float("nan"), step_plan.population * config.local_epochs,
                      pairs, time.perf_counter() - started)
+
+
+def distributed_step(
+    model: Recommender, optimizer, config: RunConfig, noise_multiplier: float, share: float,
+    generator: torch.Generator,
+) -> None:
+    """One SGD step whose shared part is this platform's noisy clipped sum, normalised by ``user-batch``.
+
+    Opacus clips, adds this platform's share of the noise and divides by its expected batch
+    size; rescaling to the common ``user-batch`` makes every platform's update a sum with the
+    same sensitivity (``learning-rate * clip-norm / user-batch``), so the unmasked sum is the
+    Gaussian mechanism at the full noise. Parameters that stay here but are shared between
+    users (user-feature embeddings) get the rest of the noise locally: they feed later
+    rounds' updates and must be as private as the sum.
+    """
+    optimizer.pre_step()  # clip, add the share of noise, scale by 1 / expected batch size; accountant step
+    shared = {id(parameter) for parameter in model.shared.parameters()}
+    rescale = optimizer.expected_batch_size / config.user_batch
+    top_up = noise_multiplier * config.clip_norm * math.sqrt(max(0.0, 1.0 - share**2)) / config.user_batch
+    with torch.no_grad():
+        for parameter in optimizer.params:
+            gradient = parameter.grad * rescale
+            if id(parameter) not in shared and top_up > 0:
+                gradient = gradient + top_up * torch.randn(parameter.shape, generator=generator)
+            parameter -= config.learning_rate * gradient
 
 
 def _user_level_step(

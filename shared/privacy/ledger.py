@@ -35,6 +35,7 @@ class PrivacyLedger:
     steps_per_round: int | None = None
     history: list[tuple[float, float, int]] = field(default_factory=list)
     rounds_trained: int = 0
+    noise_share: float = 1.0
 
     # -- accounting -------------------------------------------------------
     def epsilon(self, extra_steps: int = 0) -> float:
@@ -53,10 +54,21 @@ class PrivacyLedger:
     def can_train_round(self) -> bool:
         return self.epsilon(extra_steps=self._steps()) <= self.budget * (1 + 1e-9)
 
-    def record_round(self, history: list[tuple[float, float, int]]) -> None:
-        """Adopt the accountant's history after a round (it already holds the earlier rounds)."""
-        self.history = [tuple(entry) for entry in history]
+    def record_round(self, history: list[tuple[float, float, int]], keep: bool = False) -> None:
+        """Adopt the accountant's history after a round (it already holds the earlier rounds),
+        or with ``keep`` append this round's entries to the ledger's own history."""
+        entries = [tuple(entry) for entry in history]
+        self.history = [*self.history, *entries] if keep else entries
         self.rounds_trained += 1
+
+    def epsilon_alone(self) -> float:
+        """Epsilon of this platform's own update, should secure aggregation fail (more than the
+        threshold colluding): it carries only the platform's share of the noise."""
+        if self.noise_share == 1.0:
+            return self.epsilon()
+        alone = PrivacyLedger(self.unit, self.budget, self.delta, self.accountant,
+                              history=[(noise * self.noise_share, rate, steps) for noise, rate, steps in self.history])
+        return alone.epsilon()
 
     # -- calibration ------------------------------------------------------
     def calibrate(self, sample_rate: float, steps_per_round: int, planned_rounds: int, noise_multiplier: float) -> None:
