@@ -18,8 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from shared.interactions import Interactions
-from shared.privacy.bags import BagLoss, user_bags
+from shared.privacy.bags import PADDING, BagLoss
 from shared.scoring import ScoringPart, part_logits
 
 logger = logging.getLogger(__name__)
@@ -50,22 +49,38 @@ def fold_in(
     if steps == 0 or not non_empty:
         return [v.detach() for v in vectors]
     histories = [np.unique(np.asarray(h, dtype=np.int64)) for h in histories]
-    local = np.arange(len(histories))
-    known = Interactions(
-        users=np.repeat(local, [len(h) for h in histories]), items=np.concatenate(histories),
-        timestamps=np.zeros(sum(len(h) for h in histories), dtype=np.int64),
-        num_users=len(histories), num_items=num_items,
-    )
+    # Negatives come from each user's complement, computed once: rejection sampling would stall
+    # for a user who has interacted with nearly the whole catalog.
+    complements = [np.setdiff1d(np.arange(num_items), h, assume_unique=True) for h in histories]
     rng = np.random.default_rng(seed)
     optimizer = torch.optim.Adam(vectors, lr=learning_rate)
     criterion = BagLoss(reduction="none")
     for _ in range(steps):
-        items, targets = user_bags(local, histories, known, positives=MAX_POSITIVES, negatives=negatives, rng=rng)
+        items, targets = _bags(histories, complements, negatives, rng)
         optimizer.zero_grad(set_to_none=True)
         loss = criterion(part_logits(list(parts), vectors, items), targets).sum()
         loss.backward(inputs=vectors)  # gradients reach the user vectors only
         optimizer.step()
     return [v.detach() for v in vectors]
+
+
+def _bags(
+    histories: Sequence[np.ndarray], complements: Sequence[np.ndarray], negatives: int, rng: np.random.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``items [U, L]`` and ``targets [U, L]`` (1 positive, 0 negative, -1 padding), as ``shared.privacy.bags``."""
+    rows = []
+    for history, complement in zip(histories, complements):
+        positives = rng.choice(history, size=min(MAX_POSITIVES, len(history)), replace=False)
+        drawn = rng.choice(complement, size=len(positives) * negatives) if len(complement) else np.zeros(0, np.int64)
+        rows.append((positives, drawn))
+    width = max(1, max(len(p) + len(n) for p, n in rows))
+    items = np.zeros((len(rows), width), dtype=np.int64)
+    targets = np.full(items.shape, PADDING, dtype=np.float32)
+    for row, (positives, drawn) in enumerate(rows):
+        items[row, : len(positives) + len(drawn)] = np.concatenate([positives, drawn])
+        targets[row, : len(positives)] = 1.0
+        targets[row, len(positives) : len(positives) + len(drawn)] = 0.0
+    return torch.as_tensor(items), torch.as_tensor(targets)
 
 
 def segment_start(parts: Sequence[ScoringPart], segment_users: np.ndarray) -> list[torch.Tensor]:
