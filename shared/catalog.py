@@ -113,7 +113,7 @@ def publish(
             raise CatalogError(
                 source,
                 f"catalog version {version!r} does not extend version {previous.version!r}: item "
-                f"{old[mismatch]!r} (position {mismatch + 1}) is missing or moved; new items may only be "
+                f"{str(old[mismatch])!r} (position {mismatch + 1}) is missing or moved; new items may only be "
                 "appended",
                 row=mismatch + 1, column="item_id",
             )

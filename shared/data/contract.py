@@ -61,6 +61,7 @@ _INTERACTION_COLUMNS = ("user_id", "item_id", "timestamp", "rating", "weight")
 _EPOCH = pd.Timestamp(0, tz="UTC")
 _ONE_SECOND = pd.Timedelta(seconds=1)
 _MILLISECONDS_LIKELY = 10**11  # as unix seconds: year 5138
+_LARGEST_SECONDS = 2**53
 
 
 class DataValidationError(ValueError):
@@ -197,10 +198,29 @@ def read_table(path: str | Path) -> pd.DataFrame:
         raise DataValidationError(name, "file is empty")
     if suffix == ".parquet":
         try:
-            return pd.read_parquet(p)
+            df = pd.read_parquet(p)
         except Exception as exc:  # pyarrow raises a zoo of types for corrupt files
             raise DataValidationError(name, f"cannot be read as Parquet: {exc}") from exc
+        _reject_nested_values(df, name)
+        return df
     return _read_csv(p, name)
+
+
+def _reject_nested_values(df: pd.DataFrame, name: str) -> None:
+    """Parquet may hold bytes, lists or maps; the contract's columns hold scalars only."""
+    for position, column in enumerate(df.columns):
+        values = df.iloc[:, position]
+        if values.dtype != object:
+            continue
+        nested = values.map(lambda v: isinstance(v, (bytes, bytearray, list, tuple, dict, np.ndarray))).to_numpy(
+            dtype=bool)
+        if nested.any():
+            i = int(np.flatnonzero(nested)[0])
+            kind = type(values.iloc[i]).__name__
+            raise DataValidationError(
+                name, f"holds a {kind} value; columns must hold numbers, text or datetimes",
+                row=i + 1, column=str(column),
+            )
 
 
 def _read_csv(p: Path, name: str) -> pd.DataFrame:
@@ -301,7 +321,8 @@ def _parse_timestamps(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
 
 def _integral_seconds(numbers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     with np.errstate(invalid="ignore"):
-        bad = ~np.isfinite(numbers) | (numbers != np.floor(numbers))
+        # Beyond 2**53 seconds a float is no longer an exact integer (and int64 may overflow).
+        bad = ~np.isfinite(numbers) | (numbers != np.floor(numbers)) | (np.abs(numbers) > _LARGEST_SECONDS)
     out = np.zeros(len(numbers), dtype=np.int64)
     out[~bad] = numbers[~bad].astype(np.int64)
     return out, bad
@@ -554,19 +575,19 @@ def validate(
         )
 
     inter, has_timestamp = _interactions(interactions, src["interactions"])
-    unknown = _absent_from(inter["item_id"], item_table["item_id"])
-    unknown_ids = pd.unique(inter["item_id"][unknown])
+    unknown_item = _absent_from(inter["item_id"], item_table["item_id"])
+    unknown_ids = pd.unique(inter["item_id"][unknown_item])
     if unknown_items == "error":
         _fail_rows(
-            src["interactions"], "item_id", unknown,
+            src["interactions"], "item_id", unknown_item,
             lambda i: f"item {_show(inter['item_id'][i])} is not in the item catalog ({src['items']})",
         )
-    elif unknown.any():
+    elif unknown_item.any():
         logger.warning(
             "%s: %d rows name %d items that are not in the catalog (%s); they are dropped",
-            src["interactions"], int(unknown.sum()), len(unknown_ids), src["items"],
+            src["interactions"], int(unknown_item.sum()), len(unknown_ids), src["items"],
         )
-        if unknown.all():
+        if unknown_item.all():
             raise DataValidationError(
                 src["interactions"],
                 f"none of the interacted items is in the item catalog ({src['items']}); "
@@ -582,7 +603,7 @@ def validate(
         )
 
     rows_read = len(inter)
-    inter = inter[~unknown].reset_index(drop=True)
+    inter = inter[~unknown_item].reset_index(drop=True)
     known_rows = len(inter)
     inter = inter[~inter.duplicated()].reset_index(drop=True)
     if not has_timestamp:
@@ -603,7 +624,7 @@ def validate(
         items_interacted=int(inter["item_id"].nunique()),
         missing_values={"items": item_missing, "users": user_missing},
         unknown_items=len(unknown_ids),
-        unknown_item_rows=int(unknown.sum()),
+        unknown_item_rows=int(unknown_item.sum()),
         unknown_item_examples=tuple(str(x) for x in unknown_ids[:5]),
     )
     for line in report.lines():
