@@ -176,21 +176,23 @@ def scaling(experiment: Experiment, tables: Tables, path: Path, title: str) -> b
     import matplotlib.pyplot as plt
 
     cells = tables.cells[tables.cells["mode"] == "federated"]
-    sizes = [key for key in ("num-platforms", "max-users") if key in grid_keys(experiment) and key in cells]
+    sizes = [key for key in ("num-platforms", "max-users")
+             if key in cells and any(group[key].nunique() > 1 for _, group in cells.groupby("arm"))]
     if not sizes:
         return False
     fig, axes = plt.subplots(len(sizes), 2, figsize=(10, 3.8 * len(sizes)), squeeze=False)
     for row, key in enumerate(sizes):
         arms = [arm for arm, group in cells.groupby("arm") if group[key].nunique() > 1]
         for arm in arms:
-            group = group_mean(cells[cells["arm"] == arm], [key], ["round_seconds", "peak_rss_mb", "peak_pss_mb",
-                                                                    "platforms"]).sort_values(key)
+            group = group_mean(cells[cells["arm"] == arm], [key], ["round_seconds", "round_cpu_seconds",
+                                                                    "peak_rss_mb", "peak_pss_mb"]).sort_values(key)
             x = group[key] if key == "num-platforms" else _users_per_platform(cells[cells["arm"] == arm], key)
-            axes[row][0].plot(x, group["round_seconds"], "o-", label=f"{arm}: mean of rounds 2..R")
+            axes[row][0].plot(x, group["round_seconds"], "o-", label=f"{arm}: wall time, mean of rounds 2..R")
+            axes[row][0].plot(x, group["round_cpu_seconds"], "s--", label=f"{arm}: CPU time of the process tree")
             axes[row][1].plot(x, group["peak_rss_mb"], "o-", label=f"{arm}: RSS summed over the process tree")
             axes[row][1].plot(x, group["peak_pss_mb"], "s--", label=f"{arm}: PSS (shared pages split)")
         xlabel = "platforms" if key == "num-platforms" else "users per platform (mean)"
-        for ax, ylabel in ((axes[row][0], "round wall time (s)"), (axes[row][1], "peak memory (MiB)")):
+        for ax, ylabel in ((axes[row][0], "seconds per round"), (axes[row][1], "peak memory (MiB)")):
             ax.set_xlabel(xlabel)
             ax.set_ylabel(ylabel)
             ax.grid(alpha=0.3)

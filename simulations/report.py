@@ -24,7 +24,7 @@ from simulations.sweep import CELLS_DIR
 from simulations.tidy import Tables, group_mean
 
 _REPORTED = ("sampled_hr", "sampled_ndcg", "full_hr", "global_sampled_hr", "global_sampled_ndcg", "epsilon_spent_max",
-             "wall_seconds", "round_seconds", "peak_rss_mb", "peak_pss_mb", "bytes_up_per_round")
+             "wall_seconds", "round_seconds", "round_cpu_seconds", "peak_rss_mb", "peak_pss_mb", "bytes_up_per_round")
 
 
 def grid_keys(experiment: Experiment) -> list[str]:
@@ -133,7 +133,8 @@ def render(experiment: Experiment, tables: Tables, out: Path) -> str:
              f"mean over seeds (± seed std). Served = the model each platform serves.", ""]
     header = (["arm", "mode", *keys, "seeds", f"served HR@{k}", f"served NDCG@{k}", f"full HR@{k}",
                f"global HR@{k}", f"global NDCG@{k}", "ε spent (max)", "gain over local-only",
-               "platforms sig. worse", "wall s", "round s", "peak RSS MB", "bytes up / platform / round"])
+               "platforms sig. worse", "wall s", "round s", "round CPU s", "peak RSS / PSS MiB",
+               "bytes up / platform / round"])
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for _, g in groups.iterrows():
         cells = [str(g["arm"]), str(g["mode"]), *[_fmt(g[key]) for key in keys], str(int(g["seeds"])),
@@ -141,7 +142,8 @@ def render(experiment: Experiment, tables: Tables, out: Path) -> str:
                  f"{g['full_hr']:.4f}", f"{g['global_sampled_hr']:.4f}", f"{g['global_sampled_ndcg']:.4f}",
                  _fmt(g["epsilon_spent_max"], ".3f"), _fmt(g["gain_over_local_only"], "+.4f"),
                  g["platforms_significantly_worse"] or "", _fmt(g["wall_seconds"], ".0f"),
-                 _fmt(g["round_seconds"], ".2f"), _fmt(g["peak_rss_mb"], ".0f"),
+                 _fmt(g["round_seconds"], ".2f"), _fmt(g["round_cpu_seconds"], ".2f"),
+                 f"{_fmt(g['peak_rss_mb'], '.0f')} / {_fmt(g['peak_pss_mb'], '.0f')}",
                  _fmt(g.get("bytes_up_per_round", math.nan), ",.0f")]
         lines.append("| " + " | ".join(cells) + " |")
     reach = time_to_reach(tables)

@@ -6,7 +6,8 @@ time. The child is what makes a long sweep safe: Flower's simulation engine star
 stops Ray inside every federated run, and a process that lives through dozens of runs
 keeps Ray's driver state, torch's allocator arenas and every imported dataset; a child
 gives each cell a clean slate and returns all its memory when it exits. It also gives
-each cell a process tree whose peak memory can be measured, and a log file of its own.
+each cell a process tree whose peak memory and CPU time can be measured (CPU seconds per
+round are read at every round the child reports), and a log file of its own.
 The child reports finished rounds through a queue, which drives the progress bar.
 
 A cell is finished when its ``cell.json`` exists (written after ``summary.json``). On a
@@ -30,10 +31,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from shared.results import SUMMARY_FILE
 from shared.storage import atomic_write_bytes
 from simulations.experiment import Cell, Experiment, ExperimentError
-from simulations.memory import TreeMonitor
+from simulations.process_tree import TreeMonitor
 
 logger = logging.getLogger(__name__)
 
@@ -120,6 +123,7 @@ def _run_cell(out: Path, cell: Cell, data_dir: str, bar: Any) -> CellOutcome:
     assert child.pid is not None
     last_round: int | None = None
     measured: dict[str, Any] = {}
+    cpu_at_round: list[float] = []
     with TreeMonitor(child.pid) as monitor:
         try:
             while True:
@@ -135,6 +139,7 @@ def _run_cell(out: Path, cell: Cell, data_dir: str, bar: Any) -> CellOutcome:
                     bar.update(server_round - (server_round - 1 if last_round is None else last_round))
                     bar.set_postfix_str(f"round {server_round}/{rounds}")
                     last_round = server_round
+                    cpu_at_round.append(monitor.cpu_seconds())
                 elif event[0] == "measured":
                     measured = event[1]
         except KeyboardInterrupt:
@@ -143,6 +148,7 @@ def _run_cell(out: Path, cell: Cell, data_dir: str, bar: Any) -> CellOutcome:
                 child.terminate()
             raise
         child.join()
+        cpu_seconds = monitor.cpu_seconds()
     seconds = time.perf_counter() - started
     if child.exitcode != 0 or not (directory / SUMMARY_FILE).exists():
         tail = (directory / LOG_FILE).read_text(errors="replace").strip().splitlines()[-1:] if (
@@ -157,6 +163,9 @@ def _run_cell(out: Path, cell: Cell, data_dir: str, bar: Any) -> CellOutcome:
         "peak_rss_mb": round(peak.rss_mb, 1) if peak else None,
         "peak_pss_mb": round(peak.pss_mb, 1) if peak else None,
         "peak_processes": peak.processes if peak else None,
+        "cpu_seconds": round(cpu_seconds, 1),
+        # Rounds 2..R, as for round time: round 1 also pays for starting Ray and the workers.
+        "round_cpu_seconds": round(float(np.mean(np.diff(cpu_at_round))), 2) if len(cpu_at_round) > 1 else None,
         **measured,
     }
     atomic_write_bytes(directory / CELL_FILE, (json.dumps(record, indent=2) + "\n").encode())

@@ -14,6 +14,8 @@ Columns (``k`` = the config's ``top-k``, 10 by default):
 * cost: ``wall_seconds`` (inside the run), ``round_seconds`` (mean duration of rounds
   2..R, so Ray's start-up in round 1 is not averaged in), ``first_round_seconds``,
   ``process_seconds`` (the cell's process, start-up and final test included),
+  ``cpu_seconds`` / ``round_cpu_seconds`` (CPU time of the process tree: in all, and per
+  round over rounds 2..R - less sensitive than wall time to other jobs on the machine),
   ``peak_rss_mb`` / ``peak_pss_mb`` (process tree), ``bytes_up_per_round`` /
   ``bytes_down_per_round`` (per platform, federated only), ``load_average_at_start``.
 """
@@ -37,7 +39,7 @@ from simulations.sweep import CELL_FILE, cell_dir
 #: Settings that only act under DP; shown empty in non-private cells.
 PRIVACY_KEYS = frozenset({"epsilon", "delta", "noise-multiplier", "clip-norm", "user-batch", "bag-positives",
                           "refresh-steps", "refresh-learning-rate", "accountant"})
-_COST = ("process_seconds", "peak_rss_mb", "peak_pss_mb", "bytes_up_per_round", "bytes_down_per_round",
+_COST = ("process_seconds", "cpu_seconds", "round_cpu_seconds", "peak_rss_mb", "peak_pss_mb", "bytes_up_per_round", "bytes_down_per_round",
          "load_average_at_start")
 
 
@@ -71,7 +73,7 @@ def collect(experiment: Experiment, out: Path) -> Tables:
         identity = _identity(experiment, cell.name, record, summary)
         cells.append({**identity, "users": sum(entry["users"] for entry in summary["per_platform"]),
                       **_metrics(summary["metrics"], summary["global_metrics"], summary),
-                      **_privacy(summary), **_timing(summary), **{key: record.get(key) for key in _COST}})
+                      **_privacy(summary), **_timing(summary), **{key: math.nan if record.get(key) is None else record[key] for key in _COST}})
         for entry in summary["per_platform"]:
             platforms.append({**identity, "platform": entry["platform"], "users": entry["users"],
                               **_metrics(entry["metrics"], entry["global_metrics"], summary)})

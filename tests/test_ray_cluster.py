@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from simulations.memory import tree_pids
+from simulations.process_tree import tree_pids
 
 RAY = Path(sys.executable).with_name("ray")
 

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from simulations.experiment import ExperimentError, load_experiment
-from simulations.memory import sample, tree_pids
+from simulations.process_tree import sample, tree_pids
 from simulations.sweep import CELL_FILE, cell_dir, run_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
