@@ -105,7 +105,7 @@ def run_federation(grid: Grid, config: RunConfig) -> dict[str, Any]:
     summary = build_summary(
         mode="federated", config=config, wall_seconds=time.perf_counter() - started,
         test=_platform_metrics(replies), global_test=_platform_metrics(replies, prefix="global-"), history=history,
-        extra={"rounds_completed": rounds_completed,
+        extra={"rounds_completed": rounds_completed, "secure_aggregation": config.secagg, "noise_mode": config.noise_mode,
                **({"privacy": privacy_block(config, replies)} if config.private else {})},
     )
     write_summary(config.run_dir, summary)

@@ -11,6 +11,7 @@ from typing import Any
 from shared.config import (
     ACCOUNTANTS,
     MODES,
+    NOISE_MODES,
     PARTITION_SCHEMES,
     PRIVACY_UNITS,
     SERVER_OPTIMIZERS,
@@ -23,7 +24,7 @@ from simulations import sweep_cli
 #: Every run-config key is a flag (``--learning-rate`` for ``learning-rate``); these have short aliases.
 _ALIASES = {"num-platforms": "--platforms", "num-server-rounds": "--rounds", "dirichlet-alpha": "--alpha"}
 _CHOICES = {"partition": PARTITION_SCHEMES, "server-optimizer": SERVER_OPTIMIZERS, "privacy-unit": PRIVACY_UNITS,
-            "accountant": ACCOUNTANTS}
+            "accountant": ACCOUNTANTS, "noise-mode": NOISE_MODES}
 #: Set by the command itself (``--out``, ``--resume``), not as plain keys.
 _NOT_FLAGS = {"run-dir", "resume"}
 
@@ -34,8 +35,11 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
         if key in _NOT_FLAGS:
             continue
         names = [f"--{key}"] + ([_ALIASES[key]] if key in _ALIASES else [])
+        # A bare boolean flag (``--secagg``) means true; ``--secagg false`` still works.
+        boolean = {"nargs": "?", "const": "true"} if isinstance(default, bool) else {}
         parser.add_argument(*names, dest=key, choices=_CHOICES.get(key), default=None, metavar=None if key in
-                            _CHOICES else key.split("-")[-1].upper(), help=f"default {default!r}; see README")
+                            _CHOICES else key.split("-")[-1].upper(), help=f"default {default!r}; see README",
+                            **boolean)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -56,4 +56,43 @@ def test_clip_update_counts_and_bounds_what_it_clips():
 def test_distributed_noise_needs_secure_aggregation():
     with pytest.raises(ConfigError, match="noise-mode"):
         RunConfig(privacy_unit="user", noise_mode="distributed").validate()
-    RunConfig(privacy_unit="user", noise_mode="distributed", secagg=True).validate()
+    with pytest.raises(ConfigError, match="noise-multiplier"):
+        RunConfig(privacy_unit="user", noise_mode="distributed", secagg=True).validate()
+    RunConfig(privacy_unit="user", noise_mode="distributed", secagg=True, noise_multiplier=1.5).validate()
+
+
+@pytest.fixture
+def task_identity(monkeypatch):
+    """Flower stamps messages with the running task's identity; a unit test has none, so it lends one."""
+    from flwr.supercore.task_identity import TaskIdentity
+
+    for attribute in ("_task_id", "_run_id", "_node_id"):
+        monkeypatch.setattr(TaskIdentity, attribute, 1)
+
+
+def _request(message_type: str):
+    from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
+
+    content = RecordDict({"arrays": ArrayRecord(), "config": ConfigRecord({"server-round": 1})})
+    return Message(content=content, dst_node_id=7, message_type=message_type)
+
+
+def test_a_platform_that_requires_secagg_refuses_a_plain_training_request(task_identity):
+    from flwr.app import Context, MessageType, RecordDict
+
+    from client.secure import InsecureRequestError, guarded_secaggplus_mod
+
+    context = Context(run_id=1, node_id=7, node_config={}, state=RecordDict(), run_config={})
+    passed = []
+
+    def call_next(message, _context):
+        passed.append(message.metadata.message_type)
+        return message
+
+    strict = guarded_secaggplus_mod(lambda _context: RunConfig(secagg=True))
+    with pytest.raises(InsecureRequestError, match="secagg = true"):
+        strict(_request(MessageType.TRAIN), context, call_next)
+    strict(_request(MessageType.EVALUATE), context, call_next)  # evaluation carries no update
+    relaxed = guarded_secaggplus_mod(lambda _context: RunConfig(secagg=False))
+    relaxed(_request(MessageType.TRAIN), context, call_next)
+    assert passed == [MessageType.EVALUATE, MessageType.TRAIN]
