@@ -88,12 +88,23 @@ def _matches(column: pd.Series, value: object) -> tuple[np.ndarray, str]:
     return (text == str(value).strip()).to_numpy(dtype=bool), str(value).strip()
 
 
+class Popularity:
+    """Who interacted with what on this platform, counted once; a segment's scores per request."""
+
+    def __init__(self, history: Interactions) -> None:
+        pairs = np.unique(history.users.astype(np.int64) * history.num_items + history.items)
+        self.users, self.items = pairs // history.num_items, pairs % history.num_items
+        self.num_items = history.num_items
+        self.overall = np.bincount(self.items, minlength=self.num_items) / max(history.num_users, 1)
+
+    def scores(self, segment: Segment) -> np.ndarray:
+        """``[items]``: the share of segment users who interacted with each item, shrunk toward the platform's."""
+        in_segment = np.isin(self.users, segment.users)
+        counts = np.bincount(self.items[in_segment], minlength=self.num_items)
+        # The platform-wide term also breaks ties between items no segment user touched.
+        return (counts + SHRINKAGE * self.overall) / (len(segment.users) + SHRINKAGE)
+
+
 def popularity_scores(history: Interactions, segment: Segment) -> np.ndarray:
-    """``[items]`` scores: the share of segment users who interacted with each item, shrunk toward the platform's."""
-    pairs = np.unique(history.users.astype(np.int64) * history.num_items + history.items)
-    users, items = pairs // history.num_items, pairs % history.num_items
-    overall = np.bincount(items, minlength=history.num_items) / max(history.num_users, 1)
-    in_segment = np.isin(users, segment.users)
-    counts = np.bincount(items[in_segment], minlength=history.num_items)
-    # A tiny platform-wide term breaks ties between items no segment user touched.
-    return (counts + SHRINKAGE * overall) / (len(segment.users) + SHRINKAGE)
+    """One-off :meth:`Popularity.scores` (a service keeps a :class:`Popularity`)."""
+    return Popularity(history).scores(segment)

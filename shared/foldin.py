@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from shared.privacy.bags import PADDING, BagLoss
-from shared.scoring import ScoringPart, part_logits
+from shared.scoring import CatalogScorer, ScoringPart
 
 logger = logging.getLogger(__name__)
 
@@ -28,10 +28,9 @@ MAX_POSITIVES = 64
 
 
 def fold_in(
-    parts: Sequence[ScoringPart],
+    scorer: CatalogScorer,
     start: Sequence[torch.Tensor],
     histories: Sequence[np.ndarray],
-    num_items: int,
     *,
     steps: int,
     learning_rate: float,
@@ -40,6 +39,7 @@ def fold_in(
 ) -> list[torch.Tensor]:
     """User vectors ``[U, width]`` per part, after ``steps`` Adam steps on each user's own history.
 
+    ``scorer``: the served model with its item vectors computed once (constants here);
     ``start[j]``: the users' vectors in part ``j`` before fold-in; ``histories[u]``: item codes of
     user ``u`` (every interaction the platform knows, new ones included). Only these vectors
     are optimised: no parameter of any model receives a gradient.
@@ -51,14 +51,14 @@ def fold_in(
     histories = [np.unique(np.asarray(h, dtype=np.int64)) for h in histories]
     # Negatives come from each user's complement, computed once: rejection sampling would stall
     # for a user who has interacted with nearly the whole catalog.
-    complements = [np.setdiff1d(np.arange(num_items), h, assume_unique=True) for h in histories]
+    complements = [np.setdiff1d(np.arange(scorer.num_items), h, assume_unique=True) for h in histories]
     rng = np.random.default_rng(seed)
     optimizer = torch.optim.Adam(vectors, lr=learning_rate)
     criterion = BagLoss(reduction="none")
     for _ in range(steps):
         items, targets = _bags(histories, complements, negatives, rng)
         optimizer.zero_grad(set_to_none=True)
-        loss = criterion(part_logits(list(parts), vectors, items), targets).sum()
+        loss = criterion(scorer.logits(vectors, items), targets).sum()
         loss.backward(inputs=vectors)  # gradients reach the user vectors only
         optimizer.step()
     return [v.detach() for v in vectors]

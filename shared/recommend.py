@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from shared.cold_start import Segment, find_segment, popularity_scores
+from shared.cold_start import Popularity, Segment, find_segment
 from shared.config import RunConfig
 from shared.data.contract import MULTI_SEPARATOR
 from shared.foldin import fold_in, segment_start
@@ -186,6 +186,7 @@ class RecommendationService:
             everything = torch.arange(data.num_items)
             self.item_space = F.normalize(self.global_model.shared.item_tower(everything), dim=-1)
         self.histories = [np.unique(h) for h in data.interactions.items_per_user()]
+        self.popularity = Popularity(data.interactions)
         self.item_ids = platform.item_ids
         self._feature_matrices = _feature_matrices(platform)
         self.foldins = self._load_foldins()
@@ -294,7 +295,7 @@ class RecommendationService:
                 starts[j].append(v)
             known = self.histories[code] if code >= 0 else np.zeros(0, dtype=np.int64)
             histories.append(np.union1d(known, np.asarray(items[user_id], dtype=np.int64)))
-        folded = fold_in(parts, [torch.cat(s) for s in starts], histories, self.scorer.num_items,
+        folded = fold_in(self.scorer, [torch.cat(s) for s in starts], histories,
                          steps=self.config.foldin_steps, learning_rate=self.config.foldin_learning_rate,
                          negatives=self.config.negatives, seed=self.config.seed)
         return {u: [f[row : row + 1] for f in folded] for row, u in enumerate(users)}
@@ -341,7 +342,7 @@ class RecommendationService:
             scores, basis = self.scorer.scores(self.scorer.user_vectors(torch.tensor([code])))[0], "history"
         else:
             segment = self._segment(user_id, features or self.foldins.features.get(user_id))
-            scores = torch.as_tensor(popularity_scores(self.platform.data.interactions, segment))
+            scores = torch.as_tensor(self.popularity.scores(segment))
             basis = f"cold start: {segment.describe()}"
         scores = scores.clone()
         if len(seen):

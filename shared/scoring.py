@@ -64,6 +64,16 @@ class CatalogScorer:
         with torch.no_grad():
             return [p.user_tower(codes) for p in self.parts]
 
+    def logits(self, vectors: list[torch.Tensor], items: torch.Tensor) -> torch.Tensor:
+        """Logits ``[U, K]`` of items ``[U, K]``, differentiable in the user vectors only (fold-in)."""
+        total = None
+        for part, users, item_vectors, bias in zip(self.parts, vectors, self.item_vectors, self.item_bias):
+            pairs = part.scorer.interaction(users.unsqueeze(1).expand(-1, items.shape[1], -1), item_vectors[items])
+            term = part.weight * (part.scorer.prediction(pairs).squeeze(-1) + bias[items])
+            total = term if total is None else total + term
+        assert total is not None
+        return total
+
     def scores(self, vectors: list[torch.Tensor]) -> torch.Tensor:
         """``[U, items]`` scores for user vectors ``[U, width]`` per part."""
         total = None
@@ -77,13 +87,3 @@ class CatalogScorer:
                 total = term if total is None else total + term
         assert total is not None
         return total
-
-
-def part_logits(parts: list[ScoringPart], vectors: list[torch.Tensor], items: torch.Tensor) -> torch.Tensor:
-    """Differentiable logits ``[U, K]`` of items ``[U, K]`` for user vectors per part (fold-in)."""
-    total = None
-    for part, users in zip(parts, vectors):
-        term = part.weight * part.scorer(users, items)
-        total = term if total is None else total + term
-    assert total is not None
-    return total

@@ -231,7 +231,8 @@ def test_foldin_cli_updates_users_without_touching_the_state_or_the_global_model
     newcomer = held["user_id"].iloc[0]
     new_rows = held[held["user_id"] == newcomer][["user_id", "item_id", "timestamp"]]
     known = platform.user_ids[0]
-    unseen = next(i for i in platform.item_ids if i not in set(service(setup).history(known)))
+    known_history = set(service(setup).history(known))
+    unseen = next(i for i in platform.item_ids if i not in known_history)
     new_rows = pd.concat([new_rows, pd.DataFrame({"user_id": [known, known], "item_id": [unseen, "not-an-item"],
                                                   "timestamp": [1, 2]})])
     new_rows.to_csv(tmp_path / "new.csv", index=False)
