@@ -18,6 +18,7 @@ SERVER_OPTIMIZERS = ("fedavg", "fedavgm", "fedadam")
 MODES = ("federated", "centralized", "local-only")
 PRIVACY_UNITS = ("none", "user", "interaction")
 ACCOUNTANTS = ("rdp", "prv")
+AGGREGATIONS = ("mean", "median", "trimmed-mean")
 SERVE_MODELS = ("global", "fine-tuned")
 AGGREGATIONS = ("mean", "median", "trimmed-mean")
 NOISE_MODES = ("local", "distributed")
@@ -172,6 +173,8 @@ class RunConfig:
             "aggregation", self.aggregation,
             "'mean' when server-optimizer is not plain fedavg (median and trimmed mean replace the average)",
         )
+        _check(self.aggregation == "mean" or not self.secagg, "aggregation", self.aggregation,
+               "'mean' with secagg = true (median and trimmed mean need each update; SecAgg+ reveals only the sum)")
         _check(0 <= self.trim_fraction < 0.5, "trim-fraction", self.trim_fraction, "a number in [0, 0.5)")
         _check(self.max_update_norm >= 0, "max-update-norm", self.max_update_norm, "a number >= 0 (0 = no bound)")
         _check(self.finetune_epochs >= 0, "finetune-epochs", self.finetune_epochs, "an integer >= 0")

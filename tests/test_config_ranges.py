@@ -69,3 +69,10 @@ def test_the_cli_rejects_a_bad_value_before_creating_the_run_folder(tmp_path, ca
     assert status != 0
     assert "epsilon" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_median_and_trimmed_mean_refuse_secure_aggregation():
+    for aggregation in ("median", "trimmed-mean"):
+        with pytest.raises(ConfigError, match="'aggregation'.*SecAgg"):
+            RunConfig.from_mapping({"aggregation": aggregation, "secagg": True})
+    RunConfig.from_mapping({"aggregation": "mean", "secagg": True, "max-update-norm": 2.0})  # norm bound combines
