@@ -19,6 +19,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -35,7 +36,7 @@ from shared.cold_start import Popularity, Segment, find_segment
 from shared.config import RunConfig
 from shared.data.contract import MULTI_SEPARATOR
 from shared.foldin import fold_in, segment_start
-from shared.model import Recommender, build_model
+from shared.model import build_model
 from shared.platform_data import OperatorData
 from shared.scoring import CatalogScorer
 from shared.seeds import platform_seed
@@ -364,8 +365,6 @@ class RecommendationService:
         rows = [row for u in (users if users is not None else self.all_users())
                 for row in recommendation_rows(u, self.recommend(u, k))]
         if path.suffix.lower() == ".jsonl":
-            import json
-
             data = "".join(json.dumps(row) + "\n" for row in rows).encode()
         elif path.suffix.lower() == ".csv":
             buffer = io.StringIO()

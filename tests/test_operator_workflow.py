@@ -147,6 +147,19 @@ def test_recommend_cli_one_user_and_everyone_to_a_file(setup, tmp_path, capsys):
     assert not any(pair in seen for pair in zip(written["user_id"], written["item_id"]))
 
 
+def test_recommend_cli_on_parquet_files(setup, capsys):
+    assert recommend_cli.main([*cli_platform_args(setup["parquet"], setup["root"]), "--user", "1", "-k", "3"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["item_id"] for r in rows] == [r.item_id for r in service(setup).recommend("1", 3)]
+
+
+def test_serving_refuses_a_catalog_of_another_version_than_the_runs(setup):
+    from shared.recommend import ServingError
+
+    with pytest.raises(ServingError, match="catalog version 'ml-100k-2'"):
+        service(setup, **{"catalog-version": "ml-100k-2"})
+
+
 def test_recommend_cli_names_what_is_missing(setup, tmp_path, capsys):
     args = cli_platform_args(setup["csv"], setup["root"], state=tmp_path / "never-trained")
     assert recommend_cli.main([*args, "--user", "1"]) == 1
