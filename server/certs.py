@@ -158,11 +158,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         command.add_argument("--out", type=Path, required=True, help="folder to write into")
         if name in ("init", "server"):
             command.add_argument("--host", action="append", dest="hosts",
-                                 help=f"host name or IP the platforms dial (repeatable; default {DEFAULT_HOSTS})")
+                                 help=f"host name or IP the platforms dial (repeatable; {DEFAULT_HOSTS} are always added)")
     commands.choices["init"].add_argument("--platforms", type=int, required=True)
     commands.choices["platform"].add_argument("--name", required=True, help="key file stem, e.g. platform-0")
     args = parser.parse_args(argv)
-    hosts = tuple(args.hosts) if getattr(args, "hosts", None) else DEFAULT_HOSTS
+    # 127.0.0.1 is always named: the SuperLink's own ServerApp process dials it (a SuperLink bound to
+    # 0.0.0.0 hands its SuperExec 127.0.0.1), and TLS checks that name against the certificate too.
+    hosts = tuple(dict.fromkeys([*(getattr(args, "hosts", None) or ()), *DEFAULT_HOSTS]))
     if args.command == "init":
         keys = init(args.out, args.platforms, hosts)
         print(f"wrote {args.out}/{CA_CERT}, {CA_KEY}, {SERVER_CERT}, {SERVER_KEY} (SANs: {', '.join(hosts)})")

@@ -26,11 +26,11 @@ from flwr.server.client_proxy import ClientProxy
 from flwr.server.compat.grid_client_proxy import GridClientProxy
 from flwr.server.compat.legacy_context import LegacyContext
 from flwr.server.strategy import Strategy
-from flwr.server.workflow import SecAggPlusWorkflow
 from flwr.server.workflow.constant import MAIN_CONFIGS_RECORD, MAIN_PARAMS_RECORD
 from flwr.server.workflow.constant import Key as WorkflowKey
 from flwr.serverapp import Grid
 
+from server.secagg_workflow import DropoutTolerantSecAggPlusWorkflow
 from shared.config import RunConfig
 from shared.secure_aggregation import NAMES_KEY, ROUND_KEY, ordered, quantisation_plan
 
@@ -65,7 +65,7 @@ def secure_train_round(
     context.state.array_records[MAIN_PARAMS_RECORD] = compat.parameters_to_arrayrecord(
         ndarrays_to_parameters(ordered(arrays, names)), keep_input=True
     )
-    workflow = SecAggPlusWorkflow(
+    workflow = DropoutTolerantSecAggPlusWorkflow(  # flwr 1.42 fails on early dropouts: see that module
         num_shares=config.secagg_shares,
         reconstruction_threshold=config.secagg_threshold,
         max_weight=plan.max_weight,
