@@ -25,7 +25,7 @@ from typing import Any
 import tomli_w
 
 from server import certs
-from server.processes import ManagedProcess
+from server.processes import ManagedProcess, tree_pids
 
 logger = logging.getLogger("crossfed.deploy")
 
@@ -49,6 +49,13 @@ def flower_executable(name: str) -> str | None:
     """The Flower CLI ``name`` beside this interpreter (CI calls ``.venv/bin/python`` without activating), else on PATH."""
     beside = Path(sys.executable).with_name(name)
     return str(beside) if beside.exists() else shutil.which(name)
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
 
 
 def free_port() -> int:
@@ -300,6 +307,16 @@ class Deployment:
 
     def stop_run(self, run_id: int) -> None:
         self.flwr("stop", str(run_id), CONNECTION)
+
+    def serverapp_pids(self) -> list[int]:
+        """The SuperLink's ``flwr-serverapp`` processes alive now."""
+        if self.superlink is None:
+            return []
+        return [pid for pid in tree_pids(self.superlink.pid) if b"flwr-serverapp" in _cmdline(pid)]
+
+    def wait_serverapp_gone(self) -> None:
+        """After ``flwr stop``: the old ServerApp must not write its checkpoint beside a resumed one."""
+        _wait_for("the stopped ServerApp to exit", lambda: not self.serverapp_pids(), self.timeout, interval=1.0)
 
     def run_log(self, run_id: int) -> str:
         """The ServerApp's log as the SuperLink kept it (``flwr log --show``)."""

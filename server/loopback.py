@@ -60,6 +60,9 @@ class LoopbackSettings:
     #: every 3 s and must see the node offline, so a message the old process took fails instead
     #: of waiting for a reply that will never come.
     restart_delay: float = 10.0
+    #: Stop the ServerApp (``flwr stop``) once this round is checkpointed and submit the run again
+    #: with ``resume = true``: the coordinator's restart (0 = never).
+    resume_after_round: int = 0
     #: Also start a SuperNode with an unregistered key and record that the SuperLink refused it.
     check_unregistered: bool = False
     overrides: Mapping[str, Any] = field(default_factory=dict)
@@ -113,7 +116,8 @@ def run_loopback(settings: LoopbackSettings) -> dict[str, Any]:
     deployment = Deployment(out / "deployment", settings.platforms, data_dir,
                             state_dir_of=lambda index: platform_dir(out, index))
     facts: dict[str, Any] = {"runtime": "flower-superlink + flower-supernode on 127.0.0.1", "tls": True,
-                             "supernode_auth": True, "secagg": settings.secagg, "restarts": []}
+                             "supernode_auth": True, "secagg": settings.secagg, "restarts": [],
+                             "serverapp_restarts": []}
     started = time.perf_counter()
     with deployment:
         facts["startup_seconds"] = round(time.perf_counter() - started, 3)
@@ -121,13 +125,13 @@ def run_loopback(settings: LoopbackSettings) -> dict[str, Any]:
             code, log = deployment.try_unregistered()
             facts["unregistered_node"] = {"exit_code": code, "refused": code not in (None, 0)
                                           and "Failed to activate SuperNode" in log}
-        run_id = deployment.submit(config)
-        facts["run_id"] = run_id
-        logger.info("run %d submitted", run_id)
+        run_ids = [deployment.submit(config)]
+        logger.info("run %d submitted", run_ids[0])
         try:
-            status = _follow(deployment, run_id, out, settings, facts["restarts"])
+            status = _follow(deployment, run_ids, config, out, settings, facts)
         finally:
-            (deployment.logs / "serverapp.log").write_text(deployment.run_log(run_id))
+            (deployment.logs / "serverapp.log").write_text("\n".join(deployment.run_log(i) for i in run_ids))
+        run_id = facts["run_id"] = run_ids[-1]
     facts["leftover_processes"] = deployment.leftovers()
     facts["status"] = status
     if status != "finished:completed":
@@ -135,11 +139,13 @@ def run_loopback(settings: LoopbackSettings) -> dict[str, Any]:
     return _finish_summary(out, facts)
 
 
-def _follow(deployment: Deployment, run_id: int, out: Path, settings: LoopbackSettings,
-            restarts: list[dict[str, Any]]) -> str:
-    """Wait for the run to finish, restarting a SuperNode after ``kill-after-round`` if asked."""
+def _follow(deployment: Deployment, run_ids: list[int], config: Mapping[str, Any], out: Path,
+            settings: LoopbackSettings, facts: dict[str, Any]) -> str:
+    """Wait for the run to finish, restarting a SuperNode after ``kill-after-round`` and the
+    ServerApp after ``resume-after-round`` if asked (a resumed run is appended to ``run_ids``)."""
     deadline = time.monotonic() + settings.timeout
     victim = settings.platforms - 1 if settings.kill_platform is None else settings.kill_platform
+    restarts, resumes = facts["restarts"], facts["serverapp_restarts"]
     next_status = 0.0
     while time.monotonic() < deadline:
         deployment.remember_processes()
@@ -147,6 +153,9 @@ def _follow(deployment: Deployment, run_id: int, out: Path, settings: LoopbackSe
             raise DeploymentError(f"the SuperLink stopped: {deployment.superlink.log_path}")
         if settings.kill_after_round and not restarts and last_round(out) >= settings.kill_after_round:
             restarts.append(_restart(deployment, victim, out, settings.restart_delay))
+        if settings.resume_after_round and not resumes and last_round(out) >= settings.resume_after_round:
+            resumes.append(_resume(deployment, run_ids, config, out))
+        run_id = run_ids[-1]
         if time.monotonic() >= next_status:
             status = deployment.run_status(run_id)
             if status.startswith("finished"):
@@ -171,6 +180,19 @@ def _restart(deployment: Deployment, index: int, out: Path, delay: float) -> dic
     logger.info("platform %d's SuperNode is back (state at stop: %s)", index, before)
     return {"platform": index, "node_id": node.node_id, "after_round": at_round, "exit_code": exit_code,
             "state_at_stop": before, "coordinator_round_at_restart": last_round(out)}
+
+
+def _resume(deployment: Deployment, run_ids: list[int], config: Mapping[str, Any], out: Path) -> dict[str, Any]:
+    """``flwr stop`` the run, wait until its ServerApp process is gone, submit it again with ``resume = true``."""
+    stopped, at_round = run_ids[-1], last_round(out)
+    logger.info("stopping run %d (the ServerApp) after round %d", stopped, at_round)
+    deployment.stop_run(stopped)
+    deployment.wait_serverapp_gone()
+    checkpointed = last_round(out)
+    run_ids.append(deployment.submit({**config, "resume": True}))
+    logger.info("run %d resumes run %d from its checkpoint after round %d", run_ids[-1], stopped, checkpointed)
+    return {"stopped_run": stopped, "after_round": at_round, "resumed_from_round": checkpointed,
+            "resumed_run": run_ids[-1]}
 
 
 def _finish_summary(out: Path, facts: dict[str, Any]) -> dict[str, Any]:
@@ -214,6 +236,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--kill-after-round", type=int, default=0, help="restart one SuperNode after this round")
     parser.add_argument("--kill-platform", type=int, default=None, help="which one (default: the last)")
     parser.add_argument("--restart-delay", type=float, default=10.0)
+    parser.add_argument("--resume-after-round", type=int, default=0,
+                        help="stop the ServerApp after this round and resume the run from its checkpoint")
     parser.add_argument("--check-unregistered", action="store_true",
                         help="also show that a SuperNode with an unregistered key is refused")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -225,7 +249,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         out=args.out, platforms=args.platforms, rounds=args.rounds, secagg=args.secagg,
         privacy_unit=args.privacy_unit, max_users=args.max_users, data_dir=args.data_dir,
         kill_after_round=args.kill_after_round, kill_platform=args.kill_platform,
-        restart_delay=args.restart_delay, check_unregistered=args.check_unregistered,
+        restart_delay=args.restart_delay, resume_after_round=args.resume_after_round,
+        check_unregistered=args.check_unregistered,
         overrides=_overrides(args.set), timeout=args.timeout,
     )
     summary = run_loopback(settings)
@@ -238,6 +263,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     for restart in facts["restarts"]:
         print(f"platform {restart['platform']} restarted after round {restart['after_round']}: "
               f"state at stop {restart['state_at_stop']}, at the end {facts['platform_state'][str(restart['platform'])]}")
+    for resume in facts["serverapp_restarts"]:
+        print(f"ServerApp stopped after round {resume['after_round']} (run {resume['stopped_run']}); "
+              f"run {resume['resumed_run']} resumed after round {resume['resumed_from_round']}")
     if "unregistered_node" in facts:
         print(f"unregistered SuperNode refused: {facts['unregistered_node']['refused']}")
     if summary.get("metrics"):
