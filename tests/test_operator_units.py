@@ -96,5 +96,6 @@ def test_segment_popularity_is_shrunk_toward_the_platform():
     from shared.cold_start import Segment
 
     scores = popularity.scores(Segment(np.array([0]), {"x": "y"}))
-    assert scores[0] > scores[2] and scores[1] > scores[2]  # the segment's own items first
-    assert scores[2] > scores[4]  # then the platform's, never-touched items last
+    assert scores[1] > scores[2] and scores[0] > scores[3]  # equally popular: the segment's item first
+    assert scores[2] > scores[0]  # one segment user does not outweigh the platform (shrinkage)
+    assert scores[3] > scores[4] and scores[4] == 0  # never-touched items last
