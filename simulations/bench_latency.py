@@ -5,7 +5,8 @@
 MovieLens-100K is exported to the contract's CSV files, one platform is trained alone (one
 epoch: latency does not depend on how well it is trained), and the service answers one
 request at a time for random users, as a web backend would. Prints p50 / p95 / p99 per
-request, and the cost of folding one user in. The issue's target is p50 under 10 ms.
+request in wall-clock time and in CPU time of the serving thread (on a shared machine the wall-clock
+tail is mostly waiting for a core), and the cost of folding one user in. Target: under 10 ms.
 """
 
 from __future__ import annotations
@@ -53,11 +54,12 @@ def main() -> None:
         users = rng.choice(platform.user_ids, size=args.requests)
         for user in users[:50]:  # warm-up
             service.recommend(user, 10)
-        latencies = []
+        latencies, cpu = [], []
         for user in users:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.thread_time()
             recommendations = service.recommend(user, 10)
             latencies.append(time.perf_counter() - t0)
+            cpu.append(time.thread_time() - c0)
             assert len(recommendations) == 10
         folds = []
         for user in users[:200]:
@@ -69,6 +71,8 @@ def main() -> None:
           f"load average {os.getloadavg()[0]:.2f}")
     print(f"service start-up (item vectors, histories): {opened * 1000:.0f} ms")
     print(f"top-10 with explanations, one user per request, {args.requests} requests: {percentiles(latencies)}")
+    print(f"  the same requests in CPU time of the serving thread (what waiting for a core does not inflate): "
+          f"{percentiles(cpu)}")
     print(f"fold-in of one user ({service.config.foldin_steps} steps), 200 users: {percentiles(folds)}")
 
 
