@@ -19,7 +19,7 @@ from flwr.serverapp import Grid
 from server.checkpoint import Checkpoint, save_final_model
 from server.secure_round import secure_train_round
 from server.screening import screen_updates
-from server.strategy import make_strategy, restore_strategy_state, strategy_state
+from server.strategy import await_platforms, make_strategy, restore_strategy_state, strategy_state
 from shared.config import RunConfig
 from shared.datasets import load_dataset
 from shared.model import build_model
@@ -54,6 +54,7 @@ def run_federation(grid: Grid, config: RunConfig) -> dict[str, Any]:
         logger.info("resuming from %s/checkpoint.pt after round %d", config.run_dir, checkpoint.last_round)
     else:
         arrays, first_round, history, elapsed_before = initial_arrays(config), 1, [], 0.0
+    await_platforms(grid, config.num_platforms)  # else the first round samples whoever is connected yet
     started = time.perf_counter() - elapsed_before
     round_config = config.to_flat()
     random.seed(config.seed * 1_000_003 + first_round)  # Flower samples nodes with ``random``
