@@ -57,7 +57,7 @@ def report_lines(tables: Tables, catalog: Catalog | None) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.ERROR, stream=sys.stderr,
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
     if args.catalog is None and args.items is None:
         parser().error("give --catalog (the coordinator's) or --items (your own item table)")

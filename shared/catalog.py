@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from shared.data.contract import DataValidationError, Tables, _feature_table
+from shared.data.contract import DataValidationError, _feature_table
 from shared.data.features import EncodedFeature, encode_features
 from shared.storage import atomic_write_bytes
 
@@ -74,13 +74,6 @@ def _canonical(version: str, kinds: Mapping[str, str], items: pd.DataFrame) -> t
         rows.append({k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in record.items()})
     body = {"format": FORMAT, "version": version, "feature_kinds": dict(kinds), "items": rows}
     return json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode(), rows
-
-
-def catalog_from_tables(tables: Tables, version: str) -> Catalog:
-    """The catalog of validated tables (their item table), as :func:`publish` would write it."""
-    kinds = dict(tables.feature_kinds.get("items", {}))
-    content, _ = _canonical(version, kinds, tables.items)
-    return Catalog(version, tables.items.reset_index(drop=True), kinds, hashlib.sha256(content).hexdigest())
 
 
 def publish(
