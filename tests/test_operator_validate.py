@@ -86,6 +86,20 @@ def test_parquet_with_the_wrong_schema_is_a_clean_error(frame, message, column, 
     assert error.startswith(f"error: {path}") and message in error and f"column {column!r}" in error
 
 
+def test_as_a_process_bad_input_is_one_line_and_status_1(tmp_path, catalog_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "interactions.csv"
+    path.write_bytes(b"user_id,item_id\nu1,i1\nu2,i2,extra,more\n")
+    done = subprocess.run([sys.executable, "-m", "client.validate", "--interactions", str(path),
+                           "--catalog", str(catalog_path)], capture_output=True, text=True,
+                          cwd=Path(__file__).parents[1], timeout=120)
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr.strip().splitlines() == [done.stderr.strip()]  # one line, no traceback
+    assert done.stderr.startswith(f"error: {path}, row 2: cannot be parsed as CSV")
+
+
 def test_not_parquet_at_all(tmp_path, catalog_path, capsys):
     path = tmp_path / "interactions.parquet"
     path.write_bytes(b"PAR1 this is not parquet")

@@ -261,6 +261,10 @@ def test_foldin_cli_updates_users_without_touching_the_state_or_the_global_model
     assert sorted(p.name for p in state.iterdir()) == [FoldIns.FILE_NAME, PlatformState.FILE_NAME]
     served = RecommendationService.open(platform, setup["root"] / "run", state)
     assert unseen in served.history(known)
+    # A changed model (here: other fold-in settings) folds the same users in again from their items.
+    refolded = RecommendationService.open(platform, setup["root"] / "run", state, {"foldin-steps": 5})
+    assert refolded.history(known) == served.history(known)
+    assert not torch.equal(refolded.foldins.vectors[known][0], served.foldins.vectors[known][0])
     for user in (newcomer, known):
         recommendations = served.recommend(user, 10)
         assert recommendations[0].explanation.basis == "fold-in"
