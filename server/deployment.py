@@ -105,6 +105,8 @@ class Deployment:
     superlink_port: int = field(default_factory=free_port)
     nodes: list[SuperNodeSpec] = field(default_factory=list)
     superlink: ManagedProcess | None = None
+    #: Processes started besides the platforms' SuperNodes (the unregistered probe).
+    others: list[ManagedProcess] = field(default_factory=list)
 
     # -- layout ---------------------------------------------------------------
     @property
@@ -149,9 +151,8 @@ class Deployment:
 
     def close(self) -> None:
         """Stop every SuperNode, then the SuperLink (and the ServerApp it runs); no process is left behind."""
-        for node in self.nodes:
-            if node.process is not None:
-                node.process.stop()
+        for process in [*(n.process for n in self.nodes if n.process), *self.others]:
+            process.stop()
         if self.superlink is not None:
             self.superlink.stop()
 
@@ -167,7 +168,8 @@ class Deployment:
         self.close()
 
     def leftovers(self) -> list[int]:
-        processes = [n.process for n in self.nodes if n.process] + ([self.superlink] if self.superlink else [])
+        processes = [n.process for n in self.nodes if n.process] + self.others
+        processes += [self.superlink] if self.superlink else []
         return [pid for process in processes for pid in process.leftovers()]
 
     # -- SuperLink ------------------------------------------------------------
@@ -278,8 +280,8 @@ class Deployment:
         node.process = None
         return code
 
-    def try_unregistered(self, timeout: float = 90.0) -> tuple[int | None, str]:
-        """Start a SuperNode whose key was never registered; its exit code and log (it should be refused)."""
+    def start_unregistered(self) -> ManagedProcess:
+        """Start a SuperNode whose key was never registered (the SuperLink should refuse it; it exits)."""
         stranger = certs.make_platform_keys(self.root / "unregistered", "stranger")
         spec = SuperNodeSpec(0, stranger.private_key, stranger.public_key, self.root / "unregistered" / "state",
                              self.root / "unregistered" / "flwr-home", free_port())
@@ -287,10 +289,14 @@ class Deployment:
         process = ManagedProcess("unregistered-supernode", self.supernode_command(spec, max_retries=1),
                                  self.logs / "unregistered-supernode.log", self.environment(spec.flwr_home),
                                  self.root)
-        try:
-            code = process.wait(timeout)
-        finally:
-            process.stop()
+        self.others.append(process)
+        return process
+
+    def try_unregistered(self, timeout: float = 90.0) -> tuple[int | None, str]:
+        """Start a SuperNode whose key was never registered and wait; its exit code and log."""
+        process = self.start_unregistered()
+        code = process.wait(timeout)
+        process.stop()
         return code, process.log_text()
 
     # -- runs -----------------------------------------------------------------

@@ -34,13 +34,14 @@ from server.checkpoint import CHECKPOINT_FILE, Checkpoint
 from server.deployment import Deployment, DeploymentError
 from shared.config import RunConfig
 from shared.data.movielens import resolve_data_dir
-from shared.results import platform_dir, read_summary, write_summary
+from shared.results import SUMMARY_FILE, platform_dir, read_summary, write_summary
 from shared.state import PlatformState
 
 logger = logging.getLogger("crossfed.deploy")
 
-#: How often the run's status is asked of the SuperLink (each ``flwr ls`` costs a CLI start).
-STATUS_INTERVAL = 5.0
+#: How often the run's status is asked of the SuperLink before ``summary.json`` appears: each
+#: ``flwr ls`` starts a Python process, CPU the platforms would rather have.
+STATUS_INTERVAL = 20.0
 
 
 @dataclass(frozen=True)
@@ -79,12 +80,19 @@ class LoopbackSettings:
         return values
 
 
+_CHECKED: dict[Path, tuple[float, int]] = {}
+
+
 def last_round(run_dir: Path) -> int:
-    """The last round the coordinator checkpointed (0 before the first)."""
-    if not (run_dir / CHECKPOINT_FILE).exists():
+    """The last round the coordinator checkpointed (0 before the first); reloaded only when the file changes."""
+    path = run_dir / CHECKPOINT_FILE
+    if not path.exists():
         return 0
-    checkpoint = Checkpoint.load(run_dir)
-    return checkpoint.last_round if checkpoint else 0
+    mtime = path.stat().st_mtime
+    if path not in _CHECKED or _CHECKED[path][0] != mtime:
+        checkpoint = Checkpoint.load(run_dir)
+        _CHECKED[path] = (mtime, checkpoint.last_round if checkpoint else 0)
+    return _CHECKED[path][1]
 
 
 def platform_progress(state_dir: Path) -> dict[str, Any]:
@@ -121,10 +129,8 @@ def run_loopback(settings: LoopbackSettings) -> dict[str, Any]:
     started = time.perf_counter()
     with deployment:
         facts["startup_seconds"] = round(time.perf_counter() - started, 3)
-        if settings.check_unregistered:
-            code, log = deployment.try_unregistered()
-            facts["unregistered_node"] = {"exit_code": code, "refused": code not in (None, 0)
-                                          and "Failed to activate SuperNode" in log}
+        # The probe runs beside the run (it exits on its own once refused): no wall time added.
+        probe = deployment.start_unregistered() if settings.check_unregistered else None
         run_ids = [deployment.submit(config)]
         logger.info("run %d submitted", run_ids[0])
         try:
@@ -132,6 +138,11 @@ def run_loopback(settings: LoopbackSettings) -> dict[str, Any]:
         finally:
             (deployment.logs / "serverapp.log").write_text("\n".join(deployment.run_log(i) for i in run_ids))
         run_id = facts["run_id"] = run_ids[-1]
+        if probe is not None:
+            code = probe.wait(60.0)
+            probe.stop()
+            facts["unregistered_node"] = {"exit_code": code, "refused": code not in (None, 0)
+                                          and "Failed to activate SuperNode" in probe.log_text()}
     facts["leftover_processes"] = deployment.leftovers()
     facts["status"] = status
     if status != "finished:completed":
@@ -156,7 +167,7 @@ def _follow(deployment: Deployment, run_ids: list[int], config: Mapping[str, Any
         if settings.resume_after_round and not resumes and last_round(out) >= settings.resume_after_round:
             resumes.append(_resume(deployment, run_ids, config, out))
         run_id = run_ids[-1]
-        if time.monotonic() >= next_status:
+        if time.monotonic() >= next_status or (out / SUMMARY_FILE).exists():
             status = deployment.run_status(run_id)
             if status.startswith("finished"):
                 return status

@@ -23,15 +23,19 @@ from server.certs import init
 from server.deployment import flower_executable
 from server.loopback import LoopbackSettings, run_loopback
 
-pytestmark = pytest.mark.skipif(
-    any(flower_executable(name) is None for name in ("flower-superlink", "flower-supernode", "flwr")),
-    reason="flower-superlink / flower-supernode / flwr are not installed",
-)
+pytestmark = [
+    pytest.mark.deployment,
+    pytest.mark.skipif(
+        any(flower_executable(name) is None for name in ("flower-superlink", "flower-supernode", "flwr")),
+        reason="flower-superlink / flower-supernode / flwr are not installed",
+    ),
+]
 
 ROUNDS = 3
 RESTARTED = 2
-#: Whole-run bound for the loopback; the run itself takes ~2-3 min on an idle 2-core machine.
-TIMEOUT = 900.0
+#: Whole-run bound for the loopback. Measured: 12.8 min on 2 cores at load average ~30 (five
+#: people's jobs); the file is marked ``deployment`` so a tight CI budget can deselect it.
+TIMEOUT = 1200.0
 
 
 @pytest.fixture(scope="module")
