@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from client.recommend import OPERATOR_ERRORS, add_platform_arguments, open_service
-from shared.data.contract import _feature_table, read_table, validate
+from shared.data.contract import read_table, validate, validate_features
 
 
 def parser() -> argparse.ArgumentParser:
@@ -35,8 +35,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "interactions": args.new_interactions, "items": catalog.source}, unknown_items="drop")
         features = {}
         if args.new_user_features:
-            table, _, _ = _feature_table(read_table(args.new_user_features), "users", "user_id",
-                                         args.new_user_features, {})
+            table, _, _ = validate_features(read_table(args.new_user_features), "users", "user_id",
+                                            args.new_user_features)
             features = {str(row["user_id"]): {k: str(v) for k, v in row.items() if k != "user_id" and v == v}
                         for row in table.to_dict(orient="records")}
         codes = catalog.codes(new.interactions["item_id"])

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from shared.data.contract import DataValidationError, _feature_table
+from shared.data.contract import DataValidationError, validate_features
 from shared.data.features import EncodedFeature, encode_features
 from shared.storage import atomic_write_bytes
 
@@ -122,7 +122,7 @@ def publish(
 
 def _validated_items(items: pd.DataFrame, kinds: Mapping[str, str] | None, source: str) -> tuple[pd.DataFrame, dict[str, str]]:
     """The item table through the data contract's feature-table rules (ids, types, kinds)."""
-    table, found_kinds, _missing = _feature_table(items, "items", "item_id", source, dict(kinds or {}))
+    table, found_kinds, _missing = validate_features(items, "items", "item_id", source, kinds)
     return table.reset_index(drop=True), found_kinds
 
 

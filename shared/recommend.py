@@ -7,9 +7,8 @@ with the latest global parameters the coordinator distributed (``checkpoint.pt``
 fine-tuned copy (config key ``serve-model``); the copy is cached in the platform's own state
 directory and never sent anywhere.
 
-Explanations use the **shared item space** (the global item tower's vectors, cosine
-similarity): the user's own past items closest to the recommended item, and the item's
-features (genres, ...) that also occur among the user's past items. Users without history get
+Explanations (``shared.explanations``) quote only the user's own past items and the item's
+features those items share. Users without history get
 the cold-start list (``shared.cold_start``); users folded in since the last round
 (``shared.foldin``) are served from their folded-in vector.
 """
@@ -29,12 +28,11 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from shared.cold_start import Popularity, Segment, find_segment
 from shared.config import RunConfig
-from shared.data.contract import MULTI_SEPARATOR
+from shared.explanations import Explanation, Explainer
 from shared.foldin import fold_in, segment_start
 from shared.model import build_model
 from shared.platform_data import OperatorData
@@ -47,23 +45,12 @@ from shared.storage import CheckedRecord, atomic_write_bytes, load_checked
 
 logger = logging.getLogger(__name__)
 
-#: Past items quoted per recommended item.
-SIMILAR_ITEMS = 3
 CHECKPOINT_FILE = "checkpoint.pt"  # the coordinator's per-round file (server.checkpoint)
 FINAL_MODEL_FILE = "global_model.pt"
 
 
 class ServingError(RuntimeError):
     """The platform cannot serve: missing state, mismatched files; the message says what to do."""
-
-
-@dataclass(frozen=True)
-class Explanation:
-    """Why an item is recommended, in terms of the user's own data only."""
-
-    similar_items: tuple[tuple[str, float], ...]  # (own past item id, cosine in the shared item space)
-    matching_features: dict[str, tuple[str, ...]]  # item feature -> values also among the user's past items
-    basis: str  # "history", "fold-in" or the cold-start segment
 
 
 @dataclass(frozen=True)
@@ -183,13 +170,11 @@ class RecommendationService:
         self.model = self._served_model()
         self.scorer = CatalogScorer(self.model)
         self.fingerprint = _fingerprint(self.model, config.foldin_steps, config.foldin_learning_rate)
-        with torch.no_grad():
-            everything = torch.arange(data.num_items)
-            self.item_space = F.normalize(self.global_model.shared.item_tower(everything), dim=-1)
         self.histories = [np.unique(h) for h in data.interactions.items_per_user()]
         self.popularity = Popularity(data.interactions)
         self.item_ids = platform.item_ids
-        self._feature_matrices = _feature_matrices(platform)
+        self.explainer = Explainer(self.global_model, platform.item_ids, platform.tables.items,
+                                   platform.tables.feature_kinds.get("items", {}))
         self.foldins = self._load_foldins()
 
     # -- opening -------------------------------------------------------------------------
@@ -351,7 +336,7 @@ class RecommendationService:
         count = min(k, self.scorer.num_items - len(seen))
         top = torch.topk(scores, count).indices.numpy() if count > 0 else np.zeros(0, dtype=np.int64)
         return [Recommendation(str(self.item_ids[i]), float(scores[i]), explanation)
-                for i, explanation in zip(top, self._explain(top, seen, basis))]
+                for i, explanation in zip(top, self.explainer.explain(top, seen, basis))]
 
     def recommend_many(self, user_ids: Iterable[str], k: int | None = None) -> dict[str, list[Recommendation]]:
         return {str(u): self.recommend(str(u), k) for u in user_ids}
@@ -380,25 +365,6 @@ class RecommendationService:
         atomic_write_bytes(path, data)
         return len(rows)
 
-    def _explain(self, items: np.ndarray, seen: np.ndarray, basis: str) -> list[Explanation]:
-        if not len(seen) or basis.startswith("cold start"):
-            return [Explanation((), {}, basis) for _ in items]
-        similarity = (self.item_space[torch.as_tensor(items)] @ self.item_space[torch.as_tensor(seen)].T).numpy()
-        closest = np.argsort(-similarity, axis=1, kind="stable")[:, :SIMILAR_ITEMS]
-        profiles = {c: m[seen].sum(axis=0) for c, (m, _) in self._feature_matrices.items()}
-        out = []
-        for row, item in enumerate(items):
-            similar = tuple((str(self.item_ids[seen[j]]), round(float(similarity[row, j]), 4)) for j in closest[row])
-            matching = {}
-            for column, (matrix, vocabulary) in self._feature_matrices.items():
-                shared = np.flatnonzero(matrix[item] & (profiles[column] > 0))
-                if len(shared):
-                    order = shared[np.argsort(-profiles[column][shared], kind="stable")]
-                    matching[column] = tuple(vocabulary[v] for v in order)
-            out.append(Explanation(similar, matching, basis))
-        return out
-
-
 ROW_FIELDS = ("user_id", "rank", "item_id", "score", "similar_items", "matching_features", "basis")
 
 
@@ -409,25 +375,6 @@ def recommendation_rows(user_id: str, recommendations: Sequence[Recommendation])
              "matching_features": {c: list(v) for c, v in r.explanation.matching_features.items()},
              "basis": r.explanation.basis}
             for rank, r in enumerate(recommendations, start=1)]
-
-
-def _feature_matrices(platform: OperatorData) -> dict[str, tuple[np.ndarray, list[str]]]:
-    """Per categorical or multi-valued item feature: ``[items, values]`` booleans and the value names."""
-    items = platform.tables.items
-    kinds = platform.tables.feature_kinds.get("items", {})
-    out = {}
-    for column, kind in kinds.items():
-        if kind not in ("categorical", "multi"):
-            continue
-        values = items[column].astype("str")
-        split = values.str.split(MULTI_SEPARATOR, regex=False) if kind == "multi" else values.map(lambda v: [v])
-        exploded = split.explode().dropna().str.strip()
-        exploded = exploded[exploded != ""]
-        vocabulary = sorted(exploded.unique().tolist())
-        matrix = np.zeros((len(items), len(vocabulary)), dtype=bool)
-        matrix[exploded.index.to_numpy(), pd.Index(vocabulary).get_indexer(exploded.to_numpy())] = True
-        out[column] = (matrix, vocabulary)
-    return out
 
 
 __all__ = [

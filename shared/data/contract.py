@@ -47,6 +47,7 @@ __all__ = [
     "load_tables",
     "read_table",
     "validate",
+    "validate_features",
 ]
 
 #: Allowed feature kinds. "multi" holds several values separated by :data:`MULTI_SEPARATOR`.
@@ -637,6 +638,16 @@ def validate(
         report=report,
         name=name,
     )
+
+
+def validate_features(
+    df: pd.DataFrame, table: str, id_column: str, file: str, feature_kinds: Mapping[str, str] | None = None
+) -> tuple[pd.DataFrame, dict[str, str], dict[str, int]]:
+    """One feature table on its own (a catalog, the features of newcomers): same rules as in :func:`validate`.
+
+    Returns the normalised table, its feature kinds and the missing values per column.
+    """
+    return _feature_table(df, table, id_column, file, dict(feature_kinds or {}))
 
 
 def load_tables(
