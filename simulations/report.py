@@ -135,7 +135,7 @@ def render(experiment: Experiment, tables: Tables, out: Path) -> str:
                f"global HR@{k}", f"global NDCG@{k}", "ε spent (max)", "gain over local-only",
                "platforms sig. worse", "wall s", "round s", "round CPU s", "peak RSS / PSS MiB",
                "bytes up / platform / round"])
-    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    rows = []
     for _, g in groups.iterrows():
         cells = [str(g["arm"]), str(g["mode"]), *[_fmt(g[key]) for key in keys], str(int(g["seeds"])),
                  f"{g['sampled_hr']:.4f} ± {g['sampled_hr_std']:.4f}", f"{g['sampled_ndcg']:.4f}",
@@ -145,7 +145,11 @@ def render(experiment: Experiment, tables: Tables, out: Path) -> str:
                  _fmt(g["round_seconds"], ".2f"), _fmt(g["round_cpu_seconds"], ".2f"),
                  f"{_fmt(g['peak_rss_mb'], '.0f')} / {_fmt(g['peak_pss_mb'], '.0f')}",
                  _fmt(g.get("bytes_up_per_round", math.nan), ",.0f")]
-        lines.append("| " + " | ".join(cells) + " |")
+        rows.append(cells)
+    # A column nobody fills (no DP cell, no local-only reference, ...) is left out.
+    keep = [i for i, name in enumerate(header) if i < 2 or any(row[i].strip(" /") for row in rows)]
+    lines += ["| " + " | ".join(header[i] for i in keep) + " |", "|" + "---|" * len(keep)]
+    lines += ["| " + " | ".join(row[i] for i in keep) + " |" for row in rows]
     reach = time_to_reach(tables)
     if not reach.empty:
         lines += ["", f"Time to reach the non-private federated run's final validation HR@{k} "

@@ -25,6 +25,7 @@ import multiprocessing
 import os
 import queue as queue_module
 import shutil
+import signal
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -36,7 +37,7 @@ import numpy as np
 from shared.results import SUMMARY_FILE
 from shared.storage import atomic_write_bytes
 from simulations.experiment import Cell, Experiment, ExperimentError
-from simulations.process_tree import TreeMonitor
+from simulations.process_tree import TreeMonitor, tree_pids
 
 logger = logging.getLogger(__name__)
 
@@ -145,7 +146,7 @@ def _run_cell(out: Path, cell: Cell, data_dir: str, bar: Any) -> CellOutcome:
         except KeyboardInterrupt:
             child.join(30)  # the child got the same SIGINT and shuts Ray down
             if child.is_alive():
-                child.terminate()
+                _stop_tree(child.pid)
             raise
         child.join()
         cpu_seconds = monitor.cpu_seconds()
@@ -174,6 +175,7 @@ def _run_cell(out: Path, cell: Cell, data_dir: str, bar: Any) -> CellOutcome:
 
 def _child_main(mode: str, flat_config: dict[str, Any], events: Any, log_path: str) -> None:
     """Inside the child: everything it prints goes to the cell's log, rounds go to the queue."""
+    _die_with_parent()
     log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(log, 1)
     os.dup2(log, 2)
@@ -185,6 +187,28 @@ def _child_main(mode: str, flat_config: dict[str, Any], events: Any, log_path: s
     config = RunConfig.from_mapping(flat_config)
     run_mode(mode, config)
     events.put(("measured", traffic(mode, config)))
+
+
+def _stop_tree(root: int) -> None:
+    """Stop a cell's child and the Ray processes it started (Flower's engine outlives a plain SIGTERM)."""
+    pids = tree_pids(root)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        time.sleep(3)
+
+
+def _die_with_parent() -> None:
+    """A sweep stopped by a signal must not leave its current cell running on (Linux only)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 class _RoundForwarder(logging.Handler):
