@@ -97,7 +97,7 @@ def privacy_utility(experiment: Experiment, tables: Tables, path: Path, title: s
         ax.set_title(f"{name} against ε")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7, loc="best")
-    seeds = sorted(private["seed"].unique())
+    seeds = sorted(int(seed) for seed in private["seed"].unique())
     fig.suptitle(f"Privacy-utility ({title}): {int(private['platforms'].iloc[0])} platforms, "
                  f"{int(private['rounds'].iloc[0])} rounds, DP seeds {seeds}; bars/bands = seed std")
     fig.tight_layout()
