@@ -18,7 +18,6 @@ SERVER_OPTIMIZERS = ("fedavg", "fedavgm", "fedadam")
 MODES = ("federated", "centralized", "local-only")
 PRIVACY_UNITS = ("none", "user", "interaction")
 ACCOUNTANTS = ("rdp", "prv")
-AGGREGATIONS = ("mean", "median", "trimmed-mean")
 SERVE_MODELS = ("global", "fine-tuned")
 AGGREGATIONS = ("mean", "median", "trimmed-mean")
 NOISE_MODES = ("local", "distributed")
@@ -194,6 +193,9 @@ class RunConfig:
         _check(self.noise_mode in NOISE_MODES, "noise-mode", self.noise_mode, f"one of {NOISE_MODES}")
         _check(self.noise_mode == "local" or (self.secagg and self.private), "noise-mode", self.noise_mode,
                "'local' unless secagg = true and privacy-unit is set (distributed noise needs secure aggregation)")
+        _check(self.noise_mode == "local" or self.max_update_norm == 0, "max-update-norm", self.max_update_norm,
+               "0 with noise-mode = 'distributed' (scaling a noise share down would leave the sum short of noise; "
+               "the SecAgg+ range already bounds each platform)")
         _check(self.noise_mode == "local" or self.noise_multiplier > 0, "noise-multiplier", self.noise_multiplier,
                "an explicit value > 0 with noise-mode = 'distributed' (every platform's share must add up to it)")
         _check(self.accountant in ACCOUNTANTS, "accountant", self.accountant, f"one of {ACCOUNTANTS}")

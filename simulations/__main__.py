@@ -125,6 +125,9 @@ def print_summary(summary: dict[str, Any]) -> None:
         spent = " ".join(f"p{k_}={float(v):.3f}" for k_, v in p["epsilon"].items())
         print(f"privacy: {p['unit']}-level ({p['delta']:g})-DP, ε spent {spent} (budget {p['epsilon_budget']}), "
               f"{p['accountant']} accountant, clip {p['clip']}")
+        if p.get("noise_mode") == "distributed":
+            alone = " ".join(f"p{k_}={float(v):.3f}" for k_, v in p["epsilon_alone"].items())
+            print(f"distributed noise: ε of one platform's update alone (SecAgg+ broken) {alone}")
     print(f"\nwall time {summary['wall_seconds']:.1f}s; results in {summary['config']['run-dir']}/summary.json")
 
 
