@@ -3,7 +3,7 @@
 Runs the unfinished cells (:mod:`simulations.sweep`), then rebuilds the tidy tables
 (:mod:`simulations.tidy`), the report (:mod:`simulations.report`) and the figures
 (:mod:`simulations.plots`) from everything finished in ``DIR`` - so rerunning a finished
-sweep only redraws.
+sweep only redraws, and ``--report-only`` redraws a sweep that is still running.
 """
 
 from __future__ import annotations
@@ -21,6 +21,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     sweep.add_argument("--data-dir", default="", help="local dataset copy (else $CROSSFED_DATA_DIR or the cache)")
     sweep.add_argument("--format", choices=("csv", "parquet"), default="csv", help="tidy table format")
     sweep.add_argument("--quiet", action="store_true", help="no progress bar, only the report")
+    sweep.add_argument("--report-only", action="store_true",
+                       help="run nothing: rebuild tables, report and figures from the cells finished so far "
+                            "(safe while the sweep runs elsewhere)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -47,13 +50,18 @@ def main(args: argparse.Namespace) -> int:
     from simulations.tidy import collect
 
     print(f"sweep {experiment.name}: {len(experiment.cells)} cells -> {out}", flush=True)
-    try:
-        outcomes = run_sweep(experiment, out, args.data_dir, progress=False if args.quiet else None,
-                             on_event=tqdm.write if not args.quiet else lambda _: None)
-    except ExperimentError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    outcomes = []
+    if not args.report_only:
+        try:
+            outcomes = run_sweep(experiment, out, args.data_dir, progress=False if args.quiet else None,
+                                 on_event=tqdm.write if not args.quiet else lambda _: None)
+        except ExperimentError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
     tables = collect(experiment, out)
+    if args.report_only:
+        print(f"{len(tables.cells)} of {len(experiment.cells)} cells finished")
+    out.mkdir(parents=True, exist_ok=True)
     paths = tables.write(out, args.format) if len(tables.cells) else []
     report = render(experiment, tables, out)
     (out / "report.md").write_text(report + "\n")
@@ -64,8 +72,9 @@ def main(args: argparse.Namespace) -> int:
     failed = [o for o in outcomes if o.status == "failed"]
     for outcome in failed:
         print(f"FAILED {outcome.cell.name}: {outcome.detail}", file=sys.stderr)
-    print(f"{sum(o.status == 'done' for o in outcomes)} cells run, {sum(o.status == 'skipped' for o in outcomes)} "
-          f"skipped (finished earlier), {len(failed)} failed")
+    if not args.report_only:
+        print(f"{sum(o.status == 'done' for o in outcomes)} cells run, "
+              f"{sum(o.status == 'skipped' for o in outcomes)} skipped (finished earlier), {len(failed)} failed")
     return 1 if failed else 0
 
 

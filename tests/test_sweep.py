@@ -92,6 +92,18 @@ def test_a_cell_finished_with_other_settings_stops_the_sweep_before_anything_run
         run_sweep(experiment, out, progress=False)
 
 
+def test_report_only_runs_nothing(movielens_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "sweep"
+    result = subprocess.run(
+        [sys.executable, "-m", "simulations", "sweep", str(QUICK), "--out", str(out), "--data-dir", str(movielens_dir),
+         "--report-only"], cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"0 of {len(load_experiment(QUICK).cells)} cells finished" in result.stdout
+    assert not (out / "cells").exists()
+    assert "No finished cell yet" in (out / "report.md").read_text()
+
+
 def test_memory_is_measured_over_the_whole_process_tree() -> None:
     child = subprocess.Popen([sys.executable, "-c", "import time; x = bytearray(50 * 2**20); time.sleep(30)"])
     try:
