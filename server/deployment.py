@@ -327,8 +327,12 @@ class Deployment:
     def run_log(self, run_id: int) -> str:
         """The ServerApp's log as the SuperLink kept it (``flwr log --show``)."""
         executable = flower_executable("flwr")
-        result = subprocess.run([str(executable), "log", str(run_id), CONNECTION, "--show"], capture_output=True,
-                                text=True, timeout=self.timeout, env=self.environment(self.flwr_home), cwd=self.root)
+        try:
+            result = subprocess.run([str(executable), "log", str(run_id), CONNECTION, "--show"], capture_output=True,
+                                    text=True, timeout=self.timeout, env=self.environment(self.flwr_home),
+                                    cwd=self.root)
+        except (OSError, subprocess.TimeoutExpired) as error:  # never hide the error that got us here
+            return f"flwr log {run_id} failed: {error}\n"
         return result.stdout + result.stderr
 
     def remember_processes(self) -> None:
