@@ -73,7 +73,7 @@ def _name(common_name: str) -> x509.Name:
 
 
 def _validity(days: int) -> tuple[datetime.datetime, datetime.datetime]:
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     return now - datetime.timedelta(minutes=5), now + datetime.timedelta(days=days)
 
 

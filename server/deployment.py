@@ -20,7 +20,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import tomli_w
 
@@ -156,7 +156,7 @@ class Deployment:
         if self.superlink is not None:
             self.superlink.stop()
 
-    def __enter__(self) -> "Deployment":
+    def __enter__(self) -> Self:
         try:
             self.start()
         except BaseException:
@@ -210,7 +210,7 @@ class Deployment:
         if executable is None:
             raise DeploymentError("the flwr CLI is not installed")
         command = [executable, *args, "--format", "json"]
-        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout or self.timeout,
+        result = subprocess.run(command, capture_output=True, text=True, check=False, timeout=timeout or self.timeout,
                                 env=self.environment(self.flwr_home), cwd=self.root)
         try:
             answer = json.loads(result.stdout[result.stdout.index("{"):])
@@ -329,7 +329,7 @@ class Deployment:
         executable = flower_executable("flwr")
         try:
             result = subprocess.run([str(executable), "log", str(run_id), CONNECTION, "--show"], capture_output=True,
-                                    text=True, timeout=self.timeout, env=self.environment(self.flwr_home),
+                                    text=True, check=False, timeout=self.timeout, env=self.environment(self.flwr_home),
                                     cwd=self.root)
         except (OSError, subprocess.TimeoutExpired) as error:  # never hide the error that got us here
             return f"flwr log {run_id} failed: {error}\n"

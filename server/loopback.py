@@ -23,12 +23,11 @@ from __future__ import annotations
 import argparse
 import logging
 import time
+import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import tomllib
 
 from server.checkpoint import CHECKPOINT_FILE, Checkpoint
 from server.deployment import Deployment, DeploymentError

@@ -71,7 +71,7 @@ class ManagedProcess:
     def __init__(self, name: str, command: Sequence[str], log_path: Path, env: Mapping[str, str], cwd: Path) -> None:
         self.name, self.command, self.log_path = name, list(command), log_path
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._log = open(log_path, "ab")
+        self._log = open(log_path, "ab")  # noqa: SIM115 - open as long as the process runs; closed in stop()
         self.process = subprocess.Popen(self.command, stdout=self._log, stderr=subprocess.STDOUT, env=dict(env),
                                         cwd=cwd, start_new_session=True)
         self._seen: dict[int, str | None] = {}

@@ -50,7 +50,7 @@ def deployed(movielens_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> t
 
 
 def test_run_completes_every_round_under_tls_auth_and_secagg(deployed):
-    out, summary = deployed
+    _, summary = deployed
     facts = summary["deployment"]
     assert facts["status"] == "finished:completed"
     assert facts["tls"] and facts["supernode_auth"] and facts["secagg"]
