@@ -92,7 +92,9 @@ def train(
     """
     trainer, directory, config = open_trainer(arrays, context, overrides)
     platform = trainer.data.platform
-    earlier = saved_reply(directory, server_round)
+    # Under SecAgg+ a repeated round is trained (and charged) again: the same update under fresh masks,
+    # summed with a different set of platforms, would let the coordinator isolate it.
+    earlier = None if config.secagg else saved_reply(directory, server_round)
     if earlier is not None:  # a restarted coordinator asks again: same reply, no second charge
         load_shared_arrays(trainer.model, earlier.arrays)
         return trainer, earlier.metrics, True

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from flwr.app import ConfigRecord, Message, MessageType, MetricRecord, RecordDict
@@ -70,8 +70,10 @@ def run_federation(grid: Grid, config: RunConfig) -> dict[str, Any]:
             replies = _successful(grid.send_and_receive(messages), "train", server_round)
             trained = [reply for reply in replies if "arrays" in reply.content]
             # Under SecAgg+ there is nothing to screen here: each platform bounds its own update.
-            trained, _rejected = screen_updates(trained, arrays, config.max_update_norm, server_round)
-        declined = [int(r.content["metrics"]["platform"]) for r in replies if r.content["metrics"].get("declined", 0)]
+            trained, _rejected = screen_updates(trained, arrays, config.max_update_norm, server_round,
+                                                private=config.private)
+        declined = [int(metrics_of(r)["platform"]) for r in replies
+                    if metrics_of(r).get("declined", 0) and "platform" in metrics_of(r) and "arrays" not in r.content]
         if declined:
             logger.warning("round %d: platforms %s declined to train: privacy budget spent", server_round, declined)
         contributing = _contributing(trained, replies, declined, config)
@@ -122,6 +124,9 @@ def _secure_replies(
     outcome = secure_train_round(grid, arrays, node_ids, server_round, config)
     status = [_local_reply(RecordDict({"metrics": MetricRecord(metrics)})) for metrics in outcome.metrics]
     if outcome.mean_update is None:
+        if outcome.contributors >= config.min_platforms:
+            raise FederationError(f"round {server_round}: SecAgg+ could not unmask the sum of {outcome.contributors} "
+                                  f"platforms ({outcome.dropped} dropped; too few key shares left)")
         return status, []
     mean = {name: arrays[name] + outcome.mean_update[name].astype(arrays[name].dtype) for name in arrays}
     content = RecordDict({"arrays": to_array_record(mean),
@@ -165,13 +170,13 @@ def request_evaluation(grid: Grid, arrays: dict, server_round: int, stage: str, 
 
 def _platform_metrics(replies: list[Message], prefix: str = "") -> list[PlatformMetrics]:
     """Metrics of the replies that carry them (none do under DP: platforms keep them)."""
-    carrying = [r for r in replies if f"{prefix}sampled-hr" in r.content["metrics"]]
-    return sorted((PlatformMetrics.from_flat(r.content["metrics"], prefix) for r in carrying), key=lambda m: m.platform)
+    carrying = [r for r in replies if f"{prefix}sampled-hr" in metrics_of(r)]
+    return sorted((PlatformMetrics.from_flat(metrics_of(r), prefix) for r in carrying), key=lambda m: m.platform)
 
 
 def privacy_block(config: RunConfig, replies: list[Message]) -> dict[str, Any]:
     """The results contract's ``privacy`` block, from what the platforms report."""
-    metrics = [r.content["metrics"] for r in replies]
+    metrics = [m for m in map(metrics_of, replies) if "platform" in m]
     return {
         "unit": config.privacy_unit,
         "epsilon": {str(int(m["platform"])): float(m["epsilon"]) for m in metrics if "epsilon" in m},
@@ -187,8 +192,8 @@ def privacy_block(config: RunConfig, replies: list[Message]) -> dict[str, Any]:
 
 
 def _epsilon(replies: list[Message]) -> dict[int, float]:
-    return {int(r.content["metrics"]["platform"]): float(r.content["metrics"]["epsilon"])
-            for r in replies if "epsilon" in r.content["metrics"]}
+    return {int(metrics_of(r)["platform"]): float(metrics_of(r)["epsilon"])
+            for r in replies if "epsilon" in metrics_of(r) and "platform" in metrics_of(r)}
 
 
 #: Keys that may differ between a run and its resumption (more rounds extend a run; DP budgets still hold).
@@ -221,9 +226,14 @@ def _require(count: int, config: RunConfig, what: str) -> None:
         )
 
 
+def metrics_of(reply: Message) -> Mapping[str, Any]:
+    """A reply's metrics, or none: a broken or hostile reply without them must not stop the run."""
+    return reply.content.metric_records.get("metrics", {})
+
+
 def _weighted_loss(replies: list[Message]) -> float:
     """Example-weighted training loss; NaN under DP, where platforms do not send it."""
-    pairs = [(float(r.content["metrics"]["train-loss"]), float(r.content["metrics"]["num-examples"]))
-             for r in replies if "train-loss" in r.content["metrics"]]
+    pairs = [(float(metrics_of(r)["train-loss"]), float(metrics_of(r)["num-examples"]))
+             for r in replies if "train-loss" in metrics_of(r) and "num-examples" in metrics_of(r)]
     total = sum(weight for _, weight in pairs)
     return sum(loss * weight for loss, weight in pairs) / total if total else float("nan")

@@ -72,15 +72,20 @@ def problem_with(
 
 
 def screen_updates(
-    replies: Sequence[Message], reference: Mapping[str, np.ndarray], max_update_norm: float, server_round: int
+    replies: Sequence[Message], reference: Mapping[str, np.ndarray], max_update_norm: float, server_round: int,
+    *, private: bool = False,
 ) -> tuple[list[Message], list[Rejection]]:
-    """Split training replies into those fit to aggregate and the rejected ones (logged)."""
+    """Split training replies into those fit to aggregate and the rejected ones (logged).
+
+    Under DP every platform weighs 1 (a count would reveal data); a larger claimed weight is
+    a platform trying to dominate the mean, whatever its norm bound, and is rejected.
+    """
     accepted: list[Message] = []
     rejected: list[Rejection] = []
     for reply in replies:
         metrics = reply.content.metric_records.get("metrics", {})
         platform = int(metrics["platform"]) if "platform" in metrics else None
-        reason = _weight_problem(metrics)
+        reason = _weight_problem(metrics, private)
         if reason is None:
             try:
                 arrays = from_array_record(reply.content["arrays"])
@@ -98,11 +103,13 @@ def screen_updates(
     return accepted, rejected
 
 
-def _weight_problem(metrics: Mapping[str, float | int]) -> str | None:
+def _weight_problem(metrics: Mapping[str, float | int], private: bool) -> str | None:
     """An aggregation weight must be a positive finite number, or FedAvg's average breaks."""
     weight = metrics.get("num-examples")
     if weight is None:
         return "no num-examples"
     if not math.isfinite(float(weight)) or float(weight) <= 0:
         return f"num-examples = {weight} is not a positive finite number"
+    if private and float(weight) != 1:
+        return f"num-examples = {weight}; under differential privacy every platform weighs 1"
     return None

@@ -46,6 +46,11 @@ class SecureRound:
     dropped: int = 0
 
     @property
+    def contributors(self) -> int:
+        """Platforms whose update (and noise share) is in the sum: neither dropped nor declined."""
+        return sum(1 for m in self.metrics if not m.get("declined", 0) and m.get("num-examples", 0) > 0)
+
+    @property
     def total_weight(self) -> float:
         return float(sum(m.get("num-examples", 0) for m in self.metrics if not m.get("declined", 0)))
 
@@ -72,9 +77,10 @@ def secure_train_round(
         clipping_range=plan.clipping_range,
         quantization_range=plan.quantization_range,
         modulus_range=plan.modulus_range,
+        min_contributors=config.min_platforms,
     )
     workflow(grid, context)
-    metrics = [dict(res.metrics) for _, res in strategy.results]
+    metrics = [{**res.metrics, "num-examples": res.num_examples} for _, res in workflow.collected]
     outcome = SecureRound(None, metrics, dropped=len(node_ids) - len(metrics))
     if strategy.aggregate is None or outcome.total_weight <= 0:
         return outcome

@@ -86,6 +86,7 @@ class RunConfig:
     secagg_shares: float = 1.0
     secagg_threshold: float = 0.5
     noise_mode: str = "local"
+    tolerated_colluders: int = 0
     # Serving on a platform (shared.catalog, shared.recommend, shared.foldin)
     catalog: str = ""
     catalog_version: str = ""
@@ -193,6 +194,10 @@ class RunConfig:
         _check(self.noise_mode in NOISE_MODES, "noise-mode", self.noise_mode, f"one of {NOISE_MODES}")
         _check(self.noise_mode == "local" or (self.secagg and self.private), "noise-mode", self.noise_mode,
                "'local' unless secagg = true and privacy-unit is set (distributed noise needs secure aggregation)")
+        _check(self.noise_mode == "local" or self.privacy_unit == "user", "noise-mode", self.noise_mode,
+               "'local' with privacy-unit = 'interaction' (distributed noise sums user-level contributions)")
+        _check(0 <= self.tolerated_colluders < self.min_platforms, "tolerated-colluders", self.tolerated_colluders,
+               f"an integer in [0, min-platforms = {self.min_platforms})")
         _check(self.noise_mode == "local" or self.max_update_norm == 0, "max-update-norm", self.max_update_norm,
                "0 with noise-mode = 'distributed' (scaling a noise share down would leave the sum short of noise; "
                "the SecAgg+ range already bounds each platform)")

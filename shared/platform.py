@@ -69,6 +69,9 @@ class PlatformTrainer:
                               f"1/n for this platform's number n of privacy units")
         self.ledger.calibrate(step_plan.sample_rate, step_plan.steps_per_round, self.config.num_server_rounds,
                               self.config.noise_multiplier)
+        if self.ledger.noise_share != noise_share(self.config):
+            raise ConfigError("noise-mode, min-platforms or tolerated-colluders changed since this platform's ledger "
+                              "was started; privacy settings are fixed for a run")
         if (self.ledger.sample_rate, self.ledger.steps_per_round) != (step_plan.sample_rate, step_plan.steps_per_round):
             raise ConfigError("the DP sampling plan (batch size, local epochs) changed since this platform's ledger "
                               "was calibrated; privacy settings are fixed for a run")

@@ -167,3 +167,12 @@ def test_robust_aggregation_needs_plain_fedavg():
 
     with pytest.raises(ConfigError, match="aggregation"):
         RunConfig(aggregation="median", server_optimizer="fedadam").validate()
+
+
+def test_under_dp_a_platform_claiming_more_weight_is_rejected():
+    """DP platforms all weigh 1; a bounded update with weight 1e9 would otherwise own the mean."""
+    honest = [reply(u, p, num_examples=1) for p, u in enumerate(honest_updates(3))]
+    greedy = reply(honest_updates(1, seed=9)[0], 7, num_examples=1e9)
+    accepted, rejected = screen_updates([*honest, greedy], global_arrays(), 1.0, server_round=2, private=True)
+    assert accepted == honest
+    assert [r.platform for r in rejected] == [7] and "weighs 1" in rejected[0].reason

@@ -221,3 +221,28 @@ def test_distributed_update_carries_its_share_of_the_noise():
     expected = 1.0 * (1 / math.sqrt(4)) * 3.0 * 0.5 / config.user_batch
     # The clipped signal adds a little; the noise share dominates and the full sigma would be twice as large.
     assert 0.8 * expected < spread < 1.4 * expected, (spread, expected)
+
+
+def test_colluding_platforms_are_covered_by_a_larger_noise_share():
+    from shared.privacy.dp_sgd import noise_share
+
+    assert noise_share(DISTRIBUTED) == pytest.approx(1 / math.sqrt(4))
+    assert noise_share(DISTRIBUTED.replace(tolerated_colluders=3)) == pytest.approx(1.0)
+    with pytest.raises(ConfigError, match="tolerated-colluders"):
+        DISTRIBUTED.replace(tolerated_colluders=4)
+
+
+def test_ledger_history_stays_short_over_many_single_step_rounds():
+    ledger = PrivacyLedger("user", 8.0, 1e-5, noise_share=0.5)
+    for _ in range(50):
+        ledger.record_round([(2.0, 0.25, 1)], keep=True)
+    assert ledger.history == [(2.0, 0.25, 50)]
+
+
+def test_a_ledger_started_with_other_noise_settings_refuses_to_train():
+    trainer = _trainer(DISTRIBUTED)
+    trainer.train(1, salt=1)
+    restarted = _trainer(DISTRIBUTED.replace(min_platforms=2))
+    restarted.restore(trainer.snapshot(1))
+    with pytest.raises(ConfigError, match="min-platforms"):
+        restarted.train(1, salt=2)

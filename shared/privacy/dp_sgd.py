@@ -94,10 +94,13 @@ def plan(config: RunConfig, train: Interactions) -> PrivateStepPlan:
 def noise_share(config: RunConfig) -> float:
     """The fraction of the noise standard deviation this platform adds itself.
 
-    Distributed: ``1 / sqrt(min-platforms)``. The coordinator never aggregates fewer than
-    ``min-platforms`` updates, so the sum it unmasks always carries at least the full noise.
+    Distributed: ``1 / sqrt(min-platforms - tolerated-colluders)``. The coordinator never
+    unmasks a sum of fewer than ``min-platforms`` contributions, and colluding platforms can
+    subtract their own shares: the honest rest still carry the full noise.
     """
-    return 1.0 / math.sqrt(config.min_platforms) if config.noise_mode == "distributed" else 1.0
+    if config.noise_mode != "distributed":
+        return 1.0
+    return 1.0 / math.sqrt(config.min_platforms - config.tolerated_colluders)
 
 
 def train_private_round(

@@ -58,7 +58,7 @@ class PrivacyLedger:
         """Adopt the accountant's history after a round (it already holds the earlier rounds),
         or with ``keep`` append this round's entries to the ledger's own history."""
         entries = [tuple(entry) for entry in history]
-        self.history = [*self.history, *entries] if keep else entries
+        self.history = _merged([*self.history, *entries] if keep else entries)
         self.rounds_trained += 1
 
     def epsilon_alone(self) -> float:
@@ -111,3 +111,14 @@ class PrivacyLedger:
         ledger = cls(**state)
         ledger.history = [tuple(entry) for entry in ledger.history]
         return ledger
+
+
+def _merged(history: list[tuple[float, float, int]]) -> list[tuple[float, float, int]]:
+    """Adjacent entries with the same noise and rate as one: the PRV accountant's cost grows with entries."""
+    merged: list[tuple[float, float, int]] = []
+    for noise, rate, steps in history:
+        if merged and merged[-1][:2] == (noise, rate):
+            merged[-1] = (noise, rate, merged[-1][2] + steps)
+        else:
+            merged.append((noise, rate, steps))
+    return merged
