@@ -11,7 +11,6 @@ sides import, so their settings cannot drift apart.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -25,8 +24,6 @@ MODULUS = 2**32
 #: Key of the fit config naming the shared parameters, in the order of the legacy parameter list.
 NAMES_KEY = "shared-names"
 ROUND_KEY = "server-round"
-#: Adam moves a coordinate by at most lr * (1 - beta1) / sqrt(1 - beta2) per step (Kingma & Ba, 2.1).
-ADAM_STEP_BOUND = (1 - 0.9) / math.sqrt(1 - 0.999)
 
 
 @dataclass(frozen=True)
@@ -58,15 +55,6 @@ def quantisation_plan(config: RunConfig) -> QuantisationPlan:
         return QuantisationPlan(clipping_range=bound, max_weight=1.0)
     max_weight = 1.0 if config.private else float(config.secagg_max_weight)
     return QuantisationPlan(clipping_range=config.secagg_clip_range, max_weight=max_weight)
-
-
-def update_bound(config: RunConfig, local_steps: int) -> float:
-    """The largest change Adam can make to one coordinate in ``local_steps`` steps.
-
-    A platform compares it with the agreed range and warns when its own training could
-    exceed it, so a range chosen too narrow is reported, not discovered in the results.
-    """
-    return ADAM_STEP_BOUND * config.learning_rate * local_steps
 
 
 def clip_update(
