@@ -46,9 +46,11 @@ def draw_all(experiment: Experiment, tables: Tables, directory: Path) -> list[Pa
     return drawn
 
 
-def _label(row: pd.Series, keys: list[str]) -> str:
+def _label(row: pd.Series, keys: list[str], experiment: Experiment) -> str:
+    """Arm, mode and the values of the keys this arm grids (another arm's grid says nothing here)."""
+    own = {key for cell in experiment.cells if cell.arm == row["arm"] for key in cell.point}
     parts = [str(row["arm"]) if row["arm"] == row["mode"] else f"{row['arm']} ({row['mode']})"]
-    parts += [f"{key}={_value(row[key])}" for key in keys if key in row and not _nan(row[key])]
+    parts += [f"{key}={_value(row[key])}" for key in keys if key in own and key in row and not _nan(row[key])]
     return ", ".join(parts)
 
 
@@ -119,9 +121,10 @@ def convergence(experiment: Experiment, tables: Tables, path: Path, title: str) 
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for _, group in curves.groupby(by, dropna=False, sort=False):
         group = group.sort_values("round")
-        line, = ax.plot(group["round"], group["val_sampled_hr"], marker=".", label=_label(group.iloc[0], keys))
+        line, = ax.plot(group["round"], group["val_sampled_hr"], marker=".", label=_label(group.iloc[0], keys, experiment))
         ax.fill_between(group["round"], group["val_sampled_hr"] - group["val_sampled_hr_std"],
                         group["val_sampled_hr"] + group["val_sampled_hr_std"], color=line.get_color(), alpha=0.12)
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_xlabel("round (federated) / epoch block (baselines)")
     ax.set_ylabel(f"validation sampled HR@{k} (fraction)")
     ax.set_title(f"Convergence per round ({title}); mean over seeds, band = seed std")
@@ -158,7 +161,7 @@ def platform_gain(experiment: Experiment, tables: Tables, path: Path, title: str
     for i, (_, group) in enumerate(groups):
         group = group.set_index("platform").reindex(ids)
         ax.bar(np.arange(len(ids)) + (i - (len(groups) - 1) / 2) * width, group["gain"], width,
-               yerr=group["gain_std"], capsize=2, label=_label(group.dropna(subset=["arm"]).iloc[0], keys))
+               yerr=group["gain_std"], capsize=2, label=_label(group.dropna(subset=["arm"]).iloc[0], keys, experiment))
     ax.axhline(0, color="black", linewidth=0.8)
     ax.set_xticks(np.arange(len(ids)), [str(p) for p in ids])
     ax.set_xlabel("platform")
