@@ -29,6 +29,9 @@ from shared.state import PlatformState
 
 logger = logging.getLogger(__name__)
 
+#: Run-config keys an operator may pin in node config (the coordinator's run config cannot override them).
+RUN_CONFIG_KEYS = frozenset(RunConfig().to_flat())
+
 LOCAL_METRICS_FILE = "metrics.jsonl"
 
 
@@ -37,14 +40,15 @@ def platform_config(context: Context, overrides: Mapping[str, Any] | None = None
 
     Nothing here comes from the coordinator's messages: a coordinator that could set
     ``privacy-unit``, ``epsilon`` or the state directory could switch privacy off or
-    reset a budget. It only tells the round number and the evaluation stage.
+    reset a budget. It only tells the round number and the evaluation stage. In a
+    deployment the run config is what the coordinator submitted, so every run-config key
+    may also be pinned in the SuperNode's node config (``--node-config 'privacy-unit="user"
+    epsilon=4.0 secagg=true'``), and the operator's value wins.
     """
     node = context.node_config
-    local: dict[str, Any] = {}
+    local: dict[str, Any] = {key: value for key, value in node.items() if key in RUN_CONFIG_KEYS}
     if "num-partitions" in node:
         local["num-platforms"] = node["num-partitions"]
-    if "data-dir" in node:
-        local["data-dir"] = node["data-dir"]
     return RunConfig.from_mapping(context.run_config, overrides, local)
 
 

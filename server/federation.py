@@ -67,7 +67,8 @@ def run_federation(grid: Grid, config: RunConfig) -> dict[str, Any]:
         if config.secagg:
             replies, trained = _secure_replies(grid, arrays, messages, server_round, config)
         else:
-            replies = _successful(grid.send_and_receive(messages), "train", server_round)
+            replies = _successful(grid.send_and_receive(messages, timeout=config.reply_timeout),
+                                   "train", server_round)
             trained = [reply for reply in replies if "arrays" in reply.content]
             # Under SecAgg+ there is nothing to screen here: each platform bounds its own update.
             trained, _rejected = screen_updates(trained, arrays, config.max_update_norm, server_round,
@@ -163,7 +164,8 @@ def request_evaluation(grid: Grid, arrays: dict, server_round: int, stage: str, 
         )
         for node_id in grid.get_node_ids()
     ]
-    replies = _successful(grid.send_and_receive(messages), f"{stage} evaluation", server_round)
+    replies = _successful(grid.send_and_receive(messages, timeout=config.reply_timeout),
+                           f"{stage} evaluation", server_round)
     _require(len(replies), config, f"round {server_round} {stage} evaluation")
     return replies
 
@@ -197,7 +199,7 @@ def _epsilon(replies: list[Message]) -> dict[int, float]:
 
 
 #: Keys that may differ between a run and its resumption (more rounds extend a run; DP budgets still hold).
-_RESUMABLE_KEYS = frozenset({"resume", "run-dir", "data-dir", "num-server-rounds"})
+_RESUMABLE_KEYS = frozenset({"resume", "run-dir", "data-dir", "num-server-rounds", "reply-timeout"})
 
 
 def _check_same_run(saved: dict[str, Any], config: RunConfig) -> None:

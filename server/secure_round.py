@@ -78,6 +78,7 @@ def secure_train_round(
         quantization_range=plan.quantization_range,
         modulus_range=plan.modulus_range,
         min_contributors=config.min_platforms,
+        timeout=config.reply_timeout,
     )
     workflow(grid, context)
     metrics = [{**res.metrics, "num-examples": res.num_examples} for _, res in workflow.collected]

@@ -64,6 +64,7 @@ class RunConfig:
     trim_fraction: float = 0.2
     max_update_norm: float = 0.0
     resume: bool = False
+    reply_timeout: float = 1800.0
     finetune_epochs: int = 0
     finetune_learning_rate: float = 0.002
     finetune_embedding_dim: int = 0
@@ -160,6 +161,7 @@ class RunConfig:
         _check(self.negatives >= 1, "negatives", self.negatives, "an integer >= 1")
         _check(self.num_server_rounds >= 1, "num-server-rounds", self.num_server_rounds, "an integer >= 1")
         _check(0 < self.fraction_train <= 1, "fraction-train", self.fraction_train, "a number in (0, 1]")
+        _check(self.reply_timeout > 0, "reply-timeout", self.reply_timeout, "a number of seconds > 0")
         _check(self.min_platforms >= 1, "min-platforms", self.min_platforms, "an integer >= 1")
         _check(
             self.server_optimizer in SERVER_OPTIMIZERS,

@@ -119,3 +119,16 @@ def test_stacked_private_copy_serves_without_touching_the_global_model(dataset):
     assert all(np.array_equal(before[name], after[name]) for name in before)
     assert len(served.users) == len(current.users) > 0
     assert served.summary() != current.summary() or served.ndcgs["full"].tolist() != current.ndcgs["full"].tolist()
+
+
+def test_an_operator_pins_privacy_settings_in_node_config_over_the_coordinators_run_config():
+    from flwr.app import Context, RecordDict
+
+    from client.task import platform_config
+
+    submitted = {"privacy-unit": "none", "epsilon": 8.0, "secagg": False}
+    node = {"partition-id": 1, "num-partitions": 3, "privacy-unit": "user", "epsilon": 4.0, "secagg": True,
+            "state-dir": "/srv/state"}
+    context = Context(run_id=1, node_id=1, node_config=node, state=RecordDict(), run_config=submitted)
+    config = platform_config(context)
+    assert (config.privacy_unit, config.epsilon, config.secagg, config.num_platforms) == ("user", 4.0, True, 3)
