@@ -25,7 +25,8 @@ from typing import Any, Self
 import tomli_w
 
 from server import certs
-from server.processes import ManagedProcess, tree_pids
+from server.processes import ManagedProcess
+from shared.proc import tree_pids
 
 logger = logging.getLogger("crossfed.deploy")
 

@@ -18,51 +18,12 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from shared import proc
+
 logger = logging.getLogger("crossfed.deploy")
 
-_PROC = Path("/proc")
-
-
-def _children_by_parent() -> dict[int, list[int]]:
-    parents: dict[int, list[int]] = {}
-    for entry in _PROC.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # Field 4 is the ppid; the command name (field 2) may hold spaces, so split after its ')'.
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        parents.setdefault(ppid, []).append(int(entry.name))
-    return parents
-
-
-def tree_pids(root: int) -> list[int]:
-    """``root`` and its descendants alive now."""
-    parents = _children_by_parent()
-    found, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        found.append(pid)
-        todo.extend(parents.get(pid, []))
-    return found
-
-
-def _start_time(pid: int) -> str | None:
-    """The kernel's start time of ``pid`` (field 22), to tell a live process from a reused pid."""
-    try:
-        return (_PROC / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
-
-
 def _alive(pid: int) -> bool:
-    try:
-        state = (_PROC / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
+    return proc.state(pid) not in (None, "Z")
 
 
 class ManagedProcess:
@@ -84,8 +45,8 @@ class ManagedProcess:
 
     def remember(self) -> None:
         """Note the descendants alive now, so they can be stopped even once orphaned."""
-        for pid in tree_pids(self.process.pid):
-            self._seen.setdefault(pid, _start_time(pid))
+        for pid in proc.tree_pids(self.process.pid):
+            self._seen.setdefault(pid, proc.start_time(pid))
 
     def running(self) -> bool:
         return self.process.poll() is None
@@ -112,7 +73,7 @@ class ManagedProcess:
             self.process.kill()
             self.wait(10)
         for pid, started in self._seen.items():
-            if pid != self.process.pid and _alive(pid) and _start_time(pid) == started:
+            if pid != self.process.pid and _alive(pid) and proc.start_time(pid) == started:
                 try:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
@@ -125,4 +86,4 @@ class ManagedProcess:
 
     def leftovers(self) -> list[int]:
         """Pids of this tree still running (zombies excluded)."""
-        return [pid for pid, started in self._seen.items() if _alive(pid) and _start_time(pid) == started]
+        return [pid for pid, started in self._seen.items() if _alive(pid) and proc.start_time(pid) == started]

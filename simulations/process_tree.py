@@ -16,11 +16,11 @@ import logging
 import os
 import threading
 from dataclasses import dataclass
-from pathlib import Path
+
+from shared.proc import PROC, cpu_ticks, status_kib, tree_pids
 
 logger = logging.getLogger(__name__)
 
-_PROC = Path("/proc")
 
 
 @dataclass(frozen=True)
@@ -33,51 +33,11 @@ class MemoryPeak:
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
-def tree_pids(root: int) -> list[int]:
-    """``root`` and all its descendants alive now (children are found through each process's ppid)."""
-    parents: dict[int, list[int]] = {}
-    for entry in _PROC.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # Field 4 is the ppid; the command name (field 2) may hold spaces, so split after its ')'.
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        parents.setdefault(ppid, []).append(int(entry.name))
-    found, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        found.append(pid)
-        todo.extend(parents.get(pid, []))
-    return found
-
-
-def cpu_ticks(pid: int) -> int:
-    """User + system CPU time of one process so far, in clock ticks (0 once it is gone)."""
-    try:
-        fields = (_PROC / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0
-    return int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
-
-
-def _kib(path: Path, field: str) -> int:
-    try:
-        for line in path.read_text().splitlines():
-            if line.startswith(field):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
 def sample(root: int) -> MemoryPeak:
     """Current RSS and PSS sums of the tree under ``root``, in MiB."""
     pids = tree_pids(root)
-    rss = sum(_kib(_PROC / str(pid) / "status", "VmRSS:") for pid in pids)
-    pss = sum(_kib(_PROC / str(pid) / "smaps_rollup", "Pss:") for pid in pids)
+    rss = sum(status_kib(pid, "VmRSS:") for pid in pids)
+    pss = sum(status_kib(pid, "Pss:") for pid in pids)
     return MemoryPeak(rss / 1024, pss / 1024, len(pids))
 
 
@@ -97,7 +57,7 @@ class TreeMonitor:
         self._thread = threading.Thread(target=self._loop, name=f"memory-{root}", daemon=True)
 
     def __enter__(self) -> "TreeMonitor":
-        if _PROC.is_dir():
+        if PROC.is_dir():
             self._thread.start()
         else:
             logger.warning("no /proc: peak memory is not measured on this system")

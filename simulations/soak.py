@@ -27,10 +27,10 @@ import numpy as np
 from flwr.app import Message, MessageType
 
 from shared.config import RunConfig
+from shared.proc import open_fds, status_kib, tree_pids
 from simulations.federated import run_federated
 
 RESULTS = Path(__file__).parent / "results"
-_PROC = Path("/proc")
 _ROUND_LINE = re.compile(r"^round\s+(\d+)/")
 
 
@@ -62,43 +62,10 @@ class Sample:
     processes: int
 
 
-def _tree(root: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in _PROC.iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    found, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        found.append(pid)
-        todo.extend(children.get(pid, []))
-    return found
-
-
-def _rss_kib(pid: int) -> int:
-    try:
-        for line in (_PROC / str(pid) / "status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def _fds(pid: int) -> int:
-    try:
-        return len(os.listdir(_PROC / str(pid) / "fd"))
-    except OSError:
-        return 0
-
-
 def sample_tree(root: int) -> Sample:
-    pids = _tree(root)
-    return Sample(time.time(), sum(_rss_kib(p) for p in pids) / 1024, sum(_fds(p) for p in pids), _fds(root),
+    pids = tree_pids(root)
+    return Sample(time.time(), sum(status_kib(p, "VmRSS:") for p in pids) / 1024, sum(open_fds(p) for p in pids),
+                  open_fds(root),
                   len(pids))
 
 
