@@ -21,6 +21,7 @@ from shared.config import RunConfig
 from shared.datasets import load_platforms
 from shared.interactions import PlatformData
 from shared.platform import PlatformTrainer
+from shared.platform_data import own_platform
 from shared.privacy import BudgetExceeded
 from shared.records import from_array_record
 from shared.results import PlatformMetrics, platform_dir
@@ -70,7 +71,7 @@ def open_trainer(
     torch.set_num_threads(1)  # one simulated platform per core; avoid oversubscription
     config = platform_config(context, overrides)
     platform = platform_index(context)
-    data: PlatformData = load_platforms(config)[platform]
+    data: PlatformData = own_platform(config, platform) if config.operator_data else load_platforms(config)[platform]
     trainer = PlatformTrainer(data, config)
     directory = state_dir(context, config, platform)
     saved = PlatformState.load(directory)

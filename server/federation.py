@@ -20,6 +20,7 @@ from server.checkpoint import Checkpoint, save_final_model
 from server.secure_round import secure_train_round
 from server.screening import screen_updates
 from server.strategy import await_platforms, make_strategy, restore_strategy_state, strategy_state
+from shared.catalog import load_catalog
 from shared.config import RunConfig
 from shared.datasets import load_dataset
 from shared.model import build_model
@@ -37,8 +38,12 @@ class FederationError(RuntimeError):
 
 def initial_arrays(config: RunConfig) -> dict:
     """Global shared parameters at round 0, built from the public item catalog alone."""
-    dataset = load_dataset(config.dataset, config.data_dir)
-    model = build_model(config, dataset.num_items, dataset.item_features, seed=config.seed)
+    if config.catalog:  # the published catalog is the item side every platform codes its items against
+        catalog = load_catalog(config.catalog, config.catalog_version)
+        model = build_model(config, len(catalog), catalog.item_features(), seed=config.seed)
+    else:
+        dataset = load_dataset(config.dataset, config.data_dir)
+        model = build_model(config, dataset.num_items, dataset.item_features, seed=config.seed)
     return dict(shared_arrays(model))
 
 

@@ -91,6 +91,7 @@ class RunConfig:
     # Serving on a platform (shared.catalog, shared.recommend, shared.foldin)
     catalog: str = ""
     catalog_version: str = ""
+    operator_data: str = ""
     serve_model: str = "global"
     foldin_steps: int = 20
     foldin_learning_rate: float = 0.05
@@ -161,6 +162,8 @@ class RunConfig:
         _check(self.negatives >= 1, "negatives", self.negatives, "an integer >= 1")
         _check(self.num_server_rounds >= 1, "num-server-rounds", self.num_server_rounds, "an integer >= 1")
         _check(0 < self.fraction_train <= 1, "fraction-train", self.fraction_train, "a number in (0, 1]")
+        _check(not self.operator_data or bool(self.catalog), "operator-data", self.operator_data,
+               "a folder of the platform's own files together with 'catalog' (items are catalog ids)")
         _check(self.reply_timeout > 0, "reply-timeout", self.reply_timeout, "a number of seconds > 0")
         _check(self.min_platforms >= 1, "min-platforms", self.min_platforms, "an integer >= 1")
         _check(
