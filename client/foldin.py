@@ -13,7 +13,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from client.recommend import OPERATOR_ERRORS, add_platform_arguments, open_service
+from client.cli import OPERATOR_ERRORS, error_line
+from client.recommend import add_platform_arguments, open_service
 from shared.data.contract import read_table, validate, validate_features
 
 
@@ -43,10 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         by_user = {u: codes[rows] for u, rows in new.interactions.groupby("user_id").indices.items()}
         sizes = service.fold_in(by_user, features)
     except OPERATOR_ERRORS as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    except OSError as error:
-        print(f"error: {error.filename or ''}: {error.strerror or error}", file=sys.stderr)
+        print(error_line(error), file=sys.stderr)
         return 1
     newcomers = sum(service.platform.user_code(u) < 0 for u in sizes)
     print(f"folded in {len(sizes)} users ({newcomers} new, {len(sizes) - newcomers} known) from "

@@ -15,15 +15,15 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from shared.catalog import CatalogError, load_catalog
-from shared.config import ConfigError
-from shared.data.contract import DataValidationError
+from client.cli import OPERATOR_ERRORS, error_line
+from shared.catalog import load_catalog
 from shared.platform_data import load_operator_data
-from shared.recommend import RecommendationService, ServingError, load_global_parameters, recommendation_rows
-from shared.storage import CorruptStateError
-
-#: Errors an operator can fix from the message alone: printed, never a traceback.
-OPERATOR_ERRORS = (DataValidationError, CatalogError, ServingError, ConfigError, CorruptStateError)
+from shared.recommend import (
+    RecommendationService,
+    ServingError,
+    load_global_parameters,
+    recommendation_rows,
+)
 
 
 def add_platform_arguments(p: argparse.ArgumentParser) -> None:
@@ -96,10 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for row in recommendation_rows(user, recommendations):
                 print(json.dumps(row, ensure_ascii=False))
     except OPERATOR_ERRORS as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    except OSError as error:
-        print(f"error: {error.filename or ''}: {error.strerror or error}", file=sys.stderr)
+        print(error_line(error), file=sys.stderr)
         return 1
     return 0
 

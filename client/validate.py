@@ -13,6 +13,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from client.cli import error_line
 from shared.catalog import Catalog, CatalogError, load_catalog
 from shared.data.contract import DataValidationError, Tables
 from shared.platform_data import check_tables
@@ -64,11 +65,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         catalog = load_catalog(args.catalog, args.catalog_version) if args.catalog else None
         tables = check_tables(args.interactions, users=args.user_features, catalog=catalog, items=args.items)
-    except (DataValidationError, CatalogError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except OSError as error:  # unreadable file, a directory where a file was expected, ...
-        print(f"error: {error.filename or ''}: {error.strerror or error}", file=sys.stderr)
+    except (DataValidationError, CatalogError, OSError) as error:  # OSError: unreadable file, a directory, ...
+        print(error_line(error), file=sys.stderr)
         return EXIT_BAD_INPUT
     for line in report_lines(tables, catalog):
         print(line)
