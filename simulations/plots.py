@@ -102,10 +102,7 @@ def privacy_utility(experiment: Experiment, tables: Tables, path: Path, title: s
     seeds = sorted(int(seed) for seed in private["seed"].unique())
     fig.suptitle(f"Privacy-utility ({title}): {int(private['platforms'].iloc[0])} platforms, "
                  f"{int(private['rounds'].iloc[0])} rounds, DP seeds {seeds}; bars/bands = seed std")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
+    return _save(fig, path)
 
 
 def convergence(experiment: Experiment, tables: Tables, path: Path, title: str) -> bool:
@@ -130,10 +127,7 @@ def convergence(experiment: Experiment, tables: Tables, path: Path, title: str) 
     ax.set_title(f"Convergence per round ({title}); mean over seeds, band = seed std")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right", ncol=2)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
+    return _save(fig, path)
 
 
 def platform_gain(experiment: Experiment, tables: Tables, path: Path, title: str) -> bool:
@@ -169,10 +163,7 @@ def platform_gain(experiment: Experiment, tables: Tables, path: Path, title: str
     ax.set_title(f"Per-platform gain over local-only ({title}); error bar = seed std")
     ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
+    return _save(fig, path)
 
 
 def scaling(experiment: Experiment, tables: Tables, path: Path, title: str) -> bool:
@@ -205,12 +196,19 @@ def scaling(experiment: Experiment, tables: Tables, path: Path, title: str) -> b
         axes[row][0].set_title(f"Round time against {xlabel}")
         axes[row][1].set_title(f"Peak memory against {xlabel}")
     fig.suptitle(f"Scaling ({title}); federated, Flower simulation engine on Ray, 2 CPUs")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
+    return _save(fig, path)
 
 
 def _users_per_platform(cells: pd.DataFrame, key: str) -> pd.Series:
     grouped = cells.groupby(key)
     return (grouped["users"].mean() / grouped["platforms"].mean()).sort_index().reset_index(drop=True)
+
+
+def _save(fig, path: Path) -> bool:
+    """Write and close a finished figure (closing frees it: a sweep draws many)."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
