@@ -19,10 +19,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from flwr.app import ConfigRecord, Context, RecordDict
-from flwr.common import FitIns, FitRes, Parameters, ndarrays_to_parameters, parameters_to_ndarrays
+from flwr.common import (
+    FitIns,
+    Parameters,
+    ndarrays_to_parameters,
+    parameters_to_ndarrays,
+)
 from flwr.compat.common import recorddict_compat as compat
 from flwr.server.client_manager import ClientManager
-from flwr.server.client_proxy import ClientProxy
 from flwr.server.compat.grid_client_proxy import GridClientProxy
 from flwr.server.compat.legacy_context import LegacyContext
 from flwr.server.strategy import Strategy
@@ -101,7 +105,6 @@ class _HandOver(Strategy):
     def __init__(self, node_ids: Sequence[int], grid: Grid, server_round: int, names: list[str]) -> None:
         self.proxies = [GridClientProxy(node_id, grid, grid.run.run_id) for node_id in node_ids]
         self.fit_config = {ROUND_KEY: server_round, NAMES_KEY: ",".join(names)}
-        self.results: list[tuple[ClientProxy, FitRes]] = []
         self.aggregate: Parameters | None = None
 
     def initialize_parameters(self, client_manager: ClientManager) -> Parameters | None:
@@ -111,9 +114,8 @@ class _HandOver(Strategy):
         return [(proxy, FitIns(parameters, dict(self.fit_config))) for proxy in self.proxies]
 
     def aggregate_fit(self, server_round: int, results, failures):
-        self.results = list(results)
-        if self.results:
-            self.aggregate = self.results[0][1].parameters
+        if results:  # every result carries the same unmasked mean; who sent what is the workflow's ``collected``
+            self.aggregate = results[0][1].parameters
         return self.aggregate, {}
 
     def configure_evaluate(self, server_round: int, parameters: Parameters, client_manager: ClientManager):
