@@ -38,10 +38,14 @@ def load_dataset(name: str, data_dir: str = "") -> EncodedDataset:
 
 
 @lru_cache(maxsize=4)
-def _platforms(name: str, data_dir: str, spec: PartitionSpec, max_users: int) -> tuple[PlatformData, ...]:
+def _platforms(
+    name: str, data_dir: str, spec: PartitionSpec, max_users: int, extra_items: int
+) -> tuple[PlatformData, ...]:
     dataset = load_dataset(name, data_dir)
     if max_users:
         dataset = subsample_users(dataset, max_users, spec.seed)
+    if extra_items:
+        dataset = pad_catalog(dataset, extra_items, spec.seed)
     assignment = assign_platforms(dataset, spec)
     return tuple(platform_view(dataset, assignment, p) for p in range(spec.num_platforms))
 
@@ -59,7 +63,7 @@ def partition_spec(config: RunConfig) -> PartitionSpec:
 
 def load_platforms(config: RunConfig) -> tuple[PlatformData, ...]:
     """Every platform's data under the configured partition (simulation only: one machine holds all)."""
-    return _platforms(config.dataset, config.data_dir, partition_spec(config), config.max_users)
+    return _platforms(config.dataset, config.data_dir, partition_spec(config), config.max_users, config.extra_items)
 
 
 def check_platforms_fit(config: RunConfig, platforms: tuple[PlatformData, ...]) -> None:
@@ -99,4 +103,25 @@ def subsample_users(dataset: EncodedDataset, max_users: int, seed: int) -> Encod
             for name, feature in dataset.user_features.items()
         },
         user_attributes=dataset.user_attributes.iloc[keep].reset_index(drop=True),
+    )
+
+
+def pad_catalog(dataset: EncodedDataset, extra_items: int, seed: int) -> EncodedDataset:
+    """The catalog grown by ``extra_items`` items nobody interacted with; interactions unchanged.
+
+    Cost studies need catalog size as a variable on its own, and one dataset has one
+    catalog: padding changes the size while keeping the data fixed. Each added item copies
+    the features of a random real item, so feature embeddings see realistic rows.
+    """
+    if extra_items <= 0:
+        return dataset
+    copied = np.random.default_rng(seed).integers(0, len(dataset.item_ids), size=extra_items)
+    padding_ids = np.array([f"padding-{i}" for i in range(extra_items)])
+    return dataclasses.replace(
+        dataset,
+        item_ids=np.concatenate([dataset.item_ids, padding_ids]),
+        item_features={
+            name: dataclasses.replace(feature, values=np.concatenate([feature.values, feature.values[copied]]))
+            for name, feature in dataset.item_features.items()
+        },
     )

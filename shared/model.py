@@ -68,13 +68,18 @@ class SharedScorer(nn.Module):
     def num_items(self) -> int:
         return self.item_tower.num_ids
 
-    def forward(self, user_vectors: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, user_vectors: torch.Tensor, items: torch.Tensor, item_vectors: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Logits ``[U, K]`` for user vectors ``[U, 2*dim]`` and item ids ``[U, K]``.
 
         All of a row's items are looked up in one call (positives and negatives
         together), which keeps per-sample gradient computation cheap under DP.
+        ``item_vectors`` (``item_tower(items)``, computed once) saves the item tower when
+        only the user side changes between calls, as in DP's user-embedding refresh.
         """
-        item_vectors = self.item_tower(items)
+        if item_vectors is None:
+            item_vectors = self.item_tower(items)
         user_vectors = user_vectors.unsqueeze(1).expand(-1, items.shape[1], -1)
         logits = self.prediction(self.interaction(user_vectors, item_vectors)) + self.item_bias(items)
         return logits.squeeze(-1)

@@ -8,7 +8,8 @@ Each figure is drawn only when the sweep holds what it needs:
 * ``convergence.png``: validation HR@10 per round for every group (mean over seeds);
 * ``platform_gain.png``: per platform, each group's test HR@10 minus local-only's (same seed);
 * ``scaling.png``: round time and peak memory against the number of platforms (and
-  against users per platform when the experiment varies ``max-users``).
+  against users per platform when the experiment varies ``max-users``, against catalog
+  size when it varies ``extra-items``).
 """
 
 from __future__ import annotations
@@ -170,7 +171,7 @@ def scaling(experiment: Experiment, tables: Tables, path: Path, title: str) -> b
     import matplotlib.pyplot as plt
 
     cells = tables.cells[tables.cells["mode"] == "federated"]
-    sizes = [key for key in ("num-platforms", "max-users")
+    sizes = [key for key in ("num-platforms", "max-users", "extra-items")
              if key in cells and any(group[key].nunique() > 1 for _, group in cells.groupby("arm"))]
     if not sizes:
         return False
@@ -180,12 +181,12 @@ def scaling(experiment: Experiment, tables: Tables, path: Path, title: str) -> b
         for arm in arms:
             group = group_mean(cells[cells["arm"] == arm], [key], ["round_seconds", "round_cpu_seconds",
                                                                     "peak_rss_mb", "peak_pss_mb"]).sort_values(key)
-            x = group[key] if key == "num-platforms" else _users_per_platform(cells[cells["arm"] == arm], key)
+            x = _users_per_platform(cells[cells["arm"] == arm], key) if key == "max-users" else group[key]
             axes[row][0].plot(x, group["round_seconds"], "o-", label=f"{arm}: wall time, mean of rounds 2..R")
             axes[row][0].plot(x, group["round_cpu_seconds"], "s--", label=f"{arm}: CPU time of the process tree")
             axes[row][1].plot(x, group["peak_rss_mb"], "o-", label=f"{arm}: RSS summed over the process tree")
             axes[row][1].plot(x, group["peak_pss_mb"], "s--", label=f"{arm}: PSS (shared pages split)")
-        xlabel = "platforms" if key == "num-platforms" else "users per platform (mean)"
+        xlabel = _SIZE_LABELS[key]
         for ax, ylabel in ((axes[row][0], "seconds per round"), (axes[row][1], "peak memory (MiB)")):
             ax.set_xlabel(xlabel)
             ax.set_ylabel(ylabel)
@@ -197,6 +198,13 @@ def scaling(experiment: Experiment, tables: Tables, path: Path, title: str) -> b
         axes[row][1].set_title(f"Peak memory against {xlabel}")
     fig.suptitle(f"Scaling ({title}); federated, Flower simulation engine on Ray, 2 CPUs")
     return _save(fig, path)
+
+
+_SIZE_LABELS = {
+    "num-platforms": "platforms",
+    "max-users": "users per platform (mean)",
+    "extra-items": "items added to the catalog (never rated)",
+}
 
 
 def _users_per_platform(cells: pd.DataFrame, key: str) -> pd.Series:

@@ -246,3 +246,50 @@ def test_a_ledger_started_with_other_noise_settings_refuses_to_train():
     restarted.restore(trainer.snapshot(1))
     with pytest.raises(ConfigError, match="min-platforms"):
         restarted.train(1, salt=2)
+
+
+@settings(max_examples=30, deadline=None)
+@given(samples=st.integers(1, 5), rows=st.integers(1, 12), inputs=st.integers(1, 40), outputs=st.integers(1, 40),
+       sequence=st.booleans(), seed=st.integers(0, 2**16))
+def test_cost_aware_linear_norms_equal_opacus_and_the_materialised_gradient(
+    samples, rows, inputs, outputs, sequence, seed
+):
+    from opacus.grad_sample.linear import compute_linear_norm_sample
+
+    from shared.privacy.norm_samplers import linear_norm_sample
+
+    generator = torch.Generator().manual_seed(seed)
+    layer = torch.nn.Linear(inputs, outputs)
+    shape = (samples, rows) if sequence else (samples,)
+    activations = torch.randn(*shape, inputs, generator=generator)
+    backprops = torch.randn(*shape, outputs, generator=generator)
+    ours = linear_norm_sample(layer, [activations], backprops)
+    theirs = compute_linear_norm_sample(layer, [activations], backprops)
+    direct = torch.einsum("n...o,n...i->noi", backprops, activations).flatten(1).norm(dim=1)
+    for parameter in (layer.weight, layer.bias):
+        torch.testing.assert_close(ours[parameter], theirs[parameter], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(ours[layer.weight], direct, rtol=1e-4, atol=1e-5)
+
+
+@settings(max_examples=30, deadline=None)
+@given(samples=st.integers(1, 6), rows=st.integers(1, 20), vocabulary=st.integers(1, 9), seed=st.integers(0, 2**16))
+def test_embedding_norms_equal_opacus_with_repeated_ids(samples, rows, vocabulary, seed):
+    from opacus.grad_sample.embedding_norm_sample import compute_embedding_norm_sample
+
+    from shared.privacy.norm_samplers import embedding_norm_sample
+
+    generator = torch.Generator().manual_seed(seed)
+    layer = torch.nn.Embedding(vocabulary, 3)
+    ids = torch.randint(0, vocabulary, (samples, rows), generator=generator)  # small vocabulary: many repeats
+    backprops = torch.randn(samples, rows, 3, generator=generator)
+    torch.testing.assert_close(embedding_norm_sample(layer, [ids], backprops)[layer.weight],
+                               compute_embedding_norm_sample(layer, [ids], backprops)[layer.weight])
+
+
+def test_private_training_uses_the_cost_aware_norm_samplers():
+    from opacus.grad_sample.grad_sample_module_fast_gradient_clipping import GradSampleModuleFastGradientClipping
+
+    from shared.privacy.norm_samplers import embedding_norm_sample, linear_norm_sample
+
+    assert GradSampleModuleFastGradientClipping.NORM_SAMPLERS[torch.nn.Linear] is linear_norm_sample
+    assert GradSampleModuleFastGradientClipping.NORM_SAMPLERS[torch.nn.Embedding] is embedding_norm_sample

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from shared.config import ConfigError, RunConfig
-from shared.datasets import subsample_users
+from shared.datasets import pad_catalog, subsample_users
 from shared.interactions import Interactions, leave_last_out, platform_view, pool
 from shared.partition import PartitionSpec, assign_platforms
 from shared.sampling import evaluation_candidates, sample_negatives
@@ -87,6 +87,17 @@ def test_subsample_users_keeps_whole_histories(dataset):
     small = subsample_users(dataset, 10, seed=0)
     assert small.num_users == 10 and len(small.users) == 10 * 8
     assert small.user_features["region"].values.shape == (10,)
+
+
+def test_pad_catalog_grows_the_catalog_and_keeps_every_interaction(dataset):
+    padded = pad_catalog(dataset, 300, seed=0)
+    assert padded.num_items == dataset.num_items + 300
+    assert np.array_equal(padded.items, dataset.items) and np.array_equal(padded.users, dataset.users)
+    assert len(set(padded.item_ids)) == padded.num_items  # padding ids never collide with real ones
+    for name, feature in padded.item_features.items():
+        assert len(feature.values) == padded.num_items, name
+        real = {tuple(np.atleast_1d(v).tolist()) for v in dataset.item_features[name].values}
+        assert all(tuple(np.atleast_1d(v).tolist()) in real for v in feature.values[dataset.num_items :]), name
 
 
 @pytest.mark.parametrize(

@@ -33,6 +33,7 @@ from torch.utils.data import TensorDataset
 from shared.config import RunConfig
 from shared.interactions import Interactions
 from shared.model import Recommender
+from shared.privacy import norm_samplers  # noqa: F401 - registers the cheaper ghost-clipping norms
 from shared.privacy.bags import BagLoss, user_bags
 from shared.privacy.ledger import PrivacyLedger
 from shared.sampling import sample_negatives
@@ -50,9 +51,12 @@ class UserLevelCore(nn.Module):
         self.user_features = model.user_tower.features
         self.shared = model.shared
 
-    def forward(self, id_vectors: torch.Tensor, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, id_vectors: torch.Tensor, users: torch.Tensor, items: torch.Tensor,
+        item_vectors: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         features = self.user_features(users)
-        return self.shared(id_vectors if features is None else id_vectors + features, items)
+        return self.shared(id_vectors if features is None else id_vectors + features, items, item_vectors)
 
 
 def private_parameters(model: Recommender, unit: str) -> list[nn.Parameter]:
@@ -231,9 +235,11 @@ def refresh_user_embeddings(
     vectors = table[users].detach().clone()
     private_module.disable_hooks()
     try:
+        with torch.no_grad():  # the items are fixed during the refresh: their tower runs once
+            item_vectors = model.shared.item_tower(items)
         for _ in range(config.refresh_steps):
             vectors.requires_grad_(True)
-            loss = BagLoss(reduction="none")(private_module(vectors, users, items), targets).sum()
+            loss = BagLoss(reduction="none")(private_module(vectors, users, items, item_vectors), targets).sum()
             (gradient,) = torch.autograd.grad(loss, vectors)
             vectors = (vectors - config.refresh_learning_rate * gradient).detach()
     finally:
