@@ -92,6 +92,33 @@ def test_a_cell_finished_with_other_settings_stops_the_sweep_before_anything_run
         run_sweep(experiment, out, progress=False)
 
 
+def test_time_to_reach_pairs_every_federated_arm_with_every_centralized_arm() -> None:
+    from simulations.report import time_to_reach
+    from simulations.tidy import Tables
+
+    def cell(name: str, arm: str, mode: str) -> dict:
+        return {"cell": name, "arm": arm, "mode": mode, "privacy_unit": "none", "seed": 0, "platforms": 5,
+                "partition": "natural"}
+
+    curves = {  # (elapsed seconds, validation HR@10) per round or epoch
+        "fed-a": [(10, 0.50), (20, 0.60), (30, 0.58)],  # final 0.58, first reached at 20 s
+        "fed-b": [(5, 0.55), (10, 0.65)],               # final 0.65 at 10 s
+        "cen-a": [(4, 0.40), (8, 0.59), (12, 0.66)],
+        "cen-b": [(3, 0.62), (6, 0.64)],                # never reaches 0.65
+    }
+    cells = pd.DataFrame([cell("fed-a", "fa", "federated"), cell("fed-b", "fb", "federated"),
+                          cell("cen-a", "ca", "centralized"), cell("cen-b", "cb", "centralized")])
+    history = pd.DataFrame([{"cell": name, "round": i + 1, "elapsed_seconds": t, "val_sampled_hr": hr}
+                            for name, curve in curves.items() for i, (t, hr) in enumerate(curve)])
+    reach = time_to_reach(Tables(cells, pd.DataFrame(), history)).set_index(["federated_arm", "centralized_arm"])
+    assert len(reach) == 4
+    assert reach.loc[("fa", "ca"), "federated_seconds"] == 20 and reach.loc[("fa", "ca"), "centralized_seconds"] == 8
+    assert reach.loc[("fa", "ca"), "ratio"] == pytest.approx(2.5)
+    assert reach.loc[("fa", "cb"), "centralized_seconds"] == 3 and reach.loc[("fa", "cb"), "centralized_epoch"] == 1
+    assert reach.loc[("fb", "ca"), "ratio"] == pytest.approx(10 / 12)
+    assert math.isinf(reach.loc[("fb", "cb"), "ratio"]) and reach.loc[("fb", "cb"), "centralized_epoch"] == -1
+
+
 def test_report_only_runs_nothing(movielens_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "sweep"
     result = subprocess.run(
