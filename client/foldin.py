@@ -13,6 +13,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+import pandas as pd
+
 from client.cli import OPERATOR_ERRORS, error_line
 from client.recommend import add_platform_arguments, open_service
 from shared.data.contract import read_table, validate, validate_features
@@ -38,7 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.new_user_features:
             table, _, _ = validate_features(read_table(args.new_user_features), "users", "user_id",
                                             args.new_user_features)
-            features = {str(row["user_id"]): {k: str(v) for k, v in row.items() if k != "user_id" and v == v}
+            features = {str(row["user_id"]): {k: str(v) for k, v in row.items() if k != "user_id" and not pd.isna(v)}
                         for row in table.to_dict(orient="records")}
         codes = catalog.codes(new.interactions["item_id"])
         by_user = {u: codes[rows] for u, rows in new.interactions.groupby("user_id").indices.items()}

@@ -39,8 +39,8 @@ def report_lines(tables: Tables, catalog: Catalog | None) -> list[str]:
     if catalog is not None:
         lines.append(f"catalog: version {catalog.version}, {len(catalog)} items, sha256 {catalog.sha256}")
     lines += [
-        f"rows: {report.rows_read} read, {report.duplicates_dropped} exact duplicates dropped, "
-        f"{report.unknown_item_rows} with unknown items dropped, {report.rows_kept} kept",
+        (f"rows: {report.rows_read} read, {report.duplicates_dropped} exact duplicates dropped, "
+        f"{report.unknown_item_rows} with unknown items dropped, {report.rows_kept} kept"),
         f"users: {report.users} with interactions",
         f"items: {report.items_interacted} interacted with, of {report.items} in the catalog",
         f"unknown items: {report.unknown_items}"

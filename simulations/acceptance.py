@@ -111,8 +111,8 @@ def render(report: dict[str, Any]) -> str:
     for p in report["per_platform"]:
         lines.append(f"| {p['platform']} | {p['users']} | {p['federated_hr']:.4f} | {p['local_only_hr']:.4f} | "
                      f"{p['gain']:+.4f} | [{p['ci95'][0]:+.4f}, {p['ci95'][1]:+.4f}] |")
-    lines += ["", f"Mean gain over platforms: {report['mean_gain']:+.4f}; federated / centralized = "
-              f"{report['federated_over_centralized']:.3f}.", ""]
+    lines += ["", (f"Mean gain over platforms: {report['mean_gain']:+.4f}; federated / centralized = "
+              f"{report['federated_over_centralized']:.3f}."), ""]
     lines += [f"- {'PASS' if ok else 'FAIL'}: {name}" for name, ok in report["checks"].items()]
     return "\n".join(lines)
 

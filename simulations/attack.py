@@ -222,14 +222,14 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     result = benchmark(args)
     result["wall_seconds"] = round(time.perf_counter() - started, 1)
-    lines = [f"# Item promotion (1 hostile platform), {args.rounds} rounds, max-users {args.max_users}, "
-             f"seed {args.seed}", "",
+    lines = [(f"# Item promotion (1 hostile platform), {args.rounds} rounds, max-users {args.max_users}, "
+             f"seed {args.seed}"), "",
              "| platforms | malicious | defence | max-update-norm | target ER@10 (honest users) | honest users' test HR@10 |",
              "|---|---|---|---|---|---|"]
     lines += [f"| {r['platforms']} | {r['malicious']} | {r['defence']} | {r['bound'] or '-'} | {r['er@10']:.4f} "
               f"({r['users']} users) | {r['hr@10']:.4f} |" for r in result["rows"]]
-    lines += ["", f"Updates missing (platform failures) per run: {[r['missing_updates'] for r in result['rows']]}; "
-              f"wall time {result['wall_seconds']} s."]
+    lines += ["", (f"Updates missing (platform failures) per run: {[r['missing_updates'] for r in result['rows']]}; "
+              f"wall time {result['wall_seconds']} s.")]
     Path(args.results).parent.mkdir(parents=True, exist_ok=True)
     Path(f"{args.results}.json").write_text(json.dumps(result, indent=1) + "\n")
     Path(f"{args.results}.md").write_text("\n".join(lines) + "\n")

@@ -95,7 +95,7 @@ def privacy_utility(experiment: Experiment, tables: Tables, path: Path, title: s
         ax.set_xscale("log", base=2)
         ticks = list(xs)
         ax.set_xticks(ticks, [_value(float(e)) for e in curve["epsilon"]])
-        ax.set_xlabel("ε per platform (user-level, whole run; δ = %g)" % float(private["delta"].iloc[0]))
+        ax.set_xlabel(f"ε per platform (user-level, whole run; δ = {float(private['delta'].iloc[0]):g})")
         ax.set_ylabel(f"sampled {name} on the test set (fraction)")
         ax.set_title(f"{name} against ε")
         ax.grid(alpha=0.3)

@@ -123,7 +123,7 @@ def time_to_reach(tables: Tables) -> pd.DataFrame:
                          "federated_round": int(fed_curve[fed_curve["val_sampled_hr"] >= target]["round"].iloc[0]),
                          "centralized_epoch": int(reached["round"].iloc[0]) if len(reached) else -1,
                          "federated_seconds": fed_time, "centralized_seconds": cen_time,
-                         "ratio": fed_time / cen_time if cen_time == cen_time else math.inf})
+                         "ratio": math.inf if math.isnan(cen_time) else fed_time / cen_time})
     return pd.DataFrame(rows)
 
 
@@ -134,9 +134,9 @@ def render(experiment: Experiment, tables: Tables, out: Path) -> str:
     k = int(tables.cells["k"].iloc[0])
     keys = grid_keys(experiment)
     lines = [f"# {experiment.name}", "", experiment.description, "",
-             f"{len(tables.cells)} finished cells; test set, sampled = held-out item + "
+             (f"{len(tables.cells)} finished cells; test set, sampled = held-out item + "
              f"{int(tables.cells['eval-negatives'].iloc[0]) if 'eval-negatives' in tables.cells else 99} negatives; "
-             f"mean over seeds (± seed std). Served = the model each platform serves.", ""]
+             f"mean over seeds (± seed std). Served = the model each platform serves."), ""]
     header = (["arm", "mode", *keys, "seeds", f"served HR@{k}", f"served NDCG@{k}", f"full HR@{k}",
                f"global HR@{k}", f"global NDCG@{k}", "ε spent (max)", "gain over local-only",
                "platforms sig. worse", "wall s", "round s", "round CPU s", "peak RSS / PSS MiB",
@@ -158,10 +158,10 @@ def render(experiment: Experiment, tables: Tables, out: Path) -> str:
     lines += ["| " + " | ".join(row[i] for i in keep) + " |" for row in rows]
     reach = time_to_reach(tables)
     if not reach.empty:
-        lines += ["", f"Time to reach the non-private federated run's final validation HR@{k} "
-                      "(seconds inside each run; target: federated ≤ 1.5 × centralized):", "",
-                  f"| federated arm | centralized arm | seed | platforms | val HR@{k} | federated s (round) "
-                  "| centralized s (epoch) | ratio |", "|---|---|---|---|---|---|---|---|"]
+        lines += ["", (f"Time to reach the non-private federated run's final validation HR@{k} "
+                      "(seconds inside each run; target: federated ≤ 1.5 × centralized):"), "",
+                  (f"| federated arm | centralized arm | seed | platforms | val HR@{k} | federated s (round) "
+                  "| centralized s (epoch) | ratio |"), "|---|---|---|---|---|---|---|---|"]
         for _, r in reach.iterrows():
             epoch = f" ({r['centralized_epoch']})" if r["centralized_epoch"] > 0 else " (never)"
             lines.append(f"| {r['federated_arm']} | {r['centralized_arm']} | {r['seed']} | {r['platforms']} "

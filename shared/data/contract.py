@@ -125,8 +125,8 @@ class ValidationReport:
     def lines(self) -> list[str]:
         """Human-readable summary, one finding per line."""
         out = [
-            f"interactions: {self.rows_read} rows read, {self.duplicates_dropped} exact duplicate "
-            f"rows dropped, {self.rows_kept} kept",
+            (f"interactions: {self.rows_read} rows read, {self.duplicates_dropped} exact duplicate "
+            f"rows dropped, {self.rows_kept} kept"),
         ]
         if self.unknown_item_rows:
             examples = ", ".join(repr(x) for x in self.unknown_item_examples)
@@ -136,8 +136,8 @@ class ValidationReport:
             )
         out += [
             f"users: {self.users} with interactions",
-            f"items: {self.items} in catalog, {self.items_interacted} with interactions, "
-            f"{self.items - self.items_interacted} never interacted with",
+            (f"items: {self.items} in catalog, {self.items_interacted} with interactions, "
+            f"{self.items - self.items_interacted} never interacted with"),
         ]
         gaps = [
             f"{table}.{column}: {count} missing values (imputed at encoding)"
