@@ -22,7 +22,7 @@ from server.screening import screen_updates
 from server.strategy import await_platforms, make_strategy, restore_strategy_state, strategy_state
 from shared.catalog import load_catalog
 from shared.config import RunConfig
-from shared.datasets import load_dataset
+from shared.datasets import item_side
 from shared.model import build_model
 from shared.progress import RoundReport
 from shared.records import from_array_record, to_array_record
@@ -42,8 +42,8 @@ def initial_arrays(config: RunConfig) -> dict:
         catalog = load_catalog(config.catalog, config.catalog_version)
         model = build_model(config, len(catalog), catalog.item_features(), seed=config.seed)
     else:
-        dataset = load_dataset(config.dataset, config.data_dir)
-        model = build_model(config, dataset.num_items, dataset.item_features, seed=config.seed)
+        num_items, item_features = item_side(config)
+        model = build_model(config, num_items, item_features, seed=config.seed)
     return dict(shared_arrays(model))
 
 

@@ -12,7 +12,7 @@ from functools import lru_cache
 import numpy as np
 
 from shared.config import ConfigError, RunConfig
-from shared.data.features import EncodedDataset, encode
+from shared.data.features import EncodedDataset, EncodedFeature, encode
 from shared.data.movielens import load_movielens_100k, resolve_data_dir
 from shared.interactions import PlatformData, platform_view
 from shared.partition import PartitionSpec, assign_platforms
@@ -64,6 +64,15 @@ def partition_spec(config: RunConfig) -> PartitionSpec:
 def load_platforms(config: RunConfig) -> tuple[PlatformData, ...]:
     """Every platform's data under the configured partition (simulation only: one machine holds all)."""
     return _platforms(config.dataset, config.data_dir, partition_spec(config), config.max_users, config.extra_items)
+
+
+def item_side(config: RunConfig) -> tuple[int, dict[str, EncodedFeature]]:
+    """The simulated catalog (padded with ``extra-items``, as the platforms see it): what the
+    coordinator builds the global model from when no published catalog is named."""
+    dataset = load_dataset(config.dataset, config.data_dir)
+    if config.extra_items:
+        dataset = pad_catalog(dataset, config.extra_items, config.seed)
+    return dataset.num_items, dataset.item_features
 
 
 def check_platforms_fit(config: RunConfig, platforms: tuple[PlatformData, ...]) -> None:

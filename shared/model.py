@@ -107,9 +107,15 @@ class Recommender(nn.Module):
 
     @torch.no_grad()
     def score(self, users: torch.Tensor, items: torch.Tensor | None) -> torch.Tensor:
-        """Scores for ``items [U, C]``, or for the whole catalog when ``items`` is None."""
+        """Scores for ``items [U, C]``, or for the whole catalog when ``items`` is None.
+
+        For the whole catalog the item tower runs once per item, not once per (user, item)
+        pair: per pair, the title words alone would take U x C x vocabulary floats.
+        """
         if items is None:
-            items = torch.arange(self.shared.num_items).expand(len(users), -1)
+            catalog = torch.arange(self.shared.num_items)
+            item_vectors = self.shared.item_tower(catalog).expand(len(users), -1, -1)
+            return self.shared(self.user_tower(users), catalog.expand(len(users), -1), item_vectors)
         return self(users, items)
 
 

@@ -132,3 +132,11 @@ def test_an_operator_pins_privacy_settings_in_node_config_over_the_coordinators_
     context = Context(run_id=1, node_id=1, node_config=node, state=RecordDict(), run_config=submitted)
     config = platform_config(context)
     assert (config.privacy_unit, config.epsilon, config.secagg, config.num_platforms) == ("user", 4.0, True, 3)
+
+
+def test_scoring_the_whole_catalog_equals_scoring_it_pair_by_pair(dataset):
+    model = build_model(RunConfig(), dataset.num_items, dataset.item_features, dataset.num_users,
+                        dataset.user_features, seed=3).eval()
+    users = torch.arange(5)
+    pairs = model(users, torch.arange(dataset.num_items).expand(len(users), -1))
+    torch.testing.assert_close(model.score(users, None), pairs)

@@ -128,3 +128,19 @@ def test_every_config_key_is_documented_in_the_readme():
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     missing = [key for key in RunConfig().to_flat() if f"| `{key}` |" not in readme]
     assert not missing, f"README configuration table lacks {missing}"
+
+
+def test_the_coordinator_builds_the_padded_catalog_the_platforms_train_on(movielens_dir):
+    from server.federation import initial_arrays
+    from shared.datasets import load_platforms
+    from shared.model import build_model
+    from shared.sharing import shared_arrays
+
+    config = RunConfig.from_mapping({"data-dir": str(movielens_dir), "extra-items": 40, "embedding-dim": 4,
+                                     "mlp-layers": "8"})
+    platform = load_platforms(config)[0]
+    local = build_model(config, platform.num_items, platform.item_features, platform.num_users, platform.user_features)
+    coordinator = initial_arrays(config)
+    assert platform.num_items == 1682 + 40
+    assert {name: array.shape for name, array in coordinator.items()} == {
+        name: array.shape for name, array in shared_arrays(local).items()}
