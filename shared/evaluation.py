@@ -64,6 +64,10 @@ class UserResults:
         }
 
 
+#: Whole-catalog scoring holds every (user, item) pair of a chunk in the interaction layer at
+#: once; bounding the pairs, not the users, keeps evaluation memory flat as the catalog grows.
+PAIRS_PER_CHUNK = 1 << 18
+
 ScoreFn = Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]
 
 
@@ -77,7 +81,7 @@ def evaluate_ranking(
     k: int = 10,
     eval_negatives: int = 99,
     seed: int = 0,
-    chunk: int = 256,
+    chunk: int | None = None,
 ) -> UserResults:
     """Rank each user's held-out item under both protocols.
 
@@ -85,6 +89,8 @@ def evaluate_ranking(
     scores the whole catalog. ``known_items`` holds every interaction the platform
     has (negatives for the sampled protocol avoid them all).
     """
+    if chunk is None:  # users scored at once: about PAIRS_PER_CHUNK (user, item) pairs, whatever the catalog
+        chunk = max(1, PAIRS_PER_CHUNK // max(known_items.num_items, 1))
     targets = split.targets(stage)
     users = np.flatnonzero(targets >= 0)
     history = split.history(stage)
