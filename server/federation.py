@@ -8,6 +8,7 @@ resume, a final test evaluation and the results contract.
 from __future__ import annotations
 
 import logging
+import math
 import random
 import time
 from collections.abc import Iterable, Mapping
@@ -94,6 +95,9 @@ def run_federation(grid: Grid, config: RunConfig) -> dict[str, Any]:
                                server_round - 1)
                 break
             _require(contributing, config, f"round {server_round} training")
+        # Replies arrive in any order, and a float sum depends on its order: aggregate in platform
+        # order so that the same seed gives the same model, bit for bit.
+        trained = sorted(trained, key=_platform_order)
         aggregated, _ = strategy.aggregate_train(server_round, trained)
         if aggregated is None:
             raise FederationError(f"round {server_round}: aggregation produced no parameters")
@@ -138,6 +142,11 @@ def _secure_replies(
     content = RecordDict({"arrays": to_array_record(mean),
                           "metrics": MetricRecord({"num-examples": outcome.total_weight})})
     return status, [_local_reply(content)]
+
+
+def _platform_order(reply: Message) -> tuple[float, int]:
+    platform = metrics_of(reply).get("platform")
+    return (float(platform) if platform is not None else math.inf, reply.metadata.src_node_id)
 
 
 def _contributing(trained: list[Message], replies: list[Message], declined: list[int], config: RunConfig) -> int:

@@ -98,6 +98,19 @@ def test_no_message_carries_user_side_data(federated_run):
         ]
 
 
+def test_the_same_seed_gives_the_same_global_model_bit_for_bit(federated_run, tmp_path):
+    from server.checkpoint import FINAL_MODEL_FILE
+    from shared.storage import load_checked
+
+    config, summary, _ = federated_run
+    again = run_federated(config.replace(run_dir=str(tmp_path / "again")))
+    first = load_checked(Path(config.run_dir) / FINAL_MODEL_FILE)["arrays"]
+    second = load_checked(tmp_path / "again" / FINAL_MODEL_FILE)["arrays"]
+    assert first.keys() == second.keys()
+    assert all(np.array_equal(first[name], second[name]) for name in first)
+    assert again["metrics"] == summary["metrics"]
+
+
 def test_run_folder_holds_checkpoint_final_model_and_local_states(federated_run):
     config, summary, _ = federated_run
     run_dir = Path(config.run_dir)
