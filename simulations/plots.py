@@ -203,7 +203,7 @@ def scaling(experiment: Experiment, tables: Tables, path: Path, title: str) -> b
 _SIZE_LABELS = {
     "num-platforms": "platforms",
     "max-users": "users per platform (mean)",
-    "extra-items": "items added to the catalog (never rated)",
+    "extra-items": "extra catalog items (unrated)",
 }
 
 
