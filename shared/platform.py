@@ -13,7 +13,6 @@ from shared.config import ConfigError, RunConfig
 from shared.evaluation import UserResults, evaluate_ranking
 from shared.interactions import LeaveLastOutSplit, PlatformData, leave_last_out
 from shared.model import Recommender, build_model
-from shared.privacy.dp_sgd import noise_share, plan, private_parameters, train_private_round
 from shared.privacy.ledger import BudgetExceeded, PrivacyLedger
 from shared.seeds import evaluation_seed, platform_seed
 from shared.serving import fine_tuned_copy, stacked_copy
@@ -35,6 +34,9 @@ class PlatformTrainer:
         )
         self.ledger: PrivacyLedger | None = None
         if config.private:
+            # Imported here, not at the top: opacus takes ~1.3 s to import, and only private runs need it.
+            from shared.privacy.dp_sgd import noise_share, private_parameters
+
             self.ledger = PrivacyLedger(config.privacy_unit, config.epsilon, config.delta, config.accountant,
                                         noise_share=noise_share(config))
             parameters = private_parameters(self.model, config.privacy_unit)
@@ -61,6 +63,8 @@ class PlatformTrainer:
         return self.ledger is not None
 
     def _train_private(self, rng: np.random.Generator) -> FitResult:
+        from shared.privacy.dp_sgd import noise_share, plan, train_private_round
+
         assert self.ledger is not None
         step_plan = plan(self.config, self.split.train)
         if self.ledger.delta >= 1.0 / step_plan.population:

@@ -13,8 +13,6 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from opacus.accountants import create_accountant
-from opacus.accountants.utils import get_noise_multiplier
 
 # Calibration stops within this much of the target epsilon, always at or below it.
 _EPSILON_TOLERANCE = 0.01
@@ -47,6 +45,8 @@ class PrivacyLedger:
             return 0.0
         if any(noise == 0 for noise, _, _ in history):
             return math.inf
+        from opacus.accountants import create_accountant  # on use: importing opacus takes ~1.3 s
+
         accountant = create_accountant(self.accountant)
         accountant.history = history
         return float(accountant.get_epsilon(delta=self.delta))
@@ -81,6 +81,8 @@ class PrivacyLedger:
         elif math.isinf(self.budget):
             self.noise_multiplier = 0.0  # epsilon = inf: the DP procedure (sampling, clipping) without noise
         else:
+            from opacus.accountants.utils import get_noise_multiplier
+
             self.noise_multiplier = float(get_noise_multiplier(
                 target_epsilon=self.budget, target_delta=self.delta, sample_rate=sample_rate,
                 steps=steps_per_round * planned_rounds, accountant=self.accountant,
