@@ -143,6 +143,8 @@ class RunConfig:
         """Reject out-of-range values with the key name and the allowed range."""
         _check(self.max_users >= 0, "max-users", self.max_users, "an integer >= 0 (0 = every user)")
         _check(self.extra_items >= 0, "extra-items", self.extra_items, "an integer >= 0")
+        _check(self.extra_items == 0 or not (self.catalog or self.operator_data), "extra-items", self.extra_items,
+               "0 with a published catalog or operator data (padding is for simulated catalogs only)")
         _check(self.num_platforms >= 1, "num-platforms", self.num_platforms, "an integer >= 1")
         _check(self.partition in PARTITION_SCHEMES, "partition", self.partition, f"one of {PARTITION_SCHEMES}")
         _check(self.dirichlet_alpha > 0, "dirichlet-alpha", self.dirichlet_alpha, "a number > 0")

@@ -109,11 +109,13 @@ def time_to_reach(tables: Tables) -> pd.DataFrame:
     rows = []
     federated = cells[(cells["mode"] == "federated") & (cells["privacy_unit"] == "none")]
     for _, fed in federated.iterrows():
-        fed_curve = history[history["cell"] == fed["cell"]].sort_values("round")
-        target = float(fed_curve["val_sampled_hr"].iloc[-1])
-        fed_time = float(fed_curve[fed_curve["val_sampled_hr"] >= target]["elapsed_seconds"].iloc[0])
         centralized = cells[(cells["mode"] == "centralized") & (cells["seed"] == fed["seed"])
                             & (cells["platforms"] == fed["platforms"]) & (cells["partition"] == fed["partition"])]
+        fed_curve = history[history["cell"] == fed["cell"]].sort_values("round").dropna(subset=["val_sampled_hr"])
+        if centralized.empty or fed_curve.empty:
+            continue
+        target = float(fed_curve["val_sampled_hr"].iloc[-1])
+        fed_time = float(fed_curve[fed_curve["val_sampled_hr"] >= target]["elapsed_seconds"].iloc[0])
         for _, central in centralized.iterrows():
             cen_curve = history[history["cell"] == central["cell"]].sort_values("round")
             reached = cen_curve[cen_curve["val_sampled_hr"] >= target]
@@ -170,9 +172,10 @@ def render(experiment: Experiment, tables: Tables, out: Path) -> str:
         if reach["centralized_arm"].nunique() > 1:
             fastest = reach.groupby(["federated_arm", "seed"]).agg(
                 federated=("federated_seconds", "first"), centralized=("centralized_seconds", "min"))
-            ratios = (fastest["federated"] / fastest["centralized"]).groupby(level="federated_arm")
+            # No centralized arm reached the target: the ratio is unbounded, not missing.
+            ratios = (fastest["federated"] / fastest["centralized"]).fillna(math.inf).groupby(level="federated_arm")
             lines += ["", "Against the fastest centralized arm (each federated arm's own target), mean over seeds: "
-                      + ", ".join(f"{arm} {ratio.mean():.2f} ({', '.join(f'{r:.2f}' for r in ratio)})"
+                      + ", ".join(f"{arm} {_fmt(ratio.mean(), '.2f')} ({', '.join(_fmt(r, '.2f') for r in ratio)})"
                                   for arm, ratio in ratios) + "."]
     loads = tables.cells["load_average_at_start"].dropna()
     if len(loads):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -287,9 +288,24 @@ def test_embedding_norms_equal_opacus_with_repeated_ids(samples, rows, vocabular
 
 
 def test_private_training_uses_the_cost_aware_norm_samplers():
-    from opacus.grad_sample.grad_sample_module_fast_gradient_clipping import GradSampleModuleFastGradientClipping
+    """In a fresh interpreter: importing the private-training module alone must register them."""
+    import subprocess
+    import sys
 
+    check = ("import torch, shared.privacy.dp_sgd\n"
+             "from opacus.grad_sample.grad_sample_module_fast_gradient_clipping import "
+             "GradSampleModuleFastGradientClipping as G\n"
+             "for layer in (torch.nn.Linear, torch.nn.Embedding):\n"
+             "    assert G.NORM_SAMPLERS[layer].__module__ == 'shared.privacy.norm_samplers', layer\n")
+    subprocess.run([sys.executable, "-c", check], check=True, cwd=Path(__file__).resolve().parents[1])
+
+
+def test_norm_samplers_accept_an_empty_batch():
     from shared.privacy.norm_samplers import embedding_norm_sample, linear_norm_sample
 
-    assert GradSampleModuleFastGradientClipping.NORM_SAMPLERS[torch.nn.Linear] is linear_norm_sample
-    assert GradSampleModuleFastGradientClipping.NORM_SAMPLERS[torch.nn.Embedding] is embedding_norm_sample
+    linear, embedding = torch.nn.Linear(6, 3), torch.nn.Embedding(9, 3)
+    for shape in ((0,), (0, 4)):
+        norms = linear_norm_sample(linear, [torch.zeros(*shape, 6)], torch.zeros(*shape, 3))
+        assert all(value.shape == (0,) for value in norms.values())
+    ids = torch.zeros(0, 4, dtype=torch.long)
+    assert embedding_norm_sample(embedding, [ids], torch.zeros(0, 4, 3))[embedding.weight].shape == (0,)

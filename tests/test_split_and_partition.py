@@ -130,6 +130,12 @@ def test_every_config_key_is_documented_in_the_readme():
     assert not missing, f"README configuration table lacks {missing}"
 
 
+def test_padding_is_refused_with_a_published_catalog_or_operator_data():
+    for other in ({"catalog": "/srv/catalog.json"}, {"operator-data": "/srv/platform-{partition-id}"}):
+        with pytest.raises(ConfigError, match="extra-items"):
+            RunConfig.from_mapping({"extra-items": 10, **other})
+
+
 def test_the_coordinator_builds_the_padded_catalog_the_platforms_train_on(movielens_dir):
     from server.federation import initial_arrays
     from shared.datasets import load_platforms

@@ -105,8 +105,10 @@ def test_time_to_reach_pairs_every_federated_arm_with_every_centralized_arm() ->
         "fed-b": [(5, 0.55), (10, 0.65)],               # final 0.65 at 10 s
         "cen-a": [(4, 0.40), (8, 0.59), (12, 0.66)],
         "cen-b": [(3, 0.62), (6, 0.64)],                # never reaches 0.65
+        "fed-c": [(7, math.nan)],                       # no validation metric at all (e.g. under DP)
     }
-    cells = pd.DataFrame([cell("fed-a", "fa", "federated"), cell("fed-b", "fb", "federated"),
+    alone = {**cell("fed-c", "fc", "federated"), "platforms": 20}  # no centralized cell to compare with
+    cells = pd.DataFrame([cell("fed-a", "fa", "federated"), cell("fed-b", "fb", "federated"), alone,
                           cell("cen-a", "ca", "centralized"), cell("cen-b", "cb", "centralized")])
     history = pd.DataFrame([{"cell": name, "round": i + 1, "elapsed_seconds": t, "val_sampled_hr": hr}
                             for name, curve in curves.items() for i, (t, hr) in enumerate(curve)])

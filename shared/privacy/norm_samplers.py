@@ -17,6 +17,8 @@ they apply to every ghost-clipping module this process wraps.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from opacus.grad_sample.utils import register_norm_sampler
 from torch import nn
@@ -26,12 +28,11 @@ def linear_norm_sample(
     layer: nn.Linear, activations: list[torch.Tensor], backprops: torch.Tensor
 ) -> dict[nn.Parameter, torch.Tensor]:
     """Per-sample gradient norms of ``layer.weight`` (and bias) for inputs ``[n, ..., in]``."""
-    samples = backprops.shape[0]
-    inputs = activations[0].to(backprops.dtype).reshape(samples, -1, layer.in_features)
-    grads = backprops.reshape(samples, -1, layer.out_features)
+    samples, rows = backprops.shape[0], math.prod(backprops.shape[1:-1])  # explicit: an empty batch has no -1
+    inputs = activations[0].to(backprops.dtype).reshape(samples, rows, layer.in_features)
+    grads = backprops.reshape(samples, rows, layer.out_features)
     norms: dict[nn.Parameter, torch.Tensor] = {}
     if layer.weight.requires_grad:
-        rows = inputs.shape[1]
         if rows * rows * (layer.in_features + layer.out_features) < rows * layer.in_features * layer.out_features:
             gram = torch.bmm(grads, grads.transpose(1, 2)) * torch.bmm(inputs, inputs.transpose(1, 2))
             squared = gram.sum(dim=(1, 2)).clamp(min=0)
@@ -47,9 +48,9 @@ def embedding_norm_sample(
     layer: nn.Embedding, activations: list[torch.Tensor], backprops: torch.Tensor
 ) -> dict[nn.Parameter, torch.Tensor]:
     """Per-sample gradient norms of an embedding table: rows of one id within one sample add up first."""
-    ids = activations[0].reshape(activations[0].shape[0], -1).to(torch.int64)
-    samples, per_sample = ids.shape
-    grads = backprops.reshape(samples * per_sample, -1)
+    samples, per_sample = activations[0].shape[0], math.prod(activations[0].shape[1:])
+    ids = activations[0].reshape(samples, per_sample).to(torch.int64)
+    grads = backprops.reshape(samples * per_sample, layer.embedding_dim)
     owner = torch.arange(samples, device=ids.device).repeat_interleave(per_sample)
     keys = owner * layer.num_embeddings + ids.reshape(-1)
     unique_keys, position = torch.unique(keys, return_inverse=True)
