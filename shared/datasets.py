@@ -41,11 +41,9 @@ def load_dataset(name: str, data_dir: str = "") -> EncodedDataset:
 def _platforms(
     name: str, data_dir: str, spec: PartitionSpec, max_users: int, extra_items: int
 ) -> tuple[PlatformData, ...]:
-    dataset = load_dataset(name, data_dir)
+    dataset = _simulated_catalog(name, data_dir, extra_items, spec.seed)
     if max_users:
         dataset = subsample_users(dataset, max_users, spec.seed)
-    if extra_items:
-        dataset = pad_catalog(dataset, extra_items, spec.seed)
     assignment = assign_platforms(dataset, spec)
     return tuple(platform_view(dataset, assignment, p) for p in range(spec.num_platforms))
 
@@ -69,10 +67,14 @@ def load_platforms(config: RunConfig) -> tuple[PlatformData, ...]:
 def item_side(config: RunConfig) -> tuple[int, dict[str, EncodedFeature]]:
     """The simulated catalog (padded with ``extra-items``, as the platforms see it): what the
     coordinator builds the global model from when no published catalog is named."""
-    dataset = load_dataset(config.dataset, config.data_dir)
-    if config.extra_items:
-        dataset = pad_catalog(dataset, config.extra_items, config.seed)
+    dataset = _simulated_catalog(config.dataset, config.data_dir, config.extra_items, config.seed)
     return dataset.num_items, dataset.item_features
+
+
+def _simulated_catalog(name: str, data_dir: str, extra_items: int, seed: int) -> EncodedDataset:
+    """The dataset with its catalog padded as configured: platforms and coordinator both start here,
+    so their catalogs cannot drift apart (padding touches items only, so it commutes with ``max-users``)."""
+    return pad_catalog(load_dataset(name, data_dir), extra_items, seed)
 
 
 def check_platforms_fit(config: RunConfig, platforms: tuple[PlatformData, ...]) -> None:

@@ -115,18 +115,24 @@ def time_to_reach(tables: Tables) -> pd.DataFrame:
         if centralized.empty or fed_curve.empty:
             continue
         target = float(fed_curve["val_sampled_hr"].iloc[-1])
-        fed_time = float(fed_curve[fed_curve["val_sampled_hr"] >= target]["elapsed_seconds"].iloc[0])
+        fed_first = _first_reaching(fed_curve, target)
+        assert fed_first is not None  # the final round reaches its own value
         for _, central in centralized.iterrows():
-            cen_curve = history[history["cell"] == central["cell"]].sort_values("round")
-            reached = cen_curve[cen_curve["val_sampled_hr"] >= target]
-            cen_time = float(reached["elapsed_seconds"].iloc[0]) if len(reached) else math.nan
+            cen_first = _first_reaching(history[history["cell"] == central["cell"]].sort_values("round"), target)
+            cen_time = math.nan if cen_first is None else float(cen_first["elapsed_seconds"])
             rows.append({"seed": fed["seed"], "platforms": fed["platforms"], "federated_arm": fed["arm"],
                          "centralized_arm": central["arm"], "target_val_hr": target,
-                         "federated_round": int(fed_curve[fed_curve["val_sampled_hr"] >= target]["round"].iloc[0]),
-                         "centralized_epoch": int(reached["round"].iloc[0]) if len(reached) else -1,
-                         "federated_seconds": fed_time, "centralized_seconds": cen_time,
-                         "ratio": math.inf if math.isnan(cen_time) else fed_time / cen_time})
+                         "federated_round": int(fed_first["round"]),
+                         "centralized_epoch": -1 if cen_first is None else int(cen_first["round"]),
+                         "federated_seconds": float(fed_first["elapsed_seconds"]), "centralized_seconds": cen_time,
+                         "ratio": math.inf if cen_first is None else float(fed_first["elapsed_seconds"]) / cen_time})
     return pd.DataFrame(rows)
+
+
+def _first_reaching(curve: pd.DataFrame, target: float) -> pd.Series | None:
+    """The first round (or epoch) of a validation curve at or above ``target``; None if it never gets there."""
+    reached = curve[curve["val_sampled_hr"] >= target]
+    return reached.iloc[0] if len(reached) else None
 
 
 def render(experiment: Experiment, tables: Tables, out: Path) -> str:
