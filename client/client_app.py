@@ -26,6 +26,11 @@ def build_app(overrides: Mapping[str, Any] | None = None, mods: Sequence[Mod] = 
         return build_reply(message, metrics, private=trainer.private, model=trainer.model if trained else None,
                            secure=secure)
 
+    @client_app.query("prepare")
+    def prepare(message: Message, context: Context) -> Message:
+        metrics, private = task.prepare(context, overrides)
+        return build_reply(message, metrics, private=private)
+
     @client_app.evaluate()
     def evaluate(message: Message, context: Context) -> Message:
         metrics, private = task.evaluate(message, context, overrides)

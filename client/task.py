@@ -64,10 +64,8 @@ def state_dir(context: Context, config: RunConfig, platform: int) -> Path:
     return platform_dir(config.run_dir, platform)
 
 
-def open_trainer(
-    arrays: Mapping[str, np.ndarray], context: Context, overrides: Mapping[str, Any] | None
-) -> tuple[PlatformTrainer, Path, RunConfig]:
-    """The platform's model with the coordinator's shared parameters and its own user tower."""
+def build_trainer(context: Context, overrides: Mapping[str, Any] | None) -> tuple[PlatformTrainer, Path, RunConfig]:
+    """The platform's model over its own data, with its saved user tower (if any)."""
     torch.set_num_threads(1)  # one simulated platform per core; avoid oversubscription
     config = platform_config(context, overrides)
     platform = platform_index(context)
@@ -77,8 +75,28 @@ def open_trainer(
     saved = PlatformState.load(directory)
     if saved is not None:
         trainer.restore(saved)
+    return trainer, directory, config
+
+
+def open_trainer(
+    arrays: Mapping[str, np.ndarray], context: Context, overrides: Mapping[str, Any] | None
+) -> tuple[PlatformTrainer, Path, RunConfig]:
+    """The platform's model with the coordinator's shared parameters and its own user tower."""
+    trainer, directory, config = build_trainer(context, overrides)
     load_shared_arrays(trainer.model, dict(arrays))
     return trainer, directory, config
+
+
+def prepare(context: Context, overrides: Mapping[str, Any] | None = None) -> tuple[dict[str, int], bool]:
+    """Get ready to train before round 1: load and check the data, build the model.
+
+    A platform whose files or settings are broken fails here, before any round, and the
+    coordinator knows which. Where the platform's process lives on (a simulation's Ray
+    worker), what it loaded stays cached, so round 1 costs what every other round does.
+    Returns the metrics to send (only the platform's index) and whether it is private.
+    """
+    trainer, _directory, _config = build_trainer(context, overrides)
+    return {"platform": trainer.data.platform}, trainer.private
 
 
 def request_contents(message: Message) -> tuple[dict[str, np.ndarray], int]:

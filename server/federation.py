@@ -18,9 +18,11 @@ from flwr.app import ConfigRecord, Message, MessageType, MetricRecord, RecordDic
 from flwr.serverapp import Grid
 
 from server.checkpoint import Checkpoint, save_final_model
-from server.secure_round import secure_train_round
+from server.errors import FederationError
+from server.preparation import await_platforms, prepare_platforms
 from server.screening import screen_updates
-from server.strategy import await_platforms, make_strategy, restore_strategy_state, strategy_state
+from server.secure_round import secure_train_round
+from server.strategy import make_strategy, restore_strategy_state, strategy_state
 from shared.catalog import load_catalog
 from shared.config import RunConfig
 from shared.datasets import item_side
@@ -31,10 +33,6 @@ from shared.results import PlatformMetrics, build_summary, write_summary
 from shared.sharing import shared_arrays
 
 logger = logging.getLogger("crossfed.server")
-
-
-class FederationError(RuntimeError):
-    """The federation cannot go on (too few platforms answered)."""
 
 
 def initial_arrays(config: RunConfig) -> dict:
@@ -49,7 +47,12 @@ def initial_arrays(config: RunConfig) -> dict:
 
 
 def run_federation(grid: Grid, config: RunConfig) -> dict[str, Any]:
-    """Run every round, then the final test evaluation; returns the written summary."""
+    """Run every round, then the final test evaluation; returns the written summary.
+
+    The clock of the history (``elapsed_seconds``) starts once every platform is ready;
+    the start-up before it is ``startup_seconds``, and ``wall_seconds`` is both.
+    """
+    run_started = time.perf_counter()
     strategy = make_strategy(config, config.num_platforms)
     checkpoint = Checkpoint.load(config.run_dir) if config.resume else None
     if checkpoint is not None:
@@ -61,6 +64,8 @@ def run_federation(grid: Grid, config: RunConfig) -> dict[str, Any]:
     else:
         arrays, first_round, history, elapsed_before = initial_arrays(config), 1, [], 0.0
     await_platforms(grid, config.num_platforms)  # else the first round samples whoever is connected yet
+    prepare_platforms(grid, config)
+    startup_seconds = time.perf_counter() - run_started
     started = time.perf_counter() - elapsed_before
     round_config = config.to_flat()
     random.seed(config.seed * 1_000_003 + first_round)  # Flower samples nodes with ``random``
@@ -116,7 +121,8 @@ def run_federation(grid: Grid, config: RunConfig) -> dict[str, Any]:
     save_final_model(config.run_dir, arrays, round_config)
     replies = request_evaluation(grid, arrays, rounds_completed, "test", config)
     summary = build_summary(
-        mode="federated", config=config, wall_seconds=time.perf_counter() - started,
+        mode="federated", config=config, wall_seconds=time.perf_counter() - started + startup_seconds,
+        startup_seconds=startup_seconds,
         test=_platform_metrics(replies), global_test=_platform_metrics(replies, prefix="global-"), history=history,
         extra={"rounds_completed": rounds_completed, "secure_aggregation": config.secagg, "noise_mode": config.noise_mode,
                **({"privacy": privacy_block(config, replies)} if config.private else {})},

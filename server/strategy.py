@@ -15,19 +15,11 @@ combines with any of them and with secure aggregation.
 
 from __future__ import annotations
 
-import logging
-import time
 from typing import Any
 
-from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAdam, FedAvg, FedAvgM, FedMedian, FedTrimmedAvg, Strategy
 
 from shared.config import RunConfig
-
-logger = logging.getLogger("crossfed.server")
-
-#: How long the first round waits for every expected platform before going on with those connected.
-CONNECT_TIMEOUT_SECONDS = 120.0
 
 #: Attributes holding server-optimizer state across rounds (FedAvgM momentum, FedAdam moments).
 _STATEFUL_ATTRIBUTES = ("momentum_vector", "m_t", "v_t", "current_arrays")
@@ -61,18 +53,3 @@ def strategy_state(strategy: Strategy) -> dict[str, Any]:
 def restore_strategy_state(strategy: Strategy, state: dict[str, Any]) -> None:
     for name, value in state.items():
         setattr(strategy, name, value)
-
-
-def await_platforms(grid: Grid, expected: int, timeout: float = CONNECT_TIMEOUT_SECONDS) -> int:
-    """Wait until ``expected`` platforms are connected (or ``timeout`` passes); returns how many are.
-
-    Flower's strategies size a round's sample from the nodes connected at that instant;
-    right after start-up that may be none, and the first round then trains only
-    ``min-platforms`` of them - silently, and differently from run to run.
-    """
-    deadline = time.monotonic() + timeout
-    while (connected := len(list(grid.get_node_ids()))) < expected and time.monotonic() < deadline:
-        time.sleep(0.2)
-    if connected < expected:
-        logger.warning("%d of %d platforms connected after %.0f s; going on with them", connected, expected, timeout)
-    return connected

@@ -81,11 +81,17 @@ def build_summary(
     config: RunConfig,
     wall_seconds: float,
     test: Sequence[PlatformMetrics],
+    startup_seconds: float = 0.0,
     global_test: Sequence[PlatformMetrics] | None = None,
     history: Sequence[Mapping[str, Any]] = (),
     extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """``metrics`` are those of the models the platforms serve; ``global_metrics`` the last global model's."""
+    """``metrics`` are those of the models the platforms serve; ``global_metrics`` the last global model's.
+
+    ``wall_seconds`` is the whole run; ``startup_seconds`` the part of it before training could
+    start (data loaded, models built; in a federated simulation also Ray's workers started),
+    which the history's ``elapsed_seconds`` leave out.
+    """
     k = config.top_k
     ordered = sorted(test, key=lambda p: p.platform)
     global_ordered = sorted(global_test or test, key=lambda p: p.platform)
@@ -98,6 +104,7 @@ def build_summary(
         "local_epochs": config.local_epochs,
         "seed": config.seed,
         "wall_seconds": round(wall_seconds, 3),
+        "startup_seconds": round(startup_seconds, 3),
         "metrics": pooled(ordered).block(k) if ordered else None,
         "global_metrics": pooled(global_ordered).block(k) if global_ordered else None,
         "per_platform": [

@@ -27,29 +27,31 @@ from shared.seeds import evaluation_seed
 
 
 def run_local_only(config: RunConfig) -> dict[str, Any]:
-    started = time.perf_counter()
+    run_started = time.perf_counter()
     trainers = [PlatformTrainer(data, config) for data in load_platforms(config)]
+    started = time.perf_counter()  # the history's clock: training, as in the federated run
     history: list[dict[str, Any]] = []
     for block in range(1, config.num_server_rounds + 1):
         losses = [trainer.train(config.local_epochs, salt=block).loss for trainer in trainers]
         validation = [PlatformMetrics.from_results(t.data.platform, t.evaluate("validation")) for t in trainers]
         _record(history, RoundReport(block, float(np.mean(losses)), validation, time.perf_counter() - started), config)
-    return _test_and_finish("local-only", config, started, trainers, history)
+    return _test_and_finish("local-only", config, run_started, started, trainers, history)
 
 
 def run_centralized(config: RunConfig) -> dict[str, Any]:
-    started = time.perf_counter()
+    run_started = time.perf_counter()
     platforms = load_platforms(config)
     pooled_data = pool(list(platforms))
     trainer = PlatformTrainer(pooled_data, config)
     offsets = np.cumsum([0] + [p.num_users for p in platforms])
     evaluators = [_PooledEvaluator(trainer, data, int(offset), config) for data, offset in zip(platforms, offsets)]
+    started = time.perf_counter()  # the history's clock: training, as in the federated run
     history: list[dict[str, Any]] = []
     for block in range(1, config.num_server_rounds + 1):
         loss = trainer.train(config.local_epochs, salt=block).loss
         validation = [e.validate() for e in evaluators]
         _record(history, RoundReport(block, loss, validation, time.perf_counter() - started), config)
-    return _test_and_finish("centralized", config, started, evaluators, history)
+    return _test_and_finish("centralized", config, run_started, started, evaluators, history)
 
 
 class _PooledEvaluator:
@@ -77,8 +79,8 @@ class _PooledEvaluator:
 
 
 def _test_and_finish(
-    mode: str, config: RunConfig, started: float, testers: list[PlatformTrainer] | list[_PooledEvaluator],
-    history: list[dict[str, Any]],
+    mode: str, config: RunConfig, run_started: float, started: float,
+    testers: list[PlatformTrainer] | list[_PooledEvaluator], history: list[dict[str, Any]],
 ) -> dict[str, Any]:
     """Test each platform once, keep its per-user outcomes on its own disk, write the summary."""
     served, final = [], []
@@ -90,8 +92,8 @@ def _test_and_finish(
         final_results.save(directory / "test_per_user_global.npz")
         served.append(PlatformMetrics.from_results(platform, served_results))
         final.append(PlatformMetrics.from_results(platform, final_results))
-    summary = build_summary(mode=mode, config=config, wall_seconds=time.perf_counter() - started, test=served,
-                            global_test=final, history=history)
+    summary = build_summary(mode=mode, config=config, wall_seconds=time.perf_counter() - run_started,
+                            startup_seconds=started - run_started, test=served, global_test=final, history=history)
     write_summary(config.run_dir, summary)
     return summary
 

@@ -121,7 +121,7 @@ def _privacy(summary: dict[str, Any]) -> dict[str, Any]:
 
 def _timing(summary: dict[str, Any]) -> dict[str, Any]:
     elapsed = [entry["elapsed_seconds"] for entry in summary["history"]]
-    return {"wall_seconds": summary["wall_seconds"],
+    return {"wall_seconds": summary["wall_seconds"], "startup_seconds": summary.get("startup_seconds", math.nan),
             "first_round_seconds": elapsed[0] if elapsed else math.nan,
             "round_seconds": (elapsed[-1] - elapsed[0]) / (len(elapsed) - 1) if len(elapsed) > 1 else math.nan}
 

@@ -15,6 +15,7 @@ from flwr.supercore.task_identity import TaskIdentity
 import shared.storage
 from server.checkpoint import CHECKPOINT_FILE, FINAL_MODEL_FILE, Checkpoint
 from server.federation import FederationError, initial_arrays, run_federation
+from server.preparation import PREPARE
 from shared.config import RunConfig
 from shared.privacy.ledger import PrivacyLedger
 from shared.records import from_array_record, to_array_record
@@ -104,7 +105,7 @@ def message_identity(monkeypatch):
 
 
 class DyingGrid:
-    """A grid on which every platform but the first fails its training request."""
+    """A grid on which every platform gets ready, then all but the first fail their training request."""
 
     def get_node_ids(self) -> list[int]:
         return [1, 2, 3]
@@ -112,7 +113,9 @@ class DyingGrid:
     def send_and_receive(self, messages, *args, **kwargs) -> list[Message]:
         replies = []
         for index, message in enumerate(messages):
-            if index == 0:
+            if message.metadata.message_type == PREPARE:
+                replies.append(Message(RecordDict({"metrics": MetricRecord({"platform": index})}), reply_to=message))
+            elif index == 0:
                 content = RecordDict({"arrays": message.content["arrays"],
                                       "metrics": MetricRecord({"platform": 0, "num-examples": 10})})
                 replies.append(Message(content=content, reply_to=message))
@@ -126,6 +129,26 @@ def test_fewer_platforms_than_min_platforms_stops_the_run_clearly(movielens_dir,
                        embedding_dim=4, mlp_layers="8")
     with pytest.raises(FederationError, match="only 1 platform.*fewer than min-platforms = 2"):
         run_federation(DyingGrid(), config)
+    assert not (tmp_path / CHECKPOINT_FILE).exists()
+
+
+class UnreadyGrid(DyingGrid):
+    """A grid on which only the first platform can load its data."""
+
+    def send_and_receive(self, messages, *args, **kwargs) -> list[Message]:
+        self.requests = getattr(self, "requests", []) + [m.metadata.message_type for m in messages]
+        return [Message(RecordDict({"metrics": MetricRecord({"platform": 0})}), reply_to=message) if index == 0
+                else Message(Error(code=0, reason="injected: bad interactions file"), reply_to=message)
+                for index, message in enumerate(messages)]
+
+
+def test_platforms_that_cannot_get_ready_stop_the_run_before_round_one(movielens_dir, tmp_path, message_identity):
+    config = RunConfig(data_dir=str(movielens_dir), run_dir=str(tmp_path), num_platforms=3, min_platforms=2,
+                       embedding_dim=4, mlp_layers="8")
+    grid = UnreadyGrid()
+    with pytest.raises(FederationError, match=r"only 1 platform\(s\) got ready \(nodes \[2, 3\] failed\)"):
+        run_federation(grid, config)
+    assert grid.requests == [PREPARE] * 3  # no training request was sent
     assert not (tmp_path / CHECKPOINT_FILE).exists()
 
 

@@ -73,6 +73,14 @@ def test_federation_learns_well_above_random(federated_run):
     assert losses[-1] < losses[0]
 
 
+def test_start_up_is_timed_apart_from_the_rounds(federated_run):
+    """The history's clock starts once every platform is ready; the whole run is both parts."""
+    _config, summary, _ = federated_run
+    elapsed = [entry["elapsed_seconds"] for entry in summary["history"]]
+    assert summary["startup_seconds"] > 0
+    assert summary["wall_seconds"] >= summary["startup_seconds"] + elapsed[-1]
+
+
 def test_no_message_carries_user_side_data(federated_run):
     config, _summary, recorded = federated_run
     platforms = load_platforms(config)
@@ -82,6 +90,10 @@ def test_no_message_carries_user_side_data(federated_run):
     evaluate_replies = [m for m in recorded if m["type"] == "evaluate"]
     assert len(train_replies) == 3 * 3  # every platform, every round
     assert len(evaluate_replies) == 3 * 4  # validation each round + the final test
+    prepare_replies = [m for m in recorded if m["type"] == "query.prepare"]
+    assert sorted(m["platform"] for m in prepare_replies) == [0, 1, 2]  # each got ready once, before round 1
+    assert all(m["arrays"] == {} and set(m["metrics"]) == {"platform"} for m in prepare_replies)
+    assert len(recorded) == len(train_replies) + len(evaluate_replies) + len(prepare_replies)
     for message in recorded:
         assert message["configs"] == []
         assert set(message["metrics"]) <= ALLOWED_METRICS

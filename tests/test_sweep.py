@@ -96,9 +96,9 @@ def test_time_to_reach_pairs_every_federated_arm_with_every_centralized_arm() ->
     from simulations.report import time_to_reach
     from simulations.tidy import Tables
 
-    def cell(name: str, arm: str, mode: str) -> dict:
+    def cell(name: str, arm: str, mode: str, startup: float = math.nan) -> dict:
         return {"cell": name, "arm": arm, "mode": mode, "privacy_unit": "none", "seed": 0, "platforms": 5,
-                "partition": "natural"}
+                "partition": "natural", "startup_seconds": startup}
 
     curves = {  # (elapsed seconds, validation HR@10) per round or epoch
         "fed-a": [(10, 0.50), (20, 0.60), (30, 0.58)],  # final 0.58, first reached at 20 s
@@ -108,8 +108,8 @@ def test_time_to_reach_pairs_every_federated_arm_with_every_centralized_arm() ->
         "fed-c": [(7, math.nan)],                       # no validation metric at all (e.g. under DP)
     }
     alone = {**cell("fed-c", "fc", "federated"), "platforms": 20}  # no centralized cell to compare with
-    cells = pd.DataFrame([cell("fed-a", "fa", "federated"), cell("fed-b", "fb", "federated"), alone,
-                          cell("cen-a", "ca", "centralized"), cell("cen-b", "cb", "centralized")])
+    cells = pd.DataFrame([cell("fed-a", "fa", "federated", startup=6), cell("fed-b", "fb", "federated"), alone,
+                          cell("cen-a", "ca", "centralized", startup=2), cell("cen-b", "cb", "centralized")])
     history = pd.DataFrame([{"cell": name, "round": i + 1, "elapsed_seconds": t, "val_sampled_hr": hr}
                             for name, curve in curves.items() for i, (t, hr) in enumerate(curve)])
     reach = time_to_reach(Tables(cells, pd.DataFrame(), history)).set_index(["federated_arm", "centralized_arm"])
@@ -119,6 +119,10 @@ def test_time_to_reach_pairs_every_federated_arm_with_every_centralized_arm() ->
     assert reach.loc[("fa", "cb"), "centralized_seconds"] == 3 and reach.loc[("fa", "cb"), "centralized_epoch"] == 1
     assert reach.loc[("fb", "ca"), "ratio"] == pytest.approx(10 / 12)
     assert math.isinf(reach.loc[("fb", "cb"), "ratio"]) and reach.loc[("fb", "cb"), "centralized_epoch"] == -1
+    # End to end adds each run's start-up (a cell written before runs reported it counts none).
+    assert reach.loc[("fa", "ca"), "ratio_end_to_end"] == pytest.approx((20 + 6) / (8 + 2))
+    assert reach.loc[("fa", "cb"), "ratio_end_to_end"] == pytest.approx((20 + 6) / 3)
+    assert reach.loc[("fb", "ca"), "ratio_end_to_end"] == pytest.approx(10 / (12 + 2))
 
 
 def test_report_only_runs_nothing(movielens_dir: Path, tmp_path: Path) -> None:

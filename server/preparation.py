@@ -1,0 +1,68 @@
+"""Before round 1: every platform connects, loads its data and builds its model, and says it is ready.
+
+Two reasons to do this as its own step rather than inside round 1:
+
+* a platform whose files or settings are broken fails before any round, and the log names it;
+* start-up (in a simulation: Ray starting its workers, each importing torch and Flower and
+  loading the data) is measured on its own, so round 1 costs what every other round costs
+  and "time to reach an HR@10" counts training, not start-up, in every mode alike.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from flwr.app import ConfigRecord, Message, RecordDict
+from flwr.serverapp import Grid
+
+from server.errors import FederationError
+from shared.config import RunConfig
+
+logger = logging.getLogger("crossfed.server")
+
+#: How long the first round waits for every expected platform before going on with those connected.
+CONNECT_TIMEOUT_SECONDS = 120.0
+
+#: Routed by Flower to the ClientApp's ``@app.query("prepare")`` handler.
+PREPARE = "query.prepare"
+
+
+def await_platforms(grid: Grid, expected: int, timeout: float = CONNECT_TIMEOUT_SECONDS) -> int:
+    """Wait until ``expected`` platforms are connected (or ``timeout`` passes); returns how many are.
+
+    Flower's strategies size a round's sample from the nodes connected at that instant;
+    right after start-up that may be none, and the first round then trains only
+    ``min-platforms`` of them - silently, and differently from run to run.
+    """
+    deadline = time.monotonic() + timeout
+    while (connected := len(list(grid.get_node_ids()))) < expected and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if connected < expected:
+        logger.warning("%d of %d platforms connected after %.0f s; going on with them", connected, expected, timeout)
+    return connected
+
+
+def prepare_platforms(grid: Grid, config: RunConfig) -> list[int]:
+    """Ask every connected platform to get ready; returns the nodes that are.
+
+    The request carries no parameters (round 0, stage "prepare"); replies carry only the
+    platform's index. Platforms
+    that fail are logged and left to the rounds (which tolerate down to ``min-platforms``);
+    fewer than ``min-platforms`` ready ends the run here.
+    """
+    started = time.perf_counter()
+    content = RecordDict({"config": ConfigRecord({"server-round": 0, "stage": "prepare"})})
+    messages = [Message(content=content, message_type=PREPARE, dst_node_id=node_id) for node_id in grid.get_node_ids()]
+    ready, failed = [], []
+    for reply in grid.send_and_receive(messages, timeout=config.reply_timeout):
+        if reply.has_error():
+            failed.append(reply.metadata.src_node_id)
+            logger.warning("node %s could not get ready: %s", reply.metadata.src_node_id, reply.error.reason)
+        else:
+            ready.append(reply.metadata.src_node_id)
+    if len(ready) < config.min_platforms:
+        raise FederationError(f"only {len(ready)} platform(s) got ready (nodes {sorted(failed)} failed), "
+                              f"fewer than min-platforms = {config.min_platforms}")
+    logger.info("%d platform(s) ready in %.1f s", len(ready), time.perf_counter() - started)
+    return sorted(ready)
