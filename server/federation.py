@@ -11,7 +11,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
 from flwr.app import ConfigRecord, Message, MessageType, MetricRecord, RecordDict
@@ -20,7 +20,7 @@ from flwr.serverapp import Grid
 from server.checkpoint import Checkpoint, save_final_model
 from server.errors import FederationError
 from server.preparation import await_platforms, prepare_platforms
-from server.screening import screen_updates
+from server.screening import reply_metrics, screen_updates
 from server.secure_round import secure_train_round
 from server.strategy import make_strategy, restore_strategy_state, strategy_state
 from shared.catalog import load_catalog
@@ -84,8 +84,8 @@ def run_federation(grid: Grid, config: RunConfig) -> dict[str, Any]:
             # Under SecAgg+ there is nothing to screen here: each platform bounds its own update.
             trained, _rejected = screen_updates(trained, arrays, config.max_update_norm, server_round,
                                                 private=config.private)
-        declined = [int(metrics_of(r)["platform"]) for r in replies
-                    if metrics_of(r).get("declined", 0) and "platform" in metrics_of(r) and "arrays" not in r.content]
+        declined = [int(m["platform"]) for m, r in zip(map(reply_metrics, replies), replies)
+                    if m.get("declined", 0) and "platform" in m and "arrays" not in r.content]
         if declined:
             logger.warning("round %d: platforms %s declined to train: privacy budget spent", server_round, declined)
         contributing = _contributing(trained, replies, declined, config)
@@ -151,7 +151,7 @@ def _secure_replies(
 
 
 def _platform_order(reply: Message) -> tuple[float, int]:
-    platform = metrics_of(reply).get("platform")
+    platform = reply_metrics(reply).get("platform")
     return (float(platform) if platform is not None else math.inf, reply.metadata.src_node_id)
 
 
@@ -192,13 +192,13 @@ def request_evaluation(grid: Grid, arrays: dict, server_round: int, stage: str, 
 
 def _platform_metrics(replies: list[Message], prefix: str = "") -> list[PlatformMetrics]:
     """Metrics of the replies that carry them (none do under DP: platforms keep them)."""
-    carrying = [r for r in replies if f"{prefix}sampled-hr" in metrics_of(r)]
-    return sorted((PlatformMetrics.from_flat(metrics_of(r), prefix) for r in carrying), key=lambda m: m.platform)
+    carrying = [r for r in replies if f"{prefix}sampled-hr" in reply_metrics(r)]
+    return sorted((PlatformMetrics.from_flat(reply_metrics(r), prefix) for r in carrying), key=lambda m: m.platform)
 
 
 def privacy_block(config: RunConfig, replies: list[Message]) -> dict[str, Any]:
     """The results contract's ``privacy`` block, from what the platforms report."""
-    metrics = [m for m in map(metrics_of, replies) if "platform" in m]
+    metrics = [m for m in map(reply_metrics, replies) if "platform" in m]
     return {
         "unit": config.privacy_unit,
         "epsilon": {str(int(m["platform"])): float(m["epsilon"]) for m in metrics if "epsilon" in m},
@@ -214,8 +214,8 @@ def privacy_block(config: RunConfig, replies: list[Message]) -> dict[str, Any]:
 
 
 def _epsilon(replies: list[Message]) -> dict[int, float]:
-    return {int(metrics_of(r)["platform"]): float(metrics_of(r)["epsilon"])
-            for r in replies if "epsilon" in metrics_of(r) and "platform" in metrics_of(r)}
+    return {int(reply_metrics(r)["platform"]): float(reply_metrics(r)["epsilon"])
+            for r in replies if "epsilon" in reply_metrics(r) and "platform" in reply_metrics(r)}
 
 
 #: Keys that may differ between a run and its resumption (more rounds extend a run; DP budgets still hold).
@@ -248,14 +248,9 @@ def _require(count: int, config: RunConfig, what: str) -> None:
         )
 
 
-def metrics_of(reply: Message) -> Mapping[str, Any]:
-    """A reply's metrics, or none: a broken or hostile reply without them must not stop the run."""
-    return reply.content.metric_records.get("metrics", {})
-
-
 def _weighted_loss(replies: list[Message]) -> float:
     """Example-weighted training loss; NaN under DP, where platforms do not send it."""
-    pairs = [(float(metrics_of(r)["train-loss"]), float(metrics_of(r)["num-examples"]))
-             for r in replies if "train-loss" in metrics_of(r) and "num-examples" in metrics_of(r)]
+    pairs = [(float(reply_metrics(r)["train-loss"]), float(reply_metrics(r)["num-examples"]))
+             for r in replies if "train-loss" in reply_metrics(r) and "num-examples" in reply_metrics(r)]
     total = sum(weight for _, weight in pairs)
     return sum(loss * weight for loss, weight in pairs) / total if total else float("nan")

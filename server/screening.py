@@ -40,6 +40,18 @@ class Rejection:
     reason: str
 
 
+def reply_metrics(reply: Message) -> dict[str, float | int]:
+    """A reply's metrics, numbers only: a missing record, a list where a number belongs (a
+    MetricRecord may hold lists), a NaN or a non-finite platform index reads as absent - a
+    broken or hostile reply must not stop the run."""
+    record = reply.content.metric_records.get("metrics", {})
+    numbers = {key: value for key, value in record.items()
+               if isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)}
+    if not math.isfinite(numbers.get("platform", 0)):
+        del numbers["platform"]
+    return numbers
+
+
 def update_norm(arrays: Mapping[str, np.ndarray], reference: Mapping[str, np.ndarray]) -> float:
     """L2 norm of ``arrays - reference`` over every shared parameter, in float64."""
     total = 0.0
@@ -83,7 +95,7 @@ def screen_updates(
     accepted: list[Message] = []
     rejected: list[Rejection] = []
     for reply in replies:
-        metrics = reply.content.metric_records.get("metrics", {})
+        metrics = reply_metrics(reply)
         platform = int(metrics["platform"]) if "platform" in metrics else None
         reason = _weight_problem(metrics, private)
         if reason is None:

@@ -176,3 +176,21 @@ def test_under_dp_a_platform_claiming_more_weight_is_rejected():
     accepted, rejected = screen_updates([*honest, greedy], global_arrays(), 1.0, server_round=2, private=True)
     assert accepted == honest
     assert [r.platform for r in rejected] == [7] and "weighs 1" in rejected[0].reason
+
+
+def test_list_valued_metrics_are_rejected_not_a_crash():
+    """A MetricRecord may hold lists; a hostile reply sending them must not stop the coordinator."""
+    from server.federation import _platform_order
+    from server.screening import reply_metrics
+
+    honest = [reply(u, p) for p, u in enumerate(honest_updates(3))]
+    hostile = reply(honest_updates(1, seed=9)[0], 7)
+    hostile.content["metrics"] = MetricRecord({"platform": [7, 8], "num-examples": [100.0], "train-loss": [0.1]})
+    accepted, rejected = screen_updates([*honest, hostile], global_arrays(), 0.0, server_round=3)
+    assert accepted == honest
+    assert [r.platform for r in rejected] == [None] and "num-examples" in rejected[0].reason
+    assert reply_metrics(hostile) == {}  # every value was a list: none reads as a metric
+    hostile.content["metrics"] = MetricRecord({"platform": math.inf, "declined": 1, "train-loss": math.nan,
+                                               "num-examples": 3})
+    assert reply_metrics(hostile) == {"declined": 1, "num-examples": 3}
+    assert max([hostile, *honest], key=_platform_order) is hostile  # ordered last, after known platforms
