@@ -91,9 +91,9 @@ def prepare(context: Context, overrides: Mapping[str, Any] | None = None) -> tup
     """Get ready to train before round 1: load and check the data, build the model.
 
     A platform whose files or settings are broken fails here, before any round, and the
-    coordinator knows which. Where the platform's process lives on (a simulation's Ray
-    worker), what it loaded stays cached, so round 1 costs what every other round does.
-    Returns the metrics to send (only the platform's index) and whether it is private.
+    coordinator knows which. In a simulation the Ray worker lives on and keeps the dataset
+    it loaded (``load_platforms`` caches per process), so round 1 costs what every other
+    round does. Returns the metrics to send (only the platform's index) and whether it is private.
     """
     trainer, _directory, _config = build_trainer(context, overrides)
     return {"platform": trainer.data.platform}, trainer.private

@@ -27,7 +27,8 @@ class Checkpoint(CheckedRecord):
     config: dict[str, Any]
     history: list[dict[str, Any]] = field(default_factory=list)
     strategy_state: dict[str, Any] = field(default_factory=dict)
-    elapsed_seconds: float = 0.0
+    elapsed_seconds: float = 0.0  # training time so far (the history's clock)
+    startup_seconds: float = 0.0  # start-up so far, over every session of the run
 
 
 def save_final_model(run_dir: str | Path, arrays: dict[str, np.ndarray], config: dict[str, Any]) -> Path:

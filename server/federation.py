@@ -14,13 +14,16 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+import numpy as np
 from flwr.app import ConfigRecord, Message, MessageType, MetricRecord, RecordDict
 from flwr.serverapp import Grid
+from flwr.serverapp.strategy import Strategy
 
 from server.checkpoint import Checkpoint, save_final_model
 from server.errors import FederationError
 from server.preparation import await_platforms, prepare_platforms
-from server.screening import reply_metrics, screen_updates
+from server.replies import reply_metrics
+from server.screening import screen_updates
 from server.secure_round import secure_train_round
 from server.strategy import make_strategy, restore_strategy_state, strategy_state
 from shared.catalog import load_catalog
@@ -50,7 +53,8 @@ def run_federation(grid: Grid, config: RunConfig) -> dict[str, Any]:
     """Run every round, then the final test evaluation; returns the written summary.
 
     The clock of the history (``elapsed_seconds``) starts once every platform is ready;
-    the start-up before it is ``startup_seconds``, and ``wall_seconds`` is both.
+    the start-up before it is ``startup_seconds``, and ``wall_seconds`` is both. A resumed
+    run adds to the figures its checkpoint holds, so they cover every session of the run.
     """
     run_started = time.perf_counter()
     strategy = make_strategy(config, config.num_platforms)
@@ -59,13 +63,14 @@ def run_federation(grid: Grid, config: RunConfig) -> dict[str, Any]:
         _check_same_run(checkpoint.config, config)
         arrays, first_round = checkpoint.arrays, checkpoint.last_round + 1
         history, elapsed_before = checkpoint.history, checkpoint.elapsed_seconds
+        startup_before = checkpoint.startup_seconds
         restore_strategy_state(strategy, checkpoint.strategy_state)
         logger.info("resuming from %s/checkpoint.pt after round %d", config.run_dir, checkpoint.last_round)
     else:
-        arrays, first_round, history, elapsed_before = initial_arrays(config), 1, [], 0.0
+        arrays, first_round, history, elapsed_before, startup_before = initial_arrays(config), 1, [], 0.0, 0.0
     await_platforms(grid, config.num_platforms)  # else the first round samples whoever is connected yet
     prepare_platforms(grid, config)
-    startup_seconds = time.perf_counter() - run_started
+    startup_seconds = startup_before + time.perf_counter() - run_started
     started = time.perf_counter() - elapsed_before
     round_config = config.to_flat()
     random.seed(config.seed * 1_000_003 + first_round)  # Flower samples nodes with ``random``
@@ -100,13 +105,7 @@ def run_federation(grid: Grid, config: RunConfig) -> dict[str, Any]:
                                server_round - 1)
                 break
             _require(contributing, config, f"round {server_round} training")
-        # Replies arrive in any order, and a float sum depends on its order: aggregate in platform
-        # order so that the same seed gives the same model, bit for bit.
-        trained = sorted(trained, key=_platform_order)
-        aggregated, _ = strategy.aggregate_train(server_round, trained)
-        if aggregated is None:
-            raise FederationError(f"round {server_round}: aggregation produced no parameters")
-        arrays = from_array_record(aggregated)
+        arrays = aggregate_in_order(strategy, server_round, trained)
         validation = evaluate_platforms(grid, arrays, server_round, "validation", config)
         report = RoundReport(server_round, _weighted_loss(replies), validation, time.perf_counter() - started,
                              epsilon=_epsilon(replies), declined=declined)
@@ -116,6 +115,7 @@ def run_federation(grid: Grid, config: RunConfig) -> dict[str, Any]:
         Checkpoint(
             arrays=arrays, last_round=server_round, config=round_config, history=history,
             strategy_state=strategy_state(strategy), elapsed_seconds=time.perf_counter() - started,
+            startup_seconds=startup_seconds,
         ).save(config.run_dir)
 
     save_final_model(config.run_dir, arrays, round_config)
@@ -129,6 +129,25 @@ def run_federation(grid: Grid, config: RunConfig) -> dict[str, Any]:
     )
     write_summary(config.run_dir, summary)
     return summary
+
+
+def aggregate_in_order(strategy: Strategy, server_round: int, trained: list[Message]) -> dict[str, np.ndarray]:
+    """The strategy's aggregate of the accepted updates.
+
+    Replies arrive in any order, and a float sum depends on its order: they are aggregated in
+    platform order, so the same seed gives the same model, bit for bit. And the strategy sees
+    only what it weighs and averages (the parameters and ``num-examples``): Flower's
+    aggregation also averages every other metric of every reply and requires them all to
+    match, so one platform's extra or list-valued metric would otherwise fail the round for all.
+    """
+    inputs = [_local_reply(RecordDict({
+        "arrays": reply.content["arrays"],
+        "metrics": MetricRecord({"num-examples": reply_metrics(reply)["num-examples"]}),
+    })) for reply in sorted(trained, key=_platform_order)]
+    aggregated, _ = strategy.aggregate_train(server_round, inputs)
+    if aggregated is None:
+        raise FederationError(f"round {server_round}: aggregation produced no parameters")
+    return from_array_record(aggregated)
 
 
 def _secure_replies(
@@ -191,9 +210,19 @@ def request_evaluation(grid: Grid, arrays: dict, server_round: int, stage: str, 
 
 
 def _platform_metrics(replies: list[Message], prefix: str = "") -> list[PlatformMetrics]:
-    """Metrics of the replies that carry them (none do under DP: platforms keep them)."""
-    carrying = [r for r in replies if f"{prefix}sampled-hr" in reply_metrics(r)]
-    return sorted((PlatformMetrics.from_flat(reply_metrics(r), prefix) for r in carrying), key=lambda m: m.platform)
+    """Metrics of the replies that carry them (none do under DP: platforms keep them). A reply
+    missing one of them, or with a user count that is no count, is logged and left out."""
+    found = []
+    for reply in replies:
+        metrics = reply_metrics(reply)
+        if f"{prefix}sampled-hr" not in metrics:
+            continue
+        try:
+            found.append(PlatformMetrics.from_flat(metrics, prefix))
+        except (KeyError, ValueError, OverflowError) as error:
+            logger.warning("node %s: evaluation metrics left out (%s: %s)", reply.metadata.src_node_id,
+                           type(error).__name__, error)
+    return sorted(found, key=lambda m: m.platform)
 
 
 def privacy_block(config: RunConfig, replies: list[Message]) -> dict[str, Any]:
@@ -214,8 +243,8 @@ def privacy_block(config: RunConfig, replies: list[Message]) -> dict[str, Any]:
 
 
 def _epsilon(replies: list[Message]) -> dict[int, float]:
-    return {int(reply_metrics(r)["platform"]): float(reply_metrics(r)["epsilon"])
-            for r in replies if "epsilon" in reply_metrics(r) and "platform" in reply_metrics(r)}
+    return {int(m["platform"]): float(m["epsilon"]) for m in map(reply_metrics, replies)
+            if "epsilon" in m and "platform" in m}
 
 
 #: Keys that may differ between a run and its resumption (more rounds extend a run; DP budgets still hold).
@@ -249,8 +278,10 @@ def _require(count: int, config: RunConfig, what: str) -> None:
 
 
 def _weighted_loss(replies: list[Message]) -> float:
-    """Example-weighted training loss; NaN under DP, where platforms do not send it."""
-    pairs = [(float(reply_metrics(r)["train-loss"]), float(reply_metrics(r)["num-examples"]))
-             for r in replies if "train-loss" in reply_metrics(r) and "num-examples" in reply_metrics(r)]
+    """Example-weighted training loss (summed in platform order, like the parameters); NaN under
+    DP, where platforms do not send it."""
+    metrics = [reply_metrics(r) for r in sorted(replies, key=_platform_order)]
+    pairs = [(float(m["train-loss"]), float(m["num-examples"]))
+             for m in metrics if "train-loss" in m and "num-examples" in m]
     total = sum(weight for _, weight in pairs)
     return sum(loss * weight for loss, weight in pairs) / total if total else float("nan")

@@ -21,7 +21,7 @@ from shared.config import RunConfig
 
 logger = logging.getLogger("crossfed.server")
 
-#: How long the first round waits for every expected platform before going on with those connected.
+#: How long the coordinator waits for every expected platform to connect before going on with those connected.
 CONNECT_TIMEOUT_SECONDS = 120.0
 
 #: Routed by Flower to the ClientApp's ``@app.query("prepare")`` handler.
@@ -43,26 +43,30 @@ def await_platforms(grid: Grid, expected: int, timeout: float = CONNECT_TIMEOUT_
     return connected
 
 
-def prepare_platforms(grid: Grid, config: RunConfig) -> list[int]:
-    """Ask every connected platform to get ready; returns the nodes that are.
+def prepare_platforms(grid: Grid, config: RunConfig) -> None:
+    """Ask every connected platform to get ready, and wait for all of them to answer.
 
-    The request carries no parameters (round 0, stage "prepare"); replies carry only the
-    platform's index. Platforms
-    that fail are logged and left to the rounds (which tolerate down to ``min-platforms``);
-    fewer than ``min-platforms`` ready ends the run here.
+    The request carries no parameters (round 0, stage "prepare"); the replies carry only the
+    platform's index. A platform that fails or does not answer within ``reply-timeout`` is
+    logged and left to the rounds, which go on with at least ``min-platforms``; fewer than
+    that ready ends the run here, before any round.
     """
     started = time.perf_counter()
+    node_ids = list(grid.get_node_ids())
     content = RecordDict({"config": ConfigRecord({"server-round": 0, "stage": "prepare"})})
-    messages = [Message(content=content, message_type=PREPARE, dst_node_id=node_id) for node_id in grid.get_node_ids()]
-    ready, failed = [], []
+    messages = [Message(content=content, message_type=PREPARE, dst_node_id=node_id) for node_id in node_ids]
+    ready, failed = set(), set()
     for reply in grid.send_and_receive(messages, timeout=config.reply_timeout):
+        node = reply.metadata.src_node_id
         if reply.has_error():
-            failed.append(reply.metadata.src_node_id)
-            logger.warning("node %s could not get ready: %s", reply.metadata.src_node_id, reply.error.reason)
+            failed.add(node)
+            logger.warning("node %s could not get ready: %s", node, reply.error.reason)
         else:
-            ready.append(reply.metadata.src_node_id)
+            ready.add(node)
+    silent = sorted(set(node_ids) - ready - failed)
+    if silent:
+        logger.warning("nodes %s did not answer the prepare request within %.0f s", silent, config.reply_timeout)
     if len(ready) < config.min_platforms:
-        raise FederationError(f"only {len(ready)} platform(s) got ready (nodes {sorted(failed)} failed), "
-                              f"fewer than min-platforms = {config.min_platforms}")
+        raise FederationError(f"only {len(ready)} platform(s) got ready (nodes {sorted(failed)} failed, {silent} did "
+                              f"not answer), fewer than min-platforms = {config.min_platforms}")
     logger.info("%d platform(s) ready in %.1f s", len(ready), time.perf_counter() - started)
-    return sorted(ready)

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from flwr.app import Message
 
+from server.replies import reply_metrics
 from shared.records import from_array_record
 
 logger = logging.getLogger("crossfed.server.screening")
@@ -38,18 +39,6 @@ class Rejection:
     node_id: int
     platform: int | None
     reason: str
-
-
-def reply_metrics(reply: Message) -> dict[str, float | int]:
-    """A reply's metrics, numbers only: a missing record, a list where a number belongs (a
-    MetricRecord may hold lists), a NaN or a non-finite platform index reads as absent - a
-    broken or hostile reply must not stop the run."""
-    record = reply.content.metric_records.get("metrics", {})
-    numbers = {key: value for key, value in record.items()
-               if isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)}
-    if not math.isfinite(numbers.get("platform", 0)):
-        del numbers["platform"]
-    return numbers
 
 
 def update_norm(arrays: Mapping[str, np.ndarray], reference: Mapping[str, np.ndarray]) -> float:

@@ -34,6 +34,7 @@ from flwr.server.workflow.constant import MAIN_CONFIGS_RECORD, MAIN_PARAMS_RECOR
 from flwr.server.workflow.constant import Key as WorkflowKey
 from flwr.serverapp import Grid
 
+from server.replies import numeric_metrics
 from server.secagg_workflow import DropoutTolerantSecAggPlusWorkflow
 from shared.config import RunConfig
 from shared.secure_aggregation import NAMES_KEY, ROUND_KEY, ordered, quantisation_plan
@@ -85,7 +86,7 @@ def secure_train_round(
         timeout=config.reply_timeout,
     )
     workflow(grid, context)
-    metrics = [{**res.metrics, "num-examples": res.num_examples} for _, res in workflow.collected]
+    metrics = [{**numeric_metrics(res.metrics), "num-examples": res.num_examples} for _, res in workflow.collected]
     outcome = SecureRound(None, metrics, dropped=len(node_ids) - len(metrics))
     if strategy.aggregate is None or outcome.total_weight <= 0:
         return outcome

@@ -35,7 +35,7 @@ def run_local_only(config: RunConfig) -> dict[str, Any]:
         losses = [trainer.train(config.local_epochs, salt=block).loss for trainer in trainers]
         validation = [PlatformMetrics.from_results(t.data.platform, t.evaluate("validation")) for t in trainers]
         _record(history, RoundReport(block, float(np.mean(losses)), validation, time.perf_counter() - started), config)
-    return _test_and_finish("local-only", config, run_started, started, trainers, history)
+    return _test_and_finish("local-only", config, trainers, history, run_started=run_started, started=started)
 
 
 def run_centralized(config: RunConfig) -> dict[str, Any]:
@@ -51,7 +51,7 @@ def run_centralized(config: RunConfig) -> dict[str, Any]:
         loss = trainer.train(config.local_epochs, salt=block).loss
         validation = [e.validate() for e in evaluators]
         _record(history, RoundReport(block, loss, validation, time.perf_counter() - started), config)
-    return _test_and_finish("centralized", config, run_started, started, evaluators, history)
+    return _test_and_finish("centralized", config, evaluators, history, run_started=run_started, started=started)
 
 
 class _PooledEvaluator:
@@ -79,8 +79,8 @@ class _PooledEvaluator:
 
 
 def _test_and_finish(
-    mode: str, config: RunConfig, run_started: float, started: float,
-    testers: list[PlatformTrainer] | list[_PooledEvaluator], history: list[dict[str, Any]],
+    mode: str, config: RunConfig, testers: list[PlatformTrainer] | list[_PooledEvaluator],
+    history: list[dict[str, Any]], *, run_started: float, started: float,
 ) -> dict[str, Any]:
     """Test each platform once, keep its per-user outcomes on its own disk, write the summary."""
     served, final = [], []

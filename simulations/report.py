@@ -103,8 +103,8 @@ def time_to_reach(tables: Tables) -> pd.DataFrame:
 
     Two clocks: ``*_seconds`` is training time (the histories' ``elapsed_seconds``, which start
     once data are loaded and models built - for federated, once every platform is ready), and
-    ``*_end_to_end`` adds each run's ``startup_seconds`` (Ray's workers, imports, data loading).
-    ``ratio`` compares the first, ``ratio_end_to_end`` the second.
+    ``*_with_startup`` adds each run's ``startup_seconds`` (Ray's workers, imports, data loading).
+    ``ratio`` compares the first, ``ratio_with_startup`` the second.
 
     Every federated arm is paired with every centralized arm, so an experiment that tunes each
     mode (a learning-rate arm per mode) compares best with best, not tuned with default.
@@ -133,8 +133,8 @@ def time_to_reach(tables: Tables) -> pd.DataFrame:
                          "centralized_epoch": -1 if cen_first is None else int(cen_first["round"]),
                          "federated_seconds": fed_time, "centralized_seconds": cen_time,
                          "ratio": math.inf if cen_first is None else fed_time / cen_time,
-                         "federated_end_to_end": fed_total, "centralized_end_to_end": cen_total,
-                         "ratio_end_to_end": math.inf if cen_first is None else fed_total / cen_total})
+                         "federated_with_startup": fed_total, "centralized_with_startup": cen_total,
+                         "ratio_with_startup": math.inf if cen_first is None else fed_total / cen_total})
     return pd.DataFrame(rows)
 
 
@@ -183,22 +183,22 @@ def render(experiment: Experiment, tables: Tables, out: Path) -> str:
     if not reach.empty:
         lines += ["", (f"Time to reach the non-private federated run's final validation HR@{k} (target: "
                       "federated ≤ 1.5 × centralized). Training seconds: from the moment every platform is "
-                      "ready (federated) or the pooled data and model are (centralized); end to end: plus "
+                      "ready (federated) or the pooled data and model are (centralized); with start-up: plus "
                       "each run's start-up."), "",
                   (f"| federated arm | centralized arm | seed | platforms | val HR@{k} | federated s (round) "
-                  "| centralized s (epoch) | ratio | end to end: federated s | centralized s | ratio |"),
+                  "| centralized s (epoch) | ratio | with start-up: federated s | centralized s | ratio |"),
                   "|---|---|---|---|---|---|---|---|---|---|---|"]
         for _, r in reach.iterrows():
             epoch = f" ({r['centralized_epoch']})" if r["centralized_epoch"] > 0 else " (never)"
             lines.append(f"| {r['federated_arm']} | {r['centralized_arm']} | {r['seed']} | {r['platforms']} "
                          f"| {r['target_val_hr']:.4f} | {r['federated_seconds']:.1f} ({r['federated_round']}) "
                          f"| {_fmt(r['centralized_seconds'], '.1f')}{epoch} | {_fmt(r['ratio'], '.2f')} "
-                         f"| {r['federated_end_to_end']:.1f} | {_fmt(r['centralized_end_to_end'], '.1f')} "
-                         f"| {_fmt(r['ratio_end_to_end'], '.2f')} |")
+                         f"| {r['federated_with_startup']:.1f} | {_fmt(r['centralized_with_startup'], '.1f')} "
+                         f"| {_fmt(r['ratio_with_startup'], '.2f')} |")
         if reach["centralized_arm"].nunique() > 1:
             lines += ["", "Against the fastest centralized arm (each federated arm's own target), mean over seeds: "
                       + "; ".join(f"{clock} {_against_fastest(reach, suffix)}"
-                                  for clock, suffix in (("training", "_seconds"), ("end to end", "_end_to_end")))
+                                  for clock, suffix in (("training", "_seconds"), ("with start-up", "_with_startup")))
                       + "."]
     loads = tables.cells["load_average_at_start"].dropna()
     if len(loads):

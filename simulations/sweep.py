@@ -165,7 +165,7 @@ def _run_cell(out: Path, cell: Cell, data_dir: str, bar: Any) -> CellOutcome:
         "peak_pss_mb": round(peak.pss_mb, 1) if peak else None,
         "peak_processes": peak.processes if peak else None,
         "cpu_seconds": round(cpu_seconds, 1),
-        # Rounds 2..R, as for round time: round 1 also pays for starting Ray and the workers.
+        # Rounds 2..R, as for round time: the CPU time read at round 1's end also holds the process's start-up.
         "round_cpu_seconds": round(float(np.mean(np.diff(cpu_at_round))), 2) if len(cpu_at_round) > 1 else None,
         **measured,
     }

@@ -11,8 +11,10 @@ Columns (``k`` = the config's ``top-k``, 10 by default):
 * test metrics of the served model: ``sampled_hr``, ``sampled_ndcg``, ``full_hr``,
   ``full_ndcg``; of the global model: the same with a ``global_`` prefix; ``k``;
 * privacy: ``epsilon_spent_max`` (largest ε any platform spent), ``delta``;
-* cost: ``wall_seconds`` (inside the run), ``round_seconds`` (mean duration of rounds
-  2..R, so Ray's start-up in round 1 is not averaged in), ``first_round_seconds``,
+* cost: ``wall_seconds`` (the whole run), ``startup_seconds`` (the part of it before
+  training could start: for federated, Ray's workers started and every platform ready),
+  ``round_seconds`` (mean duration of rounds 2..R; results made before start-up was timed
+  apart carry it in round 1), ``first_round_seconds``,
   ``process_seconds`` (the cell's process, start-up and final test included),
   ``cpu_seconds`` / ``round_cpu_seconds`` (CPU time of the process tree: in all, and per
   round over rounds 2..R - less sensitive than wall time to other jobs on the machine),

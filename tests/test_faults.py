@@ -135,8 +135,11 @@ def test_fewer_platforms_than_min_platforms_stops_the_run_clearly(movielens_dir,
 class UnreadyGrid(DyingGrid):
     """A grid on which only the first platform can load its data."""
 
+    def __init__(self) -> None:
+        self.requests: list[str] = []
+
     def send_and_receive(self, messages, *args, **kwargs) -> list[Message]:
-        self.requests = getattr(self, "requests", []) + [m.metadata.message_type for m in messages]
+        self.requests += [m.metadata.message_type for m in messages]
         return [Message(RecordDict({"metrics": MetricRecord({"platform": 0})}), reply_to=message) if index == 0
                 else Message(Error(code=0, reason="injected: bad interactions file"), reply_to=message)
                 for index, message in enumerate(messages)]
@@ -146,7 +149,7 @@ def test_platforms_that_cannot_get_ready_stop_the_run_before_round_one(movielens
     config = RunConfig(data_dir=str(movielens_dir), run_dir=str(tmp_path), num_platforms=3, min_platforms=2,
                        embedding_dim=4, mlp_layers="8")
     grid = UnreadyGrid()
-    with pytest.raises(FederationError, match=r"only 1 platform\(s\) got ready \(nodes \[2, 3\] failed\)"):
+    with pytest.raises(FederationError, match=r"only 1 platform\(s\) got ready \(nodes \[2, 3\] failed, \[\] did not"):
         run_federation(grid, config)
     assert grid.requests == [PREPARE] * 3  # no training request was sent
     assert not (tmp_path / CHECKPOINT_FILE).exists()

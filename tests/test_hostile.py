@@ -21,10 +21,11 @@ from flwr.app import ConfigRecord, Message, MessageType, MetricRecord, RecordDic
 from flwr.supercore.task_identity import TaskIdentity
 
 from client.bound import bound_arrays, bound_update
+from server.federation import aggregate_in_order
 from server.screening import screen_updates, update_norm
 from server.strategy import make_strategy
 from shared.config import RunConfig
-from shared.records import from_array_record, to_array_record
+from shared.records import to_array_record
 
 NAMES = ("shared.item_bias.weight", "shared.prediction.weight")
 
@@ -64,8 +65,7 @@ def aggregate(config: RunConfig, updates: list[dict[str, np.ndarray]], bound: fl
     """Screen, then aggregate with the configured Flower strategy, as the round loop does."""
     replies = [reply(u, p, (weights or [100] * len(updates))[p]) for p, u in enumerate(updates)]
     accepted, _ = screen_updates(replies, global_arrays(), bound, server_round=1)
-    arrays, _ = make_strategy(config, len(updates)).aggregate_train(1, accepted)
-    return from_array_record(arrays)
+    return aggregate_in_order(make_strategy(config, len(updates)), 1, accepted)
 
 
 def honest_mean(updates: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
@@ -181,7 +181,7 @@ def test_under_dp_a_platform_claiming_more_weight_is_rejected():
 def test_list_valued_metrics_are_rejected_not_a_crash():
     """A MetricRecord may hold lists; a hostile reply sending them must not stop the coordinator."""
     from server.federation import _platform_order
-    from server.screening import reply_metrics
+    from server.replies import reply_metrics
 
     honest = [reply(u, p) for p, u in enumerate(honest_updates(3))]
     hostile = reply(honest_updates(1, seed=9)[0], 7)
@@ -194,3 +194,17 @@ def test_list_valued_metrics_are_rejected_not_a_crash():
                                                "num-examples": 3})
     assert reply_metrics(hostile) == {"declined": 1, "num-examples": 3}
     assert max([hostile, *honest], key=_platform_order) is hostile  # ordered last, after known platforms
+
+
+def test_an_update_with_odd_metrics_is_averaged_like_any_other():
+    """Flower averages every metric of every reply and wants them all alike: the round loop hands
+    it only parameters and weights, so a list-valued loss or an extra record fails nothing."""
+    updates = honest_updates(4)
+    replies = [reply(u, p) for p, u in enumerate(updates)]
+    replies[3].content["metrics"] = MetricRecord({"platform": 3, "num-examples": 100, "train-loss": [0.1, 0.2]})
+    replies[2].content["extra"] = MetricRecord({"user-ids": [1, 2, 3]})
+    accepted, rejected = screen_updates(replies, global_arrays(), 0.0, server_round=1)
+    assert accepted == replies and rejected == []  # the parameters are fine; odd metrics are not screened
+    aggregated = aggregate_in_order(make_strategy(RunConfig(), 4), 1, accepted)
+    for name, mean in honest_mean(updates).items():
+        np.testing.assert_allclose(aggregated[name], mean, atol=1e-6)
