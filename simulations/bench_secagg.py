@@ -2,9 +2,10 @@
 
 Runs the same short federation plain and with ``secagg = true`` for each platform count
 and prints the mean round wall time (training, aggregation and validation; round 1 is left
-out, as in the figures measured when it still carried Ray's start-up) and the bytes each platform sends per training round,
-counted on the replies themselves by a client mod: arrays, plus every ``bytes`` value
-SecAgg+ puts in its config records (public keys, encrypted shares, masked vectors).
+out, as in the figures measured when it still carried Ray's start-up) and the bytes each
+platform sends per training round, counted on the replies themselves by a client mod:
+arrays, plus every ``bytes`` value SecAgg+ puts in its config records (public keys,
+encrypted shares, masked vectors).
 """
 
 from __future__ import annotations

@@ -89,7 +89,7 @@ def with_platform_reported_metrics(summary: dict[str, Any], config: RunConfig) -
     test = [e for lines in entries.values() for e in lines if e["stage"] == "test"]
     rebuilt = build_summary(
         mode=summary["mode"], config=config, wall_seconds=summary["wall_seconds"],
-        startup_seconds=summary.get("startup_seconds", 0.0),
+        startup_seconds=summary["startup_seconds"],
         test=[PlatformMetrics.from_flat(e) for e in test],
         global_test=[PlatformMetrics.from_flat(e, prefix="global-") for e in test],
         history=summary["history"],
