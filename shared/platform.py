@@ -6,6 +6,8 @@ evaluate with the very same code, split and protocol - the comparison is honest.
 
 from __future__ import annotations
 
+from types import ModuleType
+
 import numpy as np
 import torch
 
@@ -34,12 +36,10 @@ class PlatformTrainer:
         )
         self.ledger: PrivacyLedger | None = None
         if config.private:
-            # Imported here, not at the top: opacus takes ~1.3 s to import, and only private runs need it.
-            from shared.privacy.dp_sgd import noise_share, private_parameters
-
+            dp_sgd = _private_training()
             self.ledger = PrivacyLedger(config.privacy_unit, config.epsilon, config.delta, config.accountant,
-                                        noise_share=noise_share(config))
-            parameters = private_parameters(self.model, config.privacy_unit)
+                                        noise_share=dp_sgd.noise_share(config))
+            parameters = dp_sgd.private_parameters(self.model, config.privacy_unit)
             self.optimizer = torch.optim.Adam(parameters, lr=config.learning_rate, weight_decay=config.weight_decay)
         else:
             self.optimizer = make_optimizer(self.model, config.learning_rate, config.weight_decay)
@@ -63,17 +63,16 @@ class PlatformTrainer:
         return self.ledger is not None
 
     def _train_private(self, rng: np.random.Generator) -> FitResult:
-        from shared.privacy.dp_sgd import noise_share, plan, train_private_round
-
+        dp_sgd = _private_training()
         assert self.ledger is not None
-        step_plan = plan(self.config, self.split.train)
+        step_plan = dp_sgd.plan(self.config, self.split.train)
         if self.ledger.delta >= 1.0 / step_plan.population:
             # No count in the message: error texts travel back to the coordinator.
             raise ConfigError(f"config key 'delta' = {self.ledger.delta} is out of range: expected well below "
                               f"1/n for this platform's number n of privacy units")
         self.ledger.calibrate(step_plan.sample_rate, step_plan.steps_per_round, self.config.num_server_rounds,
                               self.config.noise_multiplier)
-        if self.ledger.noise_share != noise_share(self.config):
+        if self.ledger.noise_share != dp_sgd.noise_share(self.config):
             raise ConfigError("noise-mode, min-platforms or tolerated-colluders changed since this platform's ledger "
                               "was started; privacy settings are fixed for a run")
         if (self.ledger.sample_rate, self.ledger.steps_per_round) != (step_plan.sample_rate, step_plan.steps_per_round):
@@ -84,7 +83,7 @@ class PlatformTrainer:
                 f"platform {self.data.platform}: another round would spend epsilon "
                 f"{self.ledger.epsilon(self.ledger.steps_per_round or 0):.3f} > budget {self.ledger.budget}"
             )
-        return train_private_round(self.model, self.optimizer, self.split.train, self.ledger, self.config, rng)
+        return dp_sgd.train_private_round(self.model, self.optimizer, self.split.train, self.ledger, self.config, rng)
 
     def evaluate(self, stage: str, model: Recommender | None = None) -> UserResults:
         model = model or self.model
@@ -131,3 +130,11 @@ class PlatformTrainer:
             self.optimizer.load_state_dict(state.optimizer)
         if state.ledger is not None:
             self.ledger = PrivacyLedger.from_state(state.ledger)
+
+
+def _private_training() -> ModuleType:
+    """``shared.privacy.dp_sgd``, imported on first use: importing opacus takes ~1.3 s, and only
+    private runs need it."""
+    from shared.privacy import dp_sgd
+
+    return dp_sgd
