@@ -1,6 +1,6 @@
 """A platform keeps its own update within the agreed L2 bound before it leaves.
 
-The coordinator rejects updates above ``max-update-norm`` (``server.screening``), so an
+The coordinator rejects updates above ``max-update-norm`` (``crossfed.server.screening``), so an
 honest platform must never exceed it, whatever its data or learning rate did this round:
 it scales its update down to the bound instead. Under secure aggregation the coordinator
 cannot check individual updates at all, and this is the only place the bound holds, so it
@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from shared.sharing import is_shared
+from crossfed.shared.model.sharing import is_shared
 
 logger = logging.getLogger(__name__)
 

@@ -7,9 +7,9 @@ from flwr.app import Context, Message
 from flwr.clientapp import ClientApp
 from flwr.clientapp.typing import Mod
 
-from client import task
-from client.outbox import build_reply
-from client.secure import guarded_secaggplus_mod, unwrap
+from crossfed.client import task
+from crossfed.client.outbox import build_reply
+from crossfed.client.secure import guarded_secaggplus_mod, unwrap
 
 
 def build_app(overrides: Mapping[str, Any] | None = None, mods: Sequence[Mod] = ()) -> ClientApp:

@@ -1,6 +1,6 @@
 """The only way a reply leaves a platform.
 
-A reply carries shared parameters (chosen by :func:`shared.sharing.shared_arrays`,
+A reply carries shared parameters (chosen by :func:`crossfed.shared.model.sharing.shared_arrays`,
 never anything else) and platform-level scalar metrics from a fixed allowlist - a
 shorter one under differential privacy, where only values derived from public settings
 may accompany the DP parameters. Anything else (a list, an array, an unknown key such as
@@ -20,10 +20,10 @@ from flwr.common import Code, FitRes, Status, ndarrays_to_parameters
 from flwr.compat.common import recorddict_compat as compat
 from torch import nn
 
-from shared.evaluation import PROTOCOLS
-from shared.records import to_array_record
-from shared.secure_aggregation import QuantisationPlan, clip_update, ordered
-from shared.sharing import shared_arrays
+from crossfed.shared.evaluation.ranking import PROTOCOLS
+from crossfed.shared.protocol.records import to_array_record
+from crossfed.shared.protocol.secure_aggregation import QuantisationPlan, clip_update, ordered
+from crossfed.shared.model.sharing import shared_arrays
 
 logger = logging.getLogger(__name__)
 

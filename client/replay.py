@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from shared.state import PlatformState
+from crossfed.shared.storage.platform_state import PlatformState
 
 logger = logging.getLogger(__name__)
 

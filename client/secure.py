@@ -16,9 +16,9 @@ from flwr.common import parameters_to_ndarrays
 from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS
 from flwr.compat.common import recorddict_compat as compat
 
-from client.outbox import SecureRequest
-from shared.config import RunConfig
-from shared.secure_aggregation import NAMES_KEY, ROUND_KEY, quantisation_plan
+from crossfed.client.outbox import SecureRequest
+from crossfed.shared.config import RunConfig
+from crossfed.shared.protocol.secure_aggregation import NAMES_KEY, ROUND_KEY, quantisation_plan
 
 LEGACY_PARAMETERS = "fitins.parameters"
 

@@ -15,18 +15,18 @@ import numpy as np
 import torch
 from flwr.app import Context, Message
 
-from client.bound import bound_update
-from client.replay import SavedReply, saved_reply
-from shared.config import RunConfig
-from shared.datasets import load_platforms
-from shared.interactions import PlatformData
-from shared.platform import PlatformTrainer
-from shared.platform_data import own_platform
-from shared.privacy import BudgetExceeded
-from shared.records import from_array_record
-from shared.results import PlatformMetrics, platform_dir
-from shared.sharing import load_shared_arrays, shared_arrays
-from shared.state import PlatformState
+from crossfed.client.bound import bound_update
+from crossfed.client.replay import SavedReply, saved_reply
+from crossfed.shared.config import RunConfig
+from crossfed.shared.data.datasets import load_platforms
+from crossfed.shared.data.interactions import PlatformData
+from crossfed.shared.training.trainer import PlatformTrainer
+from crossfed.shared.data.platform_files import own_platform
+from crossfed.shared.privacy import BudgetExceeded
+from crossfed.shared.protocol.records import from_array_record
+from crossfed.shared.evaluation.results import PlatformMetrics, platform_dir
+from crossfed.shared.model.sharing import load_shared_arrays, shared_arrays
+from crossfed.shared.storage.platform_state import PlatformState
 
 logger = logging.getLogger(__name__)
 

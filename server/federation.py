@@ -19,21 +19,21 @@ from flwr.app import ConfigRecord, Message, MessageType, MetricRecord, RecordDic
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
-from server.checkpoint import Checkpoint, save_final_model
-from server.errors import FederationError
-from server.preparation import await_platforms, prepare_platforms
-from server.replies import reply_metrics
-from server.screening import screen_updates
-from server.secure_round import secure_train_round
-from server.strategy import make_strategy, restore_strategy_state, strategy_state
-from shared.catalog import load_catalog
-from shared.config import RunConfig
-from shared.datasets import item_side
-from shared.model import build_model
-from shared.progress import RoundReport
-from shared.records import from_array_record, to_array_record
-from shared.results import PlatformMetrics, build_summary, write_summary
-from shared.sharing import shared_arrays
+from crossfed.shared.storage.checkpoint import Checkpoint, save_final_model
+from crossfed.server.errors import FederationError
+from crossfed.server.preparation import await_platforms, prepare_platforms
+from crossfed.shared.protocol.replies import reply_metrics
+from crossfed.server.screening import screen_updates
+from crossfed.server.secure_round import secure_train_round
+from crossfed.server.strategy import make_strategy, restore_strategy_state, strategy_state
+from crossfed.shared.data.catalog import load_catalog
+from crossfed.shared.config import RunConfig
+from crossfed.shared.data.datasets import item_side
+from crossfed.shared.model.recommender import build_model
+from crossfed.shared.evaluation.progress import RoundReport
+from crossfed.shared.protocol.records import from_array_record, to_array_record
+from crossfed.shared.evaluation.results import PlatformMetrics, build_summary, write_summary
+from crossfed.shared.model.sharing import shared_arrays
 
 logger = logging.getLogger("crossfed.server")
 

@@ -16,8 +16,8 @@ import time
 from flwr.app import ConfigRecord, Message, RecordDict
 from flwr.serverapp import Grid
 
-from server.errors import FederationError
-from shared.config import RunConfig
+from crossfed.server.errors import FederationError
+from crossfed.shared.config import RunConfig
 
 logger = logging.getLogger("crossfed.server")
 

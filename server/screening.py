@@ -9,7 +9,7 @@ So each reply is checked on its own and the offending ones are dropped and logge
 the round goes on with the rest.
 
 This needs the individual updates, so it runs only without secure aggregation. With
-it, each platform bounds its own update before masking (``client.bound``) and the
+it, each platform bounds its own update before masking (``crossfed.client.bound``) and the
 quantisation range bounds what any one platform can add to the sum.
 """
 
@@ -23,8 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 from flwr.app import Message
 
-from server.replies import reply_metrics
-from shared.records import from_array_record
+from crossfed.shared.protocol.replies import reply_metrics
+from crossfed.shared.protocol.records import from_array_record
 
 logger = logging.getLogger("crossfed.server.screening")
 

@@ -34,10 +34,10 @@ from flwr.server.workflow.constant import MAIN_CONFIGS_RECORD, MAIN_PARAMS_RECOR
 from flwr.server.workflow.constant import Key as WorkflowKey
 from flwr.serverapp import Grid
 
-from server.replies import numeric_metrics
-from server.secagg_workflow import DropoutTolerantSecAggPlusWorkflow
-from shared.config import RunConfig
-from shared.secure_aggregation import NAMES_KEY, ROUND_KEY, ordered, quantisation_plan
+from crossfed.shared.protocol.replies import numeric_metrics
+from crossfed.server.secagg_workflow import DropoutTolerantSecAggPlusWorkflow
+from crossfed.shared.config import RunConfig
+from crossfed.shared.protocol.secure_aggregation import NAMES_KEY, ROUND_KEY, ordered, quantisation_plan
 
 logger = logging.getLogger("crossfed.server")
 

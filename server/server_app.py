@@ -6,8 +6,8 @@ from typing import Any
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
-from server.federation import run_federation
-from shared.config import RunConfig
+from crossfed.server.federation import run_federation
+from crossfed.shared.config import RunConfig
 
 
 def build_app(overrides: Mapping[str, Any] | None = None) -> ServerApp:

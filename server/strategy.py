@@ -9,7 +9,7 @@ trajectory.
 ``trim-fraction`` cut from each tail, per coordinate) are robust to a minority of
 hostile platforms, but need every individual update: they do not combine with secure
 aggregation, where the coordinator only sees the sum. Norm bounding
-(``max-update-norm``, enforced by each platform and checked by ``server.screening``)
+(``max-update-norm``, enforced by each platform and checked by ``crossfed.server.screening``)
 combines with any of them and with secure aggregation.
 """
 
@@ -19,7 +19,7 @@ from typing import Any
 
 from flwr.serverapp.strategy import FedAdam, FedAvg, FedAvgM, FedMedian, FedTrimmedAvg, Strategy
 
-from shared.config import RunConfig
+from crossfed.shared.config import RunConfig
 
 #: Attributes holding server-optimizer state across rounds (FedAvgM momentum, FedAdam moments).
 _STATEFUL_ATTRIBUTES = ("momentum_vector", "m_t", "v_t", "current_arrays")

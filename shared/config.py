@@ -60,7 +60,7 @@ class RunConfig:
     server_optimizer: str = "fedavg"
     server_learning_rate: float = 1.0
     server_momentum: float = 0.0
-    # Robustness against broken or hostile platforms (server.screening, server.strategy, client.bound)
+    # Robustness against broken or hostile platforms (crossfed.server.screening, crossfed.server.strategy, crossfed.client.bound)
     aggregation: str = "mean"
     trim_fraction: float = 0.2
     max_update_norm: float = 0.0
@@ -70,7 +70,7 @@ class RunConfig:
     finetune_learning_rate: float = 0.002
     finetune_embedding_dim: int = 0
     finetune_mlp_layers: str = "64,32,16"
-    # Differential privacy (shared.privacy)
+    # Differential privacy (crossfed.shared.privacy)
     privacy_unit: str = "none"
     epsilon: float = 8.0
     delta: float = 1e-5
@@ -81,7 +81,7 @@ class RunConfig:
     refresh_steps: int = 3
     refresh_learning_rate: float = 0.5
     accountant: str = "rdp"
-    # Secure aggregation (shared.secure_aggregation, server.secure_round)
+    # Secure aggregation (crossfed.shared.protocol.secure_aggregation, crossfed.server.secure_round)
     secagg: bool = False
     secagg_clip_range: float = 1.0
     secagg_max_weight: float = 50000.0
@@ -89,7 +89,7 @@ class RunConfig:
     secagg_threshold: float = 0.5
     noise_mode: str = "local"
     tolerated_colluders: int = 0
-    # Serving on a platform (shared.catalog, shared.recommend, shared.foldin)
+    # Serving on a platform (crossfed.shared.data.catalog, crossfed.client.serving.service, crossfed.client.serving.foldin)
     catalog: str = ""
     catalog_version: str = ""
     operator_data: str = ""

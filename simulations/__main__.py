@@ -8,18 +8,27 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from shared.config import (
+from crossfed.shared.config import (
+
     ACCOUNTANTS,
+
     MODES,
+
     NOISE_MODES,
+
     PARTITION_SCHEMES,
+
     PRIVACY_UNITS,
+
     SERVER_OPTIMIZERS,
+
     ConfigError,
+
     RunConfig,
+
 )
-from shared.data.movielens import DatasetUnavailableError
-from simulations import sweep_cli
+from crossfed.shared.data.movielens import DatasetUnavailableError
+from crossfed.simulations import sweep_cli
 
 #: Every run-config key is a flag (``--learning-rate`` for ``learning-rate``); these have short aliases.
 _ALIASES = {"num-platforms": "--platforms", "num-server-rounds": "--rounds", "dirichlet-alpha": "--alpha"}
@@ -70,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
             data_dir=str(Path(config.data_dir).resolve()) if config.data_dir else "",
             resume=args.resume,
         )
-        from shared.datasets import load_dataset
+        from crossfed.shared.data.datasets import load_dataset
 
         dataset = load_dataset(config.dataset, config.data_dir)  # fail fast, before any worker starts
         if out.exists() and any(out.iterdir()) and not args.resume:
@@ -90,10 +99,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_mode(mode: str, config: RunConfig) -> dict[str, Any]:
     if mode == "federated":
-        from simulations.federated import run_federated
+        from crossfed.simulations.federated import run_federated
 
         return run_federated(config)
-    from simulations.baselines import run_centralized, run_local_only
+    from crossfed.simulations.baselines import run_centralized, run_local_only
 
     # Nothing leaves a platform in either baseline, so neither needs noise: they are the references.
     config = config.replace(privacy_unit="none")

@@ -1,6 +1,6 @@
 """Issue-2 acceptance benchmark: federated vs centralized vs local-only, several seeds.
 
-    python -m simulations.acceptance --seeds 0 1 2 --out runs/acceptance
+    python -m crossfed.simulations.acceptance --seeds 0 1 2 --out runs/acceptance
 
 Each (mode, seed) cell runs as its own ``python -m simulations run`` process and is
 skipped when its ``summary.json`` already exists, so an interrupted benchmark resumes.
@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from shared.results import platform_dir
-from shared.stats import paired_bootstrap
+from crossfed.shared.evaluation.results import platform_dir
+from crossfed.shared.evaluation.stats import paired_bootstrap
 
 MODES = ("federated", "centralized", "local-only")
 K = 10
@@ -36,7 +36,7 @@ def run_cells(out: Path, seeds: list[int], extra: list[str]) -> None:
                 continue
             print(f"[run ] {cell.name}", flush=True)
             shutil.rmtree(cell, ignore_errors=True)  # an interrupted cell starts over
-            command = [sys.executable, "-m", "simulations", "run", "--mode", mode, "--seed", str(seed),
+            command = [sys.executable, "-m", "crossfed.simulations", "run", "--mode", mode, "--seed", str(seed),
                        "--out", str(cell), "--quiet", *extra]
             subprocess.run(command, check=True)
 
@@ -118,7 +118,7 @@ def render(report: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m simulations.acceptance", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m crossfed.simulations.acceptance", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", default="runs/acceptance")

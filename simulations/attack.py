@@ -12,7 +12,7 @@ top-10 over the full catalog (items they have not interacted with) contains the 
 and honest test HR@10, with no defence, with norm bounding, with coordinate-wise
 median and with trimmed mean, for 1 malicious platform of 5 and of 20.
 
-    python -m simulations.attack --out /tmp/faults/attack
+    python -m crossfed.simulations.attack --out /tmp/faults/attack
 """
 
 from __future__ import annotations
@@ -30,16 +30,16 @@ import numpy as np
 import torch
 from flwr.app import Message, MessageType
 
-from server.checkpoint import FINAL_MODEL_FILE
-from shared.config import RunConfig
-from shared.datasets import load_dataset, load_platforms
-from shared.platform import PlatformTrainer
-from shared.records import from_array_record, to_array_record
-from shared.results import platform_dir
-from shared.sharing import load_shared_arrays
-from shared.state import PlatformState
-from shared.storage import load_checked
-from simulations.federated import run_federated
+from crossfed.shared.storage.checkpoint import FINAL_MODEL_FILE
+from crossfed.shared.config import RunConfig
+from crossfed.shared.data.datasets import load_dataset, load_platforms
+from crossfed.shared.training.trainer import PlatformTrainer
+from crossfed.shared.protocol.records import from_array_record, to_array_record
+from crossfed.shared.evaluation.results import platform_dir
+from crossfed.shared.model.sharing import load_shared_arrays
+from crossfed.shared.storage.platform_state import PlatformState
+from crossfed.shared.storage.checked import load_checked
+from crossfed.simulations.federated import run_federated
 
 RESULTS = Path(__file__).parent / "results"
 ITEM_IDS = "shared.item_tower.ids.weight"

@@ -16,14 +16,14 @@ from typing import Any
 
 import numpy as np
 
-from shared.config import RunConfig
-from shared.datasets import load_platforms
-from shared.evaluation import UserResults, evaluate_ranking
-from shared.interactions import PlatformData, leave_last_out, pool
-from shared.platform import PlatformTrainer
-from shared.progress import RoundReport
-from shared.results import PlatformMetrics, build_summary, platform_dir, write_summary
-from shared.seeds import evaluation_seed
+from crossfed.shared.config import RunConfig
+from crossfed.shared.data.datasets import load_platforms
+from crossfed.shared.evaluation.ranking import UserResults, evaluate_ranking
+from crossfed.shared.data.interactions import PlatformData, leave_last_out, pool
+from crossfed.shared.training.trainer import PlatformTrainer
+from crossfed.shared.evaluation.progress import RoundReport
+from crossfed.shared.evaluation.results import PlatformMetrics, build_summary, platform_dir, write_summary
+from crossfed.shared.training.seeds import evaluation_seed
 
 
 def run_local_only(config: RunConfig) -> dict[str, Any]:

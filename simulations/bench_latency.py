@@ -1,6 +1,6 @@
 """Serving latency: top-10 with explanations for one user over MovieLens' 1,682-item catalog.
 
-``python -m simulations.bench_latency [--requests 2000] [--threads 1]``
+``python -m crossfed.simulations.bench_latency [--requests 2000] [--threads 1]``
 
 MovieLens-100K is exported to the contract's CSV files, one platform is trained alone (one
 epoch: latency does not depend on how well it is trained), and the service answers one
@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from shared.catalog import load_catalog
-from shared.platform_data import load_operator_data
-from shared.recommend import RecommendationService
-from simulations.operator_demo import demo_config, export_movielens, train_platform
+from crossfed.shared.data.catalog import load_catalog
+from crossfed.shared.data.platform_files import load_operator_data
+from crossfed.client.serving.service import RecommendationService
+from crossfed.simulations.operator_demo import demo_config, export_movielens, train_platform
 
 
 def percentiles(samples: list[float]) -> str:
@@ -34,7 +34,7 @@ def percentiles(samples: list[float]) -> str:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(prog="python -m simulations.bench_latency", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m crossfed.simulations.bench_latency", description=__doc__.split("\n\n")[0])
     p.add_argument("--data-dir", default=os.environ.get("CROSSFED_DATA_DIR"))
     p.add_argument("--requests", type=int, default=2000)
     p.add_argument("--threads", type=int, default=1, help="torch threads (1: one request per core)")

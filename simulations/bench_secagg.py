@@ -1,4 +1,4 @@
-"""What SecAgg+ costs: ``python -m simulations.bench_secagg``.
+"""What SecAgg+ costs: ``python -m crossfed.simulations.bench_secagg``.
 
 Runs the same short federation plain and with ``secagg = true`` for each platform count
 and prints the mean round wall time (training, aggregation and validation; round 1 is left
@@ -18,8 +18,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from shared.config import RunConfig
-from simulations.federated import run_federated
+from crossfed.shared.config import RunConfig
+from crossfed.simulations.federated import run_federated
 
 
 def byte_counting_mod(directory: str):
@@ -60,7 +60,7 @@ def measure(config: RunConfig, scratch: Path) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m simulations.bench_secagg", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m crossfed.simulations.bench_secagg", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", default="")
     parser.add_argument("--platforms", type=int, nargs="+", default=[3, 10])

@@ -1,4 +1,4 @@
-"""Local training throughput, private and not: ``python -m simulations.bench_throughput``.
+"""Local training throughput, private and not: ``python -m crossfed.simulations.bench_throughput``.
 
 Trains one platform's model (platform 0 of the default 5-platform natural split) for a
 few epochs in each setting and prints scored (user, item) pairs per second - the unit
@@ -18,10 +18,10 @@ import warnings
 import numpy as np
 import torch
 
-from shared.config import RunConfig
-from shared.datasets import load_platforms
-from shared.platform import PlatformTrainer
-from shared.privacy.dp_sgd import plan, train_private_round
+from crossfed.shared.config import RunConfig
+from crossfed.shared.data.datasets import load_platforms
+from crossfed.shared.training.trainer import PlatformTrainer
+from crossfed.shared.privacy.dp_sgd import plan, train_private_round
 
 
 def measure(config: RunConfig, platform: int, epochs: int, grad_sample_mode: str = "ghost") -> dict[str, float]:
@@ -44,7 +44,7 @@ def measure(config: RunConfig, platform: int, epochs: int, grad_sample_mode: str
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m simulations.bench_throughput", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m crossfed.simulations.bench_throughput", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", default="")
     parser.add_argument("--platform", type=int, default=0)

@@ -17,7 +17,7 @@ Format (every run-config key of ``[tool.flwr.app.config]`` may appear in ``base`
     grid = { epsilon = [1.0, inf] }   # optional, the Cartesian product of the lists
     seeds = [0]                       # optional, overrides the top-level list for this arm
 
-Keys are checked against :class:`shared.config.RunConfig` when the file is read, so a
+Keys are checked against :class:`crossfed.shared.config.RunConfig` when the file is read, so a
 typo or an out-of-range value stops the sweep before anything runs, naming the file and
 the key. Keys the lead engineer adds to ``RunConfig`` (``secagg``, ``noise-mode``) are
 accepted the moment they exist; nothing here lists keys by hand.
@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shared.config import MODES, ConfigError, RunConfig
+from crossfed.shared.config import MODES, ConfigError, RunConfig
 
 #: Set per cell by the sweep itself, never by the experiment.
 RESERVED_KEYS = frozenset({"run-dir", "resume", "seed"})

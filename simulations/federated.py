@@ -10,13 +10,19 @@ from typing import Any
 
 from flwr.clientapp.typing import Mod
 
-from client.client_app import build_app as build_client_app
-from client.task import LOCAL_METRICS_FILE
-from server.server_app import build_app as build_server_app
-from shared.config import RunConfig
-from shared.datasets import check_platforms_fit, load_platforms
-from shared.progress import RoundReport
-from shared.results import PlatformMetrics, build_summary, platform_dir, read_summary, write_summary
+from crossfed.client.client_app import build_app as build_client_app
+from crossfed.client.task import LOCAL_METRICS_FILE
+from crossfed.server.server_app import build_app as build_server_app
+from crossfed.shared.config import RunConfig
+from crossfed.shared.data.datasets import check_platforms_fit, load_platforms
+from crossfed.shared.evaluation.progress import RoundReport
+from crossfed.shared.evaluation.results import (
+    PlatformMetrics,
+    build_summary,
+    platform_dir,
+    read_summary,
+    write_summary,
+)
 
 FLOWER_ENVIRONMENT = {
     "FLWR_TELEMETRY_ENABLED": "0",

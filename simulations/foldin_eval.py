@@ -1,6 +1,6 @@
 """Fold-in against cold start for users held out of training (issue 6 acceptance).
 
-``python -m simulations.foldin_eval [--held-out 200] [--epochs 5] [--seeds 0 1 2]``
+``python -m crossfed.simulations.foldin_eval [--held-out 200] [--epochs 5] [--seeds 0 1 2]``
 
 MovieLens-100K exported to the contract's CSV files; ``--held-out`` users are left out of the
 platform's files entirely, one platform is trained alone on the rest. For each held-out user
@@ -27,12 +27,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from shared.catalog import load_catalog
-from shared.cold_start import find_segment, popularity_scores
-from shared.evaluation import hit_rate, ndcg
-from shared.platform_data import load_operator_data
-from shared.recommend import RecommendationService
-from simulations.operator_demo import demo_config, export_movielens, train_platform
+from crossfed.shared.data.catalog import load_catalog
+from crossfed.client.serving.cold_start import find_segment, popularity_scores
+from crossfed.shared.evaluation.ranking import hit_rate, ndcg
+from crossfed.shared.data.platform_files import load_operator_data
+from crossfed.client.serving.service import RecommendationService
+from crossfed.simulations.operator_demo import demo_config, export_movielens, train_platform
 
 
 def rank_of(item: str, ranked: list[str]) -> int:
@@ -73,7 +73,7 @@ def one_seed(data_dir: str | None, held_out: int, epochs: int, seed: int, k: int
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(prog="python -m simulations.foldin_eval", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m crossfed.simulations.foldin_eval", description=__doc__.split("\n\n")[0])
     p.add_argument("--data-dir", default=os.environ.get("CROSSFED_DATA_DIR"))
     p.add_argument("--held-out", type=int, default=200)
     p.add_argument("--epochs", type=int, default=5)

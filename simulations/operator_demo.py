@@ -16,13 +16,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from server.checkpoint import save_final_model
-from shared.catalog import Catalog, publish
-from shared.config import RunConfig
-from shared.data.movielens import load_movielens_100k
-from shared.platform import PlatformTrainer
-from shared.platform_data import OperatorData
-from shared.sharing import shared_arrays
+from crossfed.shared.storage.checkpoint import save_final_model
+from crossfed.shared.data.catalog import Catalog, publish
+from crossfed.shared.config import RunConfig
+from crossfed.shared.data.movielens import load_movielens_100k
+from crossfed.shared.training.trainer import PlatformTrainer
+from crossfed.shared.data.platform_files import OperatorData
+from crossfed.shared.model.sharing import shared_arrays
 
 logger = logging.getLogger(__name__)
 

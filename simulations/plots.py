@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from simulations.experiment import Experiment
-from simulations.report import grid_keys
-from simulations.tidy import Tables, group_mean
+from crossfed.simulations.experiment import Experiment
+from crossfed.simulations.report import grid_keys
+from crossfed.simulations.tidy import Tables, group_mean
 
 logger = logging.getLogger(__name__)
 

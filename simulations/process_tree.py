@@ -17,7 +17,7 @@ import os
 import threading
 from dataclasses import dataclass
 
-from shared.proc import PROC, cpu_ticks, status_kib, tree_pids
+from crossfed.shared.runtime.proc import PROC, cpu_ticks, status_kib, tree_pids
 
 logger = logging.getLogger(__name__)
 

@@ -17,11 +17,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from shared.results import platform_dir
-from shared.stats import paired_bootstrap
-from simulations.experiment import Experiment
-from simulations.sweep import CELLS_DIR
-from simulations.tidy import Tables, group_mean
+from crossfed.shared.evaluation.results import platform_dir
+from crossfed.shared.evaluation.stats import paired_bootstrap
+from crossfed.simulations.experiment import Experiment
+from crossfed.simulations.sweep import CELLS_DIR
+from crossfed.simulations.tidy import Tables, group_mean
 
 _REPORTED = ("sampled_hr", "sampled_ndcg", "full_hr", "global_sampled_hr", "global_sampled_ndcg", "epsilon_spent_max",
              "wall_seconds", "round_seconds", "round_cpu_seconds", "peak_rss_mb", "peak_pss_mb", "bytes_up_per_round")

@@ -7,7 +7,7 @@ probability ``--dropout`` per round (a SuperNode dying mid-round; Flower turns t
 exception into an error reply, which the round loop drops). A background thread samples
 the whole process tree - driver, Ray's GCS and raylet, the workers - from ``/proc``.
 
-    python -m simulations.soak --rounds 200 --platforms 20 --dropout 0.1 --out /tmp/faults/soak
+    python -m crossfed.simulations.soak --rounds 200 --platforms 20 --dropout 0.1 --out /tmp/faults/soak
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ from typing import Any
 import numpy as np
 from flwr.app import Message, MessageType
 
-from shared.config import RunConfig
-from shared.proc import open_fds, status_kib, tree_pids
-from simulations.federated import run_federated
+from crossfed.shared.config import RunConfig
+from crossfed.shared.runtime.proc import open_fds, status_kib, tree_pids
+from crossfed.simulations.federated import run_federated
 
 RESULTS = Path(__file__).parent / "results"
 _ROUND_LINE = re.compile(r"^round\s+(\d+)/")

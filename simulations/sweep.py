@@ -1,6 +1,6 @@
 """Run every cell of an experiment, resumably, and collect the results into tidy tables.
 
-Each cell runs :func:`simulations.__main__.run_mode` - the same function as
+Each cell runs :func:`crossfed.simulations.__main__.run_mode` - the same function as
 ``python -m simulations run`` - but in a fresh child process (``spawn``), one cell at a
 time. The child is what makes a long sweep safe: Flower's simulation engine starts and
 stops Ray inside every federated run, and a process that lives through dozens of runs
@@ -34,10 +34,10 @@ from typing import Any
 
 import numpy as np
 
-from shared.results import SUMMARY_FILE
-from shared.storage import atomic_write_bytes
-from simulations.experiment import Cell, Experiment, ExperimentError
-from simulations.process_tree import TreeMonitor, tree_pids
+from crossfed.shared.evaluation.results import SUMMARY_FILE
+from crossfed.shared.storage.checked import atomic_write_bytes
+from crossfed.simulations.experiment import Cell, Experiment, ExperimentError
+from crossfed.simulations.process_tree import TreeMonitor, tree_pids
 
 logger = logging.getLogger(__name__)
 
@@ -179,8 +179,8 @@ def _child_main(mode: str, flat_config: dict[str, Any], events: Any, log_path: s
     log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(log, 1)
     os.dup2(log, 2)
-    from shared.config import RunConfig
-    from simulations.__main__ import configure_logging, run_mode
+    from crossfed.shared.config import RunConfig
+    from crossfed.simulations.__main__ import configure_logging, run_mode
 
     configure_logging(quiet=False)
     logging.getLogger("crossfed.progress").addHandler(_RoundForwarder(events))
@@ -230,8 +230,8 @@ def traffic(mode: str, config: Any) -> dict[str, int]:
     """
     if mode != "federated":
         return {}
-    from server.federation import initial_arrays
-    from shared.records import to_array_record
+    from crossfed.server.federation import initial_arrays
+    from crossfed.shared.protocol.records import to_array_record
 
     payload = sum(len(array.data) for array in to_array_record(initial_arrays(config)).values())
     return {"bytes_up_per_round": payload, "bytes_down_per_round": 2 * payload}

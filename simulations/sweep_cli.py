@@ -1,8 +1,8 @@
 """``python -m simulations sweep EXPERIMENT.toml --out DIR``: the entry point around the sweep.
 
-Runs the unfinished cells (:mod:`simulations.sweep`), then rebuilds the tidy tables
-(:mod:`simulations.tidy`), the report (:mod:`simulations.report`) and the figures
-(:mod:`simulations.plots`) from everything finished in ``DIR`` - so rerunning a finished
+Runs the unfinished cells (:mod:`crossfed.simulations.sweep`), then rebuilds the tidy tables
+(:mod:`crossfed.simulations.tidy`), the report (:mod:`crossfed.simulations.report`) and the figures
+(:mod:`crossfed.simulations.plots`) from everything finished in ``DIR`` - so rerunning a finished
 sweep only redraws, and ``--report-only`` redraws a sweep that is still running.
 """
 
@@ -27,9 +27,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from shared.config import ConfigError
-    from shared.data.movielens import DatasetUnavailableError
-    from simulations.experiment import ExperimentError, load_experiment
+    from crossfed.shared.config import ConfigError
+    from crossfed.shared.data.movielens import DatasetUnavailableError
+    from crossfed.simulations.experiment import ExperimentError, load_experiment
 
     try:
         experiment = load_experiment(args.experiment)
@@ -44,10 +44,10 @@ def main(args: argparse.Namespace) -> int:
         return 2
     from tqdm import tqdm
 
-    from simulations.plots import draw_all
-    from simulations.report import render
-    from simulations.sweep import run_sweep
-    from simulations.tidy import collect
+    from crossfed.simulations.plots import draw_all
+    from crossfed.simulations.report import render
+    from crossfed.simulations.sweep import run_sweep
+    from crossfed.simulations.tidy import collect
 
     print(f"sweep {experiment.name}: {len(experiment.cells)} cells -> {out}", flush=True)
     outcomes = []
@@ -80,7 +80,7 @@ def main(args: argparse.Namespace) -> int:
 
 def _check_data(experiment: object, data_dir: str) -> None:
     """Every dataset the experiment names must load before the first cell starts."""
-    from shared.datasets import load_dataset
+    from crossfed.shared.data.datasets import load_dataset
 
     for dataset in sorted({cell.config(Path("."), data_dir).dataset for cell in experiment.cells}):  # type: ignore[attr-defined]
         load_dataset(dataset, str(Path(data_dir).resolve()) if data_dir else "")

@@ -33,10 +33,10 @@ from typing import Any
 
 import pandas as pd
 
-from shared.evaluation import PROTOCOLS
-from shared.results import SUMMARY_FILE
-from simulations.experiment import Experiment
-from simulations.sweep import CELL_FILE, cell_dir
+from crossfed.shared.evaluation.ranking import PROTOCOLS
+from crossfed.shared.evaluation.results import SUMMARY_FILE
+from crossfed.simulations.experiment import Experiment
+from crossfed.simulations.sweep import CELL_FILE, cell_dir
 
 #: Settings that only act under DP; shown empty in non-private cells.
 PRIVACY_KEYS = frozenset({"epsilon", "delta", "noise-multiplier", "clip-norm", "user-batch", "bag-positives",

@@ -9,13 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from shared.data.features import EncodedDataset, EncodedFeature
+from crossfed.shared.data.features import EncodedDataset, EncodedFeature
 
 
 @pytest.fixture(scope="session")
 def movielens_dir() -> Path:
     """``CROSSFED_DATA_DIR`` if set, else the download cache (fetched once if the network allows)."""
-    from shared.data.movielens import DatasetUnavailableError, resolve_data_dir
+    from crossfed.shared.data.movielens import DatasetUnavailableError, resolve_data_dir
 
     try:
         return resolve_data_dir(os.environ.get("CROSSFED_DATA_DIR") or None)

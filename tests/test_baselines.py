@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-import simulations.baselines
-from shared.config import RunConfig
-from simulations.baselines import run_centralized, run_local_only
+import crossfed.simulations.baselines
+from crossfed.shared.config import RunConfig
+from crossfed.simulations.baselines import run_centralized, run_local_only
 
 #: Seconds added to loading the data: start-up that the history's clock must leave out.
 LOAD_DELAY = 2.0
@@ -16,13 +16,13 @@ LOAD_DELAY = 2.0
 
 @pytest.mark.parametrize("run", [run_centralized, run_local_only])
 def test_start_up_is_timed_apart_from_the_epochs(run, movielens_dir, tmp_path, monkeypatch):
-    load = simulations.baselines.load_platforms
+    load = crossfed.simulations.baselines.load_platforms
 
     def slow_load(config):
         time.sleep(LOAD_DELAY)
         return load(config)
 
-    monkeypatch.setattr(simulations.baselines, "load_platforms", slow_load)
+    monkeypatch.setattr(crossfed.simulations.baselines, "load_platforms", slow_load)
     config = RunConfig(data_dir=str(movielens_dir), run_dir=str(tmp_path), max_users=60, num_platforms=2,
                        partition="iid", num_server_rounds=2, embedding_dim=8, mlp_layers="16,8")
     summary = run(config)

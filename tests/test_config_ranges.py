@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from shared.config import ConfigError, RunConfig
-from shared.datasets import check_platforms_fit, load_platforms
+from crossfed.shared.config import ConfigError, RunConfig
+from crossfed.shared.data.datasets import check_platforms_fit, load_platforms
 
 
 @pytest.mark.parametrize(
@@ -50,7 +50,7 @@ def test_a_user_batch_larger_than_the_smallest_platform_is_rejected(movielens_di
 
 
 def test_the_simulation_refuses_a_bad_user_batch_before_any_round(movielens_dir, tmp_path):
-    from simulations.federated import run_federated
+    from crossfed.simulations.federated import run_federated
 
     run_dir = tmp_path / "run"
     config = RunConfig(data_dir=str(movielens_dir), run_dir=str(run_dir), num_platforms=4, max_users=200,
@@ -61,7 +61,7 @@ def test_the_simulation_refuses_a_bad_user_batch_before_any_round(movielens_dir,
 
 
 def test_the_cli_rejects_a_bad_value_before_creating_the_run_folder(tmp_path, capsys):
-    from simulations.__main__ import main
+    from crossfed.simulations.__main__ import main
 
     out = tmp_path / "run"
     status = main(["run", "--out", str(out), "--epsilon", "-2"])

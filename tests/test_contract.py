@@ -12,15 +12,22 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.data import (
+from crossfed.shared.data import (
+
     DataValidationError,
+
     ValidationReport,
+
     infer_feature_kind,
+
     load_tables,
+
     read_table,
+
     validate,
+
 )
-from shared.data.contract import _parse_timestamps
+from crossfed.shared.data.contract import _parse_timestamps
 
 ITEMS_CSV = (
     "item_id,title,price,color,tags\n"

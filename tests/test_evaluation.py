@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from shared.evaluation import evaluate_ranking, hit_rate, ndcg, rank_of_first
-from shared.interactions import Interactions, leave_last_out
+from crossfed.shared.evaluation.ranking import evaluate_ranking, hit_rate, ndcg, rank_of_first
+from crossfed.shared.data.interactions import Interactions, leave_last_out
 
 
 def test_hit_rate_and_ndcg_hand_computed():

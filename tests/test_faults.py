@@ -12,17 +12,17 @@ import pytest
 from flwr.app import Error, Message, MessageType, MetricRecord, RecordDict
 from flwr.supercore.task_identity import TaskIdentity
 
-import shared.storage
-from server.checkpoint import CHECKPOINT_FILE, FINAL_MODEL_FILE, Checkpoint
-from server.federation import FederationError, initial_arrays, run_federation
-from server.preparation import PREPARE
-from shared.config import RunConfig
-from shared.privacy.ledger import PrivacyLedger
-from shared.records import from_array_record, to_array_record
-from shared.results import platform_dir
-from shared.state import PlatformState
-from shared.storage import CorruptStateError, StateWriteError, load_checked
-from simulations.federated import run_federated
+import crossfed.shared.storage.checked
+from crossfed.shared.storage.checkpoint import CHECKPOINT_FILE, FINAL_MODEL_FILE, Checkpoint
+from crossfed.server.federation import FederationError, initial_arrays, run_federation
+from crossfed.server.preparation import PREPARE
+from crossfed.shared.config import RunConfig
+from crossfed.shared.privacy.ledger import PrivacyLedger
+from crossfed.shared.protocol.records import from_array_record, to_array_record
+from crossfed.shared.evaluation.results import platform_dir
+from crossfed.shared.storage.platform_state import PlatformState
+from crossfed.shared.storage.checked import CorruptStateError, StateWriteError, load_checked
+from crossfed.simulations.federated import run_federated
 
 PLATFORMS = 3
 
@@ -189,10 +189,10 @@ def test_a_serverapp_dying_on_a_full_disk_resumes_without_losing_or_double_charg
                 raise OSError(errno.ENOSPC, "No space left on device")
         return real_replace(source, destination)
 
-    monkeypatch.setattr(shared.storage.os, "replace", disk_full_on_second_checkpoint)
+    monkeypatch.setattr(crossfed.shared.storage.checked.os, "replace", disk_full_on_second_checkpoint)
     with pytest.raises(Exception):  # the ServerApp died: no summary was written
         run_federated(config)
-    monkeypatch.setattr(shared.storage.os, "replace", real_replace)
+    monkeypatch.setattr(crossfed.shared.storage.checked.os, "replace", real_replace)
     assert not (run_dir / "summary.json").exists()
     assert Checkpoint.load(run_dir).last_round == 1  # the failed write left round 1's checkpoint intact
     assert not list(run_dir.glob(".*.tmp"))
@@ -212,7 +212,7 @@ def test_a_failed_state_write_raises_clearly_and_keeps_the_previous_state(tmp_pa
     def disk_full(source, destination):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(shared.storage.os, "replace", disk_full)
+    monkeypatch.setattr(crossfed.shared.storage.checked.os, "replace", disk_full)
     for record in (Checkpoint(arrays={"w": np.zeros(3, np.float32)}, last_round=2, config={"seed": 0}),
                    PlatformState(user_tower={"u": np.ones(2)}, last_round=2)):
         with pytest.raises(StateWriteError, match=rf"cannot write {tmp_path}/.*No space left on device.*intact"):

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.data import EncodedFeature, encode, encode_features, validate
+from crossfed.shared.data import EncodedFeature, encode, encode_features, validate
 
 NAN = np.nan
 

@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from server.preparation import PREPARE
-from shared.config import RunConfig
-from shared.datasets import load_platforms
-from shared.model import build_model
-from shared.sharing import shared_arrays
-from simulations.federated import run_federated
+from crossfed.server.preparation import PREPARE
+from crossfed.shared.config import RunConfig
+from crossfed.shared.data.datasets import load_platforms
+from crossfed.shared.model.recommender import build_model
+from crossfed.shared.model.sharing import shared_arrays
+from crossfed.simulations.federated import run_federated
 
 ALLOWED_METRICS = {
     "platform", "num-examples", "train-loss", "train-seconds", "pairs-per-second", "num-users",
@@ -126,8 +126,8 @@ def test_no_message_carries_user_side_data(federated_run):
 
 
 def test_the_same_seed_gives_the_same_global_model_bit_for_bit(federated_run, tmp_path):
-    from server.checkpoint import FINAL_MODEL_FILE
-    from shared.storage import load_checked
+    from crossfed.shared.storage.checkpoint import FINAL_MODEL_FILE
+    from crossfed.shared.storage.checked import load_checked
 
     config, summary, _ = federated_run
     again = run_federated(config.replace(run_dir=str(tmp_path / "again")))

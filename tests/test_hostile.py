@@ -20,12 +20,12 @@ import torch
 from flwr.app import ConfigRecord, Message, MessageType, MetricRecord, RecordDict
 from flwr.supercore.task_identity import TaskIdentity
 
-from client.bound import bound_arrays, bound_update
-from server.federation import aggregate_in_order
-from server.screening import screen_updates, update_norm
-from server.strategy import make_strategy
-from shared.config import RunConfig
-from shared.records import to_array_record
+from crossfed.client.bound import bound_arrays, bound_update
+from crossfed.server.federation import aggregate_in_order
+from crossfed.server.screening import screen_updates, update_norm
+from crossfed.server.strategy import make_strategy
+from crossfed.shared.config import RunConfig
+from crossfed.shared.protocol.records import to_array_record
 
 NAMES = ("shared.item_bias.weight", "shared.prediction.weight")
 
@@ -163,7 +163,7 @@ def test_a_platform_bounds_its_own_update_before_sending():
 
 
 def test_robust_aggregation_needs_plain_fedavg():
-    from shared.config import ConfigError
+    from crossfed.shared.config import ConfigError
 
     with pytest.raises(ConfigError, match="aggregation"):
         RunConfig(aggregation="median", server_optimizer="fedadam").validate()
@@ -180,8 +180,8 @@ def test_under_dp_a_platform_claiming_more_weight_is_rejected():
 
 def test_list_valued_metrics_are_rejected_not_a_crash():
     """A MetricRecord may hold lists; a hostile reply sending them must not stop the coordinator."""
-    from server.federation import _platform_order
-    from server.replies import reply_metrics
+    from crossfed.server.federation import _platform_order
+    from crossfed.shared.protocol.replies import reply_metrics
 
     honest = [reply(u, p) for p, u in enumerate(honest_updates(3))]
     hostile = reply(honest_updates(1, seed=9)[0], 7)

@@ -1,6 +1,6 @@
 """The deployment end to end: SuperLink + 3 SuperNodes on 127.0.0.1, TLS, SuperNode auth, SecAgg+, DP.
 
-One loopback run (:mod:`server.loopback`) with ``secagg = true`` and ``privacy-unit = "user"``
+One loopback run (:mod:`crossfed.simulations.loopback`) with ``secagg = true`` and ``privacy-unit = "user"``
 stops platform 2's SuperNode once round 1 is checkpointed and starts it again with the same
 key and state directory. Then: the run completed every round; the restarted platform's
 privacy ledger went on from where it stopped (more epsilon, more rounds, the same state
@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from server.certs import init
-from server.deployment import flower_executable
-from server.loopback import LoopbackSettings, run_loopback
+from crossfed.server.deploy.certs import init
+from crossfed.server.deploy.deployment import flower_executable
+from crossfed.simulations.loopback import LoopbackSettings, run_loopback
 
 pytestmark = [
     pytest.mark.deployment,

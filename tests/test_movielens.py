@@ -19,19 +19,31 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from shared.data import (
+from crossfed.shared.data import (
+
     ML100K_URL,
+
     DatasetChecksumError,
+
     DatasetUnavailableError,
+
     DataValidationError,
+
     EncodedDataset,
+
     Tables,
+
     encode,
+
     load_movielens_100k,
+
     load_tables,
-    movielens,
+
     resolve_data_dir,
+
 )
+
+from crossfed.shared.data import movielens
 
 REAL_DIR = os.environ.get("CROSSFED_DATA_DIR")
 needs_real_data = pytest.mark.skipif(
@@ -210,7 +222,7 @@ def test_malformed_raw_rows(tmp_path: Path, name, rows, row, column, fragment) -
 
 
 def test_altered_copy_is_warned_about(tmp_path: Path, caplog) -> None:
-    with caplog.at_level(logging.WARNING, logger="shared.data.movielens"):
+    with caplog.at_level(logging.WARNING, logger="crossfed.shared.data.movielens"):
         load_movielens_100k(write_mini(tmp_path / "ml"))
     assert "altered" in caplog.text
 
@@ -246,7 +258,7 @@ def test_real_counts(ml100k: Tables, ml100k_encoded: EncodedDataset) -> None:
 
 @needs_real_data
 def test_real_files_are_the_official_ones(caplog) -> None:
-    with caplog.at_level(logging.WARNING, logger="shared.data.movielens"):
+    with caplog.at_level(logging.WARNING, logger="crossfed.shared.data.movielens"):
         movielens._check_sha256(Path(REAL_DIR))
     assert caplog.text == ""
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from shared.config import ConfigError, RunConfig
-from shared.data.contract import DataValidationError
-from shared.platform_data import own_platform
-from simulations.federated import run_federated
-from simulations.operator_demo import CATALOG_VERSION, export_movielens
+from crossfed.shared.config import ConfigError, RunConfig
+from crossfed.shared.data.contract import DataValidationError
+from crossfed.shared.data.platform_files import own_platform
+from crossfed.simulations.federated import run_federated
+from crossfed.simulations.operator_demo import CATALOG_VERSION, export_movielens
 
 
 @pytest.fixture(scope="module")

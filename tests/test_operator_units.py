@@ -6,13 +6,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from shared.cold_start import MIN_SEGMENT_USERS, Popularity, find_segment
-from shared.config import RunConfig
-from shared.foldin import fold_in
-from shared.interactions import Interactions
-from shared.model import build_model
-from shared.scoring import CatalogScorer
-from shared.serving import StackedRecommender
+from crossfed.client.serving.cold_start import MIN_SEGMENT_USERS, Popularity, find_segment
+from crossfed.shared.config import RunConfig
+from crossfed.client.serving.foldin import fold_in
+from crossfed.shared.data.interactions import Interactions
+from crossfed.shared.model.recommender import build_model
+from crossfed.client.serving.scoring import CatalogScorer
+from crossfed.shared.training.private_copy import StackedRecommender
 from tests.conftest import make_dataset
 
 
@@ -93,7 +93,7 @@ def test_segment_popularity_is_shrunk_toward_the_platform():
     items = np.array([0, 1, 1, 2, 2, 3])
     history = Interactions(users, items, np.zeros(6, np.int64), 4, 5)
     popularity = Popularity(history)
-    from shared.cold_start import Segment
+    from crossfed.client.serving.cold_start import Segment
 
     scores = popularity.scores(Segment(np.array([0]), {"x": "y"}))
     assert scores[1] > scores[2] and scores[0] > scores[3]  # equally popular: the segment's item first

@@ -1,4 +1,4 @@
-"""``client.validate`` and the catalog on bad input: a clean message naming file, row and column, never a
+"""``crossfed.client.commands.validate`` and the catalog on bad input: a clean message naming file, row and column, never a
 traceback, never a file written. Hypothesis throws malformed files at it."""
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from client import validate as validate_cli
-from server import catalog as catalog_cli
-from shared.catalog import CatalogError, load_catalog, publish
+from crossfed.client.commands import validate as validate_cli
+from crossfed.server.commands import catalog as catalog_cli
+from crossfed.shared.data.catalog import CatalogError, load_catalog, publish
 
 ITEMS = pd.DataFrame({"item_id": ["i1", "i2", "i3"], "genres": ["a|b", "b", None], "year": [1990.0, None, 2001.0]})
 
@@ -92,7 +92,7 @@ def test_as_a_process_bad_input_is_one_line_and_status_1(tmp_path, catalog_path)
 
     path = tmp_path / "interactions.csv"
     path.write_bytes(b"user_id,item_id\nu1,i1\nu2,i2,extra,more\n")
-    done = subprocess.run([sys.executable, "-m", "client.validate", "--interactions", str(path),
+    done = subprocess.run([sys.executable, "-m", "crossfed.client.commands.validate", "--interactions", str(path),
                            "--catalog", str(catalog_path)], capture_output=True, text=True,
                           cwd=Path(__file__).parents[1], timeout=120)
     assert done.returncode == 1 and done.stdout == ""
@@ -206,7 +206,7 @@ def test_a_new_catalog_version_may_only_append(catalog_path, tmp_path):
 
 
 def test_catalog_cli_publishes_movielens_with_the_features_the_simulation_encodes(movielens_dir, tmp_path, capsys):
-    from shared.datasets import load_dataset
+    from crossfed.shared.data.datasets import load_dataset
 
     out = tmp_path / "catalog.json"
     assert catalog_cli.main(["publish", "--movielens", str(movielens_dir), "--version", "ml-1",

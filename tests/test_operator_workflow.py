@@ -15,15 +15,15 @@ import pandas as pd
 import pytest
 import torch
 
-from client import foldin as foldin_cli
-from client import recommend as recommend_cli
-from client import validate as validate_cli
-from shared.catalog import load_catalog
-from shared.cold_start import find_segment, popularity_scores
-from shared.platform_data import OperatorData, load_operator_data
-from shared.recommend import FoldIns, PrivateCopy, RecommendationService
-from shared.state import PlatformState
-from simulations.operator_demo import ExportedPlatform, demo_config, export_movielens, train_platform
+from crossfed.client.commands import foldin as foldin_cli
+from crossfed.client.commands import recommend as recommend_cli
+from crossfed.client.commands import validate as validate_cli
+from crossfed.shared.data.catalog import load_catalog
+from crossfed.client.serving.cold_start import find_segment, popularity_scores
+from crossfed.shared.data.platform_files import OperatorData, load_operator_data
+from crossfed.client.serving.service import FoldIns, PrivateCopy, RecommendationService
+from crossfed.shared.storage.platform_state import PlatformState
+from crossfed.simulations.operator_demo import ExportedPlatform, demo_config, export_movielens, train_platform
 
 HELD_OUT = 150
 EPOCHS = 2
@@ -154,7 +154,7 @@ def test_recommend_cli_on_parquet_files(setup, capsys):
 
 
 def test_serving_refuses_a_catalog_of_another_version_than_the_runs(setup):
-    from shared.recommend import ServingError
+    from crossfed.client.serving.service import ServingError
 
     with pytest.raises(ServingError, match="catalog version 'ml-100k-2'"):
         service(setup, **{"catalog-version": "ml-100k-2"})

@@ -14,13 +14,13 @@ from opacus import PrivacyEngine
 from opacus.accountants import RDPAccountant
 from torch.utils.data import DataLoader, TensorDataset
 
-from shared.config import ConfigError, RunConfig
-from shared.interactions import platform_view
-from shared.platform import PlatformTrainer
-from shared.privacy import BudgetExceeded, PrivacyLedger
-from shared.privacy.bags import BagLoss, user_bags
-from shared.privacy.dp_sgd import UserLevelCore, plan, refresh_user_embeddings, train_private_round
-from shared.sharing import shared_arrays
+from crossfed.shared.config import ConfigError, RunConfig
+from crossfed.shared.data.interactions import platform_view
+from crossfed.shared.training.trainer import PlatformTrainer
+from crossfed.shared.privacy import BudgetExceeded, PrivacyLedger
+from crossfed.shared.privacy.bags import BagLoss, user_bags
+from crossfed.shared.privacy.dp_sgd import UserLevelCore, plan, refresh_user_embeddings, train_private_round
+from crossfed.shared.model.sharing import shared_arrays
 from tests.conftest import make_dataset
 
 PRIVATE = RunConfig(
@@ -225,7 +225,7 @@ def test_distributed_update_carries_its_share_of_the_noise():
 
 
 def test_colluding_platforms_are_covered_by_a_larger_noise_share():
-    from shared.privacy.dp_sgd import noise_share
+    from crossfed.shared.privacy.dp_sgd import noise_share
 
     assert noise_share(DISTRIBUTED) == pytest.approx(1 / math.sqrt(4))
     assert noise_share(DISTRIBUTED.replace(tolerated_colluders=3)) == pytest.approx(1.0)
@@ -257,7 +257,7 @@ def test_cost_aware_linear_norms_equal_opacus_and_the_materialised_gradient(
 ):
     from opacus.grad_sample.linear import compute_linear_norm_sample
 
-    from shared.privacy.norm_samplers import linear_norm_sample
+    from crossfed.shared.privacy.norm_samplers import linear_norm_sample
 
     generator = torch.Generator().manual_seed(seed)
     layer = torch.nn.Linear(inputs, outputs)
@@ -277,7 +277,7 @@ def test_cost_aware_linear_norms_equal_opacus_and_the_materialised_gradient(
 def test_embedding_norms_equal_opacus_with_repeated_ids(samples, rows, vocabulary, seed):
     from opacus.grad_sample.embedding_norm_sample import compute_embedding_norm_sample
 
-    from shared.privacy.norm_samplers import embedding_norm_sample
+    from crossfed.shared.privacy.norm_samplers import embedding_norm_sample
 
     generator = torch.Generator().manual_seed(seed)
     layer = torch.nn.Embedding(vocabulary, 3)
@@ -292,16 +292,16 @@ def test_private_training_uses_the_cost_aware_norm_samplers():
     import subprocess
     import sys
 
-    check = ("import torch, shared.privacy.dp_sgd\n"
+    check = ("import torch, crossfed.shared.privacy.dp_sgd\n"
              "from opacus.grad_sample.grad_sample_module_fast_gradient_clipping import "
              "GradSampleModuleFastGradientClipping as G\n"
              "for layer in (torch.nn.Linear, torch.nn.Embedding):\n"
-             "    assert G.NORM_SAMPLERS[layer].__module__ == 'shared.privacy.norm_samplers', layer\n")
+             "    assert G.NORM_SAMPLERS[layer].__module__ == 'crossfed.shared.privacy.norm_samplers', layer\n")
     subprocess.run([sys.executable, "-c", check], check=True, cwd=Path(__file__).resolve().parents[1])
 
 
 def test_norm_samplers_accept_an_empty_batch():
-    from shared.privacy.norm_samplers import embedding_norm_sample, linear_norm_sample
+    from crossfed.shared.privacy.norm_samplers import embedding_norm_sample, linear_norm_sample
 
     linear, embedding = torch.nn.Linear(6, 3), torch.nn.Embedding(9, 3)
     for shape in ((0,), (0, 4)):

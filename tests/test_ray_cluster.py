@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from simulations.process_tree import tree_pids
+from crossfed.simulations.process_tree import tree_pids
 
 RAY = Path(sys.executable).with_name("ray")
 
@@ -70,7 +70,7 @@ def test_simulation_runs_against_a_running_ray_head(movielens_dir: Path, tmp_pat
         _wait_until_up(address, head)
         out = tmp_path / "run"
         result = subprocess.run(
-            [sys.executable, "-m", "simulations", "run", "--mode", "federated", "--platforms", "2", "--rounds", "1",
+            [sys.executable, "-m", "crossfed.simulations", "run", "--mode", "federated", "--platforms", "2", "--rounds", "1",
              "--max-users", "40", "--partition", "iid", "--embedding-dim", "8", "--mlp-layers", "16,8",
              "--data-dir", str(movielens_dir), "--out", str(out), "--quiet"],
             env={**env, "RAY_ADDRESS": address}, capture_output=True, text=True, timeout=240,

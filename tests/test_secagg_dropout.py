@@ -1,7 +1,7 @@
 """A platform lost before it shares its SecAgg+ keys costs the round one platform, not the round.
 
 flwr 1.42's ``SecAggPlusWorkflow`` alone fails the whole round here (survivors are asked for
-key shares they never received); ``server.secagg_workflow`` forgets such a platform instead.
+key shares they never received); ``crossfed.server.secagg_workflow`` forgets such a platform instead.
 A client mod makes platform 2 fail the setup stage (stage 0) of round 1 - what a SuperNode
 restart between rounds does in a deployment (tests/test_loopback.py).
 """
@@ -11,8 +11,8 @@ from __future__ import annotations
 from flwr.app import Context, Message, MessageType
 from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS, Key, Stage
 
-from shared.config import RunConfig
-from simulations.federated import run_federated
+from crossfed.shared.config import RunConfig
+from crossfed.simulations.federated import run_federated
 
 DROPPED = 2
 

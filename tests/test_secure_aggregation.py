@@ -7,9 +7,9 @@ import pytest
 
 from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS
 
-from server.checkpoint import Checkpoint
-from shared.config import ConfigError, RunConfig
-from shared.secure_aggregation import QuantisationPlan, clip_update, quantisation_plan
+from crossfed.shared.storage.checkpoint import Checkpoint
+from crossfed.shared.config import ConfigError, RunConfig
+from crossfed.shared.protocol.secure_aggregation import QuantisationPlan, clip_update, quantisation_plan
 from tests.test_federation import recorded_run
 
 SETTINGS = dict(num_platforms=3, num_server_rounds=1, max_users=150, seed=3, min_platforms=2)
@@ -80,7 +80,7 @@ def _request(message_type: str):
 def test_a_platform_that_requires_secagg_refuses_a_plain_training_request(task_identity):
     from flwr.app import Context, MessageType, RecordDict
 
-    from client.secure import InsecureRequestError, guarded_secaggplus_mod
+    from crossfed.client.secure import InsecureRequestError, guarded_secaggplus_mod
 
     context = Context(run_id=1, node_id=7, node_config={}, state=RecordDict(), run_config={})
     passed = []

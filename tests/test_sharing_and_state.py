@@ -2,14 +2,14 @@ import numpy as np
 import pytest
 import torch
 
-from client.outbox import PLAIN_METRICS, PRIVATE_METRICS, LeakError, _platform_level
-from shared.config import RunConfig
-from shared.interactions import platform_view
-from shared.model import build_model
-from shared.platform import PlatformTrainer
-from shared.sharing import is_shared, load_shared_arrays, local_parameters, shared_arrays
-from shared.state import PlatformState
-from shared.storage import CorruptStateError, load_checked, save_checked
+from crossfed.client.outbox import PLAIN_METRICS, PRIVATE_METRICS, LeakError, _platform_level
+from crossfed.shared.config import RunConfig
+from crossfed.shared.data.interactions import platform_view
+from crossfed.shared.model.recommender import build_model
+from crossfed.shared.training.trainer import PlatformTrainer
+from crossfed.shared.model.sharing import is_shared, load_shared_arrays, local_parameters, shared_arrays
+from crossfed.shared.storage.platform_state import PlatformState
+from crossfed.shared.storage.checked import CorruptStateError, load_checked, save_checked
 
 CONFIG = RunConfig(embedding_dim=4, mlp_layers="8,4", batch_size=32)
 
@@ -96,7 +96,7 @@ def test_failed_write_keeps_the_previous_state(tmp_path, monkeypatch):
     def disk_full(*_args, **_kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("shared.storage.os.replace", disk_full)
+    monkeypatch.setattr("crossfed.shared.storage.checked.os.replace", disk_full)
     with pytest.raises(OSError):
         save_checked(path, {"version": 2})
     assert load_checked(path) == {"version": 1}
@@ -124,7 +124,7 @@ def test_stacked_private_copy_serves_without_touching_the_global_model(dataset):
 def test_an_operator_pins_privacy_settings_in_node_config_over_the_coordinators_run_config():
     from flwr.app import Context, RecordDict
 
-    from client.task import platform_config
+    from crossfed.client.task import platform_config
 
     submitted = {"privacy-unit": "none", "epsilon": 8.0, "secagg": False}
     node = {"partition-id": 1, "num-partitions": 3, "privacy-unit": "user", "epsilon": 4.0, "secagg": True,

@@ -1,11 +1,11 @@
 import numpy as np
 import pytest
 
-from shared.config import ConfigError, RunConfig
-from shared.datasets import pad_catalog, subsample_users
-from shared.interactions import Interactions, leave_last_out, platform_view, pool
-from shared.partition import PartitionSpec, assign_platforms
-from shared.sampling import evaluation_candidates, sample_negatives
+from crossfed.shared.config import ConfigError, RunConfig
+from crossfed.shared.data.datasets import pad_catalog, subsample_users
+from crossfed.shared.data.interactions import Interactions, leave_last_out, platform_view, pool
+from crossfed.shared.data.partition import PartitionSpec, assign_platforms
+from crossfed.shared.training.sampling import evaluation_candidates, sample_negatives
 
 
 def test_leave_last_out_takes_latest_as_test_and_second_latest_as_validation():
@@ -137,10 +137,10 @@ def test_padding_is_refused_with_a_published_catalog_or_operator_data():
 
 
 def test_the_coordinator_builds_the_padded_catalog_the_platforms_train_on(movielens_dir):
-    from server.federation import initial_arrays
-    from shared.datasets import load_platforms
-    from shared.model import build_model
-    from shared.sharing import shared_arrays
+    from crossfed.server.federation import initial_arrays
+    from crossfed.shared.data.datasets import load_platforms
+    from crossfed.shared.model.recommender import build_model
+    from crossfed.shared.model.sharing import shared_arrays
 
     config = RunConfig.from_mapping({"data-dir": str(movielens_dir), "extra-items": 40, "embedding-dim": 4,
                                      "mlp-layers": "8"})

@@ -1,6 +1,6 @@
 import numpy as np
 
-from shared.stats import paired_bootstrap
+from crossfed.shared.evaluation.stats import paired_bootstrap
 
 
 def test_interval_brackets_the_mean_and_detects_a_clear_gain():

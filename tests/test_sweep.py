@@ -12,9 +12,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from simulations.experiment import ExperimentError, load_experiment
-from simulations.process_tree import sample, tree_pids
-from simulations.sweep import CELL_FILE, cell_dir, run_sweep
+from crossfed.simulations.experiment import ExperimentError, load_experiment
+from crossfed.simulations.process_tree import sample, tree_pids
+from crossfed.simulations.sweep import CELL_FILE, cell_dir, run_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = ROOT / "simulations" / "experiments" / "quick.toml"
@@ -93,8 +93,8 @@ def test_a_cell_finished_with_other_settings_stops_the_sweep_before_anything_run
 
 
 def test_time_to_reach_pairs_every_federated_arm_with_every_centralized_arm() -> None:
-    from simulations.report import time_to_reach
-    from simulations.tidy import Tables
+    from crossfed.simulations.report import time_to_reach
+    from crossfed.simulations.tidy import Tables
 
     def cell(name: str, arm: str, mode: str, startup: float = math.nan) -> dict:
         return {"cell": name, "arm": arm, "mode": mode, "privacy_unit": "none", "seed": 0, "platforms": 5,
@@ -128,7 +128,7 @@ def test_time_to_reach_pairs_every_federated_arm_with_every_centralized_arm() ->
 def test_report_only_runs_nothing(movielens_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "sweep"
     result = subprocess.run(
-        [sys.executable, "-m", "simulations", "sweep", str(QUICK), "--out", str(out), "--data-dir", str(movielens_dir),
+        [sys.executable, "-m", "crossfed.simulations", "sweep", str(QUICK), "--out", str(out), "--data-dir", str(movielens_dir),
          "--report-only"], cwd=ROOT, capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, result.stderr[-2000:]
@@ -154,7 +154,7 @@ def test_memory_is_measured_over_the_whole_process_tree() -> None:
 
 def _sweep(out: Path, data_dir: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "simulations", "sweep", str(QUICK), "--out", str(out), "--data-dir", str(data_dir),
+        [sys.executable, "-m", "crossfed.simulations", "sweep", str(QUICK), "--out", str(out), "--data-dir", str(data_dir),
          "--quiet"],
         cwd=ROOT, capture_output=True, text=True, timeout=3600,  # a hang guard, not a speed check
         env={**os.environ, "FLWR_TELEMETRY_ENABLED": "0", "FLWR_DISABLE_UPDATE_CHECK": "1"},

@@ -1,6 +1,6 @@
 """Data layer: the validation contract, MovieLens 100K loading and feature encoding.
 
-Everything a caller needs is re-exported here, so that ``from shared.data import ...`` is the
+Everything a caller needs is re-exported here, so that ``from crossfed.shared.data import ...`` is the
 only import other packages use.
 """
 

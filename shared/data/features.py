@@ -1,4 +1,4 @@
-"""Turn validated :class:`~shared.data.contract.Tables` into integer codes and feature arrays.
+"""Turn validated :class:`~crossfed.shared.data.contract.Tables` into integer codes and feature arrays.
 
 Why here and not in the model: encoding must be deterministic (sorted vocabularies, fixed
 codes) so that every federated participant, and every rerun, agrees on what column *j* or code

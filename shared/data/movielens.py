@@ -1,6 +1,6 @@
 """MovieLens 100K: locate (or fetch) the raw files and turn them into contract :class:`Tables`.
 
-Why this goes through :func:`~shared.data.contract.validate`: MovieLens is our stand-in for an
+Why this goes through :func:`~crossfed.shared.data.contract.validate`: MovieLens is our stand-in for an
 operator's export, so it must take exactly the path their data takes. This module only knows
 the raw ``u.*`` formats; every check that applies to all data lives in the contract.
 

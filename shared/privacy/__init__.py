@@ -10,6 +10,6 @@ Layers, in the spirit of Opacus' own ``PrivacyEngine``:
                  interaction level (Opacus over the whole model).
 """
 
-from shared.privacy.ledger import BudgetExceeded, PrivacyLedger
+from crossfed.shared.privacy.ledger import BudgetExceeded, PrivacyLedger
 
 __all__ = ["BudgetExceeded", "PrivacyLedger"]

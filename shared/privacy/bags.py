@@ -11,9 +11,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from shared.interactions import Interactions
-from shared.losses import bce_loss
-from shared.sampling import sample_negatives
+from crossfed.shared.data.interactions import Interactions
+from crossfed.shared.training.losses import bce_loss
+from crossfed.shared.training.sampling import sample_negatives
 
 PADDING = -1.0
 

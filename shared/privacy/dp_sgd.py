@@ -30,14 +30,14 @@ from opacus.data_loader import DPDataLoader
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from shared.config import RunConfig
-from shared.interactions import Interactions
-from shared.model import Recommender
-from shared.privacy import norm_samplers  # noqa: F401 - registers the cheaper ghost-clipping norms
-from shared.privacy.bags import BagLoss, user_bags
-from shared.privacy.ledger import PrivacyLedger
-from shared.sampling import sample_negatives
-from shared.training import FitResult
+from crossfed.shared.config import RunConfig
+from crossfed.shared.data.interactions import Interactions
+from crossfed.shared.model.recommender import Recommender
+from crossfed.shared.privacy import norm_samplers  # noqa: F401 - registers the cheaper ghost-clipping norms
+from crossfed.shared.privacy.bags import BagLoss, user_bags
+from crossfed.shared.privacy.ledger import PrivacyLedger
+from crossfed.shared.training.sampling import sample_negatives
+from crossfed.shared.training.fit import FitResult
 
 
 class UserLevelCore(nn.Module):

@@ -1,0 +1,390 @@
+"""Serving: top-K unseen items per user, with scores and explanations, on the platform itself.
+
+Why it lives on the platform: the user tower never leaves it, so neither can serving. The
+service combines the platform's latest local state (its user tower, from ``PlatformState``)
+with the latest global parameters the coordinator distributed (``checkpoint.pt`` each round,
+``global_model.pt`` at the end), and serves either that global model or the platform's private
+fine-tuned copy (config key ``serve-model``); the copy is cached in the platform's own state
+directory and never sent anywhere.
+
+Explanations (``crossfed.client.serving.explanations``) quote only the user's own past items and the item's
+features those items share. Users without history get
+the cold-start list (``crossfed.client.serving.cold_start``); users folded in since the last round
+(``crossfed.client.serving.foldin``) are served from their folded-in vector.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from crossfed.client.serving.cold_start import Popularity, Segment, find_segment
+from crossfed.shared.config import RunConfig
+from crossfed.client.serving.explanations import Explanation, Explainer
+from crossfed.client.serving.foldin import fold_in, segment_start
+from crossfed.shared.model.recommender import build_model
+from crossfed.shared.data.platform_files import OperatorData
+from crossfed.client.serving.scoring import CatalogScorer
+from crossfed.shared.training.seeds import platform_seed
+from crossfed.shared.training.private_copy import fine_tuned_copy, stacked_copy
+from crossfed.shared.model.sharing import load_local_parameters, load_shared_arrays
+from crossfed.shared.storage.platform_state import PlatformState
+from crossfed.shared.storage.checked import CheckedRecord, atomic_write_bytes, load_checked
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_FILE = "checkpoint.pt"  # the coordinator's per-round file (crossfed.shared.storage.checkpoint)
+FINAL_MODEL_FILE = "global_model.pt"
+
+
+class ServingError(RuntimeError):
+    """The platform cannot serve: missing state, mismatched files; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    item_id: str
+    score: float
+    explanation: Explanation
+
+
+# --------------------------------------------------------------------------------------------
+# Files
+
+
+@dataclass
+class GlobalParameters:
+    arrays: dict[str, np.ndarray]
+    config: dict[str, Any]
+    last_round: int | None
+    source: str
+
+
+def load_global_parameters(path: str | Path) -> GlobalParameters:
+    """The coordinator's latest parameters: a run folder (its ``checkpoint.pt``, else ``global_model.pt``) or a file."""
+    p = Path(path)
+    if p.is_dir():
+        candidates = [p / CHECKPOINT_FILE, p / FINAL_MODEL_FILE]
+        found = next((c for c in candidates if c.is_file()), None)
+        if found is None:
+            raise ServingError(f"{p}: holds neither {CHECKPOINT_FILE} nor {FINAL_MODEL_FILE}")
+        p = found
+    if not p.is_file():
+        raise ServingError(f"{p}: global parameters not found")
+    payload = load_checked(p)
+    if not isinstance(payload, dict) or "arrays" not in payload:
+        raise ServingError(f"{p}: not a crossfed checkpoint or global model")
+    return GlobalParameters(dict(payload["arrays"]), dict(payload.get("config", {})), payload.get("last_round"), str(p))
+
+
+@dataclass
+class PrivateCopy(CheckedRecord):
+    """The platform's fine-tuned copy, cached beside its state; rebuilt when its inputs change."""
+
+    FILE_NAME: ClassVar[str] = "served_copy.pt"
+
+    fingerprint: str
+    parameters: dict[str, torch.Tensor]
+
+
+@dataclass
+class FoldIns(CheckedRecord):
+    """Users folded in since the last round: their new items and features, kept on the platform.
+
+    Vectors are only valid for the model they were computed against (``fingerprint``); after a
+    new round they are recomputed from ``items`` when the service opens.
+    """
+
+    FILE_NAME: ClassVar[str] = "foldins.pt"
+
+    items: dict[str, list[int]] = field(default_factory=dict)
+    features: dict[str, dict[str, str]] = field(default_factory=dict)
+    vectors: dict[str, list[torch.Tensor]] = field(default_factory=dict)
+    fingerprint: str = ""
+
+
+def _fingerprint(*parts: Any) -> str:
+    digest = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, nn.Module):
+            for name, tensor in part.state_dict().items():
+                digest.update(name.encode())
+                digest.update(tensor.detach().cpu().numpy().tobytes())
+        else:
+            digest.update(repr(part).encode())
+    return digest.hexdigest()
+
+
+# --------------------------------------------------------------------------------------------
+# The service
+
+
+class RecommendationService:
+    """Top-K recommendations with explanations for one platform's users."""
+
+    def __init__(
+        self,
+        platform: OperatorData,
+        config: RunConfig,
+        global_parameters: GlobalParameters,
+        state_dir: str | Path,
+    ) -> None:
+        self.platform = platform
+        self.config = config
+        self.state_dir = Path(state_dir)
+        data = platform.data
+        if config.catalog_version and platform.catalog is not None and platform.catalog.version != config.catalog_version:
+            raise ServingError(f"the global model was trained on catalog version {config.catalog_version!r}, the "
+                               f"platform's catalog is {platform.catalog.version!r}; serve with the matching catalog")
+        self.global_model = build_model(config, data.num_items, data.item_features, data.num_users, data.user_features,
+                                        seed=platform_seed(config, data.platform))
+        try:
+            load_shared_arrays(self.global_model, global_parameters.arrays)
+        except ValueError as error:
+            raise ServingError(f"{global_parameters.source} does not fit this platform's model ({error}); is it from "
+                               "the run this platform takes part in, with the same catalog?") from None
+        state = PlatformState.load(self.state_dir)
+        if state is None:
+            raise ServingError(f"{self.state_dir}: no platform state ({PlatformState.FILE_NAME}); the platform must "
+                               "train in at least one round before it can serve")
+        try:
+            load_local_parameters(self.global_model, state.user_tower)
+        except ValueError as error:
+            raise ServingError(f"{self.state_dir}: the platform state does not fit the interactions file ({error}). "
+                               "Serve with the file the platform trained on and fold newer interactions in "
+                               "(python -m crossfed.client.commands.foldin)") from None
+        self.global_model.eval()
+        self.state_round = state.last_round
+        self.model = self._served_model()
+        self.scorer = CatalogScorer(self.model)
+        self.fingerprint = _fingerprint(self.model, config.foldin_steps, config.foldin_learning_rate)
+        self.histories = [np.unique(h) for h in data.interactions.items_per_user()]
+        self.popularity = Popularity(data.interactions)
+        self.item_ids = platform.item_ids
+        self.explainer = Explainer(self.global_model, platform.item_ids, platform.tables.items,
+                                   platform.tables.feature_kinds.get("items", {}))
+        self.foldins = self._load_foldins()
+
+    # -- opening -------------------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        platform: OperatorData,
+        global_parameters: str | Path,
+        state_dir: str | Path,
+        overrides: Mapping[str, Any] | None = None,
+    ) -> "RecommendationService":
+        """Serve ``platform`` with the global parameters at ``global_parameters`` and the state in ``state_dir``.
+
+        The model's shape comes from the configuration saved with the global parameters;
+        ``overrides`` (the platform's own serving keys: ``serve-model``, ``top-k``, fold-in
+        settings) are applied on top.
+        """
+        parameters = load_global_parameters(global_parameters)
+        config = RunConfig.from_mapping(parameters.config, overrides)
+        return cls(platform, config, parameters, state_dir)
+
+    def _served_model(self) -> nn.Module:
+        if self.config.serve_model == "global":
+            return self.global_model
+        fingerprint = _fingerprint(self.global_model, self.config.finetune_epochs, self.config.finetune_learning_rate,
+                                   self.config.finetune_embedding_dim, self.config.finetune_mlp_layers)
+        cached = PrivateCopy.load(self.state_dir)
+        copy = self._private_copy(train=cached is None or cached.fingerprint != fingerprint)
+        if cached is not None and cached.fingerprint == fingerprint:
+            copy.load_state_dict(cached.parameters)
+            logger.info("serving the cached private copy from %s", self.state_dir / PrivateCopy.FILE_NAME)
+        else:
+            PrivateCopy(fingerprint, copy.state_dict()).save(self.state_dir)
+            logger.info("fine-tuned a private copy (%d epochs) and cached it in %s", self.config.finetune_epochs,
+                        self.state_dir)
+        copy.eval()
+        return copy
+
+    def _private_copy(self, train: bool) -> nn.Module:
+        data, config = self.platform.data, self.config
+        epochs = config.finetune_epochs if train else 0
+        training = {"epochs": epochs, "learning_rate": config.finetune_learning_rate, "batch_size": config.batch_size,
+                    "negatives": config.negatives,
+                    "rng": np.random.default_rng(platform_seed(config, data.platform, 7))}
+        if config.finetune_embedding_dim > 0:
+            local_config = config.replace(embedding_dim=config.finetune_embedding_dim,
+                                          mlp_layers=config.finetune_mlp_layers, item_id_embedding=True)
+            local = build_model(local_config, data.num_items, data.item_features, data.num_users,
+                                data.user_features, seed=platform_seed(config, data.platform, 8))
+            return stacked_copy(self.global_model, local, data.interactions, **training)
+        return fine_tuned_copy(self.global_model, data.interactions, **training)
+
+    # -- fold-in ---------------------------------------------------------------------------
+
+    def _load_foldins(self) -> FoldIns:
+        record = FoldIns.load(self.state_dir) or FoldIns(fingerprint=self.fingerprint)
+        if record.items and record.fingerprint != self.fingerprint:
+            logger.info("model changed since %d users were folded in; folding them in again", len(record.items))
+            record.vectors = self._fold(record.items, record.features)
+            record.fingerprint = self.fingerprint
+        return record
+
+    def fold_in(
+        self,
+        new_items: Mapping[str, Sequence[int]],
+        features: Mapping[str, Mapping[str, str]] | None = None,
+        *,
+        save: bool = True,
+    ) -> dict[str, int]:
+        """Update the vectors of ``new_items``' users (item codes) now; returns each user's history size.
+
+        Known users start from their trained vector, new users from their feature segment's mean.
+        Saved atomically in the platform's state directory (``foldins.pt``) unless ``save`` is False.
+        """
+        record = self.foldins
+        for user_id, items in new_items.items():
+            merged = set(record.items.get(user_id, [])) | {int(i) for i in items}
+            record.items[user_id] = sorted(merged)
+        for user_id, given in (features or {}).items():
+            record.features[user_id] = {str(k): str(v) for k, v in given.items()}
+        touched = list(new_items)
+        vectors = self._fold({u: record.items[u] for u in touched}, record.features)
+        record.vectors.update(vectors)
+        record.fingerprint = self.fingerprint
+        if save:
+            record.save(self.state_dir)
+        return {u: len(self._history(u)) for u in touched}
+
+    def _fold(self, items: Mapping[str, Sequence[int]], features: Mapping[str, Mapping[str, str]]) -> dict[str, list[torch.Tensor]]:
+        users = list(items)
+        if not users:
+            return {}
+        parts = self.scorer.parts
+        starts: list[list[torch.Tensor]] = [[] for _ in parts]
+        histories = []
+        for user_id in users:
+            code = self.platform.user_code(user_id)
+            if code >= 0:
+                vectors = self.scorer.user_vectors(torch.tensor([code]))
+            else:
+                vectors = segment_start(parts, self._segment(user_id, features.get(user_id)).users)
+            for j, v in enumerate(vectors):
+                starts[j].append(v)
+            known = self.histories[code] if code >= 0 else np.zeros(0, dtype=np.int64)
+            histories.append(np.union1d(known, np.asarray(items[user_id], dtype=np.int64)))
+        folded = fold_in(self.scorer, [torch.cat(s) for s in starts], histories,
+                         steps=self.config.foldin_steps, learning_rate=self.config.foldin_learning_rate,
+                         negatives=self.config.negatives, seed=self.config.seed)
+        return {u: [f[row : row + 1] for f in folded] for row, u in enumerate(users)}
+
+    # -- recommending ------------------------------------------------------------------------
+
+    def _history(self, user_id: str) -> np.ndarray:
+        code = self.platform.user_code(user_id)
+        known = self.histories[code] if code >= 0 else np.zeros(0, dtype=np.int64)
+        extra = self.foldins.items.get(user_id)
+        return np.union1d(known, np.asarray(extra, dtype=np.int64)) if extra else known
+
+    def history(self, user_id: str) -> list[str]:
+        """Catalog ids of every item the platform knows ``user_id`` interacted with."""
+        return [str(self.item_ids[i]) for i in self._history(user_id)]
+
+    def _segment(self, user_id: str, given: Mapping[str, str] | None) -> Segment:
+        if given is None:
+            given = self._features_on_file(user_id)
+        return find_segment(self.platform.attributes, given)
+
+    def _features_on_file(self, user_id: str) -> dict[str, str] | None:
+        users = self.platform.tables.users
+        if users is None:
+            return None
+        row = users.loc[users["user_id"] == user_id]
+        if row.empty:
+            return None
+        return {k: v for k, v in row.iloc[0].items() if k != "user_id" and not pd.isna(v)}
+
+    def recommend(self, user_id: str, k: int | None = None, features: Mapping[str, str] | None = None) -> list[Recommendation]:
+        """Top ``k`` (default ``top-k``) items ``user_id`` has not interacted with, best first.
+
+        ``features`` only matter for a user without any history (cold start); otherwise the
+        platform's user table is consulted.
+        """
+        k = self.config.top_k if k is None else k
+        user_id = str(user_id)
+        seen = self._history(user_id)
+        code = self.platform.user_code(user_id)
+        if user_id in self.foldins.vectors:
+            scores, basis = self.scorer.scores(self.foldins.vectors[user_id])[0], "fold-in"
+        elif code >= 0:
+            scores, basis = self.scorer.scores(self.scorer.user_vectors(torch.tensor([code])))[0], "history"
+        else:
+            segment = self._segment(user_id, features or self.foldins.features.get(user_id))
+            scores = torch.as_tensor(self.popularity.scores(segment))
+            basis = f"cold start: {segment.describe()}"
+        scores = scores.clone()
+        if len(seen):
+            scores[torch.as_tensor(seen)] = -torch.inf
+        count = min(k, self.scorer.num_items - len(seen))
+        top = torch.topk(scores, count).indices.numpy() if count > 0 else np.zeros(0, dtype=np.int64)
+        return [Recommendation(str(self.item_ids[i]), float(scores[i]), explanation)
+                for i, explanation in zip(top, self.explainer.explain(top, seen, basis))]
+
+    def recommend_many(self, user_ids: Iterable[str], k: int | None = None) -> dict[str, list[Recommendation]]:
+        return {str(u): self.recommend(str(u), k) for u in user_ids}
+
+    def all_users(self) -> list[str]:
+        return [*map(str, self.platform.user_ids), *(u for u in self.foldins.items if self.platform.user_code(u) < 0)]
+
+    def write_all(self, path: str | Path, k: int | None = None, users: Iterable[str] | None = None) -> int:
+        """Write every user's top ``k`` to ``path`` (``.csv`` or ``.jsonl``) atomically; returns the rows written."""
+        path = Path(path)
+        rows = [row for u in (users if users is not None else self.all_users())
+                for row in recommendation_rows(u, self.recommend(u, k))]
+        if path.suffix.lower() == ".jsonl":
+            data = "".join(json.dumps(row) + "\n" for row in rows).encode()
+        elif path.suffix.lower() == ".csv":
+            buffer = io.StringIO()
+            writer = csv.DictWriter(buffer, fieldnames=list(ROW_FIELDS))
+            writer.writeheader()
+            writer.writerows({**row, "similar_items": " ".join(f"{i}:{s:.3f}" for i, s in row["similar_items"]),
+                              "matching_features": "; ".join(f"{c}={'|'.join(v)}"
+                                                             for c, v in row["matching_features"].items())}
+                             for row in rows)
+            data = buffer.getvalue().encode()
+        else:
+            raise ServingError(f"{path}: write recommendations to a .csv or .jsonl file")
+        atomic_write_bytes(path, data)
+        return len(rows)
+
+ROW_FIELDS = ("user_id", "rank", "item_id", "score", "similar_items", "matching_features", "basis")
+
+
+def recommendation_rows(user_id: str, recommendations: Sequence[Recommendation]) -> list[dict[str, Any]]:
+    """One flat row per recommendation (for files and JSON)."""
+    return [{"user_id": user_id, "rank": rank, "item_id": r.item_id, "score": round(r.score, 6),
+             "similar_items": [list(s) for s in r.explanation.similar_items],
+             "matching_features": {c: list(v) for c, v in r.explanation.matching_features.items()},
+             "basis": r.explanation.basis}
+            for rank, r in enumerate(recommendations, start=1)]
+
+
+__all__ = [
+    "Explanation",
+    "FoldIns",
+    "GlobalParameters",
+    "PrivateCopy",
+    "Recommendation",
+    "RecommendationService",
+    "ServingError",
+    "load_global_parameters",
+    "recommendation_rows",
+]

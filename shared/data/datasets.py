@@ -1,0 +1,138 @@
+"""Named datasets and their platform split, cached per process.
+
+Flower keeps a simulated platform's process (a Ray actor) alive across rounds, so
+parsing and partitioning happen once per process, not once per round.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from functools import lru_cache
+
+import numpy as np
+
+from crossfed.shared.config import ConfigError, RunConfig
+from crossfed.shared.data.features import EncodedDataset, EncodedFeature, encode
+from crossfed.shared.data.movielens import load_movielens_100k, resolve_data_dir
+from crossfed.shared.data.interactions import PlatformData, platform_view
+from crossfed.shared.data.partition import PartitionSpec, assign_platforms
+
+DATASETS = ("ml-100k",)
+
+#: User columns kept for partitioning but not fed to the model. Raw zip codes are near
+#: identifiers (796 values for 943 users): they add nothing the user-id embedding lacks,
+#: and under DP they would be a per-user parameter. The zip region carries location.
+_PARTITION_ONLY_USER_COLUMNS = {"ml-100k": ("zip",)}
+
+
+@lru_cache(maxsize=2)
+def load_dataset(name: str, data_dir: str = "") -> EncodedDataset:
+    """Dataset ``name`` encoded for the model; ``data_dir`` empty means env var or cache."""
+    if name != "ml-100k":
+        raise ValueError(f"unknown dataset {name!r}; expected one of {DATASETS}")
+    dataset = encode(load_movielens_100k(resolve_data_dir(data_dir or None)))
+    hidden = _PARTITION_ONLY_USER_COLUMNS.get(name, ())
+    return dataclasses.replace(
+        dataset, user_features={k: v for k, v in dataset.user_features.items() if k not in hidden}
+    )
+
+
+@lru_cache(maxsize=4)
+def _platforms(
+    name: str, data_dir: str, spec: PartitionSpec, max_users: int, extra_items: int
+) -> tuple[PlatformData, ...]:
+    dataset = _simulated_catalog(name, data_dir, extra_items, spec.seed)
+    if max_users:
+        dataset = subsample_users(dataset, max_users, spec.seed)
+    assignment = assign_platforms(dataset, spec)
+    return tuple(platform_view(dataset, assignment, p) for p in range(spec.num_platforms))
+
+
+def partition_spec(config: RunConfig) -> PartitionSpec:
+    return PartitionSpec(
+        scheme=config.partition,
+        num_platforms=config.num_platforms,
+        seed=config.seed,
+        attribute=config.partition_attribute,
+        alpha=config.dirichlet_alpha,
+        overlap_k=config.overlap_k,
+    )
+
+
+def load_platforms(config: RunConfig) -> tuple[PlatformData, ...]:
+    """Every platform's data under the configured partition (simulation only: one machine holds all)."""
+    return _platforms(config.dataset, config.data_dir, partition_spec(config), config.max_users, config.extra_items)
+
+
+def item_side(config: RunConfig) -> tuple[int, dict[str, EncodedFeature]]:
+    """The simulated catalog (padded with ``extra-items``, as the platforms see it): what the
+    coordinator builds the global model from when no published catalog is named."""
+    dataset = _simulated_catalog(config.dataset, config.data_dir, config.extra_items, config.seed)
+    return dataset.num_items, dataset.item_features
+
+
+def _simulated_catalog(name: str, data_dir: str, extra_items: int, seed: int) -> EncodedDataset:
+    """The dataset with its catalog padded as configured: platforms and coordinator both start here,
+    so their catalogs cannot drift apart (padding touches items only, so it commutes with ``max-users``)."""
+    return pad_catalog(load_dataset(name, data_dir), extra_items, seed)
+
+
+def check_platforms_fit(config: RunConfig, platforms: tuple[PlatformData, ...]) -> None:
+    """Cross-field checks that need the data: run by whoever holds every platform, before any round.
+
+    Under user-level DP a step samples users at rate 1 / ceil(users / user-batch); a batch
+    larger than a platform means sampling everyone every step - no amplification, and a
+    noise calibration for a batch the platform cannot fill.
+    """
+    if config.privacy_unit != "user" or not platforms:
+        return
+    smallest = min(platforms, key=lambda p: p.num_users)
+    if config.user_batch > smallest.num_users:
+        raise ConfigError(
+            f"config key 'user-batch' = {config.user_batch} is out of range: expected at most the smallest "
+            f"platform's number of users ({smallest.num_users}, platform {smallest.platform})"
+        )
+
+
+def subsample_users(dataset: EncodedDataset, max_users: int, seed: int) -> EncodedDataset:
+    """A random subset of users with all their interactions (for quick tests), catalog unchanged."""
+    if max_users >= dataset.num_users:
+        return dataset
+    keep = np.sort(np.random.default_rng(seed).choice(dataset.num_users, size=max_users, replace=False))
+    new_code = np.full(dataset.num_users, -1, dtype=np.int64)
+    new_code[keep] = np.arange(len(keep))
+    rows = new_code[dataset.users] >= 0
+    return dataclasses.replace(
+        dataset,
+        user_ids=dataset.user_ids[keep],
+        users=new_code[dataset.users[rows]],
+        items=dataset.items[rows],
+        timestamps=dataset.timestamps[rows],
+        weights=dataset.weights[rows],
+        user_features={
+            name: dataclasses.replace(feature, values=feature.values[keep])
+            for name, feature in dataset.user_features.items()
+        },
+        user_attributes=dataset.user_attributes.iloc[keep].reset_index(drop=True),
+    )
+
+
+def pad_catalog(dataset: EncodedDataset, extra_items: int, seed: int) -> EncodedDataset:
+    """The catalog grown by ``extra_items`` items nobody interacted with; interactions unchanged.
+
+    Cost studies need catalog size as a variable on its own, and one dataset has one
+    catalog: padding changes the size while keeping the data fixed. Each added item copies
+    the features of a random real item, so feature embeddings see realistic rows.
+    """
+    if extra_items <= 0:
+        return dataset
+    copied = np.random.default_rng(seed).integers(0, len(dataset.item_ids), size=extra_items)
+    padding_ids = np.array([f"padding-{i}" for i in range(extra_items)])
+    return dataclasses.replace(
+        dataset,
+        item_ids=np.concatenate([dataset.item_ids, padding_ids]),
+        item_features={
+            name: dataclasses.replace(feature, values=np.concatenate([feature.values, feature.values[copied]]))
+            for name, feature in dataset.item_features.items()
+        },
+    )

@@ -1,0 +1,81 @@
+"""What coordinator and platforms must agree on for Flower's SecAgg+: the wire format and the ranges.
+
+Under secure aggregation a platform sends its *round update* (trained shared parameters
+minus the global ones it started from), never the parameters themselves: updates are small
+and centred on zero, so a narrow quantisation range keeps the step fine. Flower's
+``secaggplus_mod`` multiplies each update by ``weight / max_weight`` and clips it to
+``±clipping_range`` before quantising - silently. crossfed therefore clips on the platform
+first, counts what it clipped and logs it, and derives the ranges here, in one place both
+sides import, so their settings cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from crossfed.shared.config import RunConfig
+
+#: Flower's defaults: 2**22 quantisation levels inside a 2**32 modulus (room for 1024 summands).
+QUANTIZATION_LEVELS = 2**22
+MODULUS = 2**32
+#: Key of the fit config naming the shared parameters, in the order of the legacy parameter list.
+NAMES_KEY = "shared-names"
+ROUND_KEY = "server-round"
+
+
+@dataclass(frozen=True)
+class QuantisationPlan:
+    """The agreed ranges: ``clipping_range`` bounds every coordinate of ``weight / max_weight * update``."""
+
+    clipping_range: float
+    max_weight: float
+    quantization_range: int = QUANTIZATION_LEVELS
+    modulus_range: int = MODULUS
+
+    @property
+    def step(self) -> float:
+        """Spacing of the quantisation grid: the secure mean is exact up to this, per summand."""
+        return 2 * self.clipping_range / self.quantization_range
+
+
+def quantisation_plan(config: RunConfig) -> QuantisationPlan:
+    """Ranges from the run config: privately trained platforms all weigh 1, others their positives.
+
+    With distributed noise the range follows from the DP settings: an update is
+    ``learning-rate / user-batch`` times a sum of at most ``b`` clipped contributions plus
+    Gaussian noise, so each coordinate is below ``lr * C * (b / B + 8 * sigma / B)``; ``b``
+    is a Poisson count with mean ``B`` (over ``2B`` for ``B = 64`` with probability ~1e-12),
+    and 8 standard deviations are exceeded with probability ~1e-15.
+    """
+    if config.noise_mode == "distributed":
+        bound = config.learning_rate * config.clip_norm * (2.0 + 8.0 * config.noise_multiplier / config.user_batch)
+        return QuantisationPlan(clipping_range=bound, max_weight=1.0)
+    max_weight = 1.0 if config.private else float(config.secagg_max_weight)
+    return QuantisationPlan(clipping_range=config.secagg_clip_range, max_weight=max_weight)
+
+
+def clip_update(
+    update: Mapping[str, np.ndarray], weight: float, plan: QuantisationPlan
+) -> tuple[dict[str, np.ndarray], int]:
+    """Clip ``update`` so that ``weight / max_weight * update`` fits the range; returns it and the count clipped.
+
+    This is also the bound each platform enforces on itself before masking: whatever it
+    sends, its contribution to the sum is at most ``clipping_range`` per coordinate.
+    """
+    limit = plan.clipping_range * plan.max_weight / max(weight, 1e-12)
+    clipped, count = {}, 0
+    for name, values in update.items():
+        count += int(np.count_nonzero(np.abs(values) > limit))
+        clipped[name] = np.clip(values, -limit, limit).astype(values.dtype, copy=False)
+    return clipped, count
+
+
+def ordered(arrays: Mapping[str, np.ndarray], names: Sequence[str]) -> list[np.ndarray]:
+    """The legacy wire format is a list: fix its order by name, and fail loudly on a mismatch."""
+    if sorted(arrays) != sorted(names):
+        missing, unexpected = sorted(set(names) - set(arrays)), sorted(set(arrays) - set(names))
+        raise ValueError(f"shared parameters do not match: missing {missing}, unexpected {unexpected}")
+    return [np.asarray(arrays[name]) for name in names]

@@ -1,0 +1,79 @@
+"""The model a platform serves: the global model, or a private copy fine-tuned on its own data.
+
+The private copy never leaves the platform, so under differential privacy it needs no
+noise of its own: DP protects what is sent, and the copy is computed from that plus
+local data. Two kinds (``finetune-embedding-dim``):
+
+* 0 - a copy of the global model (plus the platform's user tower), trained
+  ``finetune-epochs`` more on the platform's data;
+* d > 0 - a **stacked** copy: the global model, frozen, plus a local model of width d
+  (with item-id embeddings) trained on top of its logits. The DP global model can then
+  stay small (noise grows with its size) while the served model keeps full capacity.
+
+(Choosing a snapshot per platform by its own validation users was measured and
+rejected: with ~190 validation users the pick is mostly noise, and it served older,
+worse models - sampled HR@10 0.626 against 0.642 for the last round.)
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from crossfed.shared.data.interactions import Interactions
+from crossfed.shared.training.fit import fit, make_optimizer
+
+
+def fine_tuned_copy(model: nn.Module, train: Interactions, **training: Any) -> nn.Module:
+    """A deep copy of ``model`` trained more on ``train``; ``model`` is untouched."""
+    return _trained_locally(copy.deepcopy(model), train, **training)
+
+
+class StackedRecommender(nn.Module):
+    """``w * frozen global logits + local logits``: the local part learns what the global one misses.
+
+    The weight ``w`` is learned too, so a platform leans on the global model exactly as far
+    as it helps on its own data (a noisy DP model may earn a small ``w``).
+    """
+
+    def __init__(self, global_model: nn.Module, local_model: nn.Module) -> None:
+        super().__init__()
+        self.global_model = global_model
+        self.local_model = local_model
+        self.prior_weight = nn.Parameter(torch.ones(()))
+        for parameter in self.global_model.parameters():
+            parameter.requires_grad_(False)
+
+    def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            prior = self.global_model(users, items)
+        return self.prior_weight * prior + self.local_model(users, items)
+
+    @torch.no_grad()
+    def score(self, users: torch.Tensor, items: torch.Tensor | None) -> torch.Tensor:
+        return self.prior_weight * self.global_model.score(users, items) + self.local_model.score(users, items)
+
+
+def stacked_copy(model: nn.Module, local_model: nn.Module, train: Interactions, **training: Any) -> nn.Module:
+    """``local_model`` trained on top of a frozen copy of ``model``; ``model`` is untouched."""
+    return _trained_locally(StackedRecommender(copy.deepcopy(model).eval(), local_model), train, **training)
+
+
+def _trained_locally(
+    private: nn.Module,
+    train: Interactions,
+    *,
+    epochs: int,
+    learning_rate: float,
+    batch_size: int,
+    negatives: int,
+    rng: np.random.Generator,
+) -> nn.Module:
+    optimizer = make_optimizer(private, learning_rate)  # frozen parameters get no gradient: Adam skips them
+    fit(private, optimizer, train, epochs=epochs, batch_size=batch_size, negatives=negatives, rng=rng)
+    private.eval()
+    return private

@@ -1,0 +1,140 @@
+"""One platform's model, optimizer and data: what a ClientApp and the local-only baseline both run.
+
+Keeping this in ``shared`` means federated, local-only and centralized runs train and
+evaluate with the very same code, split and protocol - the comparison is honest.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+import numpy as np
+import torch
+
+from crossfed.shared.config import ConfigError, RunConfig
+from crossfed.shared.evaluation.ranking import UserResults, evaluate_ranking
+from crossfed.shared.data.interactions import LeaveLastOutSplit, PlatformData, leave_last_out
+from crossfed.shared.model.recommender import Recommender, build_model
+from crossfed.shared.privacy.ledger import BudgetExceeded, PrivacyLedger
+from crossfed.shared.training.seeds import evaluation_seed, platform_seed
+from crossfed.shared.training.private_copy import fine_tuned_copy, stacked_copy
+from crossfed.shared.model.sharing import load_local_parameters, local_parameters
+from crossfed.shared.storage.platform_state import PlatformState
+from crossfed.shared.training.fit import FitResult, fit, make_optimizer
+
+
+class PlatformTrainer:
+    """A platform's recommender over its own leave-last-out split."""
+
+    def __init__(self, data: PlatformData, config: RunConfig) -> None:
+        self.data = data
+        self.config = config
+        self.split: LeaveLastOutSplit = leave_last_out(data.interactions)
+        self.model = build_model(
+            config, data.num_items, data.item_features, data.num_users, data.user_features,
+            seed=platform_seed(config, data.platform),
+        )
+        self.ledger: PrivacyLedger | None = None
+        if config.private:
+            dp_sgd = _private_training()
+            self.ledger = PrivacyLedger(config.privacy_unit, config.epsilon, config.delta, config.accountant,
+                                        noise_share=dp_sgd.noise_share(config))
+            parameters = dp_sgd.private_parameters(self.model, config.privacy_unit)
+            self.optimizer = torch.optim.Adam(parameters, lr=config.learning_rate, weight_decay=config.weight_decay)
+        else:
+            self.optimizer = make_optimizer(self.model, config.learning_rate, config.weight_decay)
+
+    def train(self, epochs: int, salt: int) -> FitResult:
+        """One round of local training; private when the run config asks for a privacy unit.
+
+        Raises :class:`BudgetExceeded` (and trains nothing) when a private round would take
+        the platform past its epsilon budget.
+        """
+        rng = np.random.default_rng(platform_seed(self.config, self.data.platform, salt))
+        if self.ledger is not None:
+            return self._train_private(rng)
+        return fit(
+            self.model, self.optimizer, self.split.train,
+            epochs=epochs, batch_size=self.config.batch_size, negatives=self.config.negatives, rng=rng,
+        )
+
+    @property
+    def private(self) -> bool:
+        return self.ledger is not None
+
+    def _train_private(self, rng: np.random.Generator) -> FitResult:
+        dp_sgd = _private_training()
+        assert self.ledger is not None
+        step_plan = dp_sgd.plan(self.config, self.split.train)
+        if self.ledger.delta >= 1.0 / step_plan.population:
+            # No count in the message: error texts travel back to the coordinator.
+            raise ConfigError(f"config key 'delta' = {self.ledger.delta} is out of range: expected well below "
+                              f"1/n for this platform's number n of privacy units")
+        self.ledger.calibrate(step_plan.sample_rate, step_plan.steps_per_round, self.config.num_server_rounds,
+                              self.config.noise_multiplier)
+        if self.ledger.noise_share != dp_sgd.noise_share(self.config):
+            raise ConfigError("noise-mode, min-platforms or tolerated-colluders changed since this platform's ledger "
+                              "was started; privacy settings are fixed for a run")
+        if (self.ledger.sample_rate, self.ledger.steps_per_round) != (step_plan.sample_rate, step_plan.steps_per_round):
+            raise ConfigError("the DP sampling plan (batch size, local epochs) changed since this platform's ledger "
+                              "was calibrated; privacy settings are fixed for a run")
+        if not self.ledger.can_train_round():
+            raise BudgetExceeded(
+                f"platform {self.data.platform}: another round would spend epsilon "
+                f"{self.ledger.epsilon(self.ledger.steps_per_round or 0):.3f} > budget {self.ledger.budget}"
+            )
+        return dp_sgd.train_private_round(self.model, self.optimizer, self.split.train, self.ledger, self.config, rng)
+
+    def evaluate(self, stage: str, model: Recommender | None = None) -> UserResults:
+        model = model or self.model
+        model.eval()
+        return evaluate_ranking(
+            model.score, self.split, self.data.interactions,
+            stage=stage, k=self.config.top_k, eval_negatives=self.config.eval_negatives,
+            seed=evaluation_seed(self.config, self.data.platform),
+        )
+
+    def test(self) -> tuple[UserResults, UserResults]:
+        """Test results of the model the platform serves and of the global model.
+
+        They differ only with ``finetune-epochs > 0``: then the platform serves a private
+        copy fine-tuned on its own data (``crossfed.shared.training.private_copy``).
+        """
+        current = self.evaluate("test")
+        if self.config.finetune_epochs == 0:
+            return current, current
+        rng = np.random.default_rng(platform_seed(self.config, self.data.platform, 7))
+        training = {"epochs": self.config.finetune_epochs, "learning_rate": self.config.finetune_learning_rate,
+                    "batch_size": self.config.batch_size, "negatives": self.config.negatives, "rng": rng}
+        if self.config.finetune_embedding_dim > 0:
+            local_config = self.config.replace(embedding_dim=self.config.finetune_embedding_dim,
+                                               mlp_layers=self.config.finetune_mlp_layers, item_id_embedding=True)
+            local = build_model(local_config, self.data.num_items, self.data.item_features, self.data.num_users,
+                                self.data.user_features, seed=platform_seed(self.config, self.data.platform, 8))
+            private = stacked_copy(self.model, local, self.split.train, **training)
+        else:
+            private = fine_tuned_copy(self.model, self.split.train, **training)
+        return self.evaluate("test", model=private), current
+
+    def snapshot(self, last_round: int) -> PlatformState:
+        return PlatformState(
+            user_tower=local_parameters(self.model),
+            optimizer=self.optimizer.state_dict(),
+            last_round=last_round,
+            ledger=self.ledger.to_state() if self.ledger is not None else None,
+        )
+
+    def restore(self, state: PlatformState) -> None:
+        load_local_parameters(self.model, state.user_tower)
+        if state.optimizer is not None:
+            self.optimizer.load_state_dict(state.optimizer)
+        if state.ledger is not None:
+            self.ledger = PrivacyLedger.from_state(state.ledger)
+
+
+def _private_training() -> ModuleType:
+    """``crossfed.shared.privacy.dp_sgd``, imported on first use: importing opacus takes ~1.3 s, and only
+    private runs need it."""
+    from crossfed.shared.privacy import dp_sgd
+
+    return dp_sgd
