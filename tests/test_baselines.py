@@ -28,6 +28,8 @@ def test_start_up_is_timed_apart_from_the_epochs(run, movielens_dir, tmp_path, m
     summary = run(config)
     elapsed = [entry["elapsed_seconds"] for entry in summary["history"]]
     assert len(elapsed) == 2 and 0 < elapsed[0] < elapsed[1]
-    assert summary["startup_seconds"] >= LOAD_DELAY  # the slow load is start-up...
-    assert elapsed[-1] < LOAD_DELAY  # ...and in no epoch (two epochs here take a fraction of a second)
+    # The slow load is start-up; were it also on the epochs' clock, start-up and epochs together
+    # would exceed the whole run. Both checks hold under any load: no timing bound.
+    assert summary["startup_seconds"] >= LOAD_DELAY
+    assert summary["wall_seconds"] >= summary["startup_seconds"] + elapsed[-1]
     assert summary["wall_seconds"] >= summary["startup_seconds"] + elapsed[-1]

@@ -90,9 +90,9 @@ def test_start_up_is_timed_apart_from_the_rounds(federated_run):
     """The history's clock starts once every platform is ready; the whole run is both parts."""
     _config, summary, _ = federated_run
     elapsed = [entry["elapsed_seconds"] for entry in summary["history"]]
-    assert summary["startup_seconds"] >= PREPARE_DELAY  # the slow prepare is start-up...
-    round_two = elapsed[1] - elapsed[0]
-    assert elapsed[0] < round_two + PREPARE_DELAY / 2  # ...and not in round 1, which costs what round 2 does
+    # The slow prepare is start-up; were it also on the history's clock, start-up and rounds
+    # together would exceed the whole run. Both checks hold under any load: no timing bound.
+    assert summary["startup_seconds"] >= PREPARE_DELAY
     assert summary["wall_seconds"] >= summary["startup_seconds"] + elapsed[-1]
 
 
