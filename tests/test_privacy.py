@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from crossfed.shared.config import ConfigError, RunConfig
 from crossfed.shared.data.interactions import platform_view
-from crossfed.shared.training.trainer import PlatformTrainer
+from crossfed.shared.trainer import PlatformTrainer
 from crossfed.shared.privacy import BudgetExceeded, PrivacyLedger
 from crossfed.shared.privacy.bags import BagLoss, user_bags
 from crossfed.shared.privacy.dp_sgd import UserLevelCore, plan, refresh_user_embeddings, train_private_round
