@@ -33,7 +33,7 @@ from flwr.app import Message, MessageType
 from crossfed.shared.storage.checkpoint import FINAL_MODEL_FILE
 from crossfed.shared.config import RunConfig
 from crossfed.shared.data.datasets import load_dataset, load_platforms
-from crossfed.shared.training.trainer import PlatformTrainer
+from crossfed.shared.trainer import PlatformTrainer
 from crossfed.shared.protocol.records import from_array_record, to_array_record
 from crossfed.shared.evaluation.results import platform_dir
 from crossfed.shared.model.sharing import load_shared_arrays

@@ -20,7 +20,7 @@ import torch
 
 from crossfed.shared.config import RunConfig
 from crossfed.shared.data.datasets import load_platforms
-from crossfed.shared.training.trainer import PlatformTrainer
+from crossfed.shared.trainer import PlatformTrainer
 from crossfed.shared.privacy.dp_sgd import plan, train_private_round
 
 

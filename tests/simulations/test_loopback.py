@@ -6,7 +6,7 @@ key and state directory. Then: the run completed every round; the restarted plat
 privacy ledger went on from where it stopped (more epsilon, more rounds, the same state
 file) instead of starting over; a SuperNode whose key was never registered was refused;
 and no process the loopback started is still running. That secure aggregation equals
-plain aggregation is tests/test_secure_aggregation.py's job, not this file's.
+plain aggregation is tests/server/test_secure_aggregation.py's job, not this file's.
 
 Slow by nature (every Flower message starts a ClientApp process): one run, tiny model,
 3 rounds, 150 users. Skipped when the Flower deployment CLIs are not installed.
@@ -25,6 +25,7 @@ from crossfed.simulations.loopback import LoopbackSettings, run_loopback
 
 pytestmark = [
     pytest.mark.deployment,
+    pytest.mark.slow,
     pytest.mark.skipif(
         any(flower_executable(name) is None for name in ("flower-superlink", "flower-supernode", "flwr")),
         reason="flower-superlink / flower-supernode / flwr are not installed",

@@ -19,6 +19,8 @@ def own_files(movielens_dir, tmp_path_factory):
     return root, first.catalog
 
 
+@pytest.mark.slow
+@pytest.mark.ray
 def test_platforms_train_a_federation_on_their_own_files(own_files, tmp_path):
     root, catalog = own_files
     config = RunConfig(

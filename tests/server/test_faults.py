@@ -74,6 +74,8 @@ def nan_node_run(tmp_path_factory, movielens_dir):
     return faulty_run(tmp_path_factory, movielens_dir, "nan")
 
 
+@pytest.mark.slow
+@pytest.mark.ray
 def test_a_supernode_dying_mid_round_leaves_the_round_to_the_others_and_rejoins(dead_node_run):
     config, summary, _ = dead_node_run
     assert [entry["round"] for entry in summary["history"]] == [1, 2, 3] and summary["rounds_completed"] == 3
@@ -84,6 +86,8 @@ def test_a_supernode_dying_mid_round_leaves_the_round_to_the_others_and_rejoins(
     assert len(summary["per_platform"]) == PLATFORMS  # and it is evaluated like everyone else
 
 
+@pytest.mark.slow
+@pytest.mark.ray
 def test_a_platform_sending_nan_is_rejected_and_the_aggregate_is_the_honest_ones(dead_node_run, nan_node_run):
     """Stated tolerance: the defended round-2 aggregate equals the honest-only one (the dead run's) to 1e-5."""
     _, _, honest_only = dead_node_run
@@ -167,6 +171,8 @@ def final_epsilons(run_dir) -> dict[int, float]:
             for p in range(PLATFORMS)}
 
 
+@pytest.mark.slow
+@pytest.mark.ray
 def test_a_serverapp_dying_on_a_full_disk_resumes_without_losing_or_double_charging(
     movielens_dir, tmp_path, monkeypatch
 ):

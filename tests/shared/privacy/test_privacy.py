@@ -16,12 +16,12 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from crossfed.shared.config import ConfigError, RunConfig
 from crossfed.shared.data.interactions import platform_view
-from crossfed.shared.training.trainer import PlatformTrainer
+from crossfed.shared.trainer import PlatformTrainer
 from crossfed.shared.privacy import BudgetExceeded, PrivacyLedger
 from crossfed.shared.privacy.bags import BagLoss, user_bags
 from crossfed.shared.privacy.dp_sgd import UserLevelCore, plan, refresh_user_embeddings, train_private_round
 from crossfed.shared.model.sharing import shared_arrays
-from tests.conftest import make_dataset
+from tests.helpers import make_dataset
 
 PRIVATE = RunConfig(
     privacy_unit="user", epsilon=8.0, delta=1e-3, embedding_dim=4, mlp_layers="8", user_batch=10,
@@ -297,7 +297,7 @@ def test_private_training_uses_the_cost_aware_norm_samplers():
              "GradSampleModuleFastGradientClipping as G\n"
              "for layer in (torch.nn.Linear, torch.nn.Embedding):\n"
              "    assert G.NORM_SAMPLERS[layer].__module__ == 'crossfed.shared.privacy.norm_samplers', layer\n")
-    subprocess.run([sys.executable, "-c", check], check=True, cwd=Path(__file__).resolve().parents[1])
+    subprocess.run([sys.executable, "-c", check], check=True, cwd=Path(__file__).resolve().parents[3])
 
 
 def test_norm_samplers_accept_an_empty_batch():

@@ -94,7 +94,7 @@ def test_as_a_process_bad_input_is_one_line_and_status_1(tmp_path, catalog_path)
     path.write_bytes(b"user_id,item_id\nu1,i1\nu2,i2,extra,more\n")
     done = subprocess.run([sys.executable, "-m", "crossfed.client.commands.validate", "--interactions", str(path),
                            "--catalog", str(catalog_path)], capture_output=True, text=True,
-                          cwd=Path(__file__).parents[1], timeout=120)
+                          cwd=Path(__file__).parents[2], timeout=120)
     assert done.returncode == 1 and done.stdout == ""
     assert done.stderr.strip().splitlines() == [done.stderr.strip()]  # one line, no traceback
     assert done.stderr.startswith(f"error: {path}, row 2: cannot be parsed as CSV")

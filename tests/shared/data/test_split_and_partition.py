@@ -115,7 +115,7 @@ def test_pyproject_defaults_match_the_config_object():
     import tomllib
     from pathlib import Path
 
-    declared = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["tool"]["flwr"]["app"]["config"]
+    declared = tomllib.loads((Path(__file__).parents[3] / "pyproject.toml").read_text())["tool"]["flwr"]["app"]["config"]
     defaults = RunConfig().to_flat()
     assert set(declared) == set(defaults)
     for key, value in declared.items():
@@ -125,7 +125,7 @@ def test_pyproject_defaults_match_the_config_object():
 def test_every_config_key_is_documented_in_the_readme():
     from pathlib import Path
 
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    readme = (Path(__file__).parents[3] / "README.md").read_text()
     missing = [key for key in RunConfig().to_flat() if f"| `{key}` |" not in readme]
     assert not missing, f"README configuration table lacks {missing}"
 

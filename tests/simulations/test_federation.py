@@ -17,6 +17,8 @@ from crossfed.shared.model.recommender import build_model
 from crossfed.shared.model.sharing import shared_arrays
 from crossfed.simulations.federated import run_federated
 
+pytestmark = [pytest.mark.slow, pytest.mark.ray]
+
 ALLOWED_METRICS = {
     "platform", "num-examples", "train-loss", "train-seconds", "pairs-per-second", "num-users",
     "sampled-hr", "sampled-ndcg", "full-hr", "full-ndcg",

@@ -3,16 +3,19 @@
 flwr 1.42's ``SecAggPlusWorkflow`` alone fails the whole round here (survivors are asked for
 key shares they never received); ``crossfed.server.secagg_workflow`` forgets such a platform instead.
 A client mod makes platform 2 fail the setup stage (stage 0) of round 1 - what a SuperNode
-restart between rounds does in a deployment (tests/test_loopback.py).
+restart between rounds does in a deployment (tests/simulations/test_loopback.py).
 """
 
 from __future__ import annotations
 
+import pytest
 from flwr.app import Context, Message, MessageType
 from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS, Key, Stage
 
 from crossfed.shared.config import RunConfig
 from crossfed.simulations.federated import run_federated
+
+pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
 DROPPED = 2
 

@@ -23,6 +23,8 @@ import pytest
 
 from crossfed.simulations.process_tree import tree_pids
 
+pytestmark = [pytest.mark.slow, pytest.mark.ray]
+
 RAY = Path(sys.executable).with_name("ray")
 
 
@@ -74,7 +76,7 @@ def test_simulation_runs_against_a_running_ray_head(movielens_dir: Path, tmp_pat
              "--max-users", "40", "--partition", "iid", "--embedding-dim", "8", "--mlp-layers", "16,8",
              "--data-dir", str(movielens_dir), "--out", str(out), "--quiet"],
             env={**env, "RAY_ADDRESS": address}, capture_output=True, text=True, timeout=240,
-            cwd=Path(__file__).resolve().parents[1],
+            cwd=Path(__file__).resolve().parents[2],
         )
         assert result.returncode == 0, result.stderr[-3000:]
         summary = json.loads((out / "summary.json").read_text())

@@ -10,7 +10,7 @@ from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFI
 from crossfed.shared.storage.checkpoint import Checkpoint
 from crossfed.shared.config import ConfigError, RunConfig
 from crossfed.shared.protocol.secure_aggregation import QuantisationPlan, clip_update, quantisation_plan
-from tests.test_federation import recorded_run
+from tests.simulations.test_federation import recorded_run
 
 SETTINGS = dict(num_platforms=3, num_server_rounds=1, max_users=150, seed=3, min_platforms=2)
 
@@ -22,6 +22,8 @@ def plain_and_secure(movielens_dir, tmp_path_factory):
     return plain, secure
 
 
+@pytest.mark.slow
+@pytest.mark.ray
 def test_secure_mean_equals_plain_mean_within_quantisation(plain_and_secure):
     (plain_config, _, plain_replies), (secure_config, summary, _) = plain_and_secure
     assert summary["rounds_completed"] == 1
@@ -36,6 +38,8 @@ def test_secure_mean_equals_plain_mean_within_quantisation(plain_and_secure):
     assert 0 < worst <= tolerance, f"secure mean differs by {worst}, tolerance {tolerance}"
 
 
+@pytest.mark.slow
+@pytest.mark.ray
 def test_no_update_leaves_a_platform_unmasked(plain_and_secure):
     _, (_, _, replies) = plain_and_secure
     train = [r for r in replies if r["type"] == "train"]

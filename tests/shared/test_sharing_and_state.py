@@ -6,7 +6,7 @@ from crossfed.client.outbox import PLAIN_METRICS, PRIVATE_METRICS, LeakError, _p
 from crossfed.shared.config import RunConfig
 from crossfed.shared.data.interactions import platform_view
 from crossfed.shared.model.recommender import build_model
-from crossfed.shared.training.trainer import PlatformTrainer
+from crossfed.shared.trainer import PlatformTrainer
 from crossfed.shared.model.sharing import is_shared, load_shared_arrays, local_parameters, shared_arrays
 from crossfed.shared.storage.platform_state import PlatformState
 from crossfed.shared.storage.checked import CorruptStateError, load_checked, save_checked

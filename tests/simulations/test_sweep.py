@@ -16,7 +16,7 @@ from crossfed.simulations.experiment import ExperimentError, load_experiment
 from crossfed.simulations.process_tree import sample, tree_pids
 from crossfed.simulations.sweep import CELL_FILE, cell_dir, run_sweep
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 QUICK = ROOT / "simulations" / "experiments" / "quick.toml"
 METRICS = ["sampled_hr", "sampled_ndcg", "full_hr", "full_ndcg", "global_sampled_hr", "global_sampled_ndcg"]
 
@@ -161,6 +161,8 @@ def _sweep(out: Path, data_dir: Path) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
+@pytest.mark.ray
 def test_quick_sweep_runs_every_cell_tabulates_plots_and_resumes(movielens_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "quick"
     first = _sweep(out, movielens_dir)

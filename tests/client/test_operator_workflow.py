@@ -25,6 +25,9 @@ from crossfed.client.serving.service import FoldIns, PrivateCopy, Recommendation
 from crossfed.shared.storage.platform_state import PlatformState
 from crossfed.simulations.operator_demo import ExportedPlatform, demo_config, export_movielens, train_platform
 
+#: Training the platform once for the module takes ~20 s; the whole module ~45 s on 2 cores.
+pytestmark = pytest.mark.slow
+
 HELD_OUT = 150
 EPOCHS = 2
 

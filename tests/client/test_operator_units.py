@@ -13,7 +13,7 @@ from crossfed.shared.data.interactions import Interactions
 from crossfed.shared.model.recommender import build_model
 from crossfed.client.serving.scoring import CatalogScorer
 from crossfed.shared.training.private_copy import StackedRecommender
-from tests.conftest import make_dataset
+from tests.helpers import make_dataset
 
 
 def small_models():
