@@ -165,7 +165,7 @@ class RecommendationService:
         except ValueError as error:
             raise ServingError(f"{self.state_dir}: the platform state does not fit the interactions file ({error}). "
                                "Serve with the file the platform trained on and fold newer interactions in "
-                               "(python -m crossfed.client.commands.foldin)") from None
+                               "(crossfed fold-in)") from None
         self.global_model.eval()
         self.state_round = state.last_round
         self.model = self._served_model()
