@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,12 @@ def movielens_dir() -> Path:
         return resolve_data_dir(os.environ.get("CROSSFED_DATA_DIR") or None)
     except DatasetUnavailableError as error:
         pytest.skip(f"MovieLens-100K unavailable: {error}")
+
+
+@pytest.fixture(scope="session")
+def crossfed_command() -> str:
+    """The ``crossfed`` console script installed beside the Python running the tests."""
+    return str(Path(sys.executable).with_name("crossfed"))
 
 
 @pytest.fixture

@@ -34,6 +34,7 @@ from crossfed.client.serving.cold_start import Popularity, Segment, find_segment
 from crossfed.shared.config import RunConfig
 from crossfed.client.serving.explanations import Explanation, Explainer
 from crossfed.client.serving.foldin import fold_in, segment_start
+from crossfed.shared.errors import CrossfedError
 from crossfed.shared.model.recommender import build_model
 from crossfed.shared.data.platform_files import OperatorData
 from crossfed.client.serving.scoring import CatalogScorer
@@ -49,7 +50,7 @@ CHECKPOINT_FILE = "checkpoint.pt"  # the coordinator's per-round file (crossfed.
 FINAL_MODEL_FILE = "global_model.pt"
 
 
-class ServingError(RuntimeError):
+class ServingError(CrossfedError, RuntimeError):
     """The platform cannot serve: missing state, mismatched files; the message says what to do."""
 
 
@@ -164,7 +165,7 @@ class RecommendationService:
         except ValueError as error:
             raise ServingError(f"{self.state_dir}: the platform state does not fit the interactions file ({error}). "
                                "Serve with the file the platform trained on and fold newer interactions in "
-                               "(python -m crossfed.client.commands.foldin)") from None
+                               "(crossfed fold-in)") from None
         self.global_model.eval()
         self.state_round = state.last_round
         self.model = self._served_model()

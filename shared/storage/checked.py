@@ -18,15 +18,17 @@ from typing import Any, ClassVar, Self
 
 import torch
 
+from crossfed.shared.errors import CrossfedError
+
 _MAGIC = b"CROSSFED1\n"
 _DIGEST_BYTES = 32
 
 
-class CorruptStateError(RuntimeError):
+class CorruptStateError(CrossfedError, RuntimeError):
     """A state or checkpoint file failed its integrity check."""
 
 
-class StateWriteError(OSError):
+class StateWriteError(CrossfedError, OSError):
     """A state or checkpoint file could not be written; the previous version is untouched."""
 
 

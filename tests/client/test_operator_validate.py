@@ -1,4 +1,4 @@
-"""``crossfed.client.commands.validate`` and the catalog on bad input: a clean message naming file, row and column, never a
+"""``crossfed validate`` and the catalog on bad input: a clean message naming file, row and column, never a
 traceback, never a file written. Hypothesis throws malformed files at it."""
 
 from __future__ import annotations
@@ -13,8 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from crossfed.client.commands import validate as validate_cli
-from crossfed.server.commands import catalog as catalog_cli
+from crossfed.shared.cli import main as crossfed
 from crossfed.shared.data.catalog import CatalogError, load_catalog, publish
 
 ITEMS = pd.DataFrame({"item_id": ["i1", "i2", "i3"], "genres": ["a|b", "b", None], "year": [1990.0, None, 2001.0]})
@@ -28,7 +27,7 @@ def catalog_path(tmp_path_factory) -> Path:
 
 
 def run_validate(path: Path, catalog: Path, *extra: str) -> int:
-    return validate_cli.main(["--interactions", str(path), "--catalog", str(catalog), *extra])
+    return crossfed(["validate", "--interactions", str(path), "--catalog", str(catalog), *extra])
 
 
 def files_in(directory: Path) -> list[str]:
@@ -86,13 +85,12 @@ def test_parquet_with_the_wrong_schema_is_a_clean_error(frame, message, column, 
     assert error.startswith(f"error: {path}") and message in error and f"column {column!r}" in error
 
 
-def test_as_a_process_bad_input_is_one_line_and_status_1(tmp_path, catalog_path):
+def test_as_a_process_bad_input_is_one_line_and_status_1(tmp_path, catalog_path, crossfed_command):
     import subprocess
-    import sys
 
     path = tmp_path / "interactions.csv"
     path.write_bytes(b"user_id,item_id\nu1,i1\nu2,i2,extra,more\n")
-    done = subprocess.run([sys.executable, "-m", "crossfed.client.commands.validate", "--interactions", str(path),
+    done = subprocess.run([crossfed_command, "validate", "--interactions", str(path),
                            "--catalog", str(catalog_path)], capture_output=True, text=True,
                           cwd=Path(__file__).parents[2], timeout=120)
     assert done.returncode == 1 and done.stdout == ""
@@ -112,8 +110,8 @@ def test_a_good_file_passes_and_counts_what_it_drops(tmp_path, catalog_path, cap
     path.write_text("user_id,item_id,timestamp\nu1,i1,1\nu1,i1,1\nu1,zz,2\nu2,i2,3\n")
     users = tmp_path / "users.csv"
     users.write_text("user_id,age,job\nu1,30,\nu2,,x\n")
-    assert validate_cli.main(["--interactions", str(path), "--user-features", str(users),
-                              "--catalog", str(catalog_path)]) == 0
+    assert crossfed(["validate", "--interactions", str(path), "--user-features", str(users),
+                     "--catalog", str(catalog_path)]) == 0
     out = capsys.readouterr().out
     assert "rows: 4 read, 1 exact duplicates dropped, 1 with unknown items dropped, 2 kept" in out
     assert "users: 2 with interactions" in out
@@ -209,8 +207,8 @@ def test_catalog_cli_publishes_movielens_with_the_features_the_simulation_encode
     from crossfed.shared.data.datasets import load_dataset
 
     out = tmp_path / "catalog.json"
-    assert catalog_cli.main(["publish", "--movielens", str(movielens_dir), "--version", "ml-1",
-                             "--out", str(out)]) == 0
+    assert crossfed(["catalog", "publish", "--movielens", str(movielens_dir), "--version", "ml-1",
+                     "--out", str(out)]) == 0
     assert "catalog ml-1: 1682 items, sha256" in capsys.readouterr().out
     features = load_catalog(out, "ml-1").item_features()
     simulated = load_dataset("ml-100k", str(movielens_dir)).item_features
@@ -219,5 +217,6 @@ def test_catalog_cli_publishes_movielens_with_the_features_the_simulation_encode
         np.testing.assert_array_equal(features[name].values, simulated[name].values)
     bad = tmp_path / "items.csv"
     bad.write_text("item_id,genres\ni1,a\ni1,b\n")
-    assert catalog_cli.main(["publish", "--items", str(bad), "--version", "x", "--out", str(tmp_path / "x.json")]) == 1
+    assert crossfed(["catalog", "publish", "--items", str(bad), "--version", "x",
+                     "--out", str(tmp_path / "x.json")]) == 1
     assert "row 2, column 'item_id': item_id 'i1' appears more than once" in capsys.readouterr().err

@@ -15,9 +15,7 @@ import pandas as pd
 import pytest
 import torch
 
-from crossfed.client.commands import foldin as foldin_cli
-from crossfed.client.commands import recommend as recommend_cli
-from crossfed.client.commands import validate as validate_cli
+from crossfed.shared.cli import main as crossfed
 from crossfed.shared.data.catalog import load_catalog
 from crossfed.client.serving.cold_start import find_segment, popularity_scores
 from crossfed.shared.data.platform_files import OperatorData, load_operator_data
@@ -61,8 +59,8 @@ def service(setup: dict, **overrides) -> RecommendationService:
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])
 def test_validate_reports_rows_users_items_and_missing_values(setup, fmt, capsys):
     exported: ExportedPlatform = setup[fmt]
-    code = validate_cli.main(["--interactions", str(exported.interactions), "--user-features", str(exported.users),
-                              "--catalog", str(exported.catalog)])
+    code = crossfed(["validate", "--interactions", str(exported.interactions),
+                     "--user-features", str(exported.users), "--catalog", str(exported.catalog)])
     out = capsys.readouterr().out
     assert code == 0
     report = setup["platform"].report
@@ -80,18 +78,18 @@ def test_items_outside_the_catalog_are_counted_and_dropped_never_mapped(setup, t
     path = tmp_path / "with_unknown.csv"
     pd.concat([inter, extra]).to_csv(path, index=False)
     args = ["--interactions", str(path), "--catalog", str(setup["csv"].catalog)]
-    assert validate_cli.main(args) == 0
+    assert crossfed(["validate", *args]) == 0
     out = capsys.readouterr().out
     assert "unknown items: 2 (in 3 rows; e.g. 'N1', 'N2')" in out
     assert f"{len(inter)} kept" in out
-    assert validate_cli.main([*args, "--strict"]) == 1
+    assert crossfed(["validate", *args, "--strict"]) == 1
     assert "2 items are not in the catalog" in capsys.readouterr().err
 
 
 def test_a_catalog_of_another_version_is_refused(setup, capsys):
     args = ["--interactions", str(setup["csv"].interactions), "--catalog", str(setup["csv"].catalog),
             "--catalog-version", "ml-100k-2"]
-    assert validate_cli.main(args) == 1
+    assert crossfed(["validate", *args]) == 1
     assert "catalog version 'ml-100k-1', but this run uses 'ml-100k-2'" in capsys.readouterr().err
 
 
@@ -139,10 +137,10 @@ def test_a_user_who_has_seen_almost_everything_gets_only_the_rest(setup):
 
 def test_recommend_cli_one_user_and_everyone_to_a_file(setup, tmp_path, capsys):
     args = cli_platform_args(setup["csv"], setup["root"])
-    assert recommend_cli.main([*args, "--user", "1", "--user", "2", "-k", "5"]) == 0
+    assert crossfed(["recommend", *args, "--user", "1", "--user", "2", "-k", "5"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [(r["user_id"], r["rank"]) for r in rows] == [(u, k) for u in ("1", "2") for k in range(1, 6)]
-    assert recommend_cli.main([*args, "--all", "-k", "3", "--out", str(tmp_path / "recs.csv")]) == 0
+    assert crossfed(["recommend", *args, "--all", "-k", "3", "--out", str(tmp_path / "recs.csv")]) == 0
     written = pd.read_csv(tmp_path / "recs.csv", dtype=str)
     platform: OperatorData = setup["platform"]
     assert len(written) == 3 * len(platform.user_ids)
@@ -151,7 +149,8 @@ def test_recommend_cli_one_user_and_everyone_to_a_file(setup, tmp_path, capsys):
 
 
 def test_recommend_cli_on_parquet_files(setup, capsys):
-    assert recommend_cli.main([*cli_platform_args(setup["parquet"], setup["root"]), "--user", "1", "-k", "3"]) == 0
+    args = cli_platform_args(setup["parquet"], setup["root"])
+    assert crossfed(["recommend", *args, "--user", "1", "-k", "3"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["item_id"] for r in rows] == [r.item_id for r in service(setup).recommend("1", 3)]
 
@@ -165,7 +164,7 @@ def test_serving_refuses_a_catalog_of_another_version_than_the_runs(setup):
 
 def test_recommend_cli_names_what_is_missing(setup, tmp_path, capsys):
     args = cli_platform_args(setup["csv"], setup["root"], state=tmp_path / "never-trained")
-    assert recommend_cli.main([*args, "--user", "1"]) == 1
+    assert crossfed(["recommend", *args, "--user", "1"]) == 1
     assert "no platform state" in capsys.readouterr().err
 
 
@@ -256,7 +255,7 @@ def test_foldin_cli_updates_users_without_touching_the_state_or_the_global_model
         tmp_path / "new_users.csv", index=False)
     args = [*cli_platform_args(setup["csv"], setup["root"], state), "--new-interactions", str(tmp_path / "new.csv"),
             "--new-user-features", str(tmp_path / "new_users.csv")]
-    assert foldin_cli.main(args) == 0
+    assert crossfed(["fold-in", *args]) == 0
     out = capsys.readouterr().out
     assert "folded in 2 users (1 new, 1 known)" in out and "1 rows with items not in catalog" in out
     assert (state / PlatformState.FILE_NAME).read_bytes() == original

@@ -61,11 +61,11 @@ def test_the_simulation_refuses_a_bad_user_batch_before_any_round(movielens_dir,
 
 
 def test_the_cli_rejects_a_bad_value_before_creating_the_run_folder(tmp_path, capsys):
-    from crossfed.simulations.__main__ import main
+    from crossfed.shared.cli import main
 
     out = tmp_path / "run"
     status = main(["run", "--out", str(out), "--epsilon", "-2"])
-    assert status != 0
+    assert status == 2
     assert "epsilon" in capsys.readouterr().err
     assert not out.exists()
 

@@ -54,7 +54,7 @@ def _is_ray_process(pid: int) -> bool:
 
 
 @pytest.mark.skipif(not RAY.exists() and shutil.which("ray") is None, reason="the ray CLI is not installed")
-def test_simulation_runs_against_a_running_ray_head(movielens_dir: Path, tmp_path: Path) -> None:
+def test_simulation_runs_against_a_running_ray_head(movielens_dir: Path, tmp_path: Path, crossfed_command: str) -> None:
     ray = str(RAY if RAY.exists() else shutil.which("ray"))
     port = _free_port()
     address = f"127.0.0.1:{port}"
@@ -72,7 +72,7 @@ def test_simulation_runs_against_a_running_ray_head(movielens_dir: Path, tmp_pat
         _wait_until_up(address, head)
         out = tmp_path / "run"
         result = subprocess.run(
-            [sys.executable, "-m", "crossfed.simulations", "run", "--mode", "federated", "--platforms", "2", "--rounds", "1",
+            [crossfed_command, "run", "--mode", "federated", "--platforms", "2", "--rounds", "1",
              "--max-users", "40", "--partition", "iid", "--embedding-dim", "8", "--mlp-layers", "16,8",
              "--data-dir", str(movielens_dir), "--out", str(out), "--quiet"],
             env={**env, "RAY_ADDRESS": address}, capture_output=True, text=True, timeout=240,

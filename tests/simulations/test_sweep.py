@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from crossfed.shared.config import MODES, RunConfig
 from crossfed.simulations.experiment import ExperimentError, load_experiment
 from crossfed.simulations.process_tree import sample, tree_pids
 from crossfed.simulations.sweep import CELL_FILE, cell_dir, run_sweep
@@ -32,6 +33,15 @@ def test_every_shipped_experiment_loads() -> None:
         experiment = load_experiment(path)
         assert experiment.cells, path
         assert len({cell.name for cell in experiment.cells}) == len(experiment.cells), path
+
+
+def test_the_acceptance_experiment_is_the_main_job_in_every_mode_over_three_seeds(tmp_path: Path) -> None:
+    experiment = load_experiment(ROOT / "simulations" / "experiments" / "acceptance.toml")
+    assert sorted((cell.mode, cell.seed) for cell in experiment.cells) == sorted(
+        (mode, seed) for mode in MODES for seed in (0, 1, 2))
+    main_job = RunConfig.from_mapping({"run-dir": str(tmp_path)})
+    for cell in experiment.cells:
+        assert cell.config(tmp_path) == main_job.replace(seed=cell.seed)
 
 
 def test_grid_expands_to_arms_times_points_times_modes_times_seeds(tmp_path: Path) -> None:
@@ -125,10 +135,10 @@ def test_time_to_reach_pairs_every_federated_arm_with_every_centralized_arm() ->
     assert reach.loc[("fb", "ca"), "ratio_with_startup"] == pytest.approx(10 / (12 + 2))
 
 
-def test_report_only_runs_nothing(movielens_dir: Path, tmp_path: Path) -> None:
+def test_report_only_runs_nothing(movielens_dir: Path, tmp_path: Path, crossfed_command: str) -> None:
     out = tmp_path / "sweep"
     result = subprocess.run(
-        [sys.executable, "-m", "crossfed.simulations", "sweep", str(QUICK), "--out", str(out), "--data-dir", str(movielens_dir),
+        [crossfed_command, "sweep", str(QUICK), "--out", str(out), "--data-dir", str(movielens_dir),
          "--report-only"], cwd=ROOT, capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, result.stderr[-2000:]
@@ -152,9 +162,9 @@ def test_memory_is_measured_over_the_whole_process_tree() -> None:
         child.wait()
 
 
-def _sweep(out: Path, data_dir: Path) -> subprocess.CompletedProcess:
+def _sweep(crossfed_command: str, out: Path, data_dir: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "crossfed.simulations", "sweep", str(QUICK), "--out", str(out), "--data-dir", str(data_dir),
+        [crossfed_command, "sweep", str(QUICK), "--out", str(out), "--data-dir", str(data_dir),
          "--quiet"],
         cwd=ROOT, capture_output=True, text=True, timeout=3600,  # a hang guard, not a speed check
         env={**os.environ, "FLWR_TELEMETRY_ENABLED": "0", "FLWR_DISABLE_UPDATE_CHECK": "1"},
@@ -163,9 +173,10 @@ def _sweep(out: Path, data_dir: Path) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow
 @pytest.mark.ray
-def test_quick_sweep_runs_every_cell_tabulates_plots_and_resumes(movielens_dir: Path, tmp_path: Path) -> None:
+def test_quick_sweep_runs_every_cell_tabulates_plots_and_resumes(movielens_dir: Path, tmp_path: Path,
+                                                                 crossfed_command: str) -> None:
     out = tmp_path / "quick"
-    first = _sweep(out, movielens_dir)
+    first = _sweep(crossfed_command, out, movielens_dir)
     assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-3000:]
     experiment = load_experiment(QUICK)
 
@@ -189,7 +200,7 @@ def test_quick_sweep_runs_every_cell_tabulates_plots_and_resumes(movielens_dir: 
         assert (out / "plots" / f"{figure}.png").stat().st_size > 10_000
 
     stamps = {cell.name: (cell_dir(out, cell) / CELL_FILE).stat().st_mtime_ns for cell in experiment.cells}
-    second = _sweep(out, movielens_dir)
+    second = _sweep(crossfed_command, out, movielens_dir)
     assert second.returncode == 0, second.stderr[-3000:]
     assert f"0 cells run, {len(experiment.cells)} skipped" in second.stdout
     assert stamps == {cell.name: (cell_dir(out, cell) / CELL_FILE).stat().st_mtime_ns for cell in experiment.cells}

@@ -1,6 +1,6 @@
-"""Fold-in against cold start for users held out of training (issue 6 acceptance).
+"""Fold-in against cold start for users held out of training.
 
-``python -m crossfed.simulations.foldin_eval [--held-out 200] [--epochs 5] [--seeds 0 1 2]``
+``python benchmarks/foldin.py [--held-out 200] [--epochs 5] [--seeds 0 1 2] [--out FILE]``
 
 MovieLens-100K exported to the contract's CSV files; ``--held-out`` users are left out of the
 platform's files entirely, one platform is trained alone on the rest. For each held-out user
@@ -13,6 +13,9 @@ the latest interaction is the target; the platform then ranks the whole catalog 
   frozen), the model's top-10 unseen items, as served by ``recommend``;
 * for reference, popularity with the user's history removed (what knowing the history buys
   without any model).
+
+The figures, with the date, commit and machine, are written as JSON to ``--out`` (default
+under ``runs/``, which git ignores).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from crossfed.shared.evaluation.ranking import hit_rate, ndcg
 from crossfed.shared.data.platform_files import load_operator_data
 from crossfed.client.serving.service import RecommendationService
 from crossfed.simulations.operator_demo import demo_config, export_movielens, train_platform
+from provenance import markdown, provenance
 
 
 def rank_of(item: str, ranked: list[str]) -> int:
@@ -72,16 +76,18 @@ def one_seed(data_dir: str | None, held_out: int, epochs: int, seed: int, k: int
     return out
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(prog="python -m crossfed.simulations.foldin_eval", description=__doc__.split("\n\n")[0])
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python benchmarks/foldin.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--data-dir", default=os.environ.get("CROSSFED_DATA_DIR"))
     p.add_argument("--held-out", type=int, default=200)
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--out", help="also write the figures to this JSON file")
-    args = p.parse_args()
+    p.add_argument("--out", default="runs/benchmarks/foldin.json", help="JSON file of the figures")
+    args = p.parse_args(argv)
     torch.set_num_threads(1)
     results = {seed: one_seed(args.data_dir, args.held_out, args.epochs, seed) for seed in args.seeds}
+    block = provenance()
+    print(markdown(block))
     print(f"{args.held_out} held-out users per seed, platform trained {args.epochs} epochs on the others, "
           f"seeds {args.seeds}; the target is each held-out user's latest item among all 1,682 items")
     print("| list | HR@10 | NDCG@10 | per seed HR@10 |")
@@ -92,9 +98,12 @@ def main() -> None:
         print(f"| {name} | {np.mean(hrs):.4f} | {np.mean(ndcgs):.4f} | {', '.join(f'{h:.3f}' for h in hrs)} |")
     seconds = [results[s]["fold-in"]["seconds"] for s in args.seeds]
     print(f"fold-in of {args.held_out} users at once: {np.mean(seconds):.2f} s (mean over seeds)")
-    if args.out:
-        Path(args.out).write_text(json.dumps({str(s): r for s, r in results.items()}, indent=1))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"provenance": block, **{str(s): r for s, r in results.items()}}, indent=1) + "\n")
+    print(f"wrote {out}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

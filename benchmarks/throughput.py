@@ -1,10 +1,11 @@
-"""Local training throughput, private and not: ``python -m crossfed.simulations.bench_throughput``.
+"""Local training throughput, private and not: ``python benchmarks/throughput.py``.
 
 Trains one platform's model (platform 0 of the default 5-platform natural split) for a
 few epochs in each setting and prints scored (user, item) pairs per second - the unit
 both paths share: a positive or a sampled negative scored once in a training step.
 Settings: non-private; user-level DP-SGD with Opacus ghost clipping; the same with
-Opacus' default hooks mode; interaction-level DP-SGD (ghost and hooks).
+Opacus' default hooks mode; interaction-level DP-SGD (ghost and hooks). It writes nothing:
+the figures are printed, headed by the date, commit and machine.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from crossfed.shared.config import RunConfig
 from crossfed.shared.data.datasets import load_platforms
 from crossfed.shared.trainer import PlatformTrainer
 from crossfed.shared.privacy.dp_sgd import plan, train_private_round
+from provenance import markdown, provenance
 
 
 def measure(config: RunConfig, platform: int, epochs: int, grad_sample_mode: str = "ghost") -> dict[str, float]:
@@ -44,7 +46,7 @@ def measure(config: RunConfig, platform: int, epochs: int, grad_sample_mode: str
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m crossfed.simulations.bench_throughput", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python benchmarks/throughput.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", default="")
     parser.add_argument("--platform", type=int, default=0)
@@ -63,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_hooks:
         settings += [("user-level DP, hooks", base.replace(privacy_unit="user"), "hooks"),
                      ("interaction-level DP, hooks", base.replace(privacy_unit="interaction"), "hooks")]
+    print(markdown(provenance()), flush=True)
     rows = {}
     for name, config, mode in settings:
         started = time.perf_counter()

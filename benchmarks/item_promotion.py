@@ -12,7 +12,10 @@ top-10 over the full catalog (items they have not interacted with) contains the 
 and honest test HR@10, with no defence, with norm bounding, with coordinate-wise
 median and with trimmed mean, for 1 malicious platform of 5 and of 20.
 
-    python -m crossfed.simulations.attack --out /tmp/faults/attack
+    python benchmarks/item_promotion.py [--run-dir DIR] [--out STEM]
+
+The federations' run folders go under ``--run-dir``; the figures go to ``STEM.json`` and
+``STEM.md`` (default under ``runs/``, which git ignores), headed by the date, commit and machine.
 """
 
 from __future__ import annotations
@@ -40,8 +43,8 @@ from crossfed.shared.model.sharing import load_shared_arrays
 from crossfed.shared.storage.platform_state import PlatformState
 from crossfed.shared.storage.checked import load_checked
 from crossfed.simulations.federated import run_federated
+from provenance import markdown, provenance
 
-RESULTS = Path(__file__).parent / "results"
 ITEM_IDS = "shared.item_tower.ids.weight"
 ITEM_BIAS = "shared.item_bias.weight"
 
@@ -172,7 +175,7 @@ def run_case(base: RunConfig, out: Path, name: str, mods: list, **changes: Any) 
 
 
 def benchmark(args: argparse.Namespace) -> dict[str, Any]:
-    out = Path(args.out)
+    out = Path(args.run_dir)
     rows: list[dict[str, Any]] = []
     for platforms in args.platforms:
         base = RunConfig(
@@ -205,7 +208,7 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python benchmarks/item_promotion.py", description=__doc__.splitlines()[0])
     parser.add_argument("--platforms", type=int, nargs="+", default=[5, 20])
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--max-users", type=int, default=600)
@@ -213,8 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bound-quantile", type=float, default=0.5,
                         help="max-update-norm = this quantile of the honest run's update norms")
     parser.add_argument("--data-dir", default=os.environ.get("CROSSFED_DATA_DIR", ""))
-    parser.add_argument("--out", default="runs/attack")
-    parser.add_argument("--results", default=str(RESULTS / "item_promotion"), help="stem of the .json/.md results")
+    parser.add_argument("--run-dir", default="runs/item-promotion", help="folder of the federations' run folders")
+    parser.add_argument("--out", default="runs/item-promotion/item_promotion", help="stem of the .json/.md results")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     for noisy in ("flwr", "crossfed.server.screening"):
@@ -222,18 +225,20 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     result = benchmark(args)
     result["wall_seconds"] = round(time.perf_counter() - started, 1)
+    block = provenance()
     lines = [(f"# Item promotion (1 hostile platform), {args.rounds} rounds, max-users {args.max_users}, "
-             f"seed {args.seed}"), "",
+             f"seed {args.seed}"), "", markdown(block), "",
              "| platforms | malicious | defence | max-update-norm | target ER@10 (honest users) | honest users' test HR@10 |",
              "|---|---|---|---|---|---|"]
     lines += [f"| {r['platforms']} | {r['malicious']} | {r['defence']} | {r['bound'] or '-'} | {r['er@10']:.4f} "
               f"({r['users']} users) | {r['hr@10']:.4f} |" for r in result["rows"]]
     lines += ["", (f"Updates missing (platform failures) per run: {[r['missing_updates'] for r in result['rows']]}; "
               f"wall time {result['wall_seconds']} s.")]
-    Path(args.results).parent.mkdir(parents=True, exist_ok=True)
-    Path(f"{args.results}.json").write_text(json.dumps(result, indent=1) + "\n")
-    Path(f"{args.results}.md").write_text("\n".join(lines) + "\n")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(f"{args.out}.json").write_text(json.dumps({"provenance": block, **result}, indent=1) + "\n")
+    Path(f"{args.out}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+    print(f"wrote {args.out}.json and {args.out}.md")
     return 0
 
 

@@ -1,11 +1,12 @@
-"""What SecAgg+ costs: ``python -m crossfed.simulations.bench_secagg``.
+"""What SecAgg+ costs: ``python benchmarks/secagg.py [--out FILE]``.
 
 Runs the same short federation plain and with ``secagg = true`` for each platform count
 and prints the mean round wall time (training, aggregation and validation; round 1 is left
 out, as in the figures measured when it still carried Ray's start-up) and the bytes each
 platform sends per training round, counted on the replies themselves by a client mod:
 arrays, plus every ``bytes`` value SecAgg+ puts in its config records (public keys,
-encrypted shares, masked vectors).
+encrypted shares, masked vectors). The rows, with the date, commit and machine, are written
+as JSON to ``--out`` (default under ``runs/``, which git ignores).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 
 from crossfed.shared.config import RunConfig
 from crossfed.simulations.federated import run_federated
+from provenance import provenance
 
 
 def byte_counting_mod(directory: str):
@@ -60,13 +62,13 @@ def measure(config: RunConfig, scratch: Path) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m crossfed.simulations.bench_secagg", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python benchmarks/secagg.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", default="")
     parser.add_argument("--platforms", type=int, nargs="+", default=[3, 10])
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--max-users", type=int, default=0, help="subsample users (0 = all) for a quick check")
-    parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--out", default="runs/benchmarks/secagg.json", help="JSON file of the results")
     args = parser.parse_args(argv)
     results = []
     with tempfile.TemporaryDirectory(prefix="crossfed-bench-secagg-") as scratch:
@@ -87,8 +89,10 @@ def main(argv: list[str] | None = None) -> int:
         plain, secure = (r for r in results if r["platforms"] == platforms)
         print(f"{platforms:3d} platforms: SecAgg+ / plain round time = {secure['round_seconds'] / plain['round_seconds']:.2f}x, "
               f"bytes = {secure['bytes_per_platform_round'] / plain['bytes_per_platform_round']:.2f}x")
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"provenance": provenance(), "rows": results}, indent=2) + "\n")
+    print(f"wrote {out}")
     return 0
 
 

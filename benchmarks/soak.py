@@ -7,7 +7,10 @@ probability ``--dropout`` per round (a SuperNode dying mid-round; Flower turns t
 exception into an error reply, which the round loop drops). A background thread samples
 the whole process tree - driver, Ray's GCS and raylet, the workers - from ``/proc``.
 
-    python -m crossfed.simulations.soak --rounds 200 --platforms 20 --dropout 0.1 --out /tmp/faults/soak
+    python benchmarks/soak.py --rounds 200 --platforms 20 --dropout 0.1 [--out STEM]
+
+The run folder is ``--run-dir`` (must be empty); the figures go to ``STEM.json`` and
+``STEM.md`` (default under ``runs/``, which git ignores), headed by the date, commit and machine.
 """
 
 from __future__ import annotations
@@ -29,8 +32,8 @@ from flwr.app import Message, MessageType
 from crossfed.shared.config import RunConfig
 from crossfed.shared.runtime.proc import open_fds, status_kib, tree_pids
 from crossfed.simulations.federated import run_federated
+from provenance import markdown, provenance
 
-RESULTS = Path(__file__).parent / "results"
 _ROUND_LINE = re.compile(r"^round\s+(\d+)/")
 
 
@@ -120,7 +123,7 @@ def per_round(samples: list[Sample], ends: dict[int, float], start: float) -> li
 def soak_config(args: argparse.Namespace) -> RunConfig:
     """Cheap rounds: the point is the number of rounds, not the model."""
     return RunConfig(
-        run_dir=args.out, data_dir=args.data_dir, seed=args.seed, num_platforms=args.platforms,
+        run_dir=args.run_dir, data_dir=args.data_dir, seed=args.seed, num_platforms=args.platforms,
         max_users=args.max_users, partition="iid", num_server_rounds=args.rounds, min_platforms=args.min_platforms,
         embedding_dim=4, mlp_layers="8", local_epochs=1, batch_size=256, eval_negatives=49,
     )
@@ -158,7 +161,7 @@ def summarise(rows: list[dict[str, Any]], summary: dict[str, Any], config: RunCo
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python benchmarks/soak.py", description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=200)
     parser.add_argument("--platforms", type=int, default=20)
     parser.add_argument("--dropout", type=float, default=0.1)
@@ -166,11 +169,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-users", type=int, default=400)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-dir", default=os.environ.get("CROSSFED_DATA_DIR", ""))
-    parser.add_argument("--out", default="runs/soak")
-    parser.add_argument("--results", default=str(RESULTS / "soak"), help="stem of the .json/.md results")
+    parser.add_argument("--run-dir", default="runs/soak/run", help="the federation's run folder (must be empty)")
+    parser.add_argument("--out", default="runs/soak/soak", help="stem of the .json/.md results")
     args = parser.parse_args(argv)
-    if Path(args.out).exists() and any(Path(args.out).iterdir()):
-        parser.error(f"run folder {args.out} is not empty")
+    if Path(args.run_dir).exists() and any(Path(args.run_dir).iterdir()):
+        parser.error(f"run folder {args.run_dir} is not empty")
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     clock = RoundClock()
     logging.getLogger("crossfed.progress").addHandler(clock)
@@ -181,17 +184,19 @@ def main(argv: list[str] | None = None) -> int:
         summary = run_federated(config, client_mods=[dropout_mod(args.seed, args.dropout)])
     wall = time.time() - started
     rows = per_round(sampler.samples, clock.ends, started)
+    block = provenance()
     result = {**summarise(rows, summary, config, args.dropout, wall), "per_round": rows}
-    Path(args.results).parent.mkdir(parents=True, exist_ok=True)
-    Path(f"{args.results}.json").write_text(json.dumps(result, indent=1) + "\n")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(f"{args.out}.json").write_text(json.dumps({"provenance": block, **result}, indent=1) + "\n")
     lines = [f"# Soak: {args.rounds} rounds, {args.platforms} platforms, {args.dropout:.0%} dropout per round", "",
-             "| figure | value |", "|---|---|"]
+             markdown(block), "", "| figure | value |", "|---|---|"]
     lines += [f"| {key} | {value} |" for key, value in result.items() if key != "per_round"]
     lines += ["", "| round | peak tree RSS MiB | tree fds | driver fds | processes |", "|---|---|---|---|---|"]
     lines += [f"| {r['round']} | {r['peak_rss_mb']} | {r['fds']} | {r['driver_fds']} | {r['processes']} |"
               for r in rows if r["round"] % 10 == 0 or r["round"] == 1]
-    Path(f"{args.results}.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines[:len(result) + 3]))
+    Path(f"{args.out}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines[:len(result) + 5]))
+    print(f"wrote {args.out}.json and {args.out}.md")
     return 0
 
 
