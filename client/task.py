@@ -61,7 +61,7 @@ def state_dir(context: Context, config: RunConfig, platform: int) -> Path:
     """The platform's private directory: ``state-dir`` from node config, else under the run folder."""
     if "state-dir" in context.node_config:
         return Path(str(context.node_config["state-dir"]))
-    return platform_dir(config.run_dir, platform)
+    return platform_dir(config.experiment.run_dir, platform)
 
 
 def build_trainer(context: Context, overrides: Mapping[str, Any] | None) -> tuple[PlatformTrainer, Path, RunConfig]:
@@ -69,7 +69,7 @@ def build_trainer(context: Context, overrides: Mapping[str, Any] | None) -> tupl
     torch.set_num_threads(1)  # one simulated platform per core; avoid oversubscription
     config = platform_config(context, overrides)
     platform = platform_index(context)
-    data: PlatformData = own_platform(config, platform) if config.operator_data else load_platforms(config)[platform]
+    data: PlatformData = own_platform(config, platform) if config.data.operator_data else load_platforms(config)[platform]
     trainer = PlatformTrainer(data, config)
     directory = state_dir(context, config, platform)
     saved = PlatformState.load(directory)
@@ -117,16 +117,16 @@ def train(
     platform = trainer.data.platform
     # Under SecAgg+ a repeated round is trained (and charged) again: the same update under fresh masks,
     # summed with a different set of platforms, would let the coordinator isolate it.
-    earlier = None if config.secagg else saved_reply(directory, server_round)
+    earlier = None if config.secure_aggregation.secagg else saved_reply(directory, server_round)
     if earlier is not None:  # a restarted coordinator asks again: same reply, no second charge
         load_shared_arrays(trainer.model, earlier.arrays)
         return trainer, earlier.metrics, True
     try:
-        result = trainer.train(config.local_epochs, salt=server_round)
+        result = trainer.train(config.training.local_epochs, salt=server_round)
     except BudgetExceeded as refusal:
         logger.warning("%s: declining round %d", refusal, server_round)
         return trainer, {"platform": platform, "declined": 1, **privacy_metrics(trainer)}, False
-    bound_update(trainer.model, arrays, config.max_update_norm)
+    bound_update(trainer.model, arrays, config.robustness.max_update_norm)
     if trainer.private:
         # Under DP only values derived from public settings leave: equal weights, no loss, no timings.
         metrics = {"platform": platform, "num-examples": 1, "declined": 0, **privacy_metrics(trainer)}

@@ -73,15 +73,15 @@ def main(argv: list[str] | None = None) -> int:
     }
     try:
         config = RunConfig.from_mapping(overrides)
-        out = Path(args.out or f"runs/{args.mode}-{config.dataset}-{config.partition}-{config.num_platforms}p-seed{config.seed}")
+        out = Path(args.out or f"runs/{args.mode}-{config.data.dataset}-{config.data.partition}-{config.data.num_platforms}p-seed{config.experiment.seed}")
         config = config.replace(
             run_dir=str(out.resolve()),
-            data_dir=str(Path(config.data_dir).resolve()) if config.data_dir else "",
+            data_dir=str(Path(config.data.data_dir).resolve()) if config.data.data_dir else "",
             resume=args.resume,
         )
         from crossfed.shared.data.datasets import load_dataset
 
-        dataset = load_dataset(config.dataset, config.data_dir)  # fail fast, before any worker starts
+        dataset = load_dataset(config.data.dataset, config.data.data_dir)  # fail fast, before any worker starts
         if out.exists() and any(out.iterdir()) and not args.resume:
             raise ConfigError(f"run folder {out} is not empty: pass --resume to continue that run, "
                               f"or another --out (a new run never inherits an old run's platform state)")
@@ -90,8 +90,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if not args.quiet:
         print(f"{args.mode}: {dataset.name} ({len(dataset.users):,} interactions, {dataset.num_users} users, "
-              f"{dataset.num_items} items) -> {config.num_platforms} platforms ({config.partition}), "
-              f"{config.num_server_rounds} rounds; results in {out}", flush=True)
+              f"{dataset.num_items} items) -> {config.data.num_platforms} platforms ({config.data.partition}), "
+              f"{config.federation.num_server_rounds} rounds; results in {out}", flush=True)
     summary = run_mode(args.mode, config)
     print_summary(summary)
     return 0

@@ -38,7 +38,7 @@ def test_a_value_of_the_wrong_type_names_its_key():
 
 
 def test_a_user_batch_larger_than_the_smallest_platform_is_rejected(movielens_dir):
-    config = RunConfig(data_dir=str(movielens_dir), num_platforms=4, max_users=200, partition="iid",
+    config = RunConfig().replace(data_dir=str(movielens_dir), num_platforms=4, max_users=200, partition="iid",
                        privacy_unit="user", user_batch=64)
     platforms = load_platforms(config)
     smallest = min(p.num_users for p in platforms)
@@ -53,7 +53,7 @@ def test_the_simulation_refuses_a_bad_user_batch_before_any_round(movielens_dir,
     from crossfed.simulations.federated import run_federated
 
     run_dir = tmp_path / "run"
-    config = RunConfig(data_dir=str(movielens_dir), run_dir=str(run_dir), num_platforms=4, max_users=200,
+    config = RunConfig().replace(data_dir=str(movielens_dir), run_dir=str(run_dir), num_platforms=4, max_users=200,
                        partition="iid", privacy_unit="user", user_batch=500)
     with pytest.raises(ConfigError, match="user-batch"):
         run_federated(config)

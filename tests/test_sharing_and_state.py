@@ -11,7 +11,7 @@ from crossfed.shared.model.sharing import is_shared, load_shared_arrays, local_p
 from crossfed.shared.storage.platform_state import PlatformState
 from crossfed.shared.storage.checked import CorruptStateError, load_checked, save_checked
 
-CONFIG = RunConfig(embedding_dim=4, mlp_layers="8,4", batch_size=32)
+CONFIG = RunConfig().replace(embedding_dim=4, mlp_layers="8,4", batch_size=32)
 
 
 def _trainer(dataset):
@@ -131,7 +131,7 @@ def test_an_operator_pins_privacy_settings_in_node_config_over_the_coordinators_
             "state-dir": "/srv/state"}
     context = Context(run_id=1, node_id=1, node_config=node, state=RecordDict(), run_config=submitted)
     config = platform_config(context)
-    assert (config.privacy_unit, config.epsilon, config.secagg, config.num_platforms) == ("user", 4.0, True, 3)
+    assert (config.privacy.privacy_unit, config.privacy.epsilon, config.secure_aggregation.secagg, config.data.num_platforms) == ("user", 4.0, True, 3)
 
 
 def test_scoring_the_whole_catalog_equals_scoring_it_pair_by_pair(dataset):

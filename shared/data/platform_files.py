@@ -125,8 +125,8 @@ def own_platform(config: RunConfig, platform: int) -> PlatformData:
     The folder holds ``interactions`` and optionally ``users``, each ``.csv`` or ``.parquet``;
     ``{partition-id}`` in the path lets one simulated run point every platform at its own folder.
     """
-    folder = Path(config.operator_data.replace("{partition-id}", str(platform)))
-    catalog = load_catalog(config.catalog, config.catalog_version)
+    folder = Path(config.data.operator_data.replace("{partition-id}", str(platform)))
+    catalog = load_catalog(config.data.catalog, config.data.catalog_version)
     return load_operator_data(_one_file(folder, "interactions", required=True), catalog,
                               users=_one_file(folder, "users", required=False), platform=platform).data
 

@@ -134,7 +134,7 @@ def build_model(
         user_features=user_features or {},
         num_items=num_items,
         item_features=item_features,
-        dim=config.embedding_dim,
-        mlp_layers=config.mlp_layer_sizes,
-        item_ids=config.item_id_embedding,
+        dim=config.model.embedding_dim,
+        mlp_layers=config.model.mlp_layer_sizes,
+        item_ids=config.model.item_id_embedding,
     )

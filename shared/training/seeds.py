@@ -16,4 +16,4 @@ def evaluation_seed(config: RunConfig, platform: int) -> int:
 
 def platform_seed(config: RunConfig, platform: int, salt: int = 0) -> int:
     """Distinct, reproducible seeds per platform (and per round via ``salt``)."""
-    return int(np.random.SeedSequence([config.seed, platform + 1, salt]).generate_state(1)[0])
+    return int(np.random.SeedSequence([config.experiment.seed, platform + 1, salt]).generate_state(1)[0])
