@@ -17,7 +17,7 @@ from flwr.app import Context, Message
 
 from crossfed.client.bound import bound_update
 from crossfed.client.replay import SavedReply, saved_reply
-from crossfed.shared.config import RunConfig
+from crossfed.shared.config import RunConfig, pinned_run_config
 from crossfed.shared.data.datasets import load_platforms
 from crossfed.shared.data.interactions import PlatformData
 from crossfed.shared.training.trainer import PlatformTrainer
@@ -30,9 +30,6 @@ from crossfed.shared.storage.platform_state import PlatformState
 
 logger = logging.getLogger(__name__)
 
-#: Run-config keys an operator may pin in node config (the coordinator's run config cannot override them).
-RUN_CONFIG_KEYS = frozenset(RunConfig().to_flat())
-
 LOCAL_METRICS_FILE = "metrics.jsonl"
 
 
@@ -44,10 +41,11 @@ def platform_config(context: Context, overrides: Mapping[str, Any] | None = None
     reset a budget. It only tells the round number and the evaluation stage. In a
     deployment the run config is what the coordinator submitted, so every run-config key
     may also be pinned in the SuperNode's node config (``--node-config 'privacy-unit="user"
-    epsilon=4.0 secagg=true'``), and the operator's value wins.
+    epsilon=4.0 secagg=true'``), and the operator's value wins. A node-config key that is
+    neither a run-config key nor one Flower or the platform itself uses is refused.
     """
     node = context.node_config
-    local: dict[str, Any] = {key: value for key, value in node.items() if key in RUN_CONFIG_KEYS}
+    local = pinned_run_config(node)
     if "num-partitions" in node:
         local["num-platforms"] = node["num-partitions"]
     return RunConfig.from_mapping(context.run_config, overrides, local)

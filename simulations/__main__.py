@@ -27,6 +27,7 @@ from crossfed.shared.config import (
     RunConfig,
 
 )
+from crossfed.shared.config.values import unknown_key
 from crossfed.shared.data.movielens import DatasetUnavailableError
 from crossfed.simulations import sweep_cli
 
@@ -61,7 +62,10 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--quiet", action="store_true", help="only the summary table")
     _add_config_flags(run)
     sweep_cli.add_parser(commands)
-    args = parser.parse_args(argv)
+    args, unrecognised = parser.parse_known_args(argv)
+    if unrecognised:
+        print(f"error: {_unknown_flag(unrecognised)}", file=sys.stderr)
+        return 2
     if args.command == "sweep":
         configure_logging(quiet=True)
         return sweep_cli.main(args)
@@ -95,6 +99,13 @@ def main(argv: list[str] | None = None) -> int:
     summary = run_mode(args.mode, config)
     print_summary(summary)
     return 0
+
+
+def _unknown_flag(unrecognised: list[str]) -> ConfigError:
+    """argparse's unrecognised arguments as a refused key with the nearest valid name (a misspelled flag)."""
+    token = next((item for item in unrecognised if item.startswith("--")), unrecognised[0])
+    return unknown_key(token.split("=")[0].removeprefix("--"), "command line",
+                       RunConfig.keys() | {"mode", "out", "resume", "quiet"})
 
 
 def run_mode(mode: str, config: RunConfig) -> dict[str, Any]:

@@ -75,3 +75,54 @@ def test_median_and_trimmed_mean_refuse_secure_aggregation():
         with pytest.raises(ConfigError, match="'aggregation'.*SecAgg"):
             RunConfig.from_mapping({"aggregation": aggregation, "secagg": True})
     RunConfig.from_mapping({"aggregation": "mean", "secagg": True, "max-update-norm": 2.0})  # norm bound combines
+
+
+def test_a_misspelled_run_config_key_is_refused_with_the_nearest_valid_name():
+    with pytest.raises(ConfigError, match=r"unknown key 'epsilonn' in run config; did you mean 'epsilon'\?"):
+        RunConfig.from_mapping({"epsilonn": 1.0})
+    with pytest.raises(ConfigError, match=r"unknown key 'lerning-rate' in sweep file; did you mean 'learning-rate'\?"):
+        RunConfig.from_mapping({"seed": 1}, {"lerning-rate": 0.1}, source="sweep file")
+
+
+def test_a_key_like_no_other_is_refused_with_a_pointer_to_the_reference():
+    with pytest.raises(ConfigError, match=r"unknown key 'zzz' in run config \(every key is listed in docs/"):
+        RunConfig.from_mapping({"zzz": 1})
+
+
+def test_a_config_error_is_a_usage_error_exiting_with_code_2():
+    from crossfed.shared.errors import UsageError
+
+    with pytest.raises(UsageError) as error:
+        RunConfig.from_mapping({"epsilonn": 1.0})
+    assert error.value.exit_code == 2
+
+
+def test_a_misspelled_pinned_key_in_node_config_stops_the_platform():
+    from flwr.app import Context, RecordDict
+
+    from crossfed.client.task import platform_config
+
+    node = {"partition-id": 0, "num-partitions": 2, "state-dir": "/srv/state", "epsilonn": 1.0}
+    context = Context(run_id=1, node_id=1, node_config=node, state=RecordDict(), run_config={"epsilon": 8.0})
+    with pytest.raises(ConfigError, match=r"unknown key 'epsilonn' in node config; did you mean 'epsilon'\?"):
+        platform_config(context)
+
+
+def test_node_config_allows_flowers_keys_and_the_state_folder_by_name():
+    from crossfed.shared.config import NODE_ONLY_KEYS, pinned_run_config
+
+    assert NODE_ONLY_KEYS == {"partition-id", "num-partitions", "state-dir"}
+    node = {"partition-id": 1, "num-partitions": 3, "state-dir": "/srv/state", "epsilon": 4.0}
+    assert pinned_run_config(node) == {"epsilon": 4.0}
+    with pytest.raises(ConfigError, match=r"unknown key 'partition-idx' in node config; did you mean 'partition-id'\?"):
+        pinned_run_config({"partition-idx": 1})
+
+
+def test_the_cli_refuses_a_misspelled_flag_with_the_nearest_key(tmp_path, capsys):
+    from crossfed.simulations.__main__ import main
+
+    out = tmp_path / "run"
+    status = main(["run", "--out", str(out), "--epsilonn", "1"])
+    assert status == 2
+    assert "unknown key 'epsilonn' in command line; did you mean 'epsilon'?" in capsys.readouterr().err
+    assert not out.exists()
