@@ -17,7 +17,7 @@ from flwr.app import Context, Message
 
 from crossfed.client.bound import bound_update
 from crossfed.client.replay import SavedReply, saved_reply
-from crossfed.shared.config import RunConfig, pinned_run_config
+from crossfed.shared.config import ExperimentConfig, RunConfig, pinned_run_config
 from crossfed.shared.data.datasets import load_platforms
 from crossfed.shared.data.interactions import PlatformData
 from crossfed.shared.training.trainer import PlatformTrainer
@@ -55,11 +55,11 @@ def platform_index(context: Context) -> int:
     return int(context.node_config.get("partition-id", 0))
 
 
-def state_dir(context: Context, config: RunConfig, platform: int) -> Path:
+def state_dir(context: Context, experiment: ExperimentConfig, platform: int) -> Path:
     """The platform's private directory: ``state-dir`` from node config, else under the run folder."""
     if "state-dir" in context.node_config:
         return Path(str(context.node_config["state-dir"]))
-    return platform_dir(config.experiment.run_dir, platform)
+    return platform_dir(experiment.run_dir, platform)
 
 
 def build_trainer(context: Context, overrides: Mapping[str, Any] | None) -> tuple[PlatformTrainer, Path, RunConfig]:
@@ -67,9 +67,10 @@ def build_trainer(context: Context, overrides: Mapping[str, Any] | None) -> tupl
     torch.set_num_threads(1)  # one simulated platform per core; avoid oversubscription
     config = platform_config(context, overrides)
     platform = platform_index(context)
-    data: PlatformData = own_platform(config, platform) if config.data.operator_data else load_platforms(config)[platform]
+    data: PlatformData = (own_platform(config.data, platform) if config.data.operator_data
+                          else load_platforms(config)[platform])
     trainer = PlatformTrainer(data, config)
-    directory = state_dir(context, config, platform)
+    directory = state_dir(context, config.experiment, platform)
     saved = PlatformState.load(directory)
     if saved is not None:
         trainer.restore(saved)

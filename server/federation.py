@@ -27,7 +27,7 @@ from crossfed.server.screening import screen_updates
 from crossfed.server.secure_round import secure_train_round
 from crossfed.server.strategy import make_strategy, restore_strategy_state, strategy_state
 from crossfed.shared.data.catalog import load_catalog
-from crossfed.shared.config import RunConfig
+from crossfed.shared.config import FederationConfig, RunConfig, SecureAggregationConfig
 from crossfed.shared.data.datasets import item_side
 from crossfed.shared.model.recommender import build_model
 from crossfed.shared.evaluation.progress import RoundReport
@@ -42,10 +42,10 @@ def initial_arrays(config: RunConfig) -> dict:
     """Global shared parameters at round 0, built from the public item catalog alone."""
     if config.data.catalog:  # the published catalog is the item side every platform codes its items against
         catalog = load_catalog(config.data.catalog, config.data.catalog_version)
-        model = build_model(config, len(catalog), catalog.item_features(), seed=config.experiment.seed)
+        model = build_model(config.model, len(catalog), catalog.item_features(), seed=config.experiment.seed)
     else:
         num_items, item_features = item_side(config)
-        model = build_model(config, num_items, item_features, seed=config.experiment.seed)
+        model = build_model(config.model, num_items, item_features, seed=config.experiment.seed)
     return dict(shared_arrays(model))
 
 
@@ -69,7 +69,7 @@ def run_federation(grid: Grid, config: RunConfig) -> dict[str, Any]:
     else:
         arrays, first_round, history, elapsed_before, startup_before = initial_arrays(config), 1, [], 0.0, 0.0
     await_platforms(grid, config.data.num_platforms)  # else the first round samples whoever is connected yet
-    prepare_platforms(grid, config)
+    prepare_platforms(grid, config.federation)
     startup_seconds = startup_before + time.perf_counter() - run_started
     started = time.perf_counter() - elapsed_before
     round_config = config.to_flat()
@@ -93,7 +93,7 @@ def run_federation(grid: Grid, config: RunConfig) -> dict[str, Any]:
                     if m.get("declined", 0) and "platform" in m and "arrays" not in r.content]
         if declined:
             logger.warning("round %d: platforms %s declined to train: privacy budget spent", server_round, declined)
-        contributing = _contributing(trained, replies, declined, config)
+        contributing = _contributing(trained, replies, declined, config.secure_aggregation)
         if contributing < config.federation.min_platforms:
             if declined:
                 report = RoundReport(server_round, float("nan"), [], time.perf_counter() - started,
@@ -104,7 +104,7 @@ def run_federation(grid: Grid, config: RunConfig) -> dict[str, Any]:
                                "stopping after round %d", server_round, contributing, config.federation.min_platforms,
                                server_round - 1)
                 break
-            _require(contributing, config, f"round {server_round} training")
+            _require(contributing, config.federation, f"round {server_round} training")
         arrays = aggregate_in_order(strategy, server_round, trained)
         validation = evaluate_platforms(grid, arrays, server_round, "validation", config)
         report = RoundReport(server_round, _weighted_loss(replies), validation, time.perf_counter() - started,
@@ -124,7 +124,8 @@ def run_federation(grid: Grid, config: RunConfig) -> dict[str, Any]:
         mode="federated", config=config, wall_seconds=time.perf_counter() - started + startup_seconds,
         startup_seconds=startup_seconds,
         test=_platform_metrics(replies), global_test=_platform_metrics(replies, prefix="global-"), history=history,
-        extra={"rounds_completed": rounds_completed, "secure_aggregation": config.secure_aggregation.secagg, "noise_mode": config.secure_aggregation.noise_mode,
+        extra={"rounds_completed": rounds_completed, "secure_aggregation": config.secure_aggregation.secagg,
+               "noise_mode": config.secure_aggregation.noise_mode,
                **({"privacy": privacy_block(config, replies)} if config.private else {})},
     )
     write_summary(config.experiment.run_dir, summary)
@@ -174,9 +175,11 @@ def _platform_order(reply: Message) -> tuple[float, int]:
     return (float(platform) if platform is not None else math.inf, reply.metadata.src_node_id)
 
 
-def _contributing(trained: list[Message], replies: list[Message], declined: list[int], config: RunConfig) -> int:
+def _contributing(
+    trained: list[Message], replies: list[Message], declined: list[int], secure: SecureAggregationConfig
+) -> int:
     """How many platforms' updates are in this round's aggregate (under SecAgg+ one reply holds them all)."""
-    if not config.secure_aggregation.secagg:
+    if not secure.secagg:
         return len(trained)
     return len(replies) - len(declined) if trained else 0
 
@@ -205,7 +208,7 @@ def request_evaluation(grid: Grid, arrays: dict, server_round: int, stage: str, 
     ]
     replies = _successful(grid.send_and_receive(messages, timeout=config.federation.reply_timeout),
                            f"{stage} evaluation", server_round)
-    _require(len(replies), config, f"round {server_round} {stage} evaluation")
+    _require(len(replies), config.federation, f"round {server_round} {stage} evaluation")
     return replies
 
 
@@ -255,8 +258,8 @@ def _check_same_run(saved: dict[str, Any], config: RunConfig) -> None:
     current = config.to_flat()
     changed = sorted(k for k in set(saved) | set(current) if k not in _RESUMABLE_KEYS and saved.get(k) != current.get(k))
     if changed:
-        raise FederationError(f"cannot resume {config.experiment.run_dir}: its checkpoint was made with other settings for "
-                              f"{changed}")
+        raise FederationError(f"cannot resume {config.experiment.run_dir}: its checkpoint was made with other "
+                              f"settings for {changed}")
 
 
 def _successful(replies: Iterable[Message], what: str, server_round: int) -> list[Message]:
@@ -270,10 +273,10 @@ def _successful(replies: Iterable[Message], what: str, server_round: int) -> lis
     return good
 
 
-def _require(count: int, config: RunConfig, what: str) -> None:
-    if count < config.federation.min_platforms:
+def _require(count: int, federation: FederationConfig, what: str) -> None:
+    if count < federation.min_platforms:
         raise FederationError(
-            f"{what}: only {count} platform(s) answered, fewer than min-platforms = {config.federation.min_platforms}"
+            f"{what}: only {count} platform(s) answered, fewer than min-platforms = {federation.min_platforms}"
         )
 
 

@@ -77,7 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     try:
         config = RunConfig.from_mapping(overrides)
-        out = Path(args.out or f"runs/{args.mode}-{config.data.dataset}-{config.data.partition}-{config.data.num_platforms}p-seed{config.experiment.seed}")
+        data = config.data
+        name = f"{args.mode}-{data.dataset}-{data.partition}-{data.num_platforms}p-seed{config.experiment.seed}"
+        out = Path(args.out or f"runs/{name}")
         config = config.replace(
             run_dir=str(out.resolve()),
             data_dir=str(Path(config.data.data_dir).resolve()) if config.data.data_dir else "",

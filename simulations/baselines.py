@@ -67,7 +67,7 @@ class _PooledEvaluator:
         return evaluate_ranking(
             lambda users, items: model.score(users + self.offset, items), self.split, self.data.interactions,
             stage=stage, k=self.config.evaluation.top_k, eval_negatives=self.config.evaluation.eval_negatives,
-            seed=evaluation_seed(self.config, self.data.platform),
+            seed=evaluation_seed(self.config.experiment, self.data.platform),
         )
 
     def validate(self) -> PlatformMetrics:

@@ -46,7 +46,7 @@ def run_federated(config: RunConfig, cpus: int | None = None, client_mods: Seque
     from flwr.simulation import run_simulation  # after the environment is set
 
     if not config.data.operator_data:  # platforms with their own files check themselves
-        check_platforms_fit(config, load_platforms(config))  # before Ray starts or any round runs
+        check_platforms_fit(config.privacy, load_platforms(config))  # before Ray starts or any round runs
     backend_config = ray_backend_config(cpus)
     run_simulation(
         server_app=build_server_app(config.to_flat()),

@@ -39,14 +39,14 @@ def test_a_value_of_the_wrong_type_names_its_key():
 
 def test_a_user_batch_larger_than_the_smallest_platform_is_rejected(movielens_dir):
     config = RunConfig().replace(data_dir=str(movielens_dir), num_platforms=4, max_users=200, partition="iid",
-                       privacy_unit="user", user_batch=64)
+                                 privacy_unit="user", user_batch=64)
     platforms = load_platforms(config)
     smallest = min(p.num_users for p in platforms)
     assert smallest < 64
     with pytest.raises(ConfigError, match=rf"'user-batch' = 64 is out of range: expected at most .*\({smallest}, "):
-        check_platforms_fit(config, platforms)
-    check_platforms_fit(config.replace(user_batch=smallest), platforms)  # the limit itself is fine
-    check_platforms_fit(config.replace(privacy_unit="none"), platforms)  # without user-level DP it is unused
+        check_platforms_fit(config.privacy, platforms)
+    check_platforms_fit(config.replace(user_batch=smallest).privacy, platforms)  # the limit itself is fine
+    check_platforms_fit(config.replace(privacy_unit="none").privacy, platforms)  # without user-level DP it is unused
 
 
 def test_the_simulation_refuses_a_bad_user_batch_before_any_round(movielens_dir, tmp_path):
@@ -54,7 +54,7 @@ def test_the_simulation_refuses_a_bad_user_batch_before_any_round(movielens_dir,
 
     run_dir = tmp_path / "run"
     config = RunConfig().replace(data_dir=str(movielens_dir), run_dir=str(run_dir), num_platforms=4, max_users=200,
-                       partition="iid", privacy_unit="user", user_batch=500)
+                                 partition="iid", privacy_unit="user", user_batch=500)
     with pytest.raises(ConfigError, match="user-batch"):
         run_federated(config)
     assert not run_dir.exists()  # nothing ran, nothing was written

@@ -58,8 +58,9 @@ def train_rounds(run_dir: str, platform: int) -> list[int]:
 
 def faulty_run(tmp_path_factory, movielens_dir, kind: str):
     run_dir, records = tmp_path_factory.mktemp(f"{kind}-run"), tmp_path_factory.mktemp(f"{kind}-records")
-    config = RunConfig().replace(data_dir=str(movielens_dir), run_dir=str(run_dir), num_platforms=PLATFORMS, max_users=150,
-                       num_server_rounds=3, partition="iid", seed=7, min_platforms=2, embedding_dim=8, mlp_layers="16")
+    config = RunConfig().replace(data_dir=str(movielens_dir), run_dir=str(run_dir), num_platforms=PLATFORMS,
+                                 max_users=150, num_server_rounds=3, partition="iid", seed=7, min_platforms=2,
+                                 embedding_dim=8, mlp_layers="16")
     summary = run_federated(config, client_mods=[fault_mod(1, 2, kind, str(records))])
     return config, summary, dict(np.load(records / "aggregate.npz"))
 
@@ -126,7 +127,7 @@ class DyingGrid:
 
 def test_fewer_platforms_than_min_platforms_stops_the_run_clearly(movielens_dir, tmp_path, message_identity):
     config = RunConfig().replace(data_dir=str(movielens_dir), run_dir=str(tmp_path), num_platforms=3, min_platforms=2,
-                       embedding_dim=4, mlp_layers="8")
+                                 embedding_dim=4, mlp_layers="8")
     with pytest.raises(FederationError, match="only 1 platform.*fewer than min-platforms = 2"):
         run_federation(DyingGrid(), config)
     assert not (tmp_path / CHECKPOINT_FILE).exists()
@@ -147,7 +148,7 @@ class UnreadyGrid(DyingGrid):
 
 def test_platforms_that_cannot_get_ready_stop_the_run_before_round_one(movielens_dir, tmp_path, message_identity):
     config = RunConfig().replace(data_dir=str(movielens_dir), run_dir=str(tmp_path), num_platforms=3, min_platforms=2,
-                       embedding_dim=4, mlp_layers="8")
+                                 embedding_dim=4, mlp_layers="8")
     grid = UnreadyGrid()
     with pytest.raises(FederationError, match=r"only 1 platform\(s\) got ready \(nodes \[2, 3\] failed, \[\] did not"):
         run_federation(grid, config)
@@ -248,7 +249,7 @@ def test_a_damaged_state_file_is_rejected_by_its_checksum(tmp_path, damage, reco
 
 def test_resuming_from_a_corrupt_checkpoint_stops_before_any_round(movielens_dir, tmp_path):
     config = RunConfig().replace(data_dir=str(movielens_dir), run_dir=str(tmp_path), resume=True, embedding_dim=4,
-                       mlp_layers="8")
+                                 mlp_layers="8")
     Checkpoint(arrays=initial_arrays(config), last_round=2, config=config.to_flat()).save(tmp_path)
     path = tmp_path / CHECKPOINT_FILE
     path.write_bytes(path.read_bytes()[:-100])

@@ -100,7 +100,7 @@ def test_no_message_carries_user_side_data(federated_run):
     config, _summary, recorded = federated_run
     platforms = load_platforms(config)
     expected = {name: list(a.shape) for name, a in shared_arrays(
-        build_model(config, platforms[0].num_items, platforms[0].item_features)).items()}
+        build_model(config.model, platforms[0].num_items, platforms[0].item_features)).items()}
     train_replies = [m for m in recorded if m["type"] == "train"]
     evaluate_replies = [m for m in recorded if m["type"] == "evaluate"]
     assert len(train_replies) == 3 * 3  # every platform, every round

@@ -29,7 +29,7 @@ def test_platforms_train_a_federation_on_their_own_files(own_files, tmp_path):
     summary = run_federated(config)
     assert summary["rounds_completed"] == 2
     users = {entry["platform"]: entry["users"] for entry in summary["per_platform"]}
-    assert users == {0: own_platform(config, 0).num_users, 1: own_platform(config, 1).num_users}
+    assert users == {0: own_platform(config.data, 0).num_users, 1: own_platform(config.data, 1).num_users}
     assert all(0 <= entry["metrics"]["sampled"]["hr@10"] <= 1 for entry in summary["per_platform"])
 
 
@@ -41,4 +41,4 @@ def test_own_files_need_the_catalog_and_an_interactions_file(own_files, tmp_path
     empty.mkdir()
     config = RunConfig().replace(operator_data=str(empty), catalog=str(catalog), catalog_version=CATALOG_VERSION)
     with pytest.raises(DataValidationError, match="no interactions.csv or interactions.parquet"):
-        own_platform(config, 0)
+        own_platform(config.data, 0)

@@ -162,7 +162,7 @@ def test_zero_noise_and_infinite_clip_reproduce_non_private_training():
                                negatives=config.training.negatives, rng=rng)
     core = UserLevelCore(plain.model)
     user_tensor = torch.as_tensor(users)
-    ids = refresh_user_embeddings(plain.model, _NoHooks(core), user_tensor, items, targets, config)
+    ids = refresh_user_embeddings(plain.model, _NoHooks(core), user_tensor, items, targets, config.privacy)
     plain.optimizer.zero_grad()
     BagLoss(reduction="none")(core(ids, user_tensor, items), targets).mean().backward()
     plain.optimizer.step()
@@ -203,8 +203,9 @@ def test_distributed_noise_takes_one_step_per_round_and_accounts_the_full_noise(
     against_coordinator, alone = RDPAccountant(), RDPAccountant()
     against_coordinator.history = [(3.0, step_plan.sample_rate, 2)]
     alone.history = [(3.0 / math.sqrt(4), step_plan.sample_rate, 2)]
-    assert trainer.ledger.epsilon() == pytest.approx(against_coordinator.get_epsilon(DISTRIBUTED.privacy.delta), rel=1e-9)
-    assert trainer.ledger.epsilon_alone() == pytest.approx(alone.get_epsilon(DISTRIBUTED.privacy.delta), rel=1e-9)
+    delta = DISTRIBUTED.privacy.delta
+    assert trainer.ledger.epsilon() == pytest.approx(against_coordinator.get_epsilon(delta), rel=1e-9)
+    assert trainer.ledger.epsilon_alone() == pytest.approx(alone.get_epsilon(delta), rel=1e-9)
     assert trainer.ledger.epsilon_alone() > trainer.ledger.epsilon()
 
 

@@ -158,7 +158,8 @@ def test_the_coordinator_builds_the_padded_catalog_the_platforms_train_on(moviel
     config = RunConfig.from_mapping({"data-dir": str(movielens_dir), "extra-items": 40, "embedding-dim": 4,
                                      "mlp-layers": "8"})
     platform = load_platforms(config)[0]
-    local = build_model(config, platform.num_items, platform.item_features, platform.num_users, platform.user_features)
+    local = build_model(config.model, platform.num_items, platform.item_features, platform.num_users,
+                        platform.user_features)
     coordinator = initial_arrays(config)
     assert platform.num_items == 1682 + 40
     assert {name: array.shape for name, array in coordinator.items()} == {

@@ -56,7 +56,8 @@ def test_grid_expands_to_arms_times_points_times_modes_times_seeds(tmp_path: Pat
     assert "ref_local-only_seed4" in names and "dp_federated_epsilon=inf_num-platforms=5_seed1" in names
     cell = next(c for c in experiment.cells if c.name == "dp_federated_epsilon=inf_num-platforms=5_seed1")
     config = cell.config(tmp_path / "run")
-    assert (config.federation.num_server_rounds, config.privacy.privacy_unit, config.data.num_platforms, config.experiment.seed) == (3, "user", 5, 1)
+    assert (config.federation.num_server_rounds, config.privacy.privacy_unit, config.data.num_platforms,
+            config.experiment.seed) == (3, "user", 5, 1)
     assert math.isinf(config.privacy.epsilon)
 
 

@@ -145,11 +145,12 @@ class RecommendationService:
         self.config = config
         self.state_dir = Path(state_dir)
         data = platform.data
-        if config.data.catalog_version and platform.catalog is not None and platform.catalog.version != config.data.catalog_version:
+        expected_version = config.data.catalog_version
+        if expected_version and platform.catalog is not None and platform.catalog.version != expected_version:
             raise ServingError(f"the global model was trained on catalog version {config.data.catalog_version!r}, the "
                                f"platform's catalog is {platform.catalog.version!r}; serve with the matching catalog")
-        self.global_model = build_model(config, data.num_items, data.item_features, data.num_users, data.user_features,
-                                        seed=platform_seed(config, data.platform))
+        self.global_model = build_model(config.model, data.num_items, data.item_features, data.num_users,
+                                        data.user_features, seed=platform_seed(config.experiment, data.platform))
         try:
             load_shared_arrays(self.global_model, global_parameters.arrays)
         except ValueError as error:
@@ -200,8 +201,9 @@ class RecommendationService:
     def _served_model(self) -> nn.Module:
         if self.config.serving.serve_model == "global":
             return self.global_model
-        fingerprint = _fingerprint(self.global_model, self.config.serving.finetune_epochs, self.config.serving.finetune_learning_rate,
-                                   self.config.serving.finetune_embedding_dim, self.config.serving.finetune_mlp_layers)
+        serving = self.config.serving
+        fingerprint = _fingerprint(self.global_model, serving.finetune_epochs, serving.finetune_learning_rate,
+                                   serving.finetune_embedding_dim, serving.finetune_mlp_layers)
         cached = PrivateCopy.load(self.state_dir)
         copy = self._private_copy(train=cached is None or cached.fingerprint != fingerprint)
         if cached is not None and cached.fingerprint == fingerprint:
@@ -209,7 +211,7 @@ class RecommendationService:
             logger.info("serving the cached private copy from %s", self.state_dir / PrivateCopy.FILE_NAME)
         else:
             PrivateCopy(fingerprint, copy.state_dict()).save(self.state_dir)
-            logger.info("fine-tuned a private copy (%d epochs) and cached it in %s", self.config.serving.finetune_epochs,
+            logger.info("fine-tuned a private copy (%d epochs) and cached it in %s", serving.finetune_epochs,
                         self.state_dir)
         copy.eval()
         return copy
@@ -217,14 +219,12 @@ class RecommendationService:
     def _private_copy(self, train: bool) -> nn.Module:
         data, config = self.platform.data, self.config
         epochs = config.serving.finetune_epochs if train else 0
-        training = {"epochs": epochs, "learning_rate": config.serving.finetune_learning_rate, "batch_size": config.training.batch_size,
-                    "negatives": config.training.negatives,
-                    "rng": np.random.default_rng(platform_seed(config, data.platform, 7))}
+        training = {"epochs": epochs, "learning_rate": config.serving.finetune_learning_rate,
+                    "batch_size": config.training.batch_size, "negatives": config.training.negatives,
+                    "rng": np.random.default_rng(platform_seed(config.experiment, data.platform, 7))}
         if config.serving.finetune_embedding_dim > 0:
-            local_config = config.replace(embedding_dim=config.serving.finetune_embedding_dim,
-                                          mlp_layers=config.serving.finetune_mlp_layers, item_id_embedding=True)
-            local = build_model(local_config, data.num_items, data.item_features, data.num_users,
-                                data.user_features, seed=platform_seed(config, data.platform, 8))
+            local = build_model(config.serving.stacked_model, data.num_items, data.item_features, data.num_users,
+                                data.user_features, seed=platform_seed(config.experiment, data.platform, 8))
             return stacked_copy(self.global_model, local, data.interactions, **training)
         return fine_tuned_copy(self.global_model, data.interactions, **training)
 

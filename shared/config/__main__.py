@@ -1,4 +1,4 @@
-"""``python -m crossfed.shared.config [ROOT]``: regenerate ``docs/reference/configuration.md`` under ROOT (default .)."""
+"""``python -m crossfed.shared.config [ROOT]``: regenerate ROOT/docs/reference/configuration.md (ROOT: ``.``)."""
 
 from __future__ import annotations
 

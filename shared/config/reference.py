@@ -48,7 +48,8 @@ def reference_markdown() -> str:
         rows = [f"## {section.title}", "", f"{doc} In code: `config.{attribute}` (`{section.__name__}`).", "",
                 "| key | default | meaning |", "|---|---|---|"]
         for declared in section.settings():
-            rows.append(f"| `{key_of(declared.name)}` | `{toml_value(declared.default)}` | {declared.metadata['doc']} |")
+            key, default = key_of(declared.name), toml_value(declared.default)
+            rows.append(f"| `{key}` | `{default}` | {declared.metadata['doc']} |")
         parts.append("\n".join(rows) + "\n")
     return "\n".join(parts)
 

@@ -261,6 +261,14 @@ class ServingConfig(Section):
                                     "between rounds")
     foldin_learning_rate: float = setting(0.05, "step size of fold-in")
 
+    @property
+    def stacked_model(self) -> ModelConfig:
+        """The shape of the local model stacked on the frozen global one (``finetune-embedding-dim`` > 0)."""
+        model = ModelConfig(embedding_dim=self.finetune_embedding_dim, mlp_layers=self.finetune_mlp_layers,
+                            item_id_embedding=True)
+        model.validate()
+        return model
+
     def validate(self) -> None:
         check(self.finetune_epochs >= 0, "finetune-epochs", self.finetune_epochs, "an integer >= 0")
         check(self.finetune_embedding_dim >= 0, "finetune-embedding-dim", self.finetune_embedding_dim,

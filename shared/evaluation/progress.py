@@ -60,4 +60,5 @@ class RoundReport:
             parts.append(f"declined (budget spent): {sorted(self.declined)}")
         parts.append(f"{self.elapsed:6.1f}s")
         # The structured fields let a caller (the sweep's progress bar) follow rounds without parsing text.
-        logger.info(" | ".join(parts), extra={"server_round": self.server_round, "rounds": config.federation.num_server_rounds})
+        logger.info(" | ".join(parts),
+                    extra={"server_round": self.server_round, "rounds": config.federation.num_server_rounds})

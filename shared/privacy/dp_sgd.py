@@ -30,7 +30,7 @@ from opacus.data_loader import DPDataLoader
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from crossfed.shared.config import RunConfig
+from crossfed.shared.config import PrivacyConfig, RunConfig
 from crossfed.shared.data.interactions import Interactions
 from crossfed.shared.model.recommender import Recommender
 from crossfed.shared.privacy import norm_samplers  # noqa: F401 - registers the cheaper ghost-clipping norms
@@ -179,8 +179,8 @@ def train_private_round(
     else:  # the accountant saw this platform's share; the unmasked sum carries the full noise
         ledger.record_round([(noise / share, rate, steps) for noise, rate, steps in engine.accountant.history[
             len(ledger.history):]], keep=True)
-    return FitResult(float(np.mean(losses)) if losses else float("nan"), step_plan.population * config.training.local_epochs,
-                     pairs, time.perf_counter() - started)
+    return FitResult(float(np.mean(losses)) if losses else float("nan"),
+                     step_plan.population * config.training.local_epochs, pairs, time.perf_counter() - started)
 
 
 def distributed_step(
@@ -199,7 +199,8 @@ def distributed_step(
     optimizer.pre_step()  # clip, add the share of noise, scale by 1 / expected batch size; accountant step
     shared = {id(parameter) for parameter in model.shared.parameters()}
     rescale = optimizer.expected_batch_size / config.privacy.user_batch
-    top_up = noise_multiplier * config.privacy.clip_norm * math.sqrt(max(0.0, 1.0 - share**2)) / config.privacy.user_batch
+    privacy = config.privacy
+    top_up = noise_multiplier * privacy.clip_norm * math.sqrt(max(0.0, 1.0 - share**2)) / privacy.user_batch
     with torch.no_grad():
         for parameter in optimizer.params:
             gradient = parameter.grad * rescale
@@ -213,10 +214,11 @@ def _user_level_step(
     train: Interactions, items_by_user: list[np.ndarray], config: RunConfig, rng: np.random.Generator,
 ) -> tuple[float, int]:
     items, targets = user_bags(
-        users, items_by_user, train, positives=config.privacy.bag_positives, negatives=config.training.negatives, rng=rng
+        users, items_by_user, train, positives=config.privacy.bag_positives, negatives=config.training.negatives,
+        rng=rng,
     )
     user_tensor = torch.as_tensor(users)
-    id_vectors = refresh_user_embeddings(model, private_module, user_tensor, items, targets, config)
+    id_vectors = refresh_user_embeddings(model, private_module, user_tensor, items, targets, config.privacy)
     loss = criterion(private_module(id_vectors, user_tensor, items), targets)
     loss.backward()
     return float(loss.detach()), int((targets >= 0).sum())
@@ -224,7 +226,7 @@ def _user_level_step(
 
 def refresh_user_embeddings(
     model: Recommender, private_module: GradSampleModule, users: torch.Tensor, items: torch.Tensor,
-    targets: torch.Tensor, config: RunConfig,
+    targets: torch.Tensor, privacy: PrivacyConfig,
 ) -> torch.Tensor:
     """A few gradient steps on each sampled user's own id embedding, everything else frozen.
 
@@ -237,11 +239,11 @@ def refresh_user_embeddings(
     try:
         with torch.no_grad():  # the items are fixed during the refresh: their tower runs once
             item_vectors = model.shared.item_tower(items)
-        for _ in range(config.privacy.refresh_steps):
+        for _ in range(privacy.refresh_steps):
             vectors.requires_grad_(True)
             loss = BagLoss(reduction="none")(private_module(vectors, users, items, item_vectors), targets).sum()
             (gradient,) = torch.autograd.grad(loss, vectors)
-            vectors = (vectors - config.privacy.refresh_learning_rate * gradient).detach()
+            vectors = (vectors - privacy.refresh_learning_rate * gradient).detach()
     finally:
         private_module.enable_hooks()
     with torch.no_grad():

@@ -51,7 +51,9 @@ def quantisation_plan(config: RunConfig) -> QuantisationPlan:
     and 8 standard deviations are exceeded with probability ~1e-15.
     """
     if config.secure_aggregation.noise_mode == "distributed":
-        bound = config.training.learning_rate * config.privacy.clip_norm * (2.0 + 8.0 * config.privacy.noise_multiplier / config.privacy.user_batch)
+        privacy = config.privacy
+        bound = (config.training.learning_rate * privacy.clip_norm
+                 * (2.0 + 8.0 * privacy.noise_multiplier / privacy.user_batch))
         return QuantisationPlan(clipping_range=bound, max_weight=1.0)
     max_weight = 1.0 if config.private else float(config.secure_aggregation.secagg_max_weight)
     return QuantisationPlan(clipping_range=config.secure_aggregation.secagg_clip_range, max_weight=max_weight)
