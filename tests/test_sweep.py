@@ -63,7 +63,8 @@ def test_grid_expands_to_arms_times_points_times_modes_times_seeds(tmp_path: Pat
 
 @pytest.mark.parametrize(("text", "names"), [
     ("[[arm]]\nname = 'a'\nmodes = ['federated']\nset = { num-rounds = 3 }", ["num-rounds"]),
-    ("[base]\nlearning-rat = 0.1\n[[arm]]\nname = 'a'\nmodes = ['federated']", ["base.learning-rat"]),
+    ("[base]\nlearning-rat = 0.1\n[[arm]]\nname = 'a'\nmodes = ['federated']",
+     ["base.learning-rat", "did you mean 'learning-rate'?"]),
     ("[[arm]]\nname = 'a'\nmodes = ['federated']\ngrid = { num-platforms = [0, 2] }", ["num-platforms"]),
     ("[[arm]]\nname = 'a'\nmodes = ['fedrated']", ["modes"]),
     ("[[arm]]\nname = 'a'\nmodes = ['federated']\ngrid = { epsilon = 1.0 }", ["grid.epsilon"]),

@@ -52,10 +52,16 @@ def check(ok: bool, key: str, value: Any, allowed: str) -> None:
         raise ConfigError(f"config key '{key}' = {value!r} is out of range: expected {allowed}")
 
 
+def nearest_key(key: str, valid: Iterable[str]) -> str | None:
+    """The valid key closest to ``key`` (what a misspelling most likely meant), if any is close."""
+    matches = difflib.get_close_matches(key, sorted(valid), n=1)
+    return matches[0] if matches else None
+
+
 def unknown_key(key: str, source: str, valid: Iterable[str]) -> ConfigError:
     """The error for a key no section declares, suggesting the nearest valid name (a misspelling)."""
-    nearest = difflib.get_close_matches(key, sorted(valid), n=1)
-    hint = f"; did you mean '{nearest[0]}'?" if nearest else " (every key is listed in docs/reference/configuration.md)"
+    nearest = nearest_key(key, valid)
+    hint = f"; did you mean '{nearest}'?" if nearest else " (every key is listed in docs/reference/configuration.md)"
     return ConfigError(f"unknown key '{key}' in {source}{hint}")
 
 
