@@ -41,15 +41,16 @@ _NOT_FLAGS = {"run-dir", "resume"}
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per ``[tool.flwr.app.config]`` key, parsed and range-checked by :class:`RunConfig`."""
+    documentation = RunConfig.documentation()
     for key, default in RunConfig().to_flat().items():
         if key in _NOT_FLAGS:
             continue
         names = [f"--{key}"] + ([_ALIASES[key]] if key in _ALIASES else [])
         # A bare boolean flag (``--secagg``) means true; ``--secagg false`` still works.
         boolean = {"nargs": "?", "const": "true"} if isinstance(default, bool) else {}
+        meaning = f"{documentation[key]} (default {default!r})".replace("%", "%%")
         parser.add_argument(*names, dest=key, choices=_CHOICES.get(key), default=None, metavar=None if key in
-                            _CHOICES else key.split("-")[-1].upper(), help=f"default {default!r}; see README",
-                            **boolean)
+                            _CHOICES else key.split("-")[-1].upper(), help=meaning, **boolean)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -58,6 +58,11 @@ class RunConfig:
         return frozenset(key_of(name) for name in _owners())
 
     @classmethod
+    def documentation(cls) -> dict[str, str]:
+        """Every key's one-line meaning, as written on its field (the reference page and CLI help show it)."""
+        return {key_of(name): declared.metadata["doc"] for name, (_section, declared) in _owners().items()}
+
+    @classmethod
     def from_mapping(cls, *layers: Mapping[str, Any] | None, source: str = "run config") -> RunConfig:
         """Merge flat config layers (later wins) keyed ``foo-bar`` or ``foo_bar``, then validate.
 
