@@ -109,9 +109,13 @@ def test_a_misspelled_pinned_key_in_node_config_stops_the_platform():
 
 
 def test_node_config_allows_flowers_keys_and_the_state_folder_by_name():
-    from crossfed.shared.config import NODE_ONLY_KEYS, pinned_run_config
+    from flwr.common.constant import NUM_PARTITIONS_KEY, PARTITION_ID_KEY
 
-    assert NODE_ONLY_KEYS == {"partition-id", "num-partitions", "state-dir"}
+    from crossfed.shared.config import NODE_ONLY_KEYS, pinned_run_config
+    from crossfed.shared.config.node import FLOWER_NODE_KEYS
+
+    assert FLOWER_NODE_KEYS == {PARTITION_ID_KEY, NUM_PARTITIONS_KEY}
+    assert NODE_ONLY_KEYS == FLOWER_NODE_KEYS | {"state-dir"}
     node = {"partition-id": 1, "num-partitions": 3, "state-dir": "/srv/state", "epsilon": 4.0}
     assert pinned_run_config(node) == {"epsilon": 4.0}
     with pytest.raises(ConfigError, match=r"unknown key 'partition-idx' in node config; did you mean 'partition-id'\?"):

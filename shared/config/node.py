@@ -11,13 +11,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from flwr.common.constant import NUM_PARTITIONS_KEY, PARTITION_ID_KEY
-
 from crossfed.shared.config.run import RunConfig
 from crossfed.shared.config.values import unknown_key
 
-#: Set by Flower's simulation engine on every virtual SuperNode, and by operators in a deployment.
-FLOWER_NODE_KEYS = frozenset({PARTITION_ID_KEY, NUM_PARTITIONS_KEY})
+#: Set by Flower's simulation engine on every virtual SuperNode (``flwr.common.constant.PARTITION_ID_KEY``,
+#: ``NUM_PARTITIONS_KEY``; spelled out so that reading a config does not import Flower), and by operators
+#: in a deployment.
+FLOWER_NODE_KEYS = frozenset({"partition-id", "num-partitions"})
 #: crossfed's own per-SuperNode keys: ``state-dir`` is the platform's private state folder.
 PLATFORM_NODE_KEYS = frozenset({"state-dir"})
 NODE_ONLY_KEYS = FLOWER_NODE_KEYS | PLATFORM_NODE_KEYS
