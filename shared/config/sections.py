@@ -167,7 +167,8 @@ class RobustnessConfig(Section):
     title = "Robustness"
 
     aggregation: str = setting("mean", "`mean` (the `server-optimizer`'s), `median` (coordinate-wise) or "
-                                       "`trimmed-mean`; the last two need plain `fedavg` (see Faults and attacks)")
+                                       "`trimmed-mean`; the last two need plain `fedavg` "
+                                       "(see README, 'Faults and attacks')")
     trim_fraction: float = setting(0.2, "fraction cut from each tail by `trimmed-mean`, in [0, 0.5)")
     max_update_norm: float = setting(0.0, "agreed L2 bound on a platform's update of the shared parameters: "
                                           "platforms clip to it, the coordinator rejects updates above it "
