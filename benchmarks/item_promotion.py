@@ -60,10 +60,10 @@ DEFENCES: dict[str, dict[str, Any]] = {
 
 def pick_target(config: RunConfig) -> int:
     """An unpopular item: among those with 1-3 interactions in the whole dataset, one fixed by seed."""
-    dataset = load_dataset(config.dataset, config.data_dir)
+    dataset = load_dataset(config.data.dataset, config.data.data_dir)
     counts = np.bincount(dataset.items, minlength=dataset.num_items)
     candidates = np.flatnonzero((counts >= 1) & (counts <= 3))
-    return int(np.random.default_rng(config.seed).choice(candidates))
+    return int(np.random.default_rng(config.experiment.seed).choice(candidates))
 
 
 def poisoned(global_arrays: dict[str, np.ndarray], trained: dict[str, np.ndarray], target: int,
@@ -122,12 +122,12 @@ def norm_recorder(directory: str):
 @torch.no_grad()
 def exposure(config: RunConfig, target: int, honest: list[int], k: int = 10) -> dict[str, float]:
     """ER@k of ``target`` over honest platforms' users, with the final global model and each user tower."""
-    global_arrays = load_checked(Path(config.run_dir) / FINAL_MODEL_FILE)["arrays"]
+    global_arrays = load_checked(Path(config.experiment.run_dir) / FINAL_MODEL_FILE)["arrays"]
     platforms = load_platforms(config)
     exposed = users = 0
     for platform in honest:
         trainer = PlatformTrainer(platforms[platform], config)
-        state = PlatformState.load(platform_dir(config.run_dir, platform))
+        state = PlatformState.load(platform_dir(config.experiment.run_dir, platform))
         if state is not None:
             trainer.restore(state)
         load_shared_arrays(trainer.model, global_arrays)
@@ -154,11 +154,11 @@ def honest_hr(summary: dict[str, Any], honest: list[int]) -> float:
 def missing_updates(config: RunConfig) -> int:
     """Training rounds some platform did not contribute (failures), from the platforms' own logs."""
     trained = 0
-    for platform in range(config.num_platforms):
-        path = platform_dir(config.run_dir, platform) / "metrics.jsonl"
+    for platform in range(config.data.num_platforms):
+        path = platform_dir(config.experiment.run_dir, platform) / "metrics.jsonl"
         lines = path.read_text().splitlines() if path.exists() else []
         trained += sum(1 for line in lines if json.loads(line)["stage"] == "train")
-    return config.num_platforms * config.num_server_rounds - trained
+    return config.data.num_platforms * config.federation.num_server_rounds - trained
 
 
 def agreed_bound(directory: Path, quantile: float) -> float:
@@ -178,7 +178,7 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
     out = Path(args.run_dir)
     rows: list[dict[str, Any]] = []
     for platforms in args.platforms:
-        base = RunConfig(
+        base = RunConfig().replace(
             data_dir=args.data_dir, seed=args.seed, num_platforms=platforms, max_users=args.max_users,
             partition="iid", num_server_rounds=args.rounds, embedding_dim=16, mlp_layers="32,16",
             min_platforms=max(2, platforms // 2),

@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"top-10 with explanations, one user per request, {args.requests} requests: {percentiles(latencies)}")
     print(f"  the same requests in CPU time of the serving thread (what waiting for a core does not inflate): "
           f"{percentiles(cpu)}")
-    print(f"fold-in of one user ({service.config.foldin_steps} steps), 200 users: {percentiles(folds)}")
+    print(f"fold-in of one user ({service.config.serving.foldin_steps} steps), 200 users: {percentiles(folds)}")
     return 0
 
 

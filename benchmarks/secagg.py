@@ -52,11 +52,11 @@ def measure(config: RunConfig, scratch: Path) -> dict[str, Any]:
     sent = [json.loads(line)["bytes"] for path in counts.glob("*.jsonl") for line in path.read_text().splitlines()]
     rounds = summary["rounds_completed"]
     return {
-        "platforms": config.num_platforms,
-        "secagg": config.secagg,
+        "platforms": config.data.num_platforms,
+        "secagg": config.secure_aggregation.secagg,
         "rounds": rounds,
         "round_seconds": statistics.mean(round_seconds) if round_seconds else float("nan"),
-        "bytes_per_platform_round": sum(sent) / (config.num_platforms * rounds),
+        "bytes_per_platform_round": sum(sent) / (config.data.num_platforms * rounds),
         "sampled_hr": summary["metrics"]["sampled"]["hr@10"],
     }
 

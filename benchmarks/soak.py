@@ -122,7 +122,7 @@ def per_round(samples: list[Sample], ends: dict[int, float], start: float) -> li
 
 def soak_config(args: argparse.Namespace) -> RunConfig:
     """Cheap rounds: the point is the number of rounds, not the model."""
-    return RunConfig(
+    return RunConfig().replace(
         run_dir=args.run_dir, data_dir=args.data_dir, seed=args.seed, num_platforms=args.platforms,
         max_users=args.max_users, partition="iid", num_server_rounds=args.rounds, min_platforms=args.min_platforms,
         embedding_dim=4, mlp_layers="8", local_epochs=1, batch_size=256, eval_negatives=49,
@@ -134,18 +134,18 @@ def summarise(rows: list[dict[str, Any]], summary: dict[str, Any], config: RunCo
     def peak(first: int, last: int) -> float:
         return max(r["peak_rss_mb"] for r in rows if first <= r["round"] <= last)
 
-    rounds = config.num_server_rounds
+    rounds = config.federation.num_server_rounds
     late = max(1, rounds - 49)
     middle = (min(50, rounds), min(100, rounds))
-    dropped = {r: [p for p in range(config.num_platforms) if drops_out(config.seed, r, p, dropout)]
+    dropped = {r: [p for p in range(config.data.num_platforms) if drops_out(config.experiment.seed, r, p, dropout)]
                for r in range(1, rounds + 1)}
     history = summary["history"]
     complete = (len(history) == rounds and [h["round"] for h in history] == list(range(1, rounds + 1))
-                and all(len(h.get("per_platform", {})) == config.num_platforms for h in history))
+                and all(len(h.get("per_platform", {})) == config.data.num_platforms for h in history))
     fds_middle = [r["driver_fds"] for r in rows if middle[0] <= r["round"] <= middle[1]]
     fds_late = [r["driver_fds"] for r in rows if r["round"] >= late]
     return {
-        "rounds": rounds, "platforms": config.num_platforms, "dropout": dropout, "wall_seconds": round(wall, 1),
+        "rounds": rounds, "platforms": config.data.num_platforms, "dropout": dropout, "wall_seconds": round(wall, 1),
         "dropouts_total": sum(len(v) for v in dropped.values()),
         "rounds_with_dropouts": sum(1 for v in dropped.values() if v),
         "max_dropouts_in_a_round": max(len(v) for v in dropped.values()),

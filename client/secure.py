@@ -40,7 +40,7 @@ def guarded_secaggplus_mod(platform_config: Callable[[Context], RunConfig]):
             return call_next(message, context)
         if is_secure(message):
             return secaggplus_mod(message, context, call_next)
-        if platform_config(context).secagg:
+        if platform_config(context).secure_aggregation.secagg:
             raise InsecureRequestError(
                 "this platform is configured with secagg = true and trains only under SecAgg+; "
                 "the coordinator sent a plain training request"

@@ -17,7 +17,7 @@ from flwr.app import Context, Message
 
 from crossfed.client.bound import bound_update
 from crossfed.client.replay import SavedReply, saved_reply
-from crossfed.shared.config import RunConfig
+from crossfed.shared.config import ExperimentConfig, RunConfig, pinned_run_config
 from crossfed.shared.data.datasets import load_platforms
 from crossfed.shared.data.interactions import PlatformData
 from crossfed.shared.trainer import PlatformTrainer
@@ -30,9 +30,6 @@ from crossfed.shared.storage.platform_state import PlatformState
 
 logger = logging.getLogger(__name__)
 
-#: Run-config keys an operator may pin in node config (the coordinator's run config cannot override them).
-RUN_CONFIG_KEYS = frozenset(RunConfig().to_flat())
-
 LOCAL_METRICS_FILE = "metrics.jsonl"
 
 
@@ -44,10 +41,11 @@ def platform_config(context: Context, overrides: Mapping[str, Any] | None = None
     reset a budget. It only tells the round number and the evaluation stage. In a
     deployment the run config is what the coordinator submitted, so every run-config key
     may also be pinned in the SuperNode's node config (``--node-config 'privacy-unit="user"
-    epsilon=4.0 secagg=true'``), and the operator's value wins.
+    epsilon=4.0 secagg=true'``), and the operator's value wins. A node-config key that is
+    neither a run-config key nor one Flower or the platform itself uses is refused.
     """
     node = context.node_config
-    local: dict[str, Any] = {key: value for key, value in node.items() if key in RUN_CONFIG_KEYS}
+    local = pinned_run_config(node)
     if "num-partitions" in node:
         local["num-platforms"] = node["num-partitions"]
     return RunConfig.from_mapping(context.run_config, overrides, local)
@@ -57,11 +55,11 @@ def platform_index(context: Context) -> int:
     return int(context.node_config.get("partition-id", 0))
 
 
-def state_dir(context: Context, config: RunConfig, platform: int) -> Path:
+def state_dir(context: Context, experiment: ExperimentConfig, platform: int) -> Path:
     """The platform's private directory: ``state-dir`` from node config, else under the run folder."""
     if "state-dir" in context.node_config:
         return Path(str(context.node_config["state-dir"]))
-    return platform_dir(config.run_dir, platform)
+    return platform_dir(experiment.run_dir, platform)
 
 
 def build_trainer(context: Context, overrides: Mapping[str, Any] | None) -> tuple[PlatformTrainer, Path, RunConfig]:
@@ -69,9 +67,10 @@ def build_trainer(context: Context, overrides: Mapping[str, Any] | None) -> tupl
     torch.set_num_threads(1)  # one simulated platform per core; avoid oversubscription
     config = platform_config(context, overrides)
     platform = platform_index(context)
-    data: PlatformData = own_platform(config, platform) if config.operator_data else load_platforms(config)[platform]
+    data: PlatformData = (own_platform(config.data, platform) if config.data.operator_data
+                          else load_platforms(config)[platform])
     trainer = PlatformTrainer(data, config)
-    directory = state_dir(context, config, platform)
+    directory = state_dir(context, config.experiment, platform)
     saved = PlatformState.load(directory)
     if saved is not None:
         trainer.restore(saved)
@@ -117,16 +116,16 @@ def train(
     platform = trainer.data.platform
     # Under SecAgg+ a repeated round is trained (and charged) again: the same update under fresh masks,
     # summed with a different set of platforms, would let the coordinator isolate it.
-    earlier = None if config.secagg else saved_reply(directory, server_round)
+    earlier = None if config.secure_aggregation.secagg else saved_reply(directory, server_round)
     if earlier is not None:  # a restarted coordinator asks again: same reply, no second charge
         load_shared_arrays(trainer.model, earlier.arrays)
         return trainer, earlier.metrics, True
     try:
-        result = trainer.train(config.local_epochs, salt=server_round)
+        result = trainer.train(config.training.local_epochs, salt=server_round)
     except BudgetExceeded as refusal:
         logger.warning("%s: declining round %d", refusal, server_round)
         return trainer, {"platform": platform, "declined": 1, **privacy_metrics(trainer)}, False
-    bound_update(trainer.model, arrays, config.max_update_norm)
+    bound_update(trainer.model, arrays, config.robustness.max_update_norm)
     if trainer.private:
         # Under DP only values derived from public settings leave: equal weights, no loss, no timings.
         metrics = {"platform": platform, "num-examples": 1, "declined": 0, **privacy_metrics(trainer)}

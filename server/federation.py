@@ -27,7 +27,7 @@ from crossfed.server.screening import screen_updates
 from crossfed.server.secure_round import secure_train_round
 from crossfed.server.strategy import make_strategy, restore_strategy_state, strategy_state
 from crossfed.shared.data.catalog import load_catalog
-from crossfed.shared.config import RunConfig
+from crossfed.shared.config import FederationConfig, RunConfig, SecureAggregationConfig
 from crossfed.shared.data.datasets import item_side
 from crossfed.shared.model.recommender import build_model
 from crossfed.shared.evaluation.progress import RoundReport
@@ -40,12 +40,12 @@ logger = logging.getLogger("crossfed.server")
 
 def initial_arrays(config: RunConfig) -> dict:
     """Global shared parameters at round 0, built from the public item catalog alone."""
-    if config.catalog:  # the published catalog is the item side every platform codes its items against
-        catalog = load_catalog(config.catalog, config.catalog_version)
-        model = build_model(config, len(catalog), catalog.item_features(), seed=config.seed)
+    if config.data.catalog:  # the published catalog is the item side every platform codes its items against
+        catalog = load_catalog(config.data.catalog, config.data.catalog_version)
+        model = build_model(config.model, len(catalog), catalog.item_features(), seed=config.experiment.seed)
     else:
         num_items, item_features = item_side(config)
-        model = build_model(config, num_items, item_features, seed=config.seed)
+        model = build_model(config.model, num_items, item_features, seed=config.experiment.seed)
     return dict(shared_arrays(model))
 
 
@@ -57,54 +57,54 @@ def run_federation(grid: Grid, config: RunConfig) -> dict[str, Any]:
     run adds to the figures its checkpoint holds, so they cover every session of the run.
     """
     run_started = time.perf_counter()
-    strategy = make_strategy(config, config.num_platforms)
-    checkpoint = Checkpoint.load(config.run_dir) if config.resume else None
+    strategy = make_strategy(config, config.data.num_platforms)
+    checkpoint = Checkpoint.load(config.experiment.run_dir) if config.experiment.resume else None
     if checkpoint is not None:
         _check_same_run(checkpoint.config, config)
         arrays, first_round = checkpoint.arrays, checkpoint.last_round + 1
         history, elapsed_before = checkpoint.history, checkpoint.elapsed_seconds
         startup_before = checkpoint.startup_seconds
         restore_strategy_state(strategy, checkpoint.strategy_state)
-        logger.info("resuming from %s/checkpoint.pt after round %d", config.run_dir, checkpoint.last_round)
+        logger.info("resuming from %s/checkpoint.pt after round %d", config.experiment.run_dir, checkpoint.last_round)
     else:
         arrays, first_round, history, elapsed_before, startup_before = initial_arrays(config), 1, [], 0.0, 0.0
-    await_platforms(grid, config.num_platforms)  # else the first round samples whoever is connected yet
-    prepare_platforms(grid, config)
+    await_platforms(grid, config.data.num_platforms)  # else the first round samples whoever is connected yet
+    prepare_platforms(grid, config.federation)
     startup_seconds = startup_before + time.perf_counter() - run_started
     started = time.perf_counter() - elapsed_before
     round_config = config.to_flat()
-    random.seed(config.seed * 1_000_003 + first_round)  # Flower samples nodes with ``random``
+    random.seed(config.experiment.seed * 1_000_003 + first_round)  # Flower samples nodes with ``random``
 
     rounds_completed = first_round - 1
-    for server_round in range(first_round, config.num_server_rounds + 1):
+    for server_round in range(first_round, config.federation.num_server_rounds + 1):
         record = to_array_record(arrays)
         # Platforms take every setting from their own run config; a round only says which round it is.
         messages = strategy.configure_train(server_round, record, ConfigRecord(), grid)
-        if config.secagg:
+        if config.secure_aggregation.secagg:
             replies, trained = _secure_replies(grid, arrays, messages, server_round, config)
         else:
-            replies = _successful(grid.send_and_receive(messages, timeout=config.reply_timeout),
+            replies = _successful(grid.send_and_receive(messages, timeout=config.federation.reply_timeout),
                                    "train", server_round)
             trained = [reply for reply in replies if "arrays" in reply.content]
             # Under SecAgg+ there is nothing to screen here: each platform bounds its own update.
-            trained, _rejected = screen_updates(trained, arrays, config.max_update_norm, server_round,
+            trained, _rejected = screen_updates(trained, arrays, config.robustness.max_update_norm, server_round,
                                                 private=config.private)
         declined = [int(m["platform"]) for m, r in zip(map(reply_metrics, replies), replies)
                     if m.get("declined", 0) and "platform" in m and "arrays" not in r.content]
         if declined:
             logger.warning("round %d: platforms %s declined to train: privacy budget spent", server_round, declined)
-        contributing = _contributing(trained, replies, declined, config)
-        if contributing < config.min_platforms:
+        contributing = _contributing(trained, replies, declined, config.secure_aggregation)
+        if contributing < config.federation.min_platforms:
             if declined:
                 report = RoundReport(server_round, float("nan"), [], time.perf_counter() - started,
                                      epsilon=_epsilon(replies), declined=declined)
                 history.append(report.as_dict())
                 report.log(config)
                 logger.warning("round %d: %d platform(s) left with budget, fewer than min-platforms = %d; "
-                               "stopping after round %d", server_round, contributing, config.min_platforms,
+                               "stopping after round %d", server_round, contributing, config.federation.min_platforms,
                                server_round - 1)
                 break
-            _require(contributing, config, f"round {server_round} training")
+            _require(contributing, config.federation, f"round {server_round} training")
         arrays = aggregate_in_order(strategy, server_round, trained)
         validation = evaluate_platforms(grid, arrays, server_round, "validation", config)
         report = RoundReport(server_round, _weighted_loss(replies), validation, time.perf_counter() - started,
@@ -116,18 +116,19 @@ def run_federation(grid: Grid, config: RunConfig) -> dict[str, Any]:
             arrays=arrays, last_round=server_round, config=round_config, history=history,
             strategy_state=strategy_state(strategy), elapsed_seconds=time.perf_counter() - started,
             startup_seconds=startup_seconds,
-        ).save(config.run_dir)
+        ).save(config.experiment.run_dir)
 
-    save_final_model(config.run_dir, arrays, round_config)
+    save_final_model(config.experiment.run_dir, arrays, round_config)
     replies = request_evaluation(grid, arrays, rounds_completed, "test", config)
     summary = build_summary(
         mode="federated", config=config, wall_seconds=time.perf_counter() - started + startup_seconds,
         startup_seconds=startup_seconds,
         test=_platform_metrics(replies), global_test=_platform_metrics(replies, prefix="global-"), history=history,
-        extra={"rounds_completed": rounds_completed, "secure_aggregation": config.secagg, "noise_mode": config.noise_mode,
+        extra={"rounds_completed": rounds_completed, "secure_aggregation": config.secure_aggregation.secagg,
+               "noise_mode": config.secure_aggregation.noise_mode,
                **({"privacy": privacy_block(config, replies)} if config.private else {})},
     )
-    write_summary(config.run_dir, summary)
+    write_summary(config.experiment.run_dir, summary)
     return summary
 
 
@@ -159,7 +160,7 @@ def _secure_replies(
     outcome = secure_train_round(grid, arrays, node_ids, server_round, config)
     status = [_local_reply(RecordDict({"metrics": MetricRecord(metrics)})) for metrics in outcome.metrics]
     if outcome.mean_update is None:
-        if outcome.contributors >= config.min_platforms:
+        if outcome.contributors >= config.federation.min_platforms:
             raise FederationError(f"round {server_round}: SecAgg+ could not unmask the sum of {outcome.contributors} "
                                   f"platforms ({outcome.dropped} dropped; too few key shares left)")
         return status, []
@@ -174,9 +175,11 @@ def _platform_order(reply: Message) -> tuple[float, int]:
     return (float(platform) if platform is not None else math.inf, reply.metadata.src_node_id)
 
 
-def _contributing(trained: list[Message], replies: list[Message], declined: list[int], config: RunConfig) -> int:
+def _contributing(
+    trained: list[Message], replies: list[Message], declined: list[int], secure: SecureAggregationConfig
+) -> int:
     """How many platforms' updates are in this round's aggregate (under SecAgg+ one reply holds them all)."""
-    if not config.secagg:
+    if not secure.secagg:
         return len(trained)
     return len(replies) - len(declined) if trained else 0
 
@@ -203,9 +206,9 @@ def request_evaluation(grid: Grid, arrays: dict, server_round: int, stage: str, 
         )
         for node_id in grid.get_node_ids()
     ]
-    replies = _successful(grid.send_and_receive(messages, timeout=config.reply_timeout),
+    replies = _successful(grid.send_and_receive(messages, timeout=config.federation.reply_timeout),
                            f"{stage} evaluation", server_round)
-    _require(len(replies), config, f"round {server_round} {stage} evaluation")
+    _require(len(replies), config.federation, f"round {server_round} {stage} evaluation")
     return replies
 
 
@@ -229,16 +232,16 @@ def privacy_block(config: RunConfig, replies: list[Message]) -> dict[str, Any]:
     """The results contract's ``privacy`` block, from what the platforms report."""
     metrics = [m for m in map(reply_metrics, replies) if "platform" in m]
     return {
-        "unit": config.privacy_unit,
+        "unit": config.privacy.privacy_unit,
         "epsilon": {str(int(m["platform"])): float(m["epsilon"]) for m in metrics if "epsilon" in m},
         "epsilon_alone": {str(int(m["platform"])): float(m["epsilon-alone"]) for m in metrics if "epsilon-alone" in m},
-        "epsilon_budget": config.epsilon,
-        "noise_mode": config.noise_mode,
-        "delta": config.delta,
+        "epsilon_budget": config.privacy.epsilon,
+        "noise_mode": config.secure_aggregation.noise_mode,
+        "delta": config.privacy.delta,
         "noise_multiplier": {str(int(m["platform"])): float(m["noise-multiplier"]) for m in metrics
                              if "noise-multiplier" in m},
-        "clip": config.clip_norm,
-        "accountant": config.accountant,
+        "clip": config.privacy.clip_norm,
+        "accountant": config.privacy.accountant,
     }
 
 
@@ -255,8 +258,8 @@ def _check_same_run(saved: dict[str, Any], config: RunConfig) -> None:
     current = config.to_flat()
     changed = sorted(k for k in set(saved) | set(current) if k not in _RESUMABLE_KEYS and saved.get(k) != current.get(k))
     if changed:
-        raise FederationError(f"cannot resume {config.run_dir}: its checkpoint was made with other settings for "
-                              f"{changed}")
+        raise FederationError(f"cannot resume {config.experiment.run_dir}: its checkpoint was made with other "
+                              f"settings for {changed}")
 
 
 def _successful(replies: Iterable[Message], what: str, server_round: int) -> list[Message]:
@@ -270,10 +273,10 @@ def _successful(replies: Iterable[Message], what: str, server_round: int) -> lis
     return good
 
 
-def _require(count: int, config: RunConfig, what: str) -> None:
-    if count < config.min_platforms:
+def _require(count: int, federation: FederationConfig, what: str) -> None:
+    if count < federation.min_platforms:
         raise FederationError(
-            f"{what}: only {count} platform(s) answered, fewer than min-platforms = {config.min_platforms}"
+            f"{what}: only {count} platform(s) answered, fewer than min-platforms = {federation.min_platforms}"
         )
 
 

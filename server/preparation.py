@@ -17,7 +17,7 @@ from flwr.app import ConfigRecord, Message, RecordDict
 from flwr.serverapp import Grid
 
 from crossfed.server.errors import FederationError
-from crossfed.shared.config import RunConfig
+from crossfed.shared.config import FederationConfig
 
 logger = logging.getLogger("crossfed.server")
 
@@ -43,7 +43,7 @@ def await_platforms(grid: Grid, expected: int, timeout: float = CONNECT_TIMEOUT_
     return connected
 
 
-def prepare_platforms(grid: Grid, config: RunConfig) -> None:
+def prepare_platforms(grid: Grid, federation: FederationConfig) -> None:
     """Ask every connected platform to get ready, and wait for all of them to answer.
 
     The request carries no parameters (round 0, stage "prepare"); the replies carry only the
@@ -56,7 +56,7 @@ def prepare_platforms(grid: Grid, config: RunConfig) -> None:
     content = RecordDict({"config": ConfigRecord({"server-round": 0, "stage": "prepare"})})
     messages = [Message(content=content, message_type=PREPARE, dst_node_id=node_id) for node_id in node_ids]
     ready, failed = set(), set()
-    for reply in grid.send_and_receive(messages, timeout=config.reply_timeout):
+    for reply in grid.send_and_receive(messages, timeout=federation.reply_timeout):
         node = reply.metadata.src_node_id
         if reply.has_error():
             failed.add(node)
@@ -65,8 +65,8 @@ def prepare_platforms(grid: Grid, config: RunConfig) -> None:
             ready.add(node)
     silent = sorted(set(node_ids) - ready - failed)
     if silent:
-        logger.warning("nodes %s did not answer the prepare request within %.0f s", silent, config.reply_timeout)
-    if len(ready) < config.min_platforms:
+        logger.warning("nodes %s did not answer the prepare request within %.0f s", silent, federation.reply_timeout)
+    if len(ready) < federation.min_platforms:
         raise FederationError(f"only {len(ready)} platform(s) got ready (nodes {sorted(failed)} failed, {silent} did "
-                              f"not answer), fewer than min-platforms = {config.min_platforms}")
+                              f"not answer), fewer than min-platforms = {federation.min_platforms}")
     logger.info("%d platform(s) ready in %.1f s", len(ready), time.perf_counter() - started)

@@ -76,14 +76,14 @@ def secure_train_round(
         ndarrays_to_parameters(ordered(arrays, names)), keep_input=True
     )
     workflow = DropoutTolerantSecAggPlusWorkflow(  # flwr 1.42 fails on early dropouts: see that module
-        num_shares=config.secagg_shares,
-        reconstruction_threshold=config.secagg_threshold,
+        num_shares=config.secure_aggregation.secagg_shares,
+        reconstruction_threshold=config.secure_aggregation.secagg_threshold,
         max_weight=plan.max_weight,
         clipping_range=plan.clipping_range,
         quantization_range=plan.quantization_range,
         modulus_range=plan.modulus_range,
-        min_contributors=config.min_platforms,
-        timeout=config.reply_timeout,
+        min_contributors=config.federation.min_platforms,
+        timeout=config.federation.reply_timeout,
     )
     workflow(grid, context)
     metrics = [{**numeric_metrics(res.metrics), "num-examples": res.num_examples} for _, res in workflow.collected]

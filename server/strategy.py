@@ -27,21 +27,22 @@ _STATEFUL_ATTRIBUTES = ("momentum_vector", "m_t", "v_t", "current_arrays")
 
 def make_strategy(config: RunConfig, available_platforms: int) -> Strategy:
     common: dict[str, Any] = {
-        "fraction_train": config.fraction_train,
+        "fraction_train": config.federation.fraction_train,
         "fraction_evaluate": 1.0,
-        "min_train_nodes": min(config.min_platforms, available_platforms),
-        "min_evaluate_nodes": min(config.min_platforms, available_platforms),
-        "min_available_nodes": min(config.min_platforms, available_platforms),
+        "min_train_nodes": min(config.federation.min_platforms, available_platforms),
+        "min_evaluate_nodes": min(config.federation.min_platforms, available_platforms),
+        "min_available_nodes": min(config.federation.min_platforms, available_platforms),
     }
-    if config.aggregation == "median":
+    if config.robustness.aggregation == "median":
         return FedMedian(**common)
-    if config.aggregation == "trimmed-mean":
-        return FedTrimmedAvg(**common, beta=config.trim_fraction)
-    if config.server_optimizer == "fedadam":
-        return FedAdam(**common, eta=config.server_learning_rate, eta_l=config.learning_rate)
-    if config.server_optimizer == "fedavgm" or config.server_learning_rate != 1.0:
+    if config.robustness.aggregation == "trimmed-mean":
+        return FedTrimmedAvg(**common, beta=config.robustness.trim_fraction)
+    if config.federation.server_optimizer == "fedadam":
+        return FedAdam(**common, eta=config.federation.server_learning_rate, eta_l=config.training.learning_rate)
+    if config.federation.server_optimizer == "fedavgm" or config.federation.server_learning_rate != 1.0:
         return FedAvgM(
-            **common, server_learning_rate=config.server_learning_rate, server_momentum=config.server_momentum
+            **common, server_learning_rate=config.federation.server_learning_rate,
+            server_momentum=config.federation.server_momentum,
         )
     return FedAvg(**common)
 

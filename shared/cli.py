@@ -20,12 +20,13 @@ traceback.
 from __future__ import annotations
 
 import argparse
+import difflib
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 
-from crossfed.shared.errors import CrossfedError
+from crossfed.shared.errors import CrossfedError, UsageError
 
 ENTRY_POINT_GROUP = "crossfed.commands"
 
@@ -73,14 +74,28 @@ def build_parser(commands: Sequence[Command]) -> argparse.ArgumentParser:
         subparser = subparsers.add_parser(command.name, help=command.help, description=command.description
                                           or command.help, formatter_class=argparse.RawDescriptionHelpFormatter)
         command.add_arguments(subparser)
-        subparser.set_defaults(run=command.run)
+        subparser.set_defaults(run=command.run, options=sorted(subparser._option_string_actions))
     return parser
+
+
+def unknown_options(unrecognised: Sequence[str], options: Sequence[str]) -> UsageError:
+    """A misspelled flag is refused naming the nearest real one (``--epsilonn`` -> ``--epsilon``).
+
+    argparse alone says only "unrecognized arguments"; for a privacy key such as ``--epsilon`` the
+    user must learn that the value they meant was never applied, and what to type instead.
+    """
+    flag = next((item for item in unrecognised if item.startswith("-")), unrecognised[0]).split("=")[0]
+    nearest = difflib.get_close_matches(flag, options, n=1)
+    hint = f"; did you mean {nearest[0]}?" if nearest else ""
+    return UsageError(f"unknown option {flag!r}{hint}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse, run the chosen command, and turn an expected failure into its message and exit code."""
-    args = build_parser(load_commands()).parse_args(argv)
+    args, unrecognised = build_parser(load_commands()).parse_known_args(argv)
     try:
+        if unrecognised:
+            raise unknown_options(unrecognised, args.options)
         return args.run(args)
     except CrossfedError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -31,18 +31,20 @@ class PlatformTrainer:
         self.config = config
         self.split: LeaveLastOutSplit = leave_last_out(data.interactions)
         self.model = build_model(
-            config, data.num_items, data.item_features, data.num_users, data.user_features,
-            seed=platform_seed(config, data.platform),
+            config.model, data.num_items, data.item_features, data.num_users, data.user_features,
+            seed=platform_seed(config.experiment, data.platform),
         )
         self.ledger: PrivacyLedger | None = None
         if config.private:
             dp_sgd = _private_training()
-            self.ledger = PrivacyLedger(config.privacy_unit, config.epsilon, config.delta, config.accountant,
+            privacy = config.privacy
+            self.ledger = PrivacyLedger(privacy.privacy_unit, privacy.epsilon, privacy.delta, privacy.accountant,
                                         noise_share=dp_sgd.noise_share(config))
-            parameters = dp_sgd.private_parameters(self.model, config.privacy_unit)
-            self.optimizer = torch.optim.Adam(parameters, lr=config.learning_rate, weight_decay=config.weight_decay)
+            parameters = dp_sgd.private_parameters(self.model, config.privacy.privacy_unit)
+            training = config.training
+            self.optimizer = torch.optim.Adam(parameters, lr=training.learning_rate, weight_decay=training.weight_decay)
         else:
-            self.optimizer = make_optimizer(self.model, config.learning_rate, config.weight_decay)
+            self.optimizer = make_optimizer(self.model, config.training.learning_rate, config.training.weight_decay)
 
     def train(self, epochs: int, salt: int) -> FitResult:
         """One round of local training; private when the run config asks for a privacy unit.
@@ -50,12 +52,13 @@ class PlatformTrainer:
         Raises :class:`BudgetExceeded` (and trains nothing) when a private round would take
         the platform past its epsilon budget.
         """
-        rng = np.random.default_rng(platform_seed(self.config, self.data.platform, salt))
+        rng = np.random.default_rng(platform_seed(self.config.experiment, self.data.platform, salt))
         if self.ledger is not None:
             return self._train_private(rng)
         return fit(
             self.model, self.optimizer, self.split.train,
-            epochs=epochs, batch_size=self.config.batch_size, negatives=self.config.negatives, rng=rng,
+            epochs=epochs, batch_size=self.config.training.batch_size, negatives=self.config.training.negatives,
+            rng=rng,
         )
 
     @property
@@ -70,8 +73,9 @@ class PlatformTrainer:
             # No count in the message: error texts travel back to the coordinator.
             raise ConfigError(f"config key 'delta' = {self.ledger.delta} is out of range: expected well below "
                               f"1/n for this platform's number n of privacy units")
-        self.ledger.calibrate(step_plan.sample_rate, step_plan.steps_per_round, self.config.num_server_rounds,
-                              self.config.noise_multiplier)
+        self.ledger.calibrate(step_plan.sample_rate, step_plan.steps_per_round,
+                              self.config.federation.num_server_rounds,
+                              self.config.privacy.noise_multiplier)
         if self.ledger.noise_share != dp_sgd.noise_share(self.config):
             raise ConfigError("noise-mode, min-platforms or tolerated-colluders changed since this platform's ledger "
                               "was started; privacy settings are fixed for a run")
@@ -90,8 +94,8 @@ class PlatformTrainer:
         model.eval()
         return evaluate_ranking(
             model.score, self.split, self.data.interactions,
-            stage=stage, k=self.config.top_k, eval_negatives=self.config.eval_negatives,
-            seed=evaluation_seed(self.config, self.data.platform),
+            stage=stage, k=self.config.evaluation.top_k, eval_negatives=self.config.evaluation.eval_negatives,
+            seed=evaluation_seed(self.config.experiment, self.data.platform),
         )
 
     def test(self) -> tuple[UserResults, UserResults]:
@@ -101,16 +105,16 @@ class PlatformTrainer:
         copy fine-tuned on its own data (``crossfed.shared.training.private_copy``).
         """
         current = self.evaluate("test")
-        if self.config.finetune_epochs == 0:
+        if self.config.serving.finetune_epochs == 0:
             return current, current
-        rng = np.random.default_rng(platform_seed(self.config, self.data.platform, 7))
-        training = {"epochs": self.config.finetune_epochs, "learning_rate": self.config.finetune_learning_rate,
-                    "batch_size": self.config.batch_size, "negatives": self.config.negatives, "rng": rng}
-        if self.config.finetune_embedding_dim > 0:
-            local_config = self.config.replace(embedding_dim=self.config.finetune_embedding_dim,
-                                               mlp_layers=self.config.finetune_mlp_layers, item_id_embedding=True)
-            local = build_model(local_config, self.data.num_items, self.data.item_features, self.data.num_users,
-                                self.data.user_features, seed=platform_seed(self.config, self.data.platform, 8))
+        rng = np.random.default_rng(platform_seed(self.config.experiment, self.data.platform, 7))
+        serving, data = self.config.serving, self.data
+        training = {"epochs": serving.finetune_epochs, "learning_rate": serving.finetune_learning_rate,
+                    "batch_size": self.config.training.batch_size, "negatives": self.config.training.negatives,
+                    "rng": rng}
+        if serving.finetune_embedding_dim > 0:
+            local = build_model(serving.stacked_model, data.num_items, data.item_features, data.num_users,
+                                data.user_features, seed=platform_seed(self.config.experiment, data.platform, 8))
             private = stacked_copy(self.model, local, self.split.train, **training)
         else:
             private = fine_tuned_copy(self.model, self.split.train, **training)

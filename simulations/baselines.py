@@ -31,8 +31,8 @@ def run_local_only(config: RunConfig) -> dict[str, Any]:
     trainers = [PlatformTrainer(data, config) for data in load_platforms(config)]
     started = time.perf_counter()  # the history's clock: training, as in the federated run
     history: list[dict[str, Any]] = []
-    for block in range(1, config.num_server_rounds + 1):
-        losses = [trainer.train(config.local_epochs, salt=block).loss for trainer in trainers]
+    for block in range(1, config.federation.num_server_rounds + 1):
+        losses = [trainer.train(config.training.local_epochs, salt=block).loss for trainer in trainers]
         validation = [PlatformMetrics.from_results(t.data.platform, t.evaluate("validation")) for t in trainers]
         _record(history, RoundReport(block, float(np.mean(losses)), validation, time.perf_counter() - started), config)
     return _test_and_finish("local-only", config, trainers, history, run_started=run_started, started=started)
@@ -47,8 +47,8 @@ def run_centralized(config: RunConfig) -> dict[str, Any]:
     evaluators = [_PooledEvaluator(trainer, data, int(offset), config) for data, offset in zip(platforms, offsets)]
     started = time.perf_counter()  # the history's clock: training, as in the federated run
     history: list[dict[str, Any]] = []
-    for block in range(1, config.num_server_rounds + 1):
-        loss = trainer.train(config.local_epochs, salt=block).loss
+    for block in range(1, config.federation.num_server_rounds + 1):
+        loss = trainer.train(config.training.local_epochs, salt=block).loss
         validation = [e.validate() for e in evaluators]
         _record(history, RoundReport(block, loss, validation, time.perf_counter() - started), config)
     return _test_and_finish("centralized", config, evaluators, history, run_started=run_started, started=started)
@@ -66,8 +66,8 @@ class _PooledEvaluator:
         model.eval()
         return evaluate_ranking(
             lambda users, items: model.score(users + self.offset, items), self.split, self.data.interactions,
-            stage=stage, k=self.config.top_k, eval_negatives=self.config.eval_negatives,
-            seed=evaluation_seed(self.config, self.data.platform),
+            stage=stage, k=self.config.evaluation.top_k, eval_negatives=self.config.evaluation.eval_negatives,
+            seed=evaluation_seed(self.config.experiment, self.data.platform),
         )
 
     def validate(self) -> PlatformMetrics:
@@ -87,14 +87,14 @@ def _test_and_finish(
     for tester in testers:
         platform = tester.data.platform
         served_results, final_results = tester.test()
-        directory = platform_dir(config.run_dir, platform)
+        directory = platform_dir(config.experiment.run_dir, platform)
         served_results.save(directory / "test_per_user.npz")
         final_results.save(directory / "test_per_user_global.npz")
         served.append(PlatformMetrics.from_results(platform, served_results))
         final.append(PlatformMetrics.from_results(platform, final_results))
     summary = build_summary(mode=mode, config=config, wall_seconds=time.perf_counter() - run_started,
                             startup_seconds=started - run_started, test=served, global_test=final, history=history)
-    write_summary(config.run_dir, summary)
+    write_summary(config.experiment.run_dir, summary)
     return summary
 
 

@@ -36,6 +36,7 @@ from typing import Any
 
 from crossfed.shared.config import MODES, ConfigError, RunConfig
 from crossfed.shared.errors import UsageError
+from crossfed.shared.config.values import nearest_key
 
 #: Set per cell by the sweep itself, never by the experiment.
 RESERVED_KEYS = frozenset({"run-dir", "resume", "seed"})
@@ -154,8 +155,10 @@ def _settings(value: Any, where: str, label: str) -> dict[str, Any]:
             raise ExperimentError(f"{where}: key '{label}.{key}' is set by the sweep itself"
                                   + (" (use the top-level 'seeds' list)" if key == "seed" else ""))
         if key not in known:
-            raise ExperimentError(f"{where}: unknown config key '{label}.{key}' (keys are those of "
-                                  f"[tool.flwr.app.config], e.g. 'num-server-rounds')")
+            nearest = nearest_key(key, known)
+            raise ExperimentError(f"{where}: unknown config key '{label}.{key}'" + (
+                f"; did you mean '{nearest}'?" if nearest else
+                " (keys are those of [tool.flwr.app.config], listed in docs/reference/configuration.md)"))
         if isinstance(item, (dict, list)):
             raise ExperimentError(f"{where}: key '{label}.{key}' must be a single value; grid it under 'grid'")
     return dict(table)

@@ -45,19 +45,19 @@ def run_federated(config: RunConfig, cpus: int | None = None, client_mods: Seque
         os.environ.setdefault(key, value)
     from flwr.simulation import run_simulation  # after the environment is set
 
-    if not config.operator_data:  # platforms with their own files check themselves
-        check_platforms_fit(config, load_platforms(config))  # before Ray starts or any round runs
+    if not config.data.operator_data:  # platforms with their own files check themselves
+        check_platforms_fit(config.privacy, load_platforms(config))  # before Ray starts or any round runs
     backend_config = ray_backend_config(cpus)
     run_simulation(
         server_app=build_server_app(config.to_flat()),
         client_app=build_client_app(config.to_flat(), client_mods),
-        num_supernodes=config.num_platforms,
+        num_supernodes=config.data.num_platforms,
         backend_config=backend_config,
     )
-    summary = read_summary(config.run_dir)
+    summary = read_summary(config.experiment.run_dir)
     if summary["metrics"] is None:
         summary = with_platform_reported_metrics(summary, config)
-        write_summary(config.run_dir, summary)
+        write_summary(config.experiment.run_dir, summary)
     return summary
 
 
@@ -89,8 +89,8 @@ def with_platform_reported_metrics(summary: dict[str, Any], config: RunConfig) -
     deployment each operator reads their own ``metrics.jsonl``.
     """
     entries = {}
-    for platform in range(config.num_platforms):
-        path = platform_dir(config.run_dir, platform) / LOCAL_METRICS_FILE
+    for platform in range(config.data.num_platforms):
+        path = platform_dir(config.experiment.run_dir, platform) / LOCAL_METRICS_FILE
         entries[platform] = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
     test = [e for lines in entries.values() for e in lines if e["stage"] == "test"]
     rebuilt = build_summary(

@@ -211,7 +211,8 @@ def _finish_summary(out: Path, facts: dict[str, Any]) -> dict[str, Any]:
 
         summary = with_platform_reported_metrics(summary, config)
     facts["round_seconds"] = round_seconds(summary["history"])
-    facts["platform_state"] = {str(i): platform_progress(platform_dir(out, i)) for i in range(config.num_platforms)}
+    facts["platform_state"] = {str(i): platform_progress(platform_dir(out, i))
+                               for i in range(config.data.num_platforms)}
     summary["deployment"] = facts
     write_summary(out, summary)
     return summary

@@ -78,7 +78,7 @@ def run_sweep(
             pending.append(cell)
     for outcome in outcomes:
         on_event(f"[skip] {outcome.cell.name}: finished earlier")
-    total_rounds = sum(cell.config(Path(".")).num_server_rounds for cell in pending)
+    total_rounds = sum(cell.config(Path(".")).federation.num_server_rounds for cell in pending)
     bar = _bar(total_rounds, progress)
     try:
         for index, cell in enumerate(pending, 1):

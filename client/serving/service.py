@@ -146,11 +146,12 @@ class RecommendationService:
         self.config = config
         self.state_dir = Path(state_dir)
         data = platform.data
-        if config.catalog_version and platform.catalog is not None and platform.catalog.version != config.catalog_version:
-            raise ServingError(f"the global model was trained on catalog version {config.catalog_version!r}, the "
+        expected_version = config.data.catalog_version
+        if expected_version and platform.catalog is not None and platform.catalog.version != expected_version:
+            raise ServingError(f"the global model was trained on catalog version {config.data.catalog_version!r}, the "
                                f"platform's catalog is {platform.catalog.version!r}; serve with the matching catalog")
-        self.global_model = build_model(config, data.num_items, data.item_features, data.num_users, data.user_features,
-                                        seed=platform_seed(config, data.platform))
+        self.global_model = build_model(config.model, data.num_items, data.item_features, data.num_users,
+                                        data.user_features, seed=platform_seed(config.experiment, data.platform))
         try:
             load_shared_arrays(self.global_model, global_parameters.arrays)
         except ValueError as error:
@@ -170,7 +171,7 @@ class RecommendationService:
         self.state_round = state.last_round
         self.model = self._served_model()
         self.scorer = CatalogScorer(self.model)
-        self.fingerprint = _fingerprint(self.model, config.foldin_steps, config.foldin_learning_rate)
+        self.fingerprint = _fingerprint(self.model, config.serving.foldin_steps, config.serving.foldin_learning_rate)
         self.histories = [np.unique(h) for h in data.interactions.items_per_user()]
         self.popularity = Popularity(data.interactions)
         self.item_ids = platform.item_ids
@@ -199,10 +200,11 @@ class RecommendationService:
         return cls(platform, config, parameters, state_dir)
 
     def _served_model(self) -> nn.Module:
-        if self.config.serve_model == "global":
+        if self.config.serving.serve_model == "global":
             return self.global_model
-        fingerprint = _fingerprint(self.global_model, self.config.finetune_epochs, self.config.finetune_learning_rate,
-                                   self.config.finetune_embedding_dim, self.config.finetune_mlp_layers)
+        serving = self.config.serving
+        fingerprint = _fingerprint(self.global_model, serving.finetune_epochs, serving.finetune_learning_rate,
+                                   serving.finetune_embedding_dim, serving.finetune_mlp_layers)
         cached = PrivateCopy.load(self.state_dir)
         copy = self._private_copy(train=cached is None or cached.fingerprint != fingerprint)
         if cached is not None and cached.fingerprint == fingerprint:
@@ -210,22 +212,20 @@ class RecommendationService:
             logger.info("serving the cached private copy from %s", self.state_dir / PrivateCopy.FILE_NAME)
         else:
             PrivateCopy(fingerprint, copy.state_dict()).save(self.state_dir)
-            logger.info("fine-tuned a private copy (%d epochs) and cached it in %s", self.config.finetune_epochs,
+            logger.info("fine-tuned a private copy (%d epochs) and cached it in %s", serving.finetune_epochs,
                         self.state_dir)
         copy.eval()
         return copy
 
     def _private_copy(self, train: bool) -> nn.Module:
         data, config = self.platform.data, self.config
-        epochs = config.finetune_epochs if train else 0
-        training = {"epochs": epochs, "learning_rate": config.finetune_learning_rate, "batch_size": config.batch_size,
-                    "negatives": config.negatives,
-                    "rng": np.random.default_rng(platform_seed(config, data.platform, 7))}
-        if config.finetune_embedding_dim > 0:
-            local_config = config.replace(embedding_dim=config.finetune_embedding_dim,
-                                          mlp_layers=config.finetune_mlp_layers, item_id_embedding=True)
-            local = build_model(local_config, data.num_items, data.item_features, data.num_users,
-                                data.user_features, seed=platform_seed(config, data.platform, 8))
+        epochs = config.serving.finetune_epochs if train else 0
+        training = {"epochs": epochs, "learning_rate": config.serving.finetune_learning_rate,
+                    "batch_size": config.training.batch_size, "negatives": config.training.negatives,
+                    "rng": np.random.default_rng(platform_seed(config.experiment, data.platform, 7))}
+        if config.serving.finetune_embedding_dim > 0:
+            local = build_model(config.serving.stacked_model, data.num_items, data.item_features, data.num_users,
+                                data.user_features, seed=platform_seed(config.experiment, data.platform, 8))
             return stacked_copy(self.global_model, local, data.interactions, **training)
         return fine_tuned_copy(self.global_model, data.interactions, **training)
 
@@ -283,8 +283,8 @@ class RecommendationService:
             known = self.histories[code] if code >= 0 else np.zeros(0, dtype=np.int64)
             histories.append(np.union1d(known, np.asarray(items[user_id], dtype=np.int64)))
         folded = fold_in(self.scorer, [torch.cat(s) for s in starts], histories,
-                         steps=self.config.foldin_steps, learning_rate=self.config.foldin_learning_rate,
-                         negatives=self.config.negatives, seed=self.config.seed)
+                         steps=self.config.serving.foldin_steps, learning_rate=self.config.serving.foldin_learning_rate,
+                         negatives=self.config.training.negatives, seed=self.config.experiment.seed)
         return {u: [f[row : row + 1] for f in folded] for row, u in enumerate(users)}
 
     # -- recommending ------------------------------------------------------------------------
@@ -319,7 +319,7 @@ class RecommendationService:
         ``features`` only matter for a user without any history (cold start); otherwise the
         platform's user table is consulted.
         """
-        k = self.config.top_k if k is None else k
+        k = self.config.evaluation.top_k if k is None else k
         user_id = str(user_id)
         seen = self._history(user_id)
         code = self.platform.user_code(user_id)

@@ -11,7 +11,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from crossfed.shared.config import ConfigError, RunConfig
+from crossfed.shared.config import ConfigError, PrivacyConfig, RunConfig
 from crossfed.shared.data.features import EncodedDataset, EncodedFeature, encode
 from crossfed.shared.data.movielens import load_movielens_100k, resolve_data_dir
 from crossfed.shared.data.interactions import PlatformData, platform_view
@@ -50,24 +50,26 @@ def _platforms(
 
 def partition_spec(config: RunConfig) -> PartitionSpec:
     return PartitionSpec(
-        scheme=config.partition,
-        num_platforms=config.num_platforms,
-        seed=config.seed,
-        attribute=config.partition_attribute,
-        alpha=config.dirichlet_alpha,
-        overlap_k=config.overlap_k,
+        scheme=config.data.partition,
+        num_platforms=config.data.num_platforms,
+        seed=config.experiment.seed,
+        attribute=config.data.partition_attribute,
+        alpha=config.data.dirichlet_alpha,
+        overlap_k=config.data.overlap_k,
     )
 
 
 def load_platforms(config: RunConfig) -> tuple[PlatformData, ...]:
     """Every platform's data under the configured partition (simulation only: one machine holds all)."""
-    return _platforms(config.dataset, config.data_dir, partition_spec(config), config.max_users, config.extra_items)
+    data = config.data
+    return _platforms(data.dataset, data.data_dir, partition_spec(config), data.max_users, data.extra_items)
 
 
 def item_side(config: RunConfig) -> tuple[int, dict[str, EncodedFeature]]:
     """The simulated catalog (padded with ``extra-items``, as the platforms see it): what the
     coordinator builds the global model from when no published catalog is named."""
-    dataset = _simulated_catalog(config.dataset, config.data_dir, config.extra_items, config.seed)
+    data = config.data
+    dataset = _simulated_catalog(data.dataset, data.data_dir, data.extra_items, config.experiment.seed)
     return dataset.num_items, dataset.item_features
 
 
@@ -77,19 +79,19 @@ def _simulated_catalog(name: str, data_dir: str, extra_items: int, seed: int) ->
     return pad_catalog(load_dataset(name, data_dir), extra_items, seed)
 
 
-def check_platforms_fit(config: RunConfig, platforms: tuple[PlatformData, ...]) -> None:
+def check_platforms_fit(privacy: PrivacyConfig, platforms: tuple[PlatformData, ...]) -> None:
     """Cross-field checks that need the data: run by whoever holds every platform, before any round.
 
     Under user-level DP a step samples users at rate 1 / ceil(users / user-batch); a batch
     larger than a platform means sampling everyone every step - no amplification, and a
     noise calibration for a batch the platform cannot fill.
     """
-    if config.privacy_unit != "user" or not platforms:
+    if privacy.privacy_unit != "user" or not platforms:
         return
     smallest = min(platforms, key=lambda p: p.num_users)
-    if config.user_batch > smallest.num_users:
+    if privacy.user_batch > smallest.num_users:
         raise ConfigError(
-            f"config key 'user-batch' = {config.user_batch} is out of range: expected at most the smallest "
+            f"config key 'user-batch' = {privacy.user_batch} is out of range: expected at most the smallest "
             f"platform's number of users ({smallest.num_users}, platform {smallest.platform})"
         )
 

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from crossfed.shared.data.catalog import Catalog, load_catalog
-from crossfed.shared.config import RunConfig
+from crossfed.shared.config import DataConfig
 from crossfed.shared.data.contract import DataValidationError, Tables, ValidationReport, read_table, validate
 from crossfed.shared.data.features import EncodedDataset, encode
 from crossfed.shared.data.interactions import Interactions, PlatformData
@@ -119,14 +119,14 @@ def from_tables(tables: Tables, catalog: Catalog | None, platform: int = 0) -> O
     return OperatorData(data, encoded.user_ids, encoded.item_ids, tables, catalog, attributes)
 
 
-def own_platform(config: RunConfig, platform: int) -> PlatformData:
+def own_platform(data: DataConfig, platform: int) -> PlatformData:
     """A platform's training data from its own files (``operator-data``), coded against the run's catalog.
 
     The folder holds ``interactions`` and optionally ``users``, each ``.csv`` or ``.parquet``;
     ``{partition-id}`` in the path lets one simulated run point every platform at its own folder.
     """
-    folder = Path(config.operator_data.replace("{partition-id}", str(platform)))
-    catalog = load_catalog(config.catalog, config.catalog_version)
+    folder = Path(data.operator_data.replace("{partition-id}", str(platform)))
+    catalog = load_catalog(data.catalog, data.catalog_version)
     return load_operator_data(_one_file(folder, "interactions", required=True), catalog,
                               users=_one_file(folder, "users", required=False), platform=platform).data
 

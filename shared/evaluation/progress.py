@@ -44,11 +44,11 @@ class RoundReport:
         return entry
 
     def log(self, config: RunConfig) -> None:
-        parts = [f"round {self.server_round:3d}/{config.num_server_rounds}"]
+        parts = [f"round {self.server_round:3d}/{config.federation.num_server_rounds}"]
         if self.train_loss == self.train_loss:  # not NaN: platforms sent their loss
             parts.append(f"loss {self.train_loss:.4f}")
         if self.validation:
-            k = config.top_k
+            k = config.evaluation.top_k
             overall = pooled(self.validation)
             parts.append(f"val HR@{k} {overall.hr['sampled']:.4f} NDCG@{k} {overall.ndcg['sampled']:.4f} "
                          f"(full {overall.hr['full']:.4f}/{overall.ndcg['full']:.4f})")
@@ -60,4 +60,5 @@ class RoundReport:
             parts.append(f"declined (budget spent): {sorted(self.declined)}")
         parts.append(f"{self.elapsed:6.1f}s")
         # The structured fields let a caller (the sweep's progress bar) follow rounds without parsing text.
-        logger.info(" | ".join(parts), extra={"server_round": self.server_round, "rounds": config.num_server_rounds})
+        logger.info(" | ".join(parts),
+                    extra={"server_round": self.server_round, "rounds": config.federation.num_server_rounds})

@@ -92,17 +92,17 @@ def build_summary(
     start (data loaded, models built; in a federated simulation also Ray's workers started),
     which the history's ``elapsed_seconds`` leave out.
     """
-    k = config.top_k
+    k = config.evaluation.top_k
     ordered = sorted(test, key=lambda p: p.platform)
     global_ordered = sorted(global_test or test, key=lambda p: p.platform)
     summary: dict[str, Any] = {
         "mode": mode,
-        "dataset": config.dataset,
-        "platforms": config.num_platforms,
-        "partition": config.partition,
-        "rounds": config.num_server_rounds,
-        "local_epochs": config.local_epochs,
-        "seed": config.seed,
+        "dataset": config.data.dataset,
+        "platforms": config.data.num_platforms,
+        "partition": config.data.partition,
+        "rounds": config.federation.num_server_rounds,
+        "local_epochs": config.training.local_epochs,
+        "seed": config.experiment.seed,
         "wall_seconds": round(wall_seconds, 3),
         "startup_seconds": round(startup_seconds, 3),
         "metrics": pooled(ordered).block(k) if ordered else None,

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from crossfed.shared.config import RunConfig
+from crossfed.shared.config import ModelConfig
 from crossfed.shared.data.features import EncodedFeature
 from crossfed.shared.model.towers import Tower
 
@@ -120,7 +120,7 @@ class Recommender(nn.Module):
 
 
 def build_model(
-    config: RunConfig,
+    shape: ModelConfig,
     num_items: int,
     item_features: dict[str, EncodedFeature],
     num_users: int = 1,
@@ -134,7 +134,7 @@ def build_model(
         user_features=user_features or {},
         num_items=num_items,
         item_features=item_features,
-        dim=config.embedding_dim,
-        mlp_layers=config.mlp_layer_sizes,
-        item_ids=config.item_id_embedding,
+        dim=shape.embedding_dim,
+        mlp_layers=shape.mlp_layer_sizes,
+        item_ids=shape.item_id_embedding,
     )

@@ -30,7 +30,7 @@ from opacus.data_loader import DPDataLoader
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from crossfed.shared.config import RunConfig
+from crossfed.shared.config import PrivacyConfig, RunConfig
 from crossfed.shared.data.interactions import Interactions
 from crossfed.shared.model.recommender import Recommender
 from crossfed.shared.privacy import norm_samplers  # noqa: F401 - registers the cheaper ghost-clipping norms
@@ -89,10 +89,10 @@ class PrivateStepPlan:
 
 
 def plan(config: RunConfig, train: Interactions) -> PrivateStepPlan:
-    population = train.num_users if config.privacy_unit == "user" else len(train)
-    batch = config.user_batch if config.privacy_unit == "user" else config.batch_size
-    return PrivateStepPlan(population, max(1, math.ceil(population / batch)), config.local_epochs,
-                           single_step=config.noise_mode == "distributed")
+    population = train.num_users if config.privacy.privacy_unit == "user" else len(train)
+    batch = config.privacy.user_batch if config.privacy.privacy_unit == "user" else config.training.batch_size
+    return PrivateStepPlan(population, max(1, math.ceil(population / batch)), config.training.local_epochs,
+                           single_step=config.secure_aggregation.noise_mode == "distributed")
 
 
 def noise_share(config: RunConfig) -> float:
@@ -102,9 +102,9 @@ def noise_share(config: RunConfig) -> float:
     unmasks a sum of fewer than ``min-platforms`` contributions, and colluding platforms can
     subtract their own shares: the honest rest still carry the full noise.
     """
-    if config.noise_mode != "distributed":
+    if config.secure_aggregation.noise_mode != "distributed":
         return 1.0
-    return 1.0 / math.sqrt(config.min_platforms - config.tolerated_colluders)
+    return 1.0 / math.sqrt(config.federation.min_platforms - config.secure_aggregation.tolerated_colluders)
 
 
 def train_private_round(
@@ -135,21 +135,21 @@ def train_private_round(
                           generator=generator)
     if len(loader) != step_plan.steps_per_epoch:
         raise RuntimeError(f"DP loader takes {len(loader)} steps per epoch, the plan {step_plan.steps_per_epoch}")
-    core: nn.Module = model if config.privacy_unit == "interaction" else UserLevelCore(model)
+    core: nn.Module = model if config.privacy.privacy_unit == "interaction" else UserLevelCore(model)
     model.train()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*Secure RNG.*")
         warnings.filterwarnings("ignore", message=".*Optimal order.*")
         wrapped = engine.make_private(
             module=core, optimizer=optimizer, criterion=BagLoss(), data_loader=loader,
-            noise_multiplier=ledger.noise_multiplier * share, max_grad_norm=config.clip_norm,
+            noise_multiplier=ledger.noise_multiplier * share, max_grad_norm=config.privacy.clip_norm,
             grad_sample_mode=grad_sample_mode, poisson_sampling=False, noise_generator=generator,
         )
     if grad_sample_mode == "ghost":  # the criterion comes back wrapped: its backward() clips
         private_module, private_optimizer, criterion, private_loader = wrapped
     else:
         (private_module, private_optimizer, private_loader), criterion = wrapped, BagLoss()
-    step = _user_level_step if config.privacy_unit == "user" else _interaction_level_step
+    step = _user_level_step if config.privacy.privacy_unit == "user" else _interaction_level_step
     items_by_user = train.items_per_user()
     started, pairs, losses = time.perf_counter(), 0, []
     apply_step = private_optimizer.step
@@ -157,7 +157,7 @@ def train_private_round(
         def apply_step() -> None:
             distributed_step(model, private_optimizer, config, ledger.noise_multiplier, share, generator)
     try:
-        for _epoch in range(1 if step_plan.single_step else config.local_epochs):
+        for _epoch in range(1 if step_plan.single_step else config.training.local_epochs):
             for (rows,) in private_loader:
                 private_optimizer.zero_grad(set_to_none=True)
                 if len(rows) == 0:  # an empty Poisson draw still releases a (pure-noise) step
@@ -179,8 +179,8 @@ def train_private_round(
     else:  # the accountant saw this platform's share; the unmasked sum carries the full noise
         ledger.record_round([(noise / share, rate, steps) for noise, rate, steps in engine.accountant.history[
             len(ledger.history):]], keep=True)
-    return FitResult(float(np.mean(losses)) if losses else float("nan"), step_plan.population * config.local_epochs,
-                     pairs, time.perf_counter() - started)
+    return FitResult(float(np.mean(losses)) if losses else float("nan"),
+                     step_plan.population * config.training.local_epochs, pairs, time.perf_counter() - started)
 
 
 def distributed_step(
@@ -198,14 +198,15 @@ def distributed_step(
     """
     optimizer.pre_step()  # clip, add the share of noise, scale by 1 / expected batch size; accountant step
     shared = {id(parameter) for parameter in model.shared.parameters()}
-    rescale = optimizer.expected_batch_size / config.user_batch
-    top_up = noise_multiplier * config.clip_norm * math.sqrt(max(0.0, 1.0 - share**2)) / config.user_batch
+    rescale = optimizer.expected_batch_size / config.privacy.user_batch
+    privacy = config.privacy
+    top_up = noise_multiplier * privacy.clip_norm * math.sqrt(max(0.0, 1.0 - share**2)) / privacy.user_batch
     with torch.no_grad():
         for parameter in optimizer.params:
             gradient = parameter.grad * rescale
             if id(parameter) not in shared and top_up > 0:
                 gradient = gradient + top_up * torch.randn(parameter.shape, generator=generator)
-            parameter -= config.learning_rate * gradient
+            parameter -= config.training.learning_rate * gradient
 
 
 def _user_level_step(
@@ -213,10 +214,11 @@ def _user_level_step(
     train: Interactions, items_by_user: list[np.ndarray], config: RunConfig, rng: np.random.Generator,
 ) -> tuple[float, int]:
     items, targets = user_bags(
-        users, items_by_user, train, positives=config.bag_positives, negatives=config.negatives, rng=rng
+        users, items_by_user, train, positives=config.privacy.bag_positives, negatives=config.training.negatives,
+        rng=rng,
     )
     user_tensor = torch.as_tensor(users)
-    id_vectors = refresh_user_embeddings(model, private_module, user_tensor, items, targets, config)
+    id_vectors = refresh_user_embeddings(model, private_module, user_tensor, items, targets, config.privacy)
     loss = criterion(private_module(id_vectors, user_tensor, items), targets)
     loss.backward()
     return float(loss.detach()), int((targets >= 0).sum())
@@ -224,7 +226,7 @@ def _user_level_step(
 
 def refresh_user_embeddings(
     model: Recommender, private_module: GradSampleModule, users: torch.Tensor, items: torch.Tensor,
-    targets: torch.Tensor, config: RunConfig,
+    targets: torch.Tensor, privacy: PrivacyConfig,
 ) -> torch.Tensor:
     """A few gradient steps on each sampled user's own id embedding, everything else frozen.
 
@@ -237,11 +239,11 @@ def refresh_user_embeddings(
     try:
         with torch.no_grad():  # the items are fixed during the refresh: their tower runs once
             item_vectors = model.shared.item_tower(items)
-        for _ in range(config.refresh_steps):
+        for _ in range(privacy.refresh_steps):
             vectors.requires_grad_(True)
             loss = BagLoss(reduction="none")(private_module(vectors, users, items, item_vectors), targets).sum()
             (gradient,) = torch.autograd.grad(loss, vectors)
-            vectors = (vectors - config.refresh_learning_rate * gradient).detach()
+            vectors = (vectors - privacy.refresh_learning_rate * gradient).detach()
     finally:
         private_module.enable_hooks()
     with torch.no_grad():
@@ -254,7 +256,7 @@ def _interaction_level_step(
     train: Interactions, _items_by_user: list[np.ndarray], config: RunConfig, rng: np.random.Generator,
 ) -> tuple[float, int]:
     users = train.users[rows]
-    negatives = sample_negatives(users, config.negatives, train, rng)
+    negatives = sample_negatives(users, config.training.negatives, train, rng)
     items = torch.as_tensor(np.concatenate([train.items[rows, None], negatives], axis=1))
     targets = torch.zeros(items.shape)
     targets[:, 0] = 1.0

@@ -50,11 +50,13 @@ def quantisation_plan(config: RunConfig) -> QuantisationPlan:
     is a Poisson count with mean ``B`` (over ``2B`` for ``B = 64`` with probability ~1e-12),
     and 8 standard deviations are exceeded with probability ~1e-15.
     """
-    if config.noise_mode == "distributed":
-        bound = config.learning_rate * config.clip_norm * (2.0 + 8.0 * config.noise_multiplier / config.user_batch)
+    if config.secure_aggregation.noise_mode == "distributed":
+        privacy = config.privacy
+        bound = (config.training.learning_rate * privacy.clip_norm
+                 * (2.0 + 8.0 * privacy.noise_multiplier / privacy.user_batch))
         return QuantisationPlan(clipping_range=bound, max_weight=1.0)
-    max_weight = 1.0 if config.private else float(config.secagg_max_weight)
-    return QuantisationPlan(clipping_range=config.secagg_clip_range, max_weight=max_weight)
+    max_weight = 1.0 if config.private else float(config.secure_aggregation.secagg_max_weight)
+    return QuantisationPlan(clipping_range=config.secure_aggregation.secagg_clip_range, max_weight=max_weight)
 
 
 def clip_update(

@@ -31,7 +31,7 @@ _CHOICES = {"partition": PARTITION_SCHEMES, "server-optimizer": SERVER_OPTIMIZER
 #: Set by the command itself (``--out``, ``--resume``), not as plain keys.
 _NOT_FLAGS = {"run-dir", "resume"}
 #: Flags of the command itself; every other attribute of the parsed arguments is a config key.
-_OWN_FLAGS = {"mode", "out", "quiet", "resume", "run", "command"}
+_OWN_FLAGS = {"mode", "out", "quiet", "resume", "run", "command", "options"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,14 +44,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_config_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per ``[tool.flwr.app.config]`` key, parsed and range-checked by :class:`RunConfig`."""
+    documentation = RunConfig.documentation()
     for key, default in RunConfig().to_flat().items():
         if key in _NOT_FLAGS:
             continue
         names = [f"--{key}"] + ([_ALIASES[key]] if key in _ALIASES else [])
         # A bare boolean flag (``--secagg``) means true; ``--secagg false`` still works.
         boolean = {"nargs": "?", "const": "true"} if isinstance(default, bool) else {}
+        meaning = f"{documentation[key]} (default {default!r})".replace("%", "%%")
         parser.add_argument(*names, dest=key, choices=_CHOICES.get(key), default=None, metavar=None if key in
-                            _CHOICES else key.split("-")[-1].upper(), help=f"default {default!r}", **boolean)
+                            _CHOICES else key.split("-")[-1].upper(), help=meaning, **boolean)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -61,20 +63,22 @@ def run(args: argparse.Namespace) -> int:
     configure_logging(args.quiet)
     overrides = {key: value for key, value in vars(args).items() if value is not None and key not in _OWN_FLAGS}
     config = RunConfig.from_mapping(overrides)
-    out = Path(args.out or f"runs/{args.mode}-{config.dataset}-{config.partition}-{config.num_platforms}p-seed{config.seed}")
+    data = config.data
+    out = Path(args.out or f"runs/{args.mode}-{data.dataset}-{data.partition}-{data.num_platforms}p-seed"
+               f"{config.experiment.seed}")
     config = config.replace(
         run_dir=str(out.resolve()),
-        data_dir=str(Path(config.data_dir).resolve()) if config.data_dir else "",
+        data_dir=str(Path(data.data_dir).resolve()) if data.data_dir else "",
         resume=args.resume,
     )
-    dataset = load_dataset(config.dataset, config.data_dir)  # fail fast, before any worker starts
+    dataset = load_dataset(config.data.dataset, config.data.data_dir)  # fail fast, before any worker starts
     if out.exists() and any(out.iterdir()) and not args.resume:
         raise UsageError(f"run folder {out} is not empty: pass --resume to continue that run, "
                          f"or another --out (a new run never inherits an old run's platform state)")
     if not args.quiet:
         print(f"{args.mode}: {dataset.name} ({len(dataset.users):,} interactions, {dataset.num_users} users, "
-              f"{dataset.num_items} items) -> {config.num_platforms} platforms ({config.partition}), "
-              f"{config.num_server_rounds} rounds; results in {out}", flush=True)
+              f"{dataset.num_items} items) -> {config.data.num_platforms} platforms ({config.data.partition}), "
+              f"{config.federation.num_server_rounds} rounds; results in {out}", flush=True)
     print_summary(run_mode(args.mode, config))
     return 0
 

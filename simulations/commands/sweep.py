@@ -75,7 +75,7 @@ def _check_data(experiment: Experiment, data_dir: str) -> None:
     """Every dataset the experiment names must load before the first cell starts."""
     from crossfed.shared.data.datasets import load_dataset
 
-    for dataset in sorted({cell.config(Path("."), data_dir).dataset for cell in experiment.cells}):
+    for dataset in sorted({cell.config(Path("."), data_dir).data.dataset for cell in experiment.cells}):
         load_dataset(dataset, str(Path(data_dir).resolve()) if data_dir else "")
 
 

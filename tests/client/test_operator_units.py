@@ -19,8 +19,8 @@ from tests.helpers import make_dataset
 def small_models():
     data = make_dataset(num_users=12, num_items=40)
     config = RunConfig.from_mapping({"embedding-dim": 4, "mlp-layers": "8,4"})
-    model = build_model(config, data.num_items, data.item_features, data.num_users, data.user_features, seed=1)
-    local = build_model(config.replace(embedding_dim=3), data.num_items, data.item_features, data.num_users,
+    model = build_model(config.model, data.num_items, data.item_features, data.num_users, data.user_features, seed=1)
+    local = build_model(config.replace(embedding_dim=3).model, data.num_items, data.item_features, data.num_users,
                         data.user_features, seed=2)
     with torch.no_grad():  # untrained, items are all alike (tiny embeddings, zero biases): tell them apart
         for part in (model, local):

@@ -58,8 +58,9 @@ def train_rounds(run_dir: str, platform: int) -> list[int]:
 
 def faulty_run(tmp_path_factory, movielens_dir, kind: str):
     run_dir, records = tmp_path_factory.mktemp(f"{kind}-run"), tmp_path_factory.mktemp(f"{kind}-records")
-    config = RunConfig(data_dir=str(movielens_dir), run_dir=str(run_dir), num_platforms=PLATFORMS, max_users=150,
-                       num_server_rounds=3, partition="iid", seed=7, min_platforms=2, embedding_dim=8, mlp_layers="16")
+    config = RunConfig().replace(data_dir=str(movielens_dir), run_dir=str(run_dir), num_platforms=PLATFORMS,
+                                 max_users=150, num_server_rounds=3, partition="iid", seed=7, min_platforms=2,
+                                 embedding_dim=8, mlp_layers="16")
     summary = run_federated(config, client_mods=[fault_mod(1, 2, kind, str(records))])
     return config, summary, dict(np.load(records / "aggregate.npz"))
 
@@ -79,9 +80,9 @@ def nan_node_run(tmp_path_factory, movielens_dir):
 def test_a_supernode_dying_mid_round_leaves_the_round_to_the_others_and_rejoins(dead_node_run):
     config, summary, _ = dead_node_run
     assert [entry["round"] for entry in summary["history"]] == [1, 2, 3] and summary["rounds_completed"] == 3
-    assert train_rounds(config.run_dir, 1) == [1, 3]  # died in round 2, trained again in round 3
-    assert train_rounds(config.run_dir, 0) == train_rounds(config.run_dir, 2) == [1, 2, 3]
-    state = PlatformState.load(platform_dir(config.run_dir, 1))
+    assert train_rounds(config.experiment.run_dir, 1) == [1, 3]  # died in round 2, trained again in round 3
+    assert train_rounds(config.experiment.run_dir, 0) == train_rounds(config.experiment.run_dir, 2) == [1, 2, 3]
+    state = PlatformState.load(platform_dir(config.experiment.run_dir, 1))
     assert state is not None and state.last_round == 3  # its state survived the crash and moved on
     assert len(summary["per_platform"]) == PLATFORMS  # and it is evaluated like everyone else
 
@@ -97,7 +98,7 @@ def test_a_platform_sending_nan_is_rejected_and_the_aggregate_is_the_honest_ones
     for name, value in defended.items():
         assert np.all(np.isfinite(value))
         np.testing.assert_allclose(value, honest_only[name], atol=1e-5, err_msg=name)
-    final = load_checked(Path(config.run_dir) / FINAL_MODEL_FILE)["arrays"]
+    final = load_checked(Path(config.experiment.run_dir) / FINAL_MODEL_FILE)["arrays"]
     assert all(np.all(np.isfinite(value)) for value in final.values())
 
 
@@ -129,8 +130,8 @@ class DyingGrid:
 
 
 def test_fewer_platforms_than_min_platforms_stops_the_run_clearly(movielens_dir, tmp_path, message_identity):
-    config = RunConfig(data_dir=str(movielens_dir), run_dir=str(tmp_path), num_platforms=3, min_platforms=2,
-                       embedding_dim=4, mlp_layers="8")
+    config = RunConfig().replace(data_dir=str(movielens_dir), run_dir=str(tmp_path), num_platforms=3, min_platforms=2,
+                                 embedding_dim=4, mlp_layers="8")
     with pytest.raises(FederationError, match="only 1 platform.*fewer than min-platforms = 2"):
         run_federation(DyingGrid(), config)
     assert not (tmp_path / CHECKPOINT_FILE).exists()
@@ -150,8 +151,8 @@ class UnreadyGrid(DyingGrid):
 
 
 def test_platforms_that_cannot_get_ready_stop_the_run_before_round_one(movielens_dir, tmp_path, message_identity):
-    config = RunConfig(data_dir=str(movielens_dir), run_dir=str(tmp_path), num_platforms=3, min_platforms=2,
-                       embedding_dim=4, mlp_layers="8")
+    config = RunConfig().replace(data_dir=str(movielens_dir), run_dir=str(tmp_path), num_platforms=3, min_platforms=2,
+                                 embedding_dim=4, mlp_layers="8")
     grid = UnreadyGrid()
     with pytest.raises(FederationError, match=r"only 1 platform\(s\) got ready \(nodes \[2, 3\] failed, \[\] did not"):
         run_federation(grid, config)
@@ -182,10 +183,10 @@ def test_a_serverapp_dying_on_a_full_disk_resumes_without_losing_or_double_charg
     answer with the reply they already sent, so every round, the history's ε and each
     platform's ledger end exactly as in an uninterrupted run.
     """
-    uninterrupted = run_federated(RunConfig(**private_settings(movielens_dir, tmp_path / "whole")))
+    uninterrupted = run_federated(RunConfig().replace(**private_settings(movielens_dir, tmp_path / "whole")))
 
     run_dir = tmp_path / "interrupted"
-    config = RunConfig(**private_settings(movielens_dir, run_dir))
+    config = RunConfig().replace(**private_settings(movielens_dir, run_dir))
     real_replace, writes = os.replace, []
 
     def disk_full_on_second_checkpoint(source, destination):
@@ -253,8 +254,8 @@ def test_a_damaged_state_file_is_rejected_by_its_checksum(tmp_path, damage, reco
 
 
 def test_resuming_from_a_corrupt_checkpoint_stops_before_any_round(movielens_dir, tmp_path):
-    config = RunConfig(data_dir=str(movielens_dir), run_dir=str(tmp_path), resume=True, embedding_dim=4,
-                       mlp_layers="8")
+    config = RunConfig().replace(data_dir=str(movielens_dir), run_dir=str(tmp_path), resume=True, embedding_dim=4,
+                                 mlp_layers="8")
     Checkpoint(arrays=initial_arrays(config), last_round=2, config=config.to_flat()).save(tmp_path)
     path = tmp_path / CHECKPOINT_FILE
     path.write_bytes(path.read_bytes()[:-100])

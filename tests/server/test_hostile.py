@@ -105,7 +105,7 @@ def test_screening_rejects_and_logs_a_broken_update(kind, caplog):
 @pytest.mark.parametrize("aggregation", ["mean", "median", "trimmed-mean"])
 def test_rejected_updates_leave_the_aggregate_exactly_as_without_them(aggregation):
     honest = honest_updates(4)
-    config = RunConfig(aggregation=aggregation, trim_fraction=0.25)
+    config = RunConfig().replace(aggregation=aggregation, trim_fraction=0.25)
     hostile = [arrays for arrays, _, _ in list(broken_updates().values())[:7]]  # NaN, Inf, keys, shapes, dtype, norm
     defended = aggregate(config, [*honest, *hostile], bound=1.0)
     clean = aggregate(config, honest, bound=1.0)
@@ -133,7 +133,7 @@ def test_median_and_trimmed_mean_keep_one_hostile_platform_within_the_honest_ran
     honest = honest_updates(platforms - 1, seed=platforms)
     base = global_arrays()
     hostile = {name: value + 1e3 for name, value in base.items()}  # finite: passes screening without a bound
-    defended = aggregate(RunConfig(aggregation=aggregation, trim_fraction=0.25), [*honest, hostile],
+    defended = aggregate(RunConfig().replace(aggregation=aggregation, trim_fraction=0.25), [*honest, hostile],
                          weights=[100] * (platforms - 1) + [1e9])  # an inflated weight buys nothing here either
     for name in NAMES:
         stacked = np.stack([u[name] for u in honest])
@@ -166,7 +166,7 @@ def test_robust_aggregation_needs_plain_fedavg():
     from crossfed.shared.config import ConfigError
 
     with pytest.raises(ConfigError, match="aggregation"):
-        RunConfig(aggregation="median", server_optimizer="fedadam").validate()
+        RunConfig().replace(aggregation="median", server_optimizer="fedadam").validate()
 
 
 def test_under_dp_a_platform_claiming_more_weight_is_rejected():

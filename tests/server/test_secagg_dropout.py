@@ -31,9 +31,9 @@ def drop_platform_at_setup(message: Message, context: Context, call_next) -> Mes
 
 
 def test_round_completes_without_a_platform_lost_at_setup(movielens_dir, tmp_path):
-    config = RunConfig(run_dir=str(tmp_path / "run"), data_dir=str(movielens_dir), num_platforms=3,
-                       num_server_rounds=1, max_users=150, seed=3, min_platforms=2, secagg=True,
-                       embedding_dim=8, mlp_layers="16,8")
+    config = RunConfig().replace(run_dir=str(tmp_path / "run"), data_dir=str(movielens_dir), num_platforms=3,
+                                 num_server_rounds=1, max_users=150, seed=3, min_platforms=2, secagg=True,
+                                 embedding_dim=8, mlp_layers="16,8")
     summary = run_federated(config, client_mods=[drop_platform_at_setup])
     assert summary["rounds_completed"] == 1
     # The round trained on the two platforms that stayed; the dropped one still evaluates.

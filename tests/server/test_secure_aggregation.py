@@ -27,8 +27,8 @@ def plain_and_secure(movielens_dir, tmp_path_factory):
 def test_secure_mean_equals_plain_mean_within_quantisation(plain_and_secure):
     (plain_config, _, plain_replies), (secure_config, summary, _) = plain_and_secure
     assert summary["rounds_completed"] == 1
-    plain = Checkpoint.load(plain_config.run_dir).arrays
-    secure = Checkpoint.load(secure_config.run_dir).arrays
+    plain = Checkpoint.load(plain_config.experiment.run_dir).arrays
+    secure = Checkpoint.load(secure_config.experiment.run_dir).arrays
     weights = [r["metrics"]["num-examples"] for r in plain_replies if r["type"] == "train"]
     plan = quantisation_plan(secure_config)
     # Each platform's weighted update is quantised with error below one step; the mean divides
@@ -59,10 +59,10 @@ def test_clip_update_counts_and_bounds_what_it_clips():
 
 def test_distributed_noise_needs_secure_aggregation():
     with pytest.raises(ConfigError, match="noise-mode"):
-        RunConfig(privacy_unit="user", noise_mode="distributed").validate()
+        RunConfig().replace(privacy_unit="user", noise_mode="distributed").validate()
     with pytest.raises(ConfigError, match="noise-multiplier"):
-        RunConfig(privacy_unit="user", noise_mode="distributed", secagg=True).validate()
-    RunConfig(privacy_unit="user", noise_mode="distributed", secagg=True, noise_multiplier=1.5).validate()
+        RunConfig().replace(privacy_unit="user", noise_mode="distributed", secagg=True).validate()
+    RunConfig().replace(privacy_unit="user", noise_mode="distributed", secagg=True, noise_multiplier=1.5).validate()
 
 
 @pytest.fixture
@@ -93,10 +93,10 @@ def test_a_platform_that_requires_secagg_refuses_a_plain_training_request(task_i
         passed.append(message.metadata.message_type)
         return message
 
-    strict = guarded_secaggplus_mod(lambda _context: RunConfig(secagg=True))
+    strict = guarded_secaggplus_mod(lambda _context: RunConfig().replace(secagg=True))
     with pytest.raises(InsecureRequestError, match="secagg = true"):
         strict(_request(MessageType.TRAIN), context, call_next)
     strict(_request(MessageType.EVALUATE), context, call_next)  # evaluation carries no update
-    relaxed = guarded_secaggplus_mod(lambda _context: RunConfig(secagg=False))
+    relaxed = guarded_secaggplus_mod(lambda _context: RunConfig().replace(secagg=False))
     relaxed(_request(MessageType.TRAIN), context, call_next)
     assert passed == [MessageType.EVALUATE, MessageType.TRAIN]

@@ -38,23 +38,23 @@ def test_a_value_of_the_wrong_type_names_its_key():
 
 
 def test_a_user_batch_larger_than_the_smallest_platform_is_rejected(movielens_dir):
-    config = RunConfig(data_dir=str(movielens_dir), num_platforms=4, max_users=200, partition="iid",
-                       privacy_unit="user", user_batch=64)
+    config = RunConfig().replace(data_dir=str(movielens_dir), num_platforms=4, max_users=200, partition="iid",
+                                 privacy_unit="user", user_batch=64)
     platforms = load_platforms(config)
     smallest = min(p.num_users for p in platforms)
     assert smallest < 64
     with pytest.raises(ConfigError, match=rf"'user-batch' = 64 is out of range: expected at most .*\({smallest}, "):
-        check_platforms_fit(config, platforms)
-    check_platforms_fit(config.replace(user_batch=smallest), platforms)  # the limit itself is fine
-    check_platforms_fit(config.replace(privacy_unit="none"), platforms)  # without user-level DP it is unused
+        check_platforms_fit(config.privacy, platforms)
+    check_platforms_fit(config.replace(user_batch=smallest).privacy, platforms)  # the limit itself is fine
+    check_platforms_fit(config.replace(privacy_unit="none").privacy, platforms)  # without user-level DP it is unused
 
 
 def test_the_simulation_refuses_a_bad_user_batch_before_any_round(movielens_dir, tmp_path):
     from crossfed.simulations.federated import run_federated
 
     run_dir = tmp_path / "run"
-    config = RunConfig(data_dir=str(movielens_dir), run_dir=str(run_dir), num_platforms=4, max_users=200,
-                       partition="iid", privacy_unit="user", user_batch=500)
+    config = RunConfig().replace(data_dir=str(movielens_dir), run_dir=str(run_dir), num_platforms=4, max_users=200,
+                                 partition="iid", privacy_unit="user", user_batch=500)
     with pytest.raises(ConfigError, match="user-batch"):
         run_federated(config)
     assert not run_dir.exists()  # nothing ran, nothing was written
@@ -75,3 +75,58 @@ def test_median_and_trimmed_mean_refuse_secure_aggregation():
         with pytest.raises(ConfigError, match="'aggregation'.*SecAgg"):
             RunConfig.from_mapping({"aggregation": aggregation, "secagg": True})
     RunConfig.from_mapping({"aggregation": "mean", "secagg": True, "max-update-norm": 2.0})  # norm bound combines
+
+
+def test_a_misspelled_run_config_key_is_refused_with_the_nearest_valid_name():
+    with pytest.raises(ConfigError, match=r"unknown key 'epsilonn' in run config; did you mean 'epsilon'\?"):
+        RunConfig.from_mapping({"epsilonn": 1.0})
+    with pytest.raises(ConfigError, match=r"unknown key 'lerning-rate' in sweep file; did you mean 'learning-rate'\?"):
+        RunConfig.from_mapping({"seed": 1}, {"lerning-rate": 0.1}, source="sweep file")
+
+
+def test_a_key_like_no_other_is_refused_with_a_pointer_to_the_reference():
+    with pytest.raises(ConfigError, match=r"unknown key 'zzz' in run config \(every key is listed in docs/"):
+        RunConfig.from_mapping({"zzz": 1})
+
+
+def test_a_config_error_is_a_usage_error_exiting_with_code_2():
+    from crossfed.shared.errors import UsageError
+
+    with pytest.raises(UsageError) as error:
+        RunConfig.from_mapping({"epsilonn": 1.0})
+    assert error.value.exit_code == 2
+
+
+def test_a_misspelled_pinned_key_in_node_config_stops_the_platform():
+    from flwr.app import Context, RecordDict
+
+    from crossfed.client.task import platform_config
+
+    node = {"partition-id": 0, "num-partitions": 2, "state-dir": "/srv/state", "epsilonn": 1.0}
+    context = Context(run_id=1, node_id=1, node_config=node, state=RecordDict(), run_config={"epsilon": 8.0})
+    with pytest.raises(ConfigError, match=r"unknown key 'epsilonn' in node config; did you mean 'epsilon'\?"):
+        platform_config(context)
+
+
+def test_node_config_allows_flowers_keys_and_the_state_folder_by_name():
+    from flwr.common.constant import NUM_PARTITIONS_KEY, PARTITION_ID_KEY
+
+    from crossfed.shared.config import NODE_ONLY_KEYS, pinned_run_config
+    from crossfed.shared.config.node import FLOWER_NODE_KEYS
+
+    assert FLOWER_NODE_KEYS == {PARTITION_ID_KEY, NUM_PARTITIONS_KEY}
+    assert NODE_ONLY_KEYS == FLOWER_NODE_KEYS | {"state-dir"}
+    node = {"partition-id": 1, "num-partitions": 3, "state-dir": "/srv/state", "epsilon": 4.0}
+    assert pinned_run_config(node) == {"epsilon": 4.0}
+    with pytest.raises(ConfigError, match=r"unknown key 'partition-idx' in node config; did you mean 'partition-id'\?"):
+        pinned_run_config({"partition-idx": 1})
+
+
+def test_the_cli_refuses_a_misspelled_flag_with_the_nearest_key(tmp_path, capsys):
+    from crossfed.simulations.__main__ import main
+
+    out = tmp_path / "run"
+    status = main(["run", "--out", str(out), "--epsilonn", "1"])
+    assert status == 2
+    assert "unknown key 'epsilonn' in command line; did you mean 'epsilon'?" in capsys.readouterr().err
+    assert not out.exists()

@@ -11,7 +11,7 @@ from crossfed.shared.model.sharing import is_shared, load_shared_arrays, local_p
 from crossfed.shared.storage.platform_state import PlatformState
 from crossfed.shared.storage.checked import CorruptStateError, load_checked, save_checked
 
-CONFIG = RunConfig(embedding_dim=4, mlp_layers="8,4", batch_size=32)
+CONFIG = RunConfig().replace(embedding_dim=4, mlp_layers="8,4", batch_size=32)
 
 
 def _trainer(dataset):
@@ -32,7 +32,7 @@ def test_user_tower_is_local_and_everything_else_shared(dataset):
 def test_shared_arrays_do_not_depend_on_the_number_of_users(dataset):
     """The coordinator builds its model with one dummy user; names and shapes must agree."""
     platform_model = _trainer(dataset).model
-    server_model = build_model(CONFIG, dataset.num_items, dataset.item_features)
+    server_model = build_model(CONFIG.model, dataset.num_items, dataset.item_features)
     platform_shapes = {k: v.shape for k, v in shared_arrays(platform_model).items()}
     assert platform_shapes == {k: v.shape for k, v in shared_arrays(server_model).items()}
     load_shared_arrays(platform_model, shared_arrays(server_model))
@@ -131,11 +131,12 @@ def test_an_operator_pins_privacy_settings_in_node_config_over_the_coordinators_
             "state-dir": "/srv/state"}
     context = Context(run_id=1, node_id=1, node_config=node, state=RecordDict(), run_config=submitted)
     config = platform_config(context)
-    assert (config.privacy_unit, config.epsilon, config.secagg, config.num_platforms) == ("user", 4.0, True, 3)
+    assert (config.privacy.privacy_unit, config.privacy.epsilon, config.secure_aggregation.secagg,
+            config.data.num_platforms) == ("user", 4.0, True, 3)
 
 
 def test_scoring_the_whole_catalog_equals_scoring_it_pair_by_pair(dataset):
-    model = build_model(RunConfig(), dataset.num_items, dataset.item_features, dataset.num_users,
+    model = build_model(RunConfig().model, dataset.num_items, dataset.item_features, dataset.num_users,
                         dataset.user_features, seed=3).eval()
     users = torch.arange(5)
     pairs = model(users, torch.arange(dataset.num_items).expand(len(users), -1))

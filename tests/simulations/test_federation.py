@@ -65,7 +65,7 @@ def slow_prepare(message, context, call_next):
 def recorded_run(tmp_path_factory, name: str, mods=(), **settings):
     """Run a simulation with every client reply recorded; returns (config, summary, recorded replies)."""
     messages = tmp_path_factory.mktemp(f"{name}-messages")
-    config = RunConfig(run_dir=str(tmp_path_factory.mktemp(name)), **settings)
+    config = RunConfig().replace(run_dir=str(tmp_path_factory.mktemp(name)), **settings)
     summary = run_federated(config, client_mods=[*mods, recording_mod(str(messages))])
     recorded = [json.loads(line) for path in messages.glob("*.jsonl") for line in path.read_text().splitlines()]
     return config, summary, recorded
@@ -102,7 +102,7 @@ def test_no_message_carries_user_side_data(federated_run):
     config, _summary, recorded = federated_run
     platforms = load_platforms(config)
     expected = {name: list(a.shape) for name, a in shared_arrays(
-        build_model(config, platforms[0].num_items, platforms[0].item_features)).items()}
+        build_model(config.model, platforms[0].num_items, platforms[0].item_features)).items()}
     train_replies = [m for m in recorded if m["type"] == "train"]
     evaluate_replies = [m for m in recorded if m["type"] == "evaluate"]
     assert len(train_replies) == 3 * 3  # every platform, every round
@@ -133,7 +133,7 @@ def test_the_same_seed_gives_the_same_global_model_bit_for_bit(federated_run, tm
 
     config, summary, _ = federated_run
     again = run_federated(config.replace(run_dir=str(tmp_path / "again")))
-    first = load_checked(Path(config.run_dir) / FINAL_MODEL_FILE)["arrays"]
+    first = load_checked(Path(config.experiment.run_dir) / FINAL_MODEL_FILE)["arrays"]
     second = load_checked(tmp_path / "again" / FINAL_MODEL_FILE)["arrays"]
     assert first.keys() == second.keys()
     assert all(np.array_equal(first[name], second[name]) for name in first)
@@ -142,7 +142,7 @@ def test_the_same_seed_gives_the_same_global_model_bit_for_bit(federated_run, tm
 
 def test_run_folder_holds_checkpoint_final_model_and_local_states(federated_run):
     config, summary, _ = federated_run
-    run_dir = Path(config.run_dir)
+    run_dir = Path(config.experiment.run_dir)
     assert (run_dir / "summary.json").exists() and (run_dir / "checkpoint.pt").exists()
     assert (run_dir / "global_model.pt").exists()
     for platform in range(3):
@@ -167,11 +167,11 @@ def private_run(movielens_dir, tmp_path_factory):
 def test_private_run_respects_every_budget_and_stops_cleanly(private_run):
     config, summary, _ = private_run
     privacy = summary["privacy"]
-    assert privacy["unit"] == "user" and privacy["delta"] == config.delta
+    assert privacy["unit"] == "user" and privacy["delta"] == config.privacy.delta
     assert len(privacy["epsilon"]) == 3
-    assert all(0 < spent <= config.epsilon for spent in privacy["epsilon"].values())
+    assert all(0 < spent <= config.privacy.epsilon for spent in privacy["epsilon"].values())
     trained_rounds = [entry for entry in summary["history"] if "declined" not in entry]
-    assert 1 <= len(trained_rounds) < config.num_server_rounds  # the budget ran out before the last round
+    assert 1 <= len(trained_rounds) < config.federation.num_server_rounds  # the budget ran out before the last round
     assert summary["history"][-1]["declined"]  # the round that found budgets spent is logged, then the run stops
     epsilons = [max(entry["epsilon"].values()) for entry in summary["history"]]
     assert epsilons == sorted(epsilons)
@@ -196,10 +196,10 @@ def test_under_dp_nothing_but_dp_parameters_and_privacy_status_leaves(private_ru
 def test_a_resumed_run_continues_after_its_last_checkpoint(movielens_dir, tmp_path):
     settings = {"data_dir": str(movielens_dir), "run_dir": str(tmp_path), "num_platforms": 3, "max_users": 150,
                 "partition": "iid", "seed": 5}
-    first = run_federated(RunConfig(num_server_rounds=2, **settings))
-    resumed = run_federated(RunConfig(num_server_rounds=3, resume=True, **settings))
+    first = run_federated(RunConfig().replace(num_server_rounds=2, **settings))
+    resumed = run_federated(RunConfig().replace(num_server_rounds=3, resume=True, **settings))
     assert [entry["round"] for entry in resumed["history"]] == [1, 2, 3]
     assert resumed["history"][:2] == first["history"]
     assert resumed["rounds_completed"] == 3
     with pytest.raises(Exception, match="other settings"):
-        run_federated(RunConfig(num_server_rounds=4, resume=True, **{**settings, "learning_rate": 0.1}))
+        run_federated(RunConfig().replace(num_server_rounds=4, resume=True, **{**settings, "learning_rate": 0.1}))

@@ -23,7 +23,7 @@ def own_files(movielens_dir, tmp_path_factory):
 @pytest.mark.ray
 def test_platforms_train_a_federation_on_their_own_files(own_files, tmp_path):
     root, catalog = own_files
-    config = RunConfig(
+    config = RunConfig().replace(
         run_dir=str(tmp_path / "run"), num_platforms=2, num_server_rounds=2, min_platforms=2,
         operator_data=str(root / "platform-{partition-id}"), catalog=str(catalog), catalog_version=CATALOG_VERSION,
         embedding_dim=8, mlp_layers="16,8",
@@ -31,7 +31,7 @@ def test_platforms_train_a_federation_on_their_own_files(own_files, tmp_path):
     summary = run_federated(config)
     assert summary["rounds_completed"] == 2
     users = {entry["platform"]: entry["users"] for entry in summary["per_platform"]}
-    assert users == {0: own_platform(config, 0).num_users, 1: own_platform(config, 1).num_users}
+    assert users == {0: own_platform(config.data, 0).num_users, 1: own_platform(config.data, 1).num_users}
     assert all(0 <= entry["metrics"]["sampled"]["hr@10"] <= 1 for entry in summary["per_platform"])
 
 
@@ -41,6 +41,6 @@ def test_own_files_need_the_catalog_and_an_interactions_file(own_files, tmp_path
         RunConfig.from_mapping({"operator-data": str(root / "platform-0")})
     empty = tmp_path / "empty"
     empty.mkdir()
-    config = RunConfig(operator_data=str(empty), catalog=str(catalog), catalog_version=CATALOG_VERSION)
+    config = RunConfig().replace(operator_data=str(empty), catalog=str(catalog), catalog_version=CATALOG_VERSION)
     with pytest.raises(DataValidationError, match="no interactions.csv or interactions.parquet"):
-        own_platform(config, 0)
+        own_platform(config.data, 0)

@@ -66,13 +66,15 @@ def test_grid_expands_to_arms_times_points_times_modes_times_seeds(tmp_path: Pat
     assert "ref_local-only_seed4" in names and "dp_federated_epsilon=inf_num-platforms=5_seed1" in names
     cell = next(c for c in experiment.cells if c.name == "dp_federated_epsilon=inf_num-platforms=5_seed1")
     config = cell.config(tmp_path / "run")
-    assert (config.num_server_rounds, config.privacy_unit, config.num_platforms, config.seed) == (3, "user", 5, 1)
-    assert math.isinf(config.epsilon)
+    assert (config.federation.num_server_rounds, config.privacy.privacy_unit, config.data.num_platforms,
+            config.experiment.seed) == (3, "user", 5, 1)
+    assert math.isinf(config.privacy.epsilon)
 
 
 @pytest.mark.parametrize(("text", "names"), [
     ("[[arm]]\nname = 'a'\nmodes = ['federated']\nset = { num-rounds = 3 }", ["num-rounds"]),
-    ("[base]\nlearning-rat = 0.1\n[[arm]]\nname = 'a'\nmodes = ['federated']", ["base.learning-rat"]),
+    ("[base]\nlearning-rat = 0.1\n[[arm]]\nname = 'a'\nmodes = ['federated']",
+     ["base.learning-rat", "did you mean 'learning-rate'?"]),
     ("[[arm]]\nname = 'a'\nmodes = ['federated']\ngrid = { num-platforms = [0, 2] }", ["num-platforms"]),
     ("[[arm]]\nname = 'a'\nmodes = ['fedrated']", ["modes"]),
     ("[[arm]]\nname = 'a'\nmodes = ['federated']\ngrid = { epsilon = 1.0 }", ["grid.epsilon"]),

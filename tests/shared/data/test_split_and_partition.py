@@ -111,7 +111,7 @@ def test_out_of_range_config_is_rejected_with_the_key_name(key, value):
 
 
 def test_pyproject_defaults_match_the_config_object():
-    """The documented defaults in pyproject.toml are the ones the code uses."""
+    """The defaults in pyproject.toml (what ``flwr run`` submits) are the ones the code declares, with their types."""
     import tomllib
     from pathlib import Path
 
@@ -119,15 +119,28 @@ def test_pyproject_defaults_match_the_config_object():
     defaults = RunConfig().to_flat()
     assert set(declared) == set(defaults)
     for key, value in declared.items():
-        assert value == defaults[key], key
+        assert (value, type(value)) == (defaults[key], type(defaults[key])), key
 
 
-def test_every_config_key_is_documented_in_the_readme():
+def test_the_committed_configuration_reference_is_the_generated_one():
+    """docs/reference/configuration.md is regenerated with ``python -m crossfed.shared.config``."""
     from pathlib import Path
 
-    readme = (Path(__file__).parents[3] / "README.md").read_text()
-    missing = [key for key in RunConfig().to_flat() if f"| `{key}` |" not in readme]
-    assert not missing, f"README configuration table lacks {missing}"
+    from crossfed.shared.config import reference_markdown
+
+    committed = (Path(__file__).parents[3] / "docs" / "reference" / "configuration.md").read_text(encoding="utf-8")
+    assert committed == reference_markdown()
+
+
+def test_the_reference_documents_every_key_once_with_its_default():
+    from crossfed.shared.config import reference_markdown
+    from crossfed.shared.config.reference import toml_value
+
+    page = reference_markdown()
+    for key, default in RunConfig().to_flat().items():
+        rows = [line for line in page.splitlines() if line.startswith(f"| `{key}` |")]
+        assert len(rows) == 1, key
+        assert rows[0].startswith(f"| `{key}` | `{toml_value(default)}` | ") and not rows[0].endswith("|  |"), key
 
 
 def test_padding_is_refused_with_a_published_catalog_or_operator_data():
@@ -145,7 +158,8 @@ def test_the_coordinator_builds_the_padded_catalog_the_platforms_train_on(moviel
     config = RunConfig.from_mapping({"data-dir": str(movielens_dir), "extra-items": 40, "embedding-dim": 4,
                                      "mlp-layers": "8"})
     platform = load_platforms(config)[0]
-    local = build_model(config, platform.num_items, platform.item_features, platform.num_users, platform.user_features)
+    local = build_model(config.model, platform.num_items, platform.item_features, platform.num_users,
+                        platform.user_features)
     coordinator = initial_arrays(config)
     assert platform.num_items == 1682 + 40
     assert {name: array.shape for name, array in coordinator.items()} == {

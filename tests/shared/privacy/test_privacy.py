@@ -23,7 +23,7 @@ from crossfed.shared.privacy.dp_sgd import UserLevelCore, plan, refresh_user_emb
 from crossfed.shared.model.sharing import shared_arrays
 from tests.helpers import make_dataset
 
-PRIVATE = RunConfig(
+PRIVATE = RunConfig().replace(
     privacy_unit="user", epsilon=8.0, delta=1e-3, embedding_dim=4, mlp_layers="8", user_batch=10,
     bag_positives=4, num_server_rounds=5, learning_rate=0.01,
 )
@@ -40,21 +40,21 @@ def test_epsilon_composes_across_rounds_and_matches_a_direct_computation():
     after_one = trainer.ledger.epsilon()
     trainer.train(1, salt=2)
     after_two = trainer.ledger.epsilon()
-    assert 0 < after_one < after_two <= PRIVATE.epsilon
+    assert 0 < after_one < after_two <= PRIVATE.privacy.epsilon
     step_plan = plan(PRIVATE, trainer.split.train)
     direct = RDPAccountant()
     direct.history = [(trainer.ledger.noise_multiplier, step_plan.sample_rate, 2 * step_plan.steps_per_round)]
-    assert after_two == pytest.approx(direct.get_epsilon(PRIVATE.delta), rel=1e-9)
+    assert after_two == pytest.approx(direct.get_epsilon(PRIVATE.privacy.delta), rel=1e-9)
 
 
 def test_calibrated_noise_spends_the_budget_over_the_planned_rounds_and_no_more():
     trainer = _trainer()
     spent = []
-    for server_round in range(1, PRIVATE.num_server_rounds + 1):
+    for server_round in range(1, PRIVATE.federation.num_server_rounds + 1):
         trainer.train(1, salt=server_round)
         spent.append(trainer.ledger.epsilon())
-    assert spent == sorted(spent) and spent[-1] <= PRIVATE.epsilon
-    assert spent[-1] > 0.95 * PRIVATE.epsilon  # calibrated to the budget, not far below it
+    assert spent == sorted(spent) and spent[-1] <= PRIVATE.privacy.epsilon
+    assert spent[-1] > 0.95 * PRIVATE.privacy.epsilon  # calibrated to the budget, not far below it
     with pytest.raises(BudgetExceeded):
         trainer.train(1, salt=99)
     assert trainer.ledger.epsilon() == spent[-1]  # declining spends nothing
@@ -74,7 +74,7 @@ def test_ledger_survives_a_restart_and_a_spent_budget_stays_spent(tmp_path):
             trainer.restore(state)
             assert trainer.ledger.rounds_trained == rounds
     assert rounds >= 1
-    assert trainer.ledger.epsilon() <= config.epsilon
+    assert trainer.ledger.epsilon() <= config.privacy.epsilon
     restarted = _trainer(config)
     restarted.restore(type(trainer.snapshot(0)).load(tmp_path))
     with pytest.raises(BudgetExceeded):
@@ -149,7 +149,7 @@ class _NoHooks:
 def test_zero_noise_and_infinite_clip_reproduce_non_private_training():
     config = PRIVATE.replace(user_batch=1000, noise_multiplier=0.0, clip_norm=1e9, refresh_steps=2)
     private, plain = _trainer(config), _trainer(config)
-    ledger = PrivacyLedger("user", math.inf, config.delta)
+    ledger = PrivacyLedger("user", math.inf, config.privacy.delta)
     ledger.noise_multiplier = 0.0
     train_private_round(private.model, private.optimizer, private.split.train, ledger, config,
                         np.random.default_rng(5))
@@ -158,11 +158,11 @@ def test_zero_noise_and_infinite_clip_reproduce_non_private_training():
     rng = np.random.default_rng(5)
     train = plain.split.train
     users = np.arange(train.num_users)
-    items, targets = user_bags(users, train.items_per_user(), train, positives=config.bag_positives,
-                               negatives=config.negatives, rng=rng)
+    items, targets = user_bags(users, train.items_per_user(), train, positives=config.privacy.bag_positives,
+                               negatives=config.training.negatives, rng=rng)
     core = UserLevelCore(plain.model)
     user_tensor = torch.as_tensor(users)
-    ids = refresh_user_embeddings(plain.model, _NoHooks(core), user_tensor, items, targets, config)
+    ids = refresh_user_embeddings(plain.model, _NoHooks(core), user_tensor, items, targets, config.privacy)
     plain.optimizer.zero_grad()
     BagLoss(reduction="none")(core(ids, user_tensor, items), targets).mean().backward()
     plain.optimizer.step()
@@ -203,8 +203,9 @@ def test_distributed_noise_takes_one_step_per_round_and_accounts_the_full_noise(
     against_coordinator, alone = RDPAccountant(), RDPAccountant()
     against_coordinator.history = [(3.0, step_plan.sample_rate, 2)]
     alone.history = [(3.0 / math.sqrt(4), step_plan.sample_rate, 2)]
-    assert trainer.ledger.epsilon() == pytest.approx(against_coordinator.get_epsilon(DISTRIBUTED.delta), rel=1e-9)
-    assert trainer.ledger.epsilon_alone() == pytest.approx(alone.get_epsilon(DISTRIBUTED.delta), rel=1e-9)
+    delta = DISTRIBUTED.privacy.delta
+    assert trainer.ledger.epsilon() == pytest.approx(against_coordinator.get_epsilon(delta), rel=1e-9)
+    assert trainer.ledger.epsilon_alone() == pytest.approx(alone.get_epsilon(delta), rel=1e-9)
     assert trainer.ledger.epsilon_alone() > trainer.ledger.epsilon()
 
 
@@ -219,7 +220,7 @@ def test_distributed_update_carries_its_share_of_the_noise():
         after = shared_arrays(trainer.model)
         updates.append(np.concatenate([(after[n] - before[n]).ravel() for n in before]))
     spread = float(np.std(np.stack(updates), axis=0).mean())
-    expected = 1.0 * (1 / math.sqrt(4)) * 3.0 * 0.5 / config.user_batch
+    expected = 1.0 * (1 / math.sqrt(4)) * 3.0 * 0.5 / config.privacy.user_batch
     # The clipped signal adds a little; the noise share dominates and the full sigma would be twice as large.
     assert 0.8 * expected < spread < 1.4 * expected, (spread, expected)
 

@@ -1,0 +1,149 @@
+"""``RunConfig``: every section of a run, read from and written to flat ``foo-bar`` keys.
+
+Flower hands apps a flat ``UserConfig`` mapping (``context.run_config``), which is empty
+under ``flwr.simulation.run_simulation``; the research CLI therefore passes the same keys
+explicitly. Both paths meet here, so a misspelled key or a bad value is refused before
+anything runs: a misspelled privacy key silently falling back to a default would run
+with privacy settings the operator never chose.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import Field, dataclass, field, fields
+from functools import cache
+from typing import Any
+
+from crossfed.shared.config.sections import (
+    DataConfig,
+    EvaluationConfig,
+    ExperimentConfig,
+    FederationConfig,
+    ModelConfig,
+    PrivacyConfig,
+    RobustnessConfig,
+    SecureAggregationConfig,
+    ServingConfig,
+    TrainingConfig,
+)
+from crossfed.shared.config.values import Section, check, coerce, key_of, unknown_key
+
+MODES = ("federated", "centralized", "local-only")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Every tunable of a crossfed run, by concern; field ``foo_bar`` of any section is key ``foo-bar``."""
+
+    experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    federation: FederationConfig = field(default_factory=FederationConfig)
+    robustness: RobustnessConfig = field(default_factory=RobustnessConfig)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
+    secure_aggregation: SecureAggregationConfig = field(default_factory=SecureAggregationConfig)
+    serving: ServingConfig = field(default_factory=ServingConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+
+    @classmethod
+    def sections(cls) -> dict[str, type[Section]]:
+        """Section attribute name -> section class, in reference-page order."""
+        return {f.name: f.default_factory for f in fields(cls)}  # type: ignore[misc]
+
+    @classmethod
+    def keys(cls) -> frozenset[str]:
+        """Every valid flat key (``learning-rate``)."""
+        return frozenset(key_of(name) for name in _owners())
+
+    @classmethod
+    def documentation(cls) -> dict[str, str]:
+        """Every key's one-line meaning, as written on its field (the reference page and CLI help show it)."""
+        return {key_of(name): declared.metadata["doc"] for name, (_section, declared) in _owners().items()}
+
+    @classmethod
+    def from_mapping(cls, *layers: Mapping[str, Any] | None, source: str = "run config") -> RunConfig:
+        """Merge flat config layers (later wins) keyed ``foo-bar`` or ``foo_bar``, then validate.
+
+        A key no section declares is refused with the nearest valid name; ``source`` names
+        where the layers came from in that message.
+        """
+        owners = _owners()
+        values: dict[str, dict[str, Any]] = {}
+        for layer in layers:
+            for key, value in (layer or {}).items():
+                name = str(key).replace("-", "_")
+                if name not in owners:
+                    raise unknown_key(str(key), source, cls.keys())
+                section, declared = owners[name]
+                values.setdefault(section, {})[name] = coerce(name, value, declared.type)
+        sections = cls.sections()
+        config = cls(**{section: sections[section](**given) for section, given in values.items()})
+        config.validate()
+        return config
+
+    def replace(self, **changes: Any) -> RunConfig:
+        """A validated copy with some keys (``learning_rate=...``) or whole sections (``training=...``) changed."""
+        owners = _owners()
+        sections: dict[str, Any] = {}
+        per_section: dict[str, dict[str, Any]] = {}
+        for name, value in changes.items():
+            if name in self.sections():
+                sections[name] = value
+            elif name in owners:
+                per_section.setdefault(owners[name][0], {})[name] = value
+            else:
+                raise unknown_key(key_of(name), "RunConfig.replace", self.keys())
+        for section, given in per_section.items():
+            sections[section] = dataclasses.replace(sections.get(section, getattr(self, section)), **given)
+        config = dataclasses.replace(self, **sections)
+        config.validate()
+        return config
+
+    def to_flat(self) -> dict[str, Any]:
+        """The Flower-style flat mapping (``foo-bar`` keys), e.g. for a ConfigRecord or ``summary.json``."""
+        flat: dict[str, Any] = {}
+        for section in self.sections():
+            flat.update(getattr(self, section).to_flat())
+        return flat
+
+    @property
+    def private(self) -> bool:
+        return self.privacy.private
+
+    def validate(self) -> None:
+        """Each section checks its own keys; the rules that tie sections together are checked here."""
+        for section in self.sections():
+            getattr(self, section).validate()
+        federation, robustness, privacy = self.federation, self.robustness, self.privacy
+        secure = self.secure_aggregation
+        check(robustness.aggregation == "mean" or federation.plain_fedavg, "aggregation", robustness.aggregation,
+              "'mean' when server-optimizer is not plain fedavg (median and trimmed mean replace the average)")
+        check(robustness.aggregation == "mean" or not secure.secagg, "aggregation", robustness.aggregation,
+              "'mean' with secagg = true (median and trimmed mean need each update; SecAgg+ reveals only the sum)")
+        check(secure.noise_mode == "local" or (secure.secagg and privacy.private), "noise-mode", secure.noise_mode,
+              "'local' unless secagg = true and privacy-unit is set (distributed noise needs secure aggregation)")
+        check(secure.noise_mode == "local" or privacy.privacy_unit == "user", "noise-mode", secure.noise_mode,
+              "'local' with privacy-unit = 'interaction' (distributed noise sums user-level contributions)")
+        check(0 <= secure.tolerated_colluders < federation.min_platforms, "tolerated-colluders",
+              secure.tolerated_colluders, f"an integer in [0, min-platforms = {federation.min_platforms})")
+        check(secure.noise_mode == "local" or robustness.max_update_norm == 0, "max-update-norm",
+              robustness.max_update_norm,
+              "0 with noise-mode = 'distributed' (scaling a noise share down would leave the sum short of noise; "
+              "the SecAgg+ range already bounds each platform)")
+        check(secure.noise_mode == "local" or privacy.noise_multiplier > 0, "noise-multiplier",
+              privacy.noise_multiplier,
+              "an explicit value > 0 with noise-mode = 'distributed' (every platform's share must add up to it)")
+
+
+@cache
+def _owners() -> dict[str, tuple[str, Field[Any]]]:
+    """Field name -> (the section attribute that declares it, its field); each name has one owner."""
+    owners: dict[str, tuple[str, Field[Any]]] = {}
+    for section, kind in RunConfig.sections().items():
+        for declared in kind.settings():
+            if declared.name in owners:
+                raise TypeError(f"config key '{key_of(declared.name)}' is declared by two sections")
+            owners[declared.name] = (section, declared)
+    return owners
