@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from crossfed.shared.evaluation.per_user_results import PerUserResults
 from crossfed.shared.evaluation.results import platform_dir
 from crossfed.shared.evaluation.stats import paired_bootstrap
 
@@ -90,12 +91,17 @@ def analyse(out: Path, seeds: list[int]) -> dict[str, Any]:
 
 def _mean_hits(out: Path, mode: str, seeds: list[int], platform: int) -> np.ndarray:
     """Each test user's sampled hit, averaged over seeds (same users in every seed and mode)."""
-    runs = [np.load(platform_dir(out / f"{mode}-seed{s}", platform) / "test_per_user.npz")
-            for s in seeds]
+    runs = []
+    for seed in seeds:
+        directory = platform_dir(out / f"{mode}-seed{seed}", platform)
+        results = PerUserResults.load(directory)
+        if results is None:
+            raise RuntimeError(f"{directory}: no {PerUserResults.FILE_NAME}; was the {mode} run with seed {seed} tested?")
+        runs.append(results)
     for run in runs[1:]:
-        if not np.array_equal(run["users"], runs[0]["users"]):
+        if not np.array_equal(run.users, runs[0].users):
             raise RuntimeError(f"platform {platform}: test users differ between seeds; pairing is impossible")
-    return np.mean([run["hit_sampled"] for run in runs], axis=0)
+    return np.mean([run.hits["sampled"] for run in runs], axis=0)
 
 
 def render(report: dict[str, Any]) -> str:

@@ -18,6 +18,8 @@ from pathlib import Path
 from crossfed.client.commands.errors import OPERATOR_ERRORS, error_line
 from crossfed.shared.data.catalog import load_catalog
 from crossfed.shared.data.platform_files import load_operator_data
+from crossfed.shared.storage.checkpoint import Checkpoint, FinalModel
+from crossfed.shared.storage.platform_state import PlatformState
 from crossfed.client.serving.service import (
     RecommendationService,
     ServingError,
@@ -31,8 +33,9 @@ def add_platform_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--interactions", required=True, help="the interactions file the platform trained on")
     p.add_argument("--user-features", help="the platform's user features file, optional")
     p.add_argument("--catalog", help="the coordinator's catalog file (default: config key 'catalog' of the run)")
-    p.add_argument("--global-model", required=True, help="run folder, checkpoint.pt or global_model.pt")
-    p.add_argument("--state-dir", required=True, help="the platform's state directory (platform_state.pt)")
+    p.add_argument("--global-model", required=True,
+                   help=f"run folder, {Checkpoint.FILE_NAME} or {FinalModel.FILE_NAME}")
+    p.add_argument("--state-dir", required=True, help=f"the platform's state directory ({PlatformState.FILE_NAME})")
     p.add_argument("--serve-model", choices=("global", "fine-tuned"), help="override config key 'serve-model'")
     p.add_argument("--finetune-epochs", type=int, help="override config key 'finetune-epochs'")
     p.add_argument("--foldin-steps", type=int, help="override config key 'foldin-steps'")
