@@ -96,7 +96,8 @@ def _mean_hits(out: Path, mode: str, seeds: list[int], platform: int) -> np.ndar
         directory = platform_dir(out / f"{mode}-seed{seed}", platform)
         results = PerUserResults.load(directory)
         if results is None:
-            raise RuntimeError(f"{directory}: no {PerUserResults.FILE_NAME}; was the {mode} run with seed {seed} tested?")
+            raise RuntimeError(f"{directory}: no {PerUserResults.FILE_NAME}; "
+                               f"was the {mode} run with seed {seed} tested?")
         runs.append(results)
     for run in runs[1:]:
         if not np.array_equal(run.users, runs[0].users):

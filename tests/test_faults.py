@@ -245,7 +245,8 @@ def test_the_server_optimizer_state_survives_a_checkpoint(tmp_path, optimizer):
     resumed = make_strategy(config, PLATFORMS)
     restore_strategy_state(resumed, Checkpoint.load(tmp_path).strategy_state)
     if optimizer == "fedavgm":
-        assert [a.tolist() for a in resumed.current_arrays.to_numpy_ndarrays()] == [a.tolist() for a in weights.values()]
+        restored = resumed.current_arrays.to_numpy_ndarrays()
+        assert [a.tolist() for a in restored] == [a.tolist() for a in weights.values()]
         assert [a.tolist() for a in resumed.momentum_vector] == [[0.25] * 4, np.eye(2).tolist()]
     else:
         assert {k: v.tolist() for k, v in resumed.current_arrays.items()} == {k: v.tolist() for k, v in weights.items()}

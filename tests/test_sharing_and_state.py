@@ -169,7 +169,8 @@ def test_a_state_file_in_the_pickle_format_is_refused_with_a_clear_message(tmp_p
 def test_a_file_of_another_kind_is_refused(tmp_path):
     FinalModel(arrays={"w": np.ones(2)}, config={}).save(tmp_path)
     (tmp_path / FinalModel.FILE_NAME).rename(tmp_path / PlatformState.FILE_NAME)
-    with pytest.raises(CorruptStateError, match=f"holds a {FinalModel.FILE_NAME!r} record, expected {PlatformState.FILE_NAME}"):
+    expected = f"holds a {FinalModel.FILE_NAME!r} record, expected {PlatformState.FILE_NAME}"
+    with pytest.raises(CorruptStateError, match=expected):
         PlatformState.load(tmp_path)
 
 

@@ -52,7 +52,8 @@ class PlatformState(CheckedRecord):
         given = [str(u) for u in user_ids]
         if given == self.user_ids:
             return
-        row = next((i for i, (a, b) in enumerate(zip(self.user_ids, given)) if a != b), min(len(self.user_ids), len(given)))
+        shorter = min(len(self.user_ids), len(given))
+        row = next((i for i, (a, b) in enumerate(zip(self.user_ids, given)) if a != b), shorter)
         if row >= len(given):
             difference = f"user {self.user_ids[row]!r} (row {row} of the state) is missing from the data"
         elif row >= len(self.user_ids):

@@ -116,7 +116,7 @@ class PlatformTrainer:
         )
 
     def restore(self, state: PlatformState) -> None:
-        """Continue from ``state``, which must come from this platform's users (:meth:`PlatformState.load_for_users`)."""
+        """Continue from ``state``; load it with :meth:`PlatformState.load_for_users`, so its rows are these users."""
         load_local_parameters(self.model, state.user_tower)
         if state.optimizer is not None:
             self.optimizer.load_state_dict(state.optimizer)
