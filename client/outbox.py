@@ -20,6 +20,7 @@ from flwr.common import Code, FitRes, Status, ndarrays_to_parameters
 from flwr.compat.common import recorddict_compat as compat
 from torch import nn
 
+from crossfed.shared.errors import CrossfedError
 from crossfed.shared.evaluation.ranking import PROTOCOLS
 from crossfed.shared.protocol.records import to_array_record
 from crossfed.shared.protocol.secure_aggregation import QuantisationPlan, clip_update, ordered
@@ -38,7 +39,7 @@ PLAIN_METRICS = PRIVATE_METRICS | {
 }
 
 
-class LeakError(ValueError):
+class LeakError(CrossfedError, ValueError):
     """Something other than an allowed platform-level scalar was about to leave the platform."""
 
 

@@ -18,12 +18,13 @@ from flwr.compat.common import recorddict_compat as compat
 
 from crossfed.client.outbox import SecureRequest
 from crossfed.shared.config import RunConfig
+from crossfed.shared.errors import CrossfedError
 from crossfed.shared.protocol.secure_aggregation import NAMES_KEY, ROUND_KEY, quantisation_plan
 
 LEGACY_PARAMETERS = "fitins.parameters"
 
 
-class InsecureRequestError(RuntimeError):
+class InsecureRequestError(CrossfedError, RuntimeError):
     """A plain training request reached a platform that only trains under secure aggregation."""
 
 

@@ -20,7 +20,7 @@ from crossfed.client.replay import SavedReply, saved_reply
 from crossfed.shared.config import RunConfig
 from crossfed.shared.data.datasets import load_platforms
 from crossfed.shared.data.interactions import PlatformData
-from crossfed.shared.training.trainer import PlatformTrainer
+from crossfed.shared.trainer import PlatformTrainer
 from crossfed.shared.data.platform_files import own_platform
 from crossfed.shared.privacy import BudgetExceeded
 from crossfed.shared.protocol.records import from_array_record

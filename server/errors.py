@@ -1,5 +1,7 @@
 """Why a federation stops."""
 
+from crossfed.shared.errors import CrossfedError
 
-class FederationError(RuntimeError):
+
+class FederationError(CrossfedError, RuntimeError):
     """The federation cannot go on (too few platforms answered or got ready)."""

@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from crossfed.shared.errors import UsageError
+
 PARTITION_SCHEMES = ("natural", "dirichlet", "iid", "overlap")
 SERVER_OPTIMIZERS = ("fedavg", "fedavgm", "fedadam")
 MODES = ("federated", "centralized", "local-only")
@@ -23,7 +25,7 @@ AGGREGATIONS = ("mean", "median", "trimmed-mean")
 NOISE_MODES = ("local", "distributed")
 
 
-class ConfigError(ValueError):
+class ConfigError(UsageError, ValueError):
     """A configuration key holds a value outside its allowed range."""
 
 

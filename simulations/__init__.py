@@ -1,1 +1,1 @@
-"""Researchers' entry points: run federated, centralized and local-only experiments locally."""
+"""The research workbench as a library: federated, centralized and local-only runs, sweeps, the loopback deployment."""

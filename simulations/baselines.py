@@ -20,7 +20,7 @@ from crossfed.shared.config import RunConfig
 from crossfed.shared.data.datasets import load_platforms
 from crossfed.shared.evaluation.ranking import UserResults, evaluate_ranking
 from crossfed.shared.data.interactions import PlatformData, leave_last_out, pool
-from crossfed.shared.training.trainer import PlatformTrainer
+from crossfed.shared.trainer import PlatformTrainer
 from crossfed.shared.evaluation.per_user_results import GlobalPerUserResults, PerUserResults
 from crossfed.shared.evaluation.progress import RoundReport
 from crossfed.shared.evaluation.results import PlatformMetrics, build_summary, platform_dir, write_summary

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from crossfed.shared.config import MODES, ConfigError, RunConfig
+from crossfed.shared.errors import UsageError
 
 #: Set per cell by the sweep itself, never by the experiment.
 RESERVED_KEYS = frozenset({"run-dir", "resume", "seed"})
@@ -42,7 +43,7 @@ _TOP_KEYS = frozenset({"name", "description", "seeds", "base", "arm"})
 _ARM_KEYS = frozenset({"name", "modes", "set", "grid", "seeds"})
 
 
-class ExperimentError(ValueError):
+class ExperimentError(UsageError, ValueError):
     """A malformed experiment file; the message names the file and the key."""
 
 

@@ -1,16 +1,13 @@
 """The whole deployment on 127.0.0.1: SuperLink + N SuperNodes, TLS, SuperNode auth, one run to the end.
 
-    python -m crossfed.simulations.loopback --platforms 3 --out DIR [--rounds N] [--secagg] [--privacy-unit user]
-                              [--max-users N] [--kill-after-round R] [--set key=value ...]
-
-It makes the CA, server certificate and platform keys (:mod:`crossfed.server.deploy.certs`), starts the
-SuperLink with ``--enable-supernode-auth``, registers each platform's key with
-``flwr supernode register``, starts one ``flower-supernode`` per platform (node config:
-``partition-id``, ``num-partitions``, ``data-dir``, ``state-dir``), submits the app with
-``flwr run`` and waits for it. ``--kill-after-round R`` stops one SuperNode once round R
-is checkpointed and starts it again with the same key and state directory - the restart
-a platform operator would do. The results contract's ``summary.json`` lands in ``--out``
-with a ``deployment`` block (per-round wall time, restarts). Every process it started is
+:func:`run_loopback` (the command ``crossfed loopback``) makes the CA, server certificate and
+platform keys (:mod:`crossfed.server.deploy.certs`), starts the SuperLink with
+``--enable-supernode-auth``, registers each platform's key with ``flwr supernode register``,
+starts one ``flower-supernode`` per platform (node config: ``partition-id``,
+``num-partitions``, ``data-dir``, ``state-dir``), submits the app with ``flwr run`` and waits
+for it. ``kill_after_round = R`` stops one SuperNode once round R is checkpointed and starts
+it again with the same key and state directory - the restart a platform operator would do.
+The results contract's ``summary.json`` lands in the run folder (``out``) with a ``deployment`` block (per-round wall time, restarts). Every process it started is
 stopped before it returns, whatever happens.
 
 Why a loopback at all: the simulation engine runs every platform in one Ray cluster and
@@ -20,10 +17,8 @@ machine, with the same commands the README's deployment guide gives operators.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import time
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -220,68 +215,3 @@ def _finish_summary(out: Path, facts: dict[str, Any]) -> dict[str, Any]:
     summary["deployment"] = facts
     write_summary(out, summary)
     return summary
-
-
-def _overrides(pairs: Sequence[str]) -> dict[str, Any]:
-    """``--set key=value`` pairs, values in TOML syntax (strings quoted or bare)."""
-    values: dict[str, Any] = {}
-    for pair in pairs:
-        key, _, raw = pair.partition("=")
-        try:
-            values[key.strip()] = tomllib.loads(f"v = {raw}")["v"]
-        except tomllib.TOMLDecodeError:
-            values[key.strip()] = raw
-    return values
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m crossfed.simulations.loopback", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--platforms", type=int, default=3)
-    parser.add_argument("--out", type=Path, required=True, help="the run folder (summary.json, checkpoint, "
-                        "platforms/*/ state, deployment/ certs, keys and logs); must be empty")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--secagg", action="store_true", help="aggregate with SecAgg+ (secagg = true)")
-    parser.add_argument("--privacy-unit", default="none", choices=("none", "user", "interaction"))
-    parser.add_argument("--max-users", type=int, default=150, help="0 = every user")
-    parser.add_argument("--data-dir", default="", help="MovieLens-100K folder (default: $CROSSFED_DATA_DIR or cache)")
-    parser.add_argument("--kill-after-round", type=int, default=0, help="restart one SuperNode after this round")
-    parser.add_argument("--kill-platform", type=int, default=None, help="which one (default: the last)")
-    parser.add_argument("--restart-delay", type=float, default=10.0)
-    parser.add_argument("--resume-after-round", type=int, default=0,
-                        help="stop the ServerApp after this round and resume the run from its checkpoint")
-    parser.add_argument("--check-unregistered", action="store_true",
-                        help="also show that a SuperNode with an unregistered key is refused")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="any other run-config key, e.g. --set embedding-dim=8 --set 'mlp-layers=\"16,8\"'")
-    parser.add_argument("--timeout", type=float, default=1800.0)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    settings = LoopbackSettings(
-        out=args.out, platforms=args.platforms, rounds=args.rounds, secagg=args.secagg,
-        privacy_unit=args.privacy_unit, max_users=args.max_users, data_dir=args.data_dir,
-        kill_after_round=args.kill_after_round, kill_platform=args.kill_platform,
-        restart_delay=args.restart_delay, resume_after_round=args.resume_after_round,
-        check_unregistered=args.check_unregistered,
-        overrides=_overrides(args.set), timeout=args.timeout,
-    )
-    summary = run_loopback(settings)
-    facts = summary["deployment"]
-    print(f"run {facts['run_id']}: {summary['rounds_completed']} round(s) completed, "
-          f"secagg = {str(settings.secagg).lower()}, summary in {args.out / 'summary.json'}")
-    print("round  wall seconds")
-    for entry, seconds in zip(summary["history"], facts["round_seconds"]):
-        print(f"{entry['round']:>5}  {seconds:>12.1f}")
-    for restart in facts["restarts"]:
-        print(f"platform {restart['platform']} restarted after round {restart['after_round']}: "
-              f"state at stop {restart['state_at_stop']}, at the end {facts['platform_state'][str(restart['platform'])]}")
-    for resume in facts["serverapp_restarts"]:
-        print(f"ServerApp stopped after round {resume['after_round']} (run {resume['stopped_run']}); "
-              f"run {resume['resumed_run']} resumed after round {resume['resumed_from_round']}")
-    if "unregistered_node" in facts:
-        print(f"unregistered SuperNode refused: {facts['unregistered_node']['refused']}")
-    if summary.get("metrics"):
-        print(f"test HR@10 (sampled) {summary['metrics']['sampled']['hr@10']:.4f}")
-
-
-if __name__ == "__main__":
-    main()

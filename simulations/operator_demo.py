@@ -20,7 +20,7 @@ from crossfed.shared.storage.checkpoint import FinalModel
 from crossfed.shared.data.catalog import Catalog, publish
 from crossfed.shared.config import RunConfig
 from crossfed.shared.data.movielens import load_movielens_100k
-from crossfed.shared.training.trainer import PlatformTrainer
+from crossfed.shared.trainer import PlatformTrainer
 from crossfed.shared.data.platform_files import OperatorData
 from crossfed.shared.model.sharing import shared_arrays
 

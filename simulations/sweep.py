@@ -1,7 +1,7 @@
 """Run every cell of an experiment, resumably, and collect the results into tidy tables.
 
-Each cell runs :func:`crossfed.simulations.__main__.run_mode` - the same function as
-``python -m simulations run`` - but in a fresh child process (``spawn``), one cell at a
+Each cell runs :func:`crossfed.simulations.runner.run_mode` - the same function as
+``crossfed run`` - but in a fresh child process (``spawn``), one cell at a
 time. The child is what makes a long sweep safe: Flower's simulation engine starts and
 stops Ray inside every federated run, and a process that lives through dozens of runs
 keeps Ray's driver state, torch's allocator arenas and every imported dataset; a child
@@ -180,7 +180,7 @@ def _child_main(mode: str, flat_config: dict[str, Any], events: Any, log_path: s
     os.dup2(log, 1)
     os.dup2(log, 2)
     from crossfed.shared.config import RunConfig
-    from crossfed.simulations.__main__ import configure_logging, run_mode
+    from crossfed.simulations.runner import configure_logging, run_mode
 
     configure_logging(quiet=False)
     logging.getLogger("crossfed.progress").addHandler(_RoundForwarder(events))

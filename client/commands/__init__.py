@@ -1,1 +1,1 @@
-"""commands."""
+"""The platform operator's ``crossfed`` commands: validate, recommend, fold-in."""

@@ -1,4 +1,4 @@
-"""``python -m crossfed.client.commands.validate``: check a platform's files against the data contract and the catalog.
+"""``crossfed validate``: check a platform's files against the data contract and the catalog.
 
 Prints what an operator needs before training: rows, users, items, items unknown to the
 coordinator's catalog, duplicates dropped, missing values per column. Exit status 0 when the
@@ -11,26 +11,26 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from crossfed.client.commands.errors import error_line
-from crossfed.shared.data.catalog import Catalog, CatalogError, load_catalog
-from crossfed.shared.data.contract import DataValidationError, Tables
-from crossfed.shared.data.platform_files import check_tables
+from crossfed.shared.cli import Command
+from crossfed.shared.errors import UsageError
+
+if TYPE_CHECKING:
+    from crossfed.shared.data.catalog import Catalog
+    from crossfed.shared.data.contract import Tables
 
 EXIT_OK, EXIT_BAD_INPUT = 0, 1
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m crossfed.client.commands.validate", description=__doc__.split("\n\n")[0])
-    p.add_argument("--interactions", required=True, help="interactions file (.csv or .parquet)")
-    p.add_argument("--user-features", help="user features file (.csv or .parquet), optional")
-    p.add_argument("--catalog", help="the coordinator's catalog file (catalog.json)")
-    p.add_argument("--catalog-version", default="", help="refuse a catalog of another version")
-    p.add_argument("--items", help="the platform's own item table (checked against the catalog when both are given)")
-    p.add_argument("--strict", action="store_true", help="fail (exit 1) when items are not in the catalog")
-    p.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
-    return p
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--interactions", required=True, help="interactions file (.csv or .parquet)")
+    parser.add_argument("--user-features", help="user features file (.csv or .parquet), optional")
+    parser.add_argument("--catalog", help="the coordinator's catalog file (catalog.json)")
+    parser.add_argument("--catalog-version", default="", help="refuse a catalog of another version")
+    parser.add_argument("--items", help="the platform's own item table (checked against the catalog when both are given)")
+    parser.add_argument("--strict", action="store_true", help="fail (exit 1) when items are not in the catalog")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
 
 
 def report_lines(tables: Tables, catalog: Catalog | None) -> list[str]:
@@ -56,18 +56,16 @@ def report_lines(tables: Tables, catalog: Catalog | None) -> list[str]:
     return lines
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+def run(args: argparse.Namespace) -> int:
+    from crossfed.shared.data.catalog import load_catalog
+    from crossfed.shared.data.platform_files import check_tables
+
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
     if args.catalog is None and args.items is None:
-        parser().error("give --catalog (the coordinator's) or --items (your own item table)")
-    try:
-        catalog = load_catalog(args.catalog, args.catalog_version) if args.catalog else None
-        tables = check_tables(args.interactions, users=args.user_features, catalog=catalog, items=args.items)
-    except (DataValidationError, CatalogError, OSError) as error:  # OSError: unreadable file, a directory, ...
-        print(error_line(error), file=sys.stderr)
-        return EXIT_BAD_INPUT
+        raise UsageError("give --catalog (the coordinator's) or --items (your own item table)")
+    catalog = load_catalog(args.catalog, args.catalog_version) if args.catalog else None
+    tables = check_tables(args.interactions, users=args.user_features, catalog=catalog, items=args.items)
     for line in report_lines(tables, catalog):
         print(line)
     if args.strict and tables.report.unknown_items:
@@ -78,5 +76,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     return EXIT_OK
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+command = Command("validate", "check a platform's files against the data contract and the coordinator's catalog",
+                  "platform operator", add_arguments, run, description=__doc__)

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from crossfed.shared.privacy.bags import PADDING, BagLoss
+from crossfed.shared.privacy.bags import BagLoss, pack_bags
 from crossfed.client.serving.scoring import CatalogScorer, ScoringPart
 
 logger = logging.getLogger(__name__)
@@ -67,20 +67,13 @@ def fold_in(
 def _bags(
     histories: Sequence[np.ndarray], complements: Sequence[np.ndarray], negatives: int, rng: np.random.Generator
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``items [U, L]`` and ``targets [U, L]`` (1 positive, 0 negative, -1 padding), as ``crossfed.shared.privacy.bags``."""
+    """Each user's bag of positives and negatives drawn from the items they never touched."""
     rows = []
     for history, complement in zip(histories, complements):
         positives = rng.choice(history, size=min(MAX_POSITIVES, len(history)), replace=False)
         drawn = rng.choice(complement, size=len(positives) * negatives) if len(complement) else np.zeros(0, np.int64)
         rows.append((positives, drawn))
-    width = max(1, max(len(p) + len(n) for p, n in rows))
-    items = np.zeros((len(rows), width), dtype=np.int64)
-    targets = np.full(items.shape, PADDING, dtype=np.float32)
-    for row, (positives, drawn) in enumerate(rows):
-        items[row, : len(positives) + len(drawn)] = np.concatenate([positives, drawn])
-        targets[row, : len(positives)] = 1.0
-        targets[row, len(positives) : len(positives) + len(drawn)] = 0.0
-    return torch.as_tensor(items), torch.as_tensor(targets)
+    return pack_bags(rows)
 
 
 def segment_start(parts: Sequence[ScoringPart], segment_users: np.ndarray) -> list[torch.Tensor]:

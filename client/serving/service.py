@@ -35,6 +35,7 @@ from crossfed.client.serving.cold_start import Popularity, Segment, find_segment
 from crossfed.shared.config import RunConfig
 from crossfed.client.serving.explanations import Explanation, Explainer
 from crossfed.client.serving.foldin import fold_in, segment_start
+from crossfed.shared.errors import CrossfedError
 from crossfed.shared.model.recommender import build_model
 from crossfed.shared.data.platform_files import OperatorData
 from crossfed.client.serving.scoring import CatalogScorer
@@ -50,7 +51,7 @@ from crossfed.shared.storage.served_copy import PrivateCopy
 logger = logging.getLogger(__name__)
 
 
-class ServingError(RuntimeError):
+class ServingError(CrossfedError, RuntimeError):
     """The platform cannot serve: missing state, mismatched files; the message says what to do."""
 
 
@@ -132,7 +133,7 @@ class RecommendationService:
             state = PlatformState.load_for_users(self.state_dir, platform.user_ids)
         except PlatformUsersError as error:
             raise ServingError(f"{error}. Serve with the interactions file the platform trained on and fold newer "
-                               "interactions in (python -m crossfed.client.commands.foldin)") from None
+                               "interactions in (crossfed fold-in)") from None
         if state is None:
             raise ServingError(f"{self.state_dir}: no platform state ({PlatformState.FILE_NAME}); the platform must "
                                "train in at least one round before it can serve")
@@ -141,7 +142,7 @@ class RecommendationService:
         except ValueError as error:
             raise ServingError(f"{self.state_dir}: the platform state does not fit the interactions file ({error}). "
                                "Serve with the file the platform trained on and fold newer interactions in "
-                               "(python -m crossfed.client.commands.foldin)") from None
+                               "(crossfed fold-in)") from None
         self.global_model.eval()
         self.state_round = state.last_round
         self.model = self._served_model()

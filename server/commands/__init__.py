@@ -1,1 +1,1 @@
-"""commands."""
+"""The coordinator's ``crossfed`` commands: catalog, certs."""

@@ -13,17 +13,16 @@ formats Flower 1.42 reads:
   ``flwr supernode register`` accept. An operator makes it on their own machine and sends
   only the ``.pub``; the private key never leaves the platform.
 
-CLI::
+From the command line::
 
-    python -m crossfed.server.deploy.certs init --out DIR --platforms N [--host 127.0.0.1 --host localhost]
-    python -m crossfed.server.deploy.certs ca --out DIR
-    python -m crossfed.server.deploy.certs server --out DIR --host coordinator.example.org [--host 10.0.0.5]
-    python -m crossfed.server.deploy.certs platform --out DIR --name platform-0
+    crossfed certs init --out DIR --platforms N [--host 127.0.0.1 --host localhost]
+    crossfed certs ca --out DIR
+    crossfed certs server --out DIR --host coordinator.example.org [--host 10.0.0.5]
+    crossfed certs platform --out DIR --name platform-0
 """
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import ipaddress
 import logging
@@ -146,38 +145,3 @@ def init(out: Path, platforms: int, hosts: Sequence[str] = DEFAULT_HOSTS) -> lis
     make_ca(out)
     make_server_cert(out, hosts)
     return [make_platform_keys(out / "platforms", platform_key_name(i)) for i in range(platforms)]
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m crossfed.server.deploy.certs", description=__doc__.split("\n\n")[0])
-    commands = parser.add_subparsers(dest="command", required=True)
-    for name, text in (("init", "CA, server certificate and N platform key pairs"), ("ca", "a new CA"),
-                       ("server", "a server certificate from the CA in --out"),
-                       ("platform", "one platform's key pair (run by its operator)")):
-        command = commands.add_parser(name, help=text)
-        command.add_argument("--out", type=Path, required=True, help="folder to write into")
-        if name in ("init", "server"):
-            command.add_argument("--host", action="append", dest="hosts",
-                                 help=f"host name or IP the platforms dial (repeatable; {DEFAULT_HOSTS} are always added)")
-    commands.choices["init"].add_argument("--platforms", type=int, required=True)
-    commands.choices["platform"].add_argument("--name", required=True, help="key file stem, e.g. platform-0")
-    args = parser.parse_args(argv)
-    # 127.0.0.1 is always named: the SuperLink's own ServerApp process dials it (a SuperLink bound to
-    # 0.0.0.0 hands its SuperExec 127.0.0.1), and TLS checks that name against the certificate too.
-    hosts = tuple(dict.fromkeys([*(getattr(args, "hosts", None) or ()), *DEFAULT_HOSTS]))
-    if args.command == "init":
-        keys = init(args.out, args.platforms, hosts)
-        print(f"wrote {args.out}/{CA_CERT}, {CA_KEY}, {SERVER_CERT}, {SERVER_KEY} (SANs: {', '.join(hosts)})")
-        for pair in keys:
-            print(f"wrote {pair.private_key} and {pair.public_key}")
-    elif args.command == "ca":
-        print("wrote", *make_ca(args.out))
-    elif args.command == "server":
-        print("wrote", *make_server_cert(args.out, hosts), f"(SANs: {', '.join(hosts)})")
-    else:
-        pair = make_platform_keys(args.out, args.name)
-        print(f"wrote {pair.private_key} (keep it on this machine) and {pair.public_key} (send it to the coordinator)")
-
-
-if __name__ == "__main__":
-    main()

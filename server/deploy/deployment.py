@@ -26,6 +26,7 @@ import tomli_w
 
 from crossfed.server.deploy import certs
 from crossfed.server.deploy.processes import ManagedProcess
+from crossfed.shared.errors import CrossfedError
 from crossfed.shared.runtime.proc import tree_pids
 
 logger = logging.getLogger("crossfed.deploy")
@@ -42,7 +43,7 @@ FLOWER_ENVIRONMENT = {
 }
 
 
-class DeploymentError(RuntimeError):
+class DeploymentError(CrossfedError, RuntimeError):
     """A Flower process did not come up, refused a command, or a run failed."""
 
 

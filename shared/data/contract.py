@@ -35,6 +35,8 @@ import numpy as np
 import pandas as pd
 from pandas.api import types as ptypes
 
+from crossfed.shared.errors import CrossfedError
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -65,7 +67,7 @@ _MILLISECONDS_LIKELY = 10**11  # as unix seconds: year 5138
 _LARGEST_SECONDS = 2**53
 
 
-class DataValidationError(ValueError):
+class DataValidationError(CrossfedError, ValueError):
     """Input data breaks the contract; says where, so that a person can fix the file.
 
     Attributes:

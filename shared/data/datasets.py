@@ -29,7 +29,7 @@ _PARTITION_ONLY_USER_COLUMNS = {"ml-100k": ("zip",)}
 def load_dataset(name: str, data_dir: str = "") -> EncodedDataset:
     """Dataset ``name`` encoded for the model; ``data_dir`` empty means env var or cache."""
     if name != "ml-100k":
-        raise ValueError(f"unknown dataset {name!r}; expected one of {DATASETS}")
+        raise ConfigError(f"config key 'dataset' = {name!r} is not known: expected one of {DATASETS}")
     dataset = encode(load_movielens_100k(resolve_data_dir(data_dir or None)))
     hidden = _PARTITION_ONLY_USER_COLUMNS.get(name, ())
     return dataclasses.replace(

@@ -25,6 +25,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from crossfed.shared.errors import CrossfedError
+
 from .contract import DataValidationError, Tables, validate
 
 logger = logging.getLogger(__name__)
@@ -67,7 +69,7 @@ ML100K_FEATURE_KINDS = {
 }
 
 
-class DatasetUnavailableError(RuntimeError):
+class DatasetUnavailableError(CrossfedError, RuntimeError):
     """The dataset is neither available locally nor downloadable; the message says what to do."""
 
 

@@ -26,8 +26,11 @@ class PerUserResults:
     @classmethod
     def save(cls, directory: str | Path, results: UserResults) -> Path:
         path = Path(directory) / cls.FILE_NAME
-        arrays = {"users": results.users, **{f"hit_{p}": v for p, v in results.hits.items()},
-                  **{f"ndcg_{p}": v for p, v in results.ndcgs.items()}}
+        arrays = {
+            "users": results.users,
+            **{f"hit_{p}": v for p, v in results.hits.items()},
+            **{f"ndcg_{p}": v for p, v in results.ndcgs.items()},
+        }
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)
         atomic_write_bytes(path, buffer.getvalue())
@@ -40,8 +43,11 @@ class PerUserResults:
         if not path.exists():
             return None
         with np.load(path, allow_pickle=False) as stored:
-            return UserResults(users=stored["users"], hits={p: stored[f"hit_{p}"] for p in PROTOCOLS},
-                               ndcgs={p: stored[f"ndcg_{p}"] for p in PROTOCOLS})
+            return UserResults(
+                users=stored["users"],
+                hits={p: stored[f"hit_{p}"] for p in PROTOCOLS},
+                ndcgs={p: stored[f"ndcg_{p}"] for p in PROTOCOLS},
+            )
 
 
 class GlobalPerUserResults(PerUserResults):

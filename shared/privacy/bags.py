@@ -7,6 +7,8 @@ data as one row: ``items [users, bag]``. Bags are capped at ``bag_positives`` po
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 from torch import nn
@@ -31,17 +33,27 @@ def user_bags(
     chosen = [
         rng.choice(items_by_user[u], size=min(positives, len(items_by_user[u])), replace=False) for u in users
     ]
-    width = max((len(c) for c in chosen), default=0) * (1 + negatives)
-    items = np.zeros((len(users), max(width, 1)), dtype=np.int64)
+    # Negatives are drawn after every user's positives: the order the random stream is consumed in.
+    rows = [
+        (pos, sample_negatives(np.full(len(pos), user), negatives, train, rng).ravel() if len(pos) else pos)
+        for user, pos in zip(users, chosen)
+    ]
+    return pack_bags(rows)
+
+
+def pack_bags(rows: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """One padded ``items [U, L]`` / ``targets [U, L]`` pair from each user's (positives, negatives).
+
+    Every bag consumer (DP training, fold-in) reads this one layout, so :class:`BagLoss`'s
+    padding mask means the same thing everywhere.
+    """
+    width = max(1, max((len(p) + len(n) for p, n in rows), default=0))
+    items = np.zeros((len(rows), width), dtype=np.int64)
     targets = np.full(items.shape, PADDING, dtype=np.float32)
-    for row, (user, pos) in enumerate(zip(users, chosen)):
-        if len(pos) == 0:
-            continue
-        neg = sample_negatives(np.full(len(pos), user), negatives, train, rng).ravel()
-        count = len(pos) * (1 + negatives)
-        items[row, :count] = np.concatenate([pos, neg])
-        targets[row, : len(pos)] = 1.0
-        targets[row, len(pos) : count] = 0.0
+    for row, (positives, drawn) in enumerate(rows):
+        items[row, : len(positives) + len(drawn)] = np.concatenate([positives, drawn])
+        targets[row, : len(positives)] = 1.0
+        targets[row, len(positives) : len(positives) + len(drawn)] = 0.0
     return torch.as_tensor(items), torch.as_tensor(targets)
 
 

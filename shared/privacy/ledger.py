@@ -13,12 +13,14 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from crossfed.shared.errors import CrossfedError
+
 
 # Calibration stops within this much of the target epsilon, always at or below it.
 _EPSILON_TOLERANCE = 0.01
 
 
-class BudgetExceeded(RuntimeError):
+class BudgetExceeded(CrossfedError, RuntimeError):
     """Training the next round would take the platform past its privacy budget."""
 
 

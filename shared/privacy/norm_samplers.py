@@ -10,7 +10,7 @@ cheaper. The embedding norm groups equal (sample, id) pairs; Opacus does it with
 two-column ``unique(dim=0)``, a slow lexicographic sort, where one int64 key per pair
 sorts the same pairs far faster.
 
-Both return exactly Opacus' values (``tests/test_privacy.py`` compares them) and are
+Both return exactly Opacus' values (``tests/shared/privacy/test_privacy.py`` compares them) and are
 registered over Opacus' own samplers through its public ``register_norm_sampler``, so
 they apply to every ghost-clipping module this process wraps.
 """

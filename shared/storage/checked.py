@@ -41,15 +41,15 @@ _NUMPY = "__numpy__"
 _NUMERIC_KINDS = "biufc"
 
 
-class CorruptStateError(RuntimeError):
+class CorruptStateError(CrossfedError, RuntimeError):
     """A state or checkpoint file failed its integrity check."""
 
 
-class StateWriteError(OSError):
+class StateWriteError(CrossfedError, OSError):
     """A state or checkpoint file could not be written; the previous version is untouched."""
 
 
-class UnsafeStateError(CorruptStateError, CrossfedError):
+class UnsafeStateError(CorruptStateError):
     """A state file asks to rebuild objects other than tensors and plain values: loading it could run code."""
 
 
@@ -72,8 +72,10 @@ def load_checked(path: str | Path) -> Any:
     data = path.read_bytes()
     header = len(_MAGIC) + _DIGEST_BYTES
     if data.startswith(_PICKLE_MAGIC):
-        raise CorruptStateError(f"{path}: written by an earlier crossfed as a pickle, which could run code when "
-                                "loaded; refusing to load it (remove it, and start the run or the platform afresh)")
+        raise CorruptStateError(
+            f"{path}: written by an earlier crossfed as a pickle, which could run code when "
+            "loaded; refusing to load it (remove it, and start the run or the platform afresh)"
+        )
     if len(data) < header or not data.startswith(_MAGIC):
         raise CorruptStateError(f"{path}: not a crossfed state file or truncated before its header")
     digest, payload = data[len(_MAGIC) : header], data[header:]
@@ -83,8 +85,10 @@ def load_checked(path: str | Path) -> Any:
         stored = torch.load(io.BytesIO(payload), weights_only=True)
     except pickle.UnpicklingError as error:
         asked = next((line.strip() for line in str(error).splitlines() if "GLOBAL" in line), "")  # what it asked for
-        raise UnsafeStateError(f"{path}: holds objects other than tensors and plain values, which could run code "
-                               f"when loaded; refusing to load it{f' ({asked[:200]})' if asked else ''}") from None
+        raise UnsafeStateError(
+            f"{path}: holds objects other than tensors and plain values, which could run code "
+            f"when loaded; refusing to load it{f' ({asked[:200]})' if asked else ''}"
+        ) from None
     except Exception as error:  # a payload torch cannot parse at all, whatever the reason
         raise CorruptStateError(f"{path}: unreadable payload ({type(error).__name__}); refusing to load it") from None
     return _restored(stored)
@@ -127,8 +131,9 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as error:
-        raise StateWriteError(error.errno, f"cannot write {path}: {error.strerror or error}; "
-                              "the previous version, if any, is intact") from error
+        raise StateWriteError(
+            error.errno, f"cannot write {path}: {error.strerror or error}; the previous version, if any, is intact"
+        ) from error
     try:
         with os.fdopen(handle, "wb") as stream:
             stream.write(data)
@@ -138,8 +143,9 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException as error:
         Path(temporary).unlink(missing_ok=True)
         if isinstance(error, OSError):
-            raise StateWriteError(error.errno, f"cannot write {path}: {error.strerror or error}; "
-                                  "the previous version, if any, is intact") from error
+            raise StateWriteError(
+                error.errno, f"cannot write {path}: {error.strerror or error}; the previous version, if any, is intact"
+            ) from error
         raise
 
 
@@ -174,7 +180,7 @@ def read_record(path: str | Path, *kinds: type[Record]) -> Record:
     names = ", ".join(kind.FILE_NAME for kind in kinds)
     if not isinstance(payload, dict) or set(payload) != {"record", "fields"} or not isinstance(payload["fields"], dict):
         raise CorruptStateError(f"{path}: not a crossfed record (expected {names})")
-    kind = next((kind for kind in kinds if kind.FILE_NAME == payload["record"]), None)
+    kind = next((kind for kind in kinds if payload["record"] == kind.FILE_NAME), None)
     if kind is None:
         raise CorruptStateError(f"{path}: holds a {payload['record']!r} record, expected {names}")
     try:

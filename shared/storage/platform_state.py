@@ -53,13 +53,15 @@ class PlatformState(CheckedRecord):
         if given == self.user_ids:
             return
         shorter = min(len(self.user_ids), len(given))
-        row = next((i for i, (a, b) in enumerate(zip(self.user_ids, given)) if a != b), shorter)
+        row = next((i for i, (a, b) in enumerate(zip(self.user_ids, given, strict=False)) if a != b), shorter)
         if row >= len(given):
             difference = f"user {self.user_ids[row]!r} (row {row} of the state) is missing from the data"
         elif row >= len(self.user_ids):
             difference = f"the data has user {given[row]!r} (row {row}), whom the state was never trained on"
         else:
             difference = f"row {row} is user {self.user_ids[row]!r} in the state but {given[row]!r} in the data"
-        raise PlatformUsersError(f"{source}: the platform state was trained on other users than the data it is "
-                                 f"loaded with ({len(self.user_ids)} users in the state, {len(given)} in the data): "
-                                 f"{difference}")
+        raise PlatformUsersError(
+            f"{source}: the platform state was trained on other users than the data it is "
+            f"loaded with ({len(self.user_ids)} users in the state, {len(given)} in the data): "
+            f"{difference}"
+        )

@@ -46,15 +46,25 @@ def private_copy(
     it, and in serving, which serves it. With ``epochs=0`` it is the untrained copy, the shape
     a cached copy's parameters are loaded into.
     """
-    training = {"epochs": config.finetune_epochs if epochs is None else epochs,
-                "learning_rate": config.finetune_learning_rate, "batch_size": config.batch_size,
-                "negatives": config.negatives,
-                "rng": np.random.default_rng(platform_seed(config, data.platform, FINETUNE_BATCHES_SALT))}
+    training = {
+        "epochs": config.finetune_epochs if epochs is None else epochs,
+        "learning_rate": config.finetune_learning_rate,
+        "batch_size": config.batch_size,
+        "negatives": config.negatives,
+        "rng": np.random.default_rng(platform_seed(config, data.platform, FINETUNE_BATCHES_SALT)),
+    }
     if config.finetune_embedding_dim > 0:
-        local_config = config.replace(embedding_dim=config.finetune_embedding_dim,
-                                      mlp_layers=config.finetune_mlp_layers, item_id_embedding=True)
-        local = build_model(local_config, data.num_items, data.item_features, data.num_users,
-                            data.user_features, seed=platform_seed(config, data.platform, LOCAL_MODEL_SALT))
+        local_config = config.replace(
+            embedding_dim=config.finetune_embedding_dim, mlp_layers=config.finetune_mlp_layers, item_id_embedding=True
+        )
+        local = build_model(
+            local_config,
+            data.num_items,
+            data.item_features,
+            data.num_users,
+            data.user_features,
+            seed=platform_seed(config, data.platform, LOCAL_MODEL_SALT),
+        )
         return stacked_copy(model, local, train, **training)
     return fine_tuned_copy(model, train, **training)
 

@@ -1,0 +1,248 @@
+"""Item promotion: can one hostile platform push an unpopular item into everyone's top-10?
+
+In the spirit of FedRecAttack (Rong et al., 2022): a platform that takes part honestly
+in every other respect replaces its training update with one that moves a target item
+towards the most popular items - its item-id embedding row towards theirs, its item
+bias up - amplified so the average does not dilute it (model replacement). When the
+federation has agreed an update bound (``max-update-norm``), the attacker spends its
+whole allowed norm on the target, so that the coordinator's norm check passes.
+
+Measured: the target's exposure ER@10 - the fraction of honest platforms' users whose
+top-10 over the full catalog (items they have not interacted with) contains the target -
+and honest test HR@10, with no defence, with norm bounding, with coordinate-wise
+median and with trimmed mean, for 1 malicious platform of 5 and of 20.
+
+    python benchmarks/item_promotion.py [--run-dir DIR] [--out STEM]
+
+The federations' run folders go under ``--run-dir``; the figures go to ``STEM.json`` and
+``STEM.md`` (default under ``runs/``, which git ignores), headed by the date, commit and machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from flwr.app import Message, MessageType
+
+from crossfed.shared.storage.checkpoint import FinalModel
+from crossfed.shared.config import RunConfig
+from crossfed.shared.data.datasets import load_dataset, load_platforms
+from crossfed.shared.trainer import PlatformTrainer
+from crossfed.shared.protocol.records import from_array_record, to_array_record
+from crossfed.shared.evaluation.results import platform_dir
+from crossfed.shared.model.sharing import load_shared_arrays
+from crossfed.shared.storage.platform_state import PlatformState
+from crossfed.simulations.federated import run_federated
+from provenance import markdown, provenance
+
+ITEM_IDS = "shared.item_tower.ids.weight"
+ITEM_BIAS = "shared.item_bias.weight"
+
+#: Defence -> settings. ``norm-bound`` takes its bound from the honest run (see :func:`agreed_bound`).
+DEFENCES: dict[str, dict[str, Any]] = {
+    "none": {"aggregation": "mean"},
+    "norm-bound": {"aggregation": "mean"},
+    "median": {"aggregation": "median"},
+    # 0.25, not 0.2: Flower cuts int(fraction * answering) per tail, and 0.2 of 4 cuts nothing.
+    "trimmed-mean": {"aggregation": "trimmed-mean", "trim_fraction": 0.25},
+}
+
+
+def pick_target(config: RunConfig) -> int:
+    """An unpopular item: among those with 1-3 interactions in the whole dataset, one fixed by seed."""
+    dataset = load_dataset(config.dataset, config.data_dir)
+    counts = np.bincount(dataset.items, minlength=dataset.num_items)
+    candidates = np.flatnonzero((counts >= 1) & (counts <= 3))
+    return int(np.random.default_rng(config.seed).choice(candidates))
+
+
+def poisoned(global_arrays: dict[str, np.ndarray], trained: dict[str, np.ndarray], target: int,
+             amplification: float, bound: float) -> dict[str, np.ndarray]:
+    """The attacker's reply: its honest update plus an amplified push of ``target`` (or, under a bound, only the push).
+
+    The push moves the target's id embedding to the mean of the 10 items with the
+    largest bias (a popularity proxy anyone holding the global model can read) and adds
+    to its bias, both scaled by ``amplification`` so that averaging over the platforms
+    leaves the whole push in the aggregate.
+    """
+    popular = np.argsort(global_arrays[ITEM_BIAS][:, 0])[-10:]
+    push = {name: np.zeros_like(value, dtype=np.float64) for name, value in global_arrays.items()}
+    push[ITEM_IDS][target] = global_arrays[ITEM_IDS][popular].mean(axis=0) * 2 - global_arrays[ITEM_IDS][target]
+    push[ITEM_BIAS][target] = 2.0
+    if bound > 0:  # all of the allowed norm on the target: passes the coordinator's check
+        norm = math.sqrt(sum(float(np.sum(v * v)) for v in push.values()))
+        scale = 0.999 * bound / norm
+        return {name: (global_arrays[name] + push[name] * scale).astype(global_arrays[name].dtype)
+                for name in global_arrays}
+    return {name: (trained[name] + push[name] * amplification).astype(global_arrays[name].dtype)
+            for name in global_arrays}
+
+
+def promotion_mod(malicious: set[int], target: int, amplification: float, bound: float):
+    """A client mod that turns the listed platforms hostile: their training replies are replaced."""
+
+    def mod(message: Message, context, call_next) -> Message:
+        reply = call_next(message, context)
+        if (message.metadata.message_type != MessageType.TRAIN or int(context.node_config["partition-id"]) not in
+                malicious or reply.has_error() or "arrays" not in reply.content):
+            return reply
+        global_arrays = from_array_record(message.content["arrays"])
+        trained = from_array_record(reply.content["arrays"])
+        reply.content["arrays"] = to_array_record(poisoned(global_arrays, trained, target, amplification, bound))
+        return reply
+
+    return mod
+
+
+def norm_recorder(directory: str):
+    """A client mod noting each honest training update's L2 norm (to agree a bound from honest behaviour)."""
+
+    def mod(message: Message, context, call_next) -> Message:
+        reply = call_next(message, context)
+        if message.metadata.message_type == MessageType.TRAIN and not reply.has_error() and "arrays" in reply.content:
+            before, after = from_array_record(message.content["arrays"]), from_array_record(reply.content["arrays"])
+            norm = math.sqrt(sum(float(np.sum((after[k].astype(np.float64) - before[k]) ** 2)) for k in before))
+            with open(Path(directory) / f"norms-{os.getpid()}.txt", "a") as stream:
+                stream.write(f"{norm}\n")
+        return reply
+
+    return mod
+
+
+@torch.no_grad()
+def exposure(config: RunConfig, target: int, honest: list[int], k: int = 10) -> dict[str, float]:
+    """ER@k of ``target`` over honest platforms' users, with the final global model and each user tower."""
+    final = FinalModel.load(config.run_dir)
+    if final is None:
+        raise FileNotFoundError(f"{config.run_dir}: no {FinalModel.FILE_NAME}; the attacked run did not finish")
+    global_arrays = final.arrays
+    platforms = load_platforms(config)
+    exposed = users = 0
+    for platform in honest:
+        trainer = PlatformTrainer(platforms[platform], config)
+        state = PlatformState.load_for_users(platform_dir(config.run_dir, platform), platforms[platform].user_ids)
+        if state is not None:
+            trainer.restore(state)
+        load_shared_arrays(trainer.model, global_arrays)
+        trainer.model.eval()
+        history = trainer.split.history("test")
+        everyone = np.arange(trainer.data.num_users)
+        scores = trainer.model.score(torch.as_tensor(everyone), None).numpy()
+        seen = np.zeros_like(scores, dtype=bool)
+        seen[history.users, history.items] = True
+        eligible = ~seen[:, target]
+        scores[seen] = -np.inf
+        top = np.argpartition(-scores, k, axis=1)[:, :k]
+        exposed += int(np.sum((top == target).any(axis=1) & eligible))
+        users += int(np.sum(eligible))
+    return {"er@10": exposed / users if users else float("nan"), "users": users}
+
+
+def honest_hr(summary: dict[str, Any], honest: list[int]) -> float:
+    """Sampled test HR@10 pooled over the honest platforms' users (the attacker's own users left out)."""
+    rows = [p for p in summary["per_platform"] if p["platform"] in honest]
+    return sum(p["metrics"]["sampled"]["hr@10"] * p["users"] for p in rows) / sum(p["users"] for p in rows)
+
+
+def missing_updates(config: RunConfig) -> int:
+    """Training rounds some platform did not contribute (failures), from the platforms' own logs."""
+    trained = 0
+    for platform in range(config.num_platforms):
+        path = platform_dir(config.run_dir, platform) / "metrics.jsonl"
+        lines = path.read_text().splitlines() if path.exists() else []
+        trained += sum(1 for line in lines if json.loads(line)["stage"] == "train")
+    return config.num_platforms * config.num_server_rounds - trained
+
+
+def agreed_bound(directory: Path, quantile: float) -> float:
+    norms = [float(line) for path in directory.glob("norms-*.txt") for line in path.read_text().split()]
+    return float(np.quantile(norms, quantile))
+
+
+def run_case(base: RunConfig, out: Path, name: str, mods: list, **changes: Any) -> tuple[RunConfig, dict[str, Any]]:
+    config = base.replace(run_dir=str(out / name), **changes)
+    started = time.perf_counter()
+    summary = run_federated(config, client_mods=mods)
+    logging.getLogger(__name__).info("%s done in %.0f s", name, time.perf_counter() - started)
+    return config, summary
+
+
+def benchmark(args: argparse.Namespace) -> dict[str, Any]:
+    out = Path(args.run_dir)
+    rows: list[dict[str, Any]] = []
+    for platforms in args.platforms:
+        base = RunConfig(
+            data_dir=args.data_dir, seed=args.seed, num_platforms=platforms, max_users=args.max_users,
+            partition="iid", num_server_rounds=args.rounds, embedding_dim=16, mlp_layers="32,16",
+            min_platforms=max(2, platforms // 2),
+        )
+        target, malicious = pick_target(base), {platforms - 1}
+        honest = [p for p in range(platforms) if p not in malicious]
+        norms = out / f"norms-{platforms}p"
+        norms.mkdir(parents=True, exist_ok=True)
+        config, summary = run_case(base, out, f"{platforms}p-honest", [norm_recorder(str(norms))])
+        bound = agreed_bound(norms, args.bound_quantile)
+        rows.append({"platforms": platforms, "malicious": 0, "defence": "none (no attacker)", "bound": None,
+                     "hr@10": honest_hr(summary, honest), **exposure(config, target, honest),
+                         "missing_updates": missing_updates(config),
+                     "target": target})
+        for defence, settings in DEFENCES.items():
+            case_bound = bound if defence == "norm-bound" else 0.0
+            mod = promotion_mod(malicious, target, amplification=float(platforms), bound=case_bound)
+            config, summary = run_case(base, out, f"{platforms}p-{defence}", [mod], max_update_norm=case_bound,
+                                       **settings)
+            rows.append({"platforms": platforms, "malicious": 1, "defence": defence,
+                         "bound": round(case_bound, 4) if case_bound else None,
+                         "hr@10": honest_hr(summary, honest), **exposure(config, target, honest),
+                         "missing_updates": missing_updates(config),
+                         "target": target})
+    return {"rounds": args.rounds, "max_users": args.max_users, "seed": args.seed,
+            "bound_quantile": args.bound_quantile, "rows": rows}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python benchmarks/item_promotion.py", description=__doc__.splitlines()[0])
+    parser.add_argument("--platforms", type=int, nargs="+", default=[5, 20])
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--max-users", type=int, default=600)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--bound-quantile", type=float, default=0.5,
+                        help="max-update-norm = this quantile of the honest run's update norms")
+    parser.add_argument("--data-dir", default=os.environ.get("CROSSFED_DATA_DIR", ""))
+    parser.add_argument("--run-dir", default="runs/item-promotion", help="folder of the federations' run folders")
+    parser.add_argument("--out", default="runs/item-promotion/item_promotion", help="stem of the .json/.md results")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    for noisy in ("flwr", "crossfed.server.screening"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    started = time.perf_counter()
+    result = benchmark(args)
+    result["wall_seconds"] = round(time.perf_counter() - started, 1)
+    block = provenance()
+    lines = [(f"# Item promotion (1 hostile platform), {args.rounds} rounds, max-users {args.max_users}, "
+             f"seed {args.seed}"), "", markdown(block), "",
+             "| platforms | malicious | defence | max-update-norm | target ER@10 (honest users) | honest users' test HR@10 |",
+             "|---|---|---|---|---|---|"]
+    lines += [f"| {r['platforms']} | {r['malicious']} | {r['defence']} | {r['bound'] or '-'} | {r['er@10']:.4f} "
+              f"({r['users']} users) | {r['hr@10']:.4f} |" for r in result["rows"]]
+    lines += ["", (f"Updates missing (platform failures) per run: {[r['missing_updates'] for r in result['rows']]}; "
+              f"wall time {result['wall_seconds']} s.")]
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(f"{args.out}.json").write_text(json.dumps({"provenance": block, **result}, indent=1) + "\n")
+    Path(f"{args.out}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    print(f"wrote {args.out}.json and {args.out}.md")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

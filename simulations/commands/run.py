@@ -1,0 +1,115 @@
+"""``crossfed run``: one experiment in any mode (federated, centralized, local-only), written to the results contract.
+
+Every run-config key of ``[tool.flwr.app.config]`` is a flag (``--learning-rate`` for
+``learning-rate``). The run folder (``--out``) holds ``summary.json``, the checkpoint and
+each platform's files; a new run refuses a folder that is not empty, ``--resume``
+continues the federated run whose checkpoint it holds. Prints the test metrics per platform.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from crossfed.shared.cli import Command
+from crossfed.shared.config import (
+    ACCOUNTANTS,
+    MODES,
+    NOISE_MODES,
+    PARTITION_SCHEMES,
+    PRIVACY_UNITS,
+    SERVER_OPTIMIZERS,
+    RunConfig,
+)
+from crossfed.shared.errors import UsageError
+
+#: Short aliases of some keys' flags.
+_ALIASES = {"num-platforms": "--platforms", "num-server-rounds": "--rounds", "dirichlet-alpha": "--alpha"}
+_CHOICES = {"partition": PARTITION_SCHEMES, "server-optimizer": SERVER_OPTIMIZERS, "privacy-unit": PRIVACY_UNITS,
+            "accountant": ACCOUNTANTS, "noise-mode": NOISE_MODES}
+#: Set by the command itself (``--out``, ``--resume``), not as plain keys.
+_NOT_FLAGS = {"run-dir", "resume"}
+#: Flags of the command itself; every other attribute of the parsed arguments is a config key.
+_OWN_FLAGS = {"mode", "out", "quiet", "resume", "run", "command"}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--mode", choices=MODES, default="federated")
+    parser.add_argument("--out", help="run folder (default runs/<mode>-<dataset>-<partition>-<N>p-seed<S>)")
+    parser.add_argument("--resume", action="store_true", help="federated: continue from the run folder's checkpoint")
+    parser.add_argument("--quiet", action="store_true", help="only the summary table")
+    add_config_flags(parser)
+
+
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per ``[tool.flwr.app.config]`` key, parsed and range-checked by :class:`RunConfig`."""
+    for key, default in RunConfig().to_flat().items():
+        if key in _NOT_FLAGS:
+            continue
+        names = [f"--{key}"] + ([_ALIASES[key]] if key in _ALIASES else [])
+        # A bare boolean flag (``--secagg``) means true; ``--secagg false`` still works.
+        boolean = {"nargs": "?", "const": "true"} if isinstance(default, bool) else {}
+        parser.add_argument(*names, dest=key, choices=_CHOICES.get(key), default=None, metavar=None if key in
+                            _CHOICES else key.split("-")[-1].upper(), help=f"default {default!r}", **boolean)
+
+
+def run(args: argparse.Namespace) -> int:
+    from crossfed.shared.data.datasets import load_dataset
+    from crossfed.simulations.runner import configure_logging, run_mode
+
+    configure_logging(args.quiet)
+    overrides = {key: value for key, value in vars(args).items() if value is not None and key not in _OWN_FLAGS}
+    config = RunConfig.from_mapping(overrides)
+    out = Path(args.out or f"runs/{args.mode}-{config.dataset}-{config.partition}-{config.num_platforms}p-seed{config.seed}")
+    config = config.replace(
+        run_dir=str(out.resolve()),
+        data_dir=str(Path(config.data_dir).resolve()) if config.data_dir else "",
+        resume=args.resume,
+    )
+    dataset = load_dataset(config.dataset, config.data_dir)  # fail fast, before any worker starts
+    if out.exists() and any(out.iterdir()) and not args.resume:
+        raise UsageError(f"run folder {out} is not empty: pass --resume to continue that run, "
+                         f"or another --out (a new run never inherits an old run's platform state)")
+    if not args.quiet:
+        print(f"{args.mode}: {dataset.name} ({len(dataset.users):,} interactions, {dataset.num_users} users, "
+              f"{dataset.num_items} items) -> {config.num_platforms} platforms ({config.partition}), "
+              f"{config.num_server_rounds} rounds; results in {out}", flush=True)
+    print_summary(run_mode(args.mode, config))
+    return 0
+
+
+def print_summary(summary: dict[str, Any]) -> None:
+    """The test metrics per platform and pooled, then privacy spent and where the results are."""
+    k = summary["config"]["top-k"]
+    rows = [("platform", "users", f"HR@{k}", f"NDCG@{k}", f"full HR@{k}", f"full NDCG@{k}")]
+    for entry in summary["per_platform"] + [{"platform": "all", "users": "", "metrics": summary["metrics"]}]:
+        if entry["platform"] == "all":
+            entry["users"] = sum(e["users"] for e in summary["per_platform"])
+        m = entry["metrics"]
+        rows.append((str(entry["platform"]), str(entry["users"]), f"{m['sampled'][f'hr@{k}']:.4f}",
+                     f"{m['sampled'][f'ndcg@{k}']:.4f}", f"{m['full'][f'hr@{k}']:.4f}", f"{m['full'][f'ndcg@{k}']:.4f}"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    print(f"\n{summary['mode']} | {summary['dataset']} | {summary['partition']} x {summary['platforms']} | "
+          f"{summary['rounds']} rounds | seed {summary['seed']} | test set (sampled = 1 + 99 negatives)")
+    for i, row in enumerate(rows):
+        print("  ".join(cell.rjust(width) for cell, width in zip(row, widths)))
+        if i == 0 or i == len(rows) - 2:
+            print("  ".join("-" * width for width in widths))
+    if summary.get("global_metrics") and summary["global_metrics"] != summary["metrics"]:
+        g = summary["global_metrics"]["sampled"]
+        print(f"served = private fine-tuned copies; the global model alone: HR@{k} {g[f'hr@{k}']:.4f} "
+              f"NDCG@{k} {g[f'ndcg@{k}']:.4f}")
+    if "privacy" in summary:
+        p = summary["privacy"]
+        spent = " ".join(f"p{k_}={float(v):.3f}" for k_, v in p["epsilon"].items())
+        print(f"privacy: {p['unit']}-level ({p['delta']:g})-DP, ε spent {spent} (budget {p['epsilon_budget']}), "
+              f"{p['accountant']} accountant, clip {p['clip']}")
+        if p.get("noise_mode") == "distributed":
+            alone = " ".join(f"p{k_}={float(v):.3f}" for k_, v in p["epsilon_alone"].items())
+            print(f"distributed noise: ε of one platform's update alone (SecAgg+ broken) {alone}")
+    print(f"\nwall time {summary['wall_seconds']:.1f}s; results in {summary['config']['run-dir']}/summary.json")
+
+
+command = Command("run", "run one experiment: federated, centralized or local-only", "researcher",
+                  add_arguments, run, description=__doc__)

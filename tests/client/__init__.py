@@ -1,0 +1,1 @@
+"""Tests of crossfed.client: the Flower handlers, serving and the operator commands."""

@@ -1,0 +1,1 @@
+"""Tests of crossfed.server: the round loop, screening and secure aggregation."""

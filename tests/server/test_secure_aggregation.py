@@ -1,0 +1,102 @@
+"""SecAgg+ rounds: the coordinator's sum equals plain aggregation, and no single update leaves in the clear."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS
+
+from crossfed.shared.storage.checkpoint import Checkpoint
+from crossfed.shared.config import ConfigError, RunConfig
+from crossfed.shared.protocol.secure_aggregation import QuantisationPlan, clip_update, quantisation_plan
+from tests.simulations.test_federation import recorded_run
+
+SETTINGS = dict(num_platforms=3, num_server_rounds=1, max_users=150, seed=3, min_platforms=2)
+
+
+@pytest.fixture(scope="module")
+def plain_and_secure(movielens_dir, tmp_path_factory):
+    plain = recorded_run(tmp_path_factory, "plain", data_dir=str(movielens_dir), **SETTINGS)
+    secure = recorded_run(tmp_path_factory, "secure", data_dir=str(movielens_dir), secagg=True, **SETTINGS)
+    return plain, secure
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_secure_mean_equals_plain_mean_within_quantisation(plain_and_secure):
+    (plain_config, _, plain_replies), (secure_config, summary, _) = plain_and_secure
+    assert summary["rounds_completed"] == 1
+    plain = Checkpoint.load(plain_config.run_dir).arrays
+    secure = Checkpoint.load(secure_config.run_dir).arrays
+    weights = [r["metrics"]["num-examples"] for r in plain_replies if r["type"] == "train"]
+    plan = quantisation_plan(secure_config)
+    # Each platform's weighted update is quantised with error below one step; the mean divides
+    # the summed error by the summed weight ratios.
+    tolerance = len(weights) * plan.step / (sum(weights) / plan.max_weight)
+    worst = max(float(np.max(np.abs(secure[name] - plain[name]))) for name in plain)
+    assert 0 < worst <= tolerance, f"secure mean differs by {worst}, tolerance {tolerance}"
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_no_update_leaves_a_platform_unmasked(plain_and_secure):
+    _, (_, _, replies) = plain_and_secure
+    train = [r for r in replies if r["type"] == "train"]
+    assert train, "no training replies recorded"
+    assert all(not r["arrays"] for r in train), "a SecAgg+ reply carried parameters in the clear"
+    stages = [r for r in train if RECORD_KEY_CONFIGS in r["configs"]]
+    assert len(stages) == len(train)
+
+
+def test_clip_update_counts_and_bounds_what_it_clips():
+    plan = QuantisationPlan(clipping_range=0.5, max_weight=10.0)
+    update = {"a": np.array([0.1, -3.0, 2.0], np.float32)}
+    clipped, count = clip_update(update, weight=5, plan=plan)  # limit 0.5 * 10 / 5 = 1.0
+    assert count == 2
+    np.testing.assert_allclose(clipped["a"], [0.1, -1.0, 1.0])
+
+
+def test_distributed_noise_needs_secure_aggregation():
+    with pytest.raises(ConfigError, match="noise-mode"):
+        RunConfig(privacy_unit="user", noise_mode="distributed").validate()
+    with pytest.raises(ConfigError, match="noise-multiplier"):
+        RunConfig(privacy_unit="user", noise_mode="distributed", secagg=True).validate()
+    RunConfig(privacy_unit="user", noise_mode="distributed", secagg=True, noise_multiplier=1.5).validate()
+
+
+@pytest.fixture
+def task_identity(monkeypatch):
+    """Flower stamps messages with the running task's identity; a unit test has none, so it lends one."""
+    from flwr.supercore.task_identity import TaskIdentity
+
+    for attribute in ("_task_id", "_run_id", "_node_id"):
+        monkeypatch.setattr(TaskIdentity, attribute, 1)
+
+
+def _request(message_type: str):
+    from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
+
+    content = RecordDict({"arrays": ArrayRecord(), "config": ConfigRecord({"server-round": 1})})
+    return Message(content=content, dst_node_id=7, message_type=message_type)
+
+
+def test_a_platform_that_requires_secagg_refuses_a_plain_training_request(task_identity):
+    from flwr.app import Context, MessageType, RecordDict
+
+    from crossfed.client.secure import InsecureRequestError, guarded_secaggplus_mod
+
+    context = Context(run_id=1, node_id=7, node_config={}, state=RecordDict(), run_config={})
+    passed = []
+
+    def call_next(message, _context):
+        passed.append(message.metadata.message_type)
+        return message
+
+    strict = guarded_secaggplus_mod(lambda _context: RunConfig(secagg=True))
+    with pytest.raises(InsecureRequestError, match="secagg = true"):
+        strict(_request(MessageType.TRAIN), context, call_next)
+    strict(_request(MessageType.EVALUATE), context, call_next)  # evaluation carries no update
+    relaxed = guarded_secaggplus_mod(lambda _context: RunConfig(secagg=False))
+    relaxed(_request(MessageType.TRAIN), context, call_next)
+    assert passed == [MessageType.EVALUATE, MessageType.TRAIN]

@@ -1,0 +1,1 @@
+"""Tests of crossfed.simulations: whole runs, sweeps, the loopback deployment and Ray."""

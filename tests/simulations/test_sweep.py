@@ -1,0 +1,207 @@
+"""Experiments as data: the TOML loader, the resumable sweep, its tidy tables and figures."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from crossfed.shared.config import MODES, RunConfig
+from crossfed.simulations.experiment import ExperimentError, load_experiment
+from crossfed.simulations.process_tree import sample, tree_pids
+from crossfed.simulations.sweep import CELL_FILE, cell_dir, run_sweep
+
+ROOT = Path(__file__).resolve().parents[2]
+QUICK = ROOT / "simulations" / "experiments" / "quick.toml"
+METRICS = ["sampled_hr", "sampled_ndcg", "full_hr", "full_ndcg", "global_sampled_hr", "global_sampled_ndcg"]
+
+
+def _write(tmp_path: Path, text: str, name: str = "exp.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_every_shipped_experiment_loads() -> None:
+    for path in sorted((ROOT / "simulations" / "experiments").glob("*.toml")):
+        experiment = load_experiment(path)
+        assert experiment.cells, path
+        assert len({cell.name for cell in experiment.cells}) == len(experiment.cells), path
+
+
+def test_the_acceptance_experiment_is_the_main_job_in_every_mode_over_three_seeds(tmp_path: Path) -> None:
+    experiment = load_experiment(ROOT / "simulations" / "experiments" / "acceptance.toml")
+    assert sorted((cell.mode, cell.seed) for cell in experiment.cells) == sorted(
+        (mode, seed) for mode in MODES for seed in (0, 1, 2))
+    main_job = RunConfig.from_mapping({"run-dir": str(tmp_path)})
+    for cell in experiment.cells:
+        assert cell.config(tmp_path) == main_job.replace(seed=cell.seed)
+
+
+def test_grid_expands_to_arms_times_points_times_modes_times_seeds(tmp_path: Path) -> None:
+    path = _write(tmp_path, """
+        seeds = [0, 1]
+        [base]
+        num-server-rounds = 3
+        [[arm]]
+        name = "ref"
+        modes = ["local-only", "centralized"]
+        seeds = [4]
+        [[arm]]
+        name = "dp"
+        modes = ["federated"]
+        set = { privacy-unit = "user" }
+        grid = { epsilon = [1.0, inf], num-platforms = [3, 5] }
+    """)
+    experiment = load_experiment(path)
+    assert experiment.name == "exp"
+    names = [cell.name for cell in experiment.cells]
+    assert len(names) == 2 * 1 + 2 * 2 * 2
+    assert "ref_local-only_seed4" in names and "dp_federated_epsilon=inf_num-platforms=5_seed1" in names
+    cell = next(c for c in experiment.cells if c.name == "dp_federated_epsilon=inf_num-platforms=5_seed1")
+    config = cell.config(tmp_path / "run")
+    assert (config.num_server_rounds, config.privacy_unit, config.num_platforms, config.seed) == (3, "user", 5, 1)
+    assert math.isinf(config.epsilon)
+
+
+@pytest.mark.parametrize(("text", "names"), [
+    ("[[arm]]\nname = 'a'\nmodes = ['federated']\nset = { num-rounds = 3 }", ["num-rounds"]),
+    ("[base]\nlearning-rat = 0.1\n[[arm]]\nname = 'a'\nmodes = ['federated']", ["base.learning-rat"]),
+    ("[[arm]]\nname = 'a'\nmodes = ['federated']\ngrid = { num-platforms = [0, 2] }", ["num-platforms"]),
+    ("[[arm]]\nname = 'a'\nmodes = ['fedrated']", ["modes"]),
+    ("[[arm]]\nname = 'a'\nmodes = ['federated']\ngrid = { epsilon = 1.0 }", ["grid.epsilon"]),
+    ("[[arm]]\nname = 'a'\nmodes = ['federated']\nset = { seed = 3 }", ["seed", "seeds"]),
+    ("[[arm]]\nname = 'a'\nmodes = ['federated']\ncolour = 'red'", ["colour"]),
+    ("seeds = [0]\n", ["[[arm]]"]),
+    ("[[arm]]\nname = 'a'\nmodes = ['federated']\n[[arm]]\nname = 'a'\nmodes = ['local-only']", ["'a'"]),
+    ("[[arm\nname = 'a'", ["not valid TOML"]),
+])
+def test_a_bad_experiment_is_rejected_naming_file_and_key(tmp_path: Path, text: str, names: list[str]) -> None:
+    path = _write(tmp_path, text, "bad.toml")
+    with pytest.raises(ExperimentError) as error:
+        load_experiment(path)
+    assert str(path) in str(error.value)
+    for name in names:
+        assert name in str(error.value)
+
+
+def test_a_cell_finished_with_other_settings_stops_the_sweep_before_anything_runs(tmp_path: Path) -> None:
+    path = _write(tmp_path, "[base]\nnum-server-rounds = 2\n[[arm]]\nname = 'a'\nmodes = ['local-only']\n")
+    experiment = load_experiment(path)
+    out = tmp_path / "sweep"
+    directory = cell_dir(out, experiment.cells[0])
+    directory.mkdir(parents=True)
+    (directory / CELL_FILE).write_text(json.dumps({"overrides": {"num-server-rounds": 5}}))
+    with pytest.raises(ExperimentError, match="num-server-rounds"):
+        run_sweep(experiment, out, progress=False)
+
+
+def test_time_to_reach_pairs_every_federated_arm_with_every_centralized_arm() -> None:
+    from crossfed.simulations.report import time_to_reach
+    from crossfed.simulations.tidy import Tables
+
+    def cell(name: str, arm: str, mode: str, startup: float = math.nan) -> dict:
+        return {"cell": name, "arm": arm, "mode": mode, "privacy_unit": "none", "seed": 0, "platforms": 5,
+                "partition": "natural", "startup_seconds": startup}
+
+    curves = {  # (elapsed seconds, validation HR@10) per round or epoch
+        "fed-a": [(10, 0.50), (20, 0.60), (30, 0.58)],  # final 0.58, first reached at 20 s
+        "fed-b": [(5, 0.55), (10, 0.65)],               # final 0.65 at 10 s
+        "cen-a": [(4, 0.40), (8, 0.59), (12, 0.66)],
+        "cen-b": [(3, 0.62), (6, 0.64)],                # never reaches 0.65
+        "fed-c": [(7, math.nan)],                       # no validation metric at all (e.g. under DP)
+    }
+    alone = {**cell("fed-c", "fc", "federated"), "platforms": 20}  # no centralized cell to compare with
+    cells = pd.DataFrame([cell("fed-a", "fa", "federated", startup=6), cell("fed-b", "fb", "federated"), alone,
+                          cell("cen-a", "ca", "centralized", startup=2), cell("cen-b", "cb", "centralized")])
+    history = pd.DataFrame([{"cell": name, "round": i + 1, "elapsed_seconds": t, "val_sampled_hr": hr}
+                            for name, curve in curves.items() for i, (t, hr) in enumerate(curve)])
+    reach = time_to_reach(Tables(cells, pd.DataFrame(), history)).set_index(["federated_arm", "centralized_arm"])
+    assert len(reach) == 4
+    assert reach.loc[("fa", "ca"), "federated_seconds"] == 20 and reach.loc[("fa", "ca"), "centralized_seconds"] == 8
+    assert reach.loc[("fa", "ca"), "ratio"] == pytest.approx(2.5)
+    assert reach.loc[("fa", "cb"), "centralized_seconds"] == 3 and reach.loc[("fa", "cb"), "centralized_epoch"] == 1
+    assert reach.loc[("fb", "ca"), "ratio"] == pytest.approx(10 / 12)
+    assert math.isinf(reach.loc[("fb", "cb"), "ratio"]) and reach.loc[("fb", "cb"), "centralized_epoch"] == -1
+    # With start-up adds each run's start-up (a cell written before runs reported it counts none).
+    assert reach.loc[("fa", "ca"), "ratio_with_startup"] == pytest.approx((20 + 6) / (8 + 2))
+    assert reach.loc[("fa", "cb"), "ratio_with_startup"] == pytest.approx((20 + 6) / 3)
+    assert reach.loc[("fb", "ca"), "ratio_with_startup"] == pytest.approx(10 / (12 + 2))
+
+
+def test_report_only_runs_nothing(movielens_dir: Path, tmp_path: Path, crossfed_command: str) -> None:
+    out = tmp_path / "sweep"
+    result = subprocess.run(
+        [crossfed_command, "sweep", str(QUICK), "--out", str(out), "--data-dir", str(movielens_dir),
+         "--report-only"], cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"0 of {len(load_experiment(QUICK).cells)} cells finished" in result.stdout
+    assert not (out / "cells").exists()
+    assert "No finished cell yet" in (out / "report.md").read_text()
+
+
+def test_memory_is_measured_over_the_whole_process_tree() -> None:
+    child = subprocess.Popen([sys.executable, "-c", "import time; x = bytearray(50 * 2**20); time.sleep(30)"])
+    try:
+        for _ in range(50):
+            if child.pid in tree_pids(os.getpid()) and sample(child.pid).rss_mb > 40:
+                break
+            subprocess.run(["sleep", "0.1"])
+        assert child.pid in tree_pids(os.getpid())
+        assert sample(child.pid).rss_mb > 40  # the child's 50 MiB buffer counts
+        assert sample(os.getpid()).rss_mb > sample(child.pid).rss_mb  # the tree includes the child
+    finally:
+        child.kill()
+        child.wait()
+
+
+def _sweep(crossfed_command: str, out: Path, data_dir: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [crossfed_command, "sweep", str(QUICK), "--out", str(out), "--data-dir", str(data_dir),
+         "--quiet"],
+        cwd=ROOT, capture_output=True, text=True, timeout=3600,  # a hang guard, not a speed check
+        env={**os.environ, "FLWR_TELEMETRY_ENABLED": "0", "FLWR_DISABLE_UPDATE_CHECK": "1"},
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_quick_sweep_runs_every_cell_tabulates_plots_and_resumes(movielens_dir: Path, tmp_path: Path,
+                                                                 crossfed_command: str) -> None:
+    out = tmp_path / "quick"
+    first = _sweep(crossfed_command, out, movielens_dir)
+    assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-3000:]
+    experiment = load_experiment(QUICK)
+
+    table = pd.read_csv(out / "results.csv")
+    assert sorted(table["cell"]) == sorted(cell.name for cell in experiment.cells)
+    assert set(table["mode"]) == {"federated", "local-only"}
+    private = table[table["privacy_unit"] == "user"]
+    assert sorted(private["epsilon"]) == [2.0, 8.0]
+    assert table.loc[table["mode"] == "local-only", "epsilon"].isna().all()  # no effect there, so empty
+    values = table[METRICS].to_numpy()
+    assert ((values >= 0) & (values <= 1)).all()
+    assert (private["epsilon_spent_max"] <= private["epsilon"] + 1e-9).all()
+    assert (private["bytes_up_per_round"] > 0).all() and (table["peak_rss_mb"] > 0).all()
+
+    history = pd.read_csv(out / "history.csv")
+    assert sorted(history.groupby("cell")["round"].max().unique()) == [2]
+    per_platform = pd.read_csv(out / "per_platform.csv")
+    assert sorted(per_platform["platform"].unique()) == [0, 1]
+    assert (out / "report.md").read_text().count("| federated-dp | federated |") == 2
+    for figure in ("privacy_utility", "convergence", "platform_gain"):
+        assert (out / "plots" / f"{figure}.png").stat().st_size > 10_000
+
+    stamps = {cell.name: (cell_dir(out, cell) / CELL_FILE).stat().st_mtime_ns for cell in experiment.cells}
+    second = _sweep(crossfed_command, out, movielens_dir)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert f"0 cells run, {len(experiment.cells)} skipped" in second.stdout
+    assert stamps == {cell.name: (cell_dir(out, cell) / CELL_FILE).stat().st_mtime_ns for cell in experiment.cells}
+    assert pd.read_csv(out / "results.csv")[METRICS].equals(table[METRICS])
