@@ -17,8 +17,6 @@ from typing import TYPE_CHECKING
 
 from crossfed.shared.cli import Command
 from crossfed.shared.errors import UsageError
-from crossfed.shared.storage.checkpoint import Checkpoint, FinalModel
-from crossfed.shared.storage.platform_state import PlatformState
 
 if TYPE_CHECKING:
     from crossfed.client.serving.service import RecommendationService
@@ -30,11 +28,9 @@ def add_platform_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--user-features", help="the platform's user features file, optional")
     parser.add_argument("--catalog", help="the coordinator's catalog file (default: config key 'catalog' of the run)")
     parser.add_argument(
-        "--global-model", required=True, help=f"run folder, {Checkpoint.FILE_NAME} or {FinalModel.FILE_NAME}"
+        "--global-model", required=True, help="the run folder, or the coordinator's checkpoint or final model file"
     )
-    parser.add_argument(
-        "--state-dir", required=True, help=f"the platform's state directory ({PlatformState.FILE_NAME})"
-    )
+    parser.add_argument("--state-dir", required=True, help="the platform's state directory (its platform state)")
     parser.add_argument("--serve-model", choices=("global", "fine-tuned"), help="override config key 'serve-model'")
     parser.add_argument("--finetune-epochs", type=int, help="override config key 'finetune-epochs'")
     parser.add_argument("--foldin-steps", type=int, help="override config key 'foldin-steps'")
