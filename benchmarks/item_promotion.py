@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from flwr.app import Message, MessageType
 
-from crossfed.shared.storage.checkpoint import FINAL_MODEL_FILE
+from crossfed.shared.storage.checkpoint import FinalModel
 from crossfed.shared.config import RunConfig
 from crossfed.shared.data.datasets import load_dataset, load_platforms
 from crossfed.shared.trainer import PlatformTrainer
@@ -41,7 +41,6 @@ from crossfed.shared.protocol.records import from_array_record, to_array_record
 from crossfed.shared.evaluation.results import platform_dir
 from crossfed.shared.model.sharing import load_shared_arrays
 from crossfed.shared.storage.platform_state import PlatformState
-from crossfed.shared.storage.checked import load_checked
 from crossfed.simulations.federated import run_federated
 from provenance import markdown, provenance
 
@@ -122,12 +121,15 @@ def norm_recorder(directory: str):
 @torch.no_grad()
 def exposure(config: RunConfig, target: int, honest: list[int], k: int = 10) -> dict[str, float]:
     """ER@k of ``target`` over honest platforms' users, with the final global model and each user tower."""
-    global_arrays = load_checked(Path(config.experiment.run_dir) / FINAL_MODEL_FILE)["arrays"]
+    final = FinalModel.load(config.experiment.run_dir)
+    if final is None:
+        raise FileNotFoundError(f"{config.experiment.run_dir}: no {FinalModel.FILE_NAME}; the attacked run did not finish")
+    global_arrays = final.arrays
     platforms = load_platforms(config)
     exposed = users = 0
     for platform in honest:
         trainer = PlatformTrainer(platforms[platform], config)
-        state = PlatformState.load(platform_dir(config.experiment.run_dir, platform))
+        state = PlatformState.load_for_users(platform_dir(config.experiment.run_dir, platform), platforms[platform].user_ids)
         if state is not None:
             trainer.restore(state)
         load_shared_arrays(trainer.model, global_arrays)

@@ -24,6 +24,7 @@ from crossfed.shared.trainer import PlatformTrainer
 from crossfed.shared.data.platform_files import own_platform
 from crossfed.shared.privacy import BudgetExceeded
 from crossfed.shared.protocol.records import from_array_record
+from crossfed.shared.evaluation.per_user_results import GlobalPerUserResults, PerUserResults
 from crossfed.shared.evaluation.results import PlatformMetrics, platform_dir
 from crossfed.shared.model.sharing import load_shared_arrays, shared_arrays
 from crossfed.shared.storage.platform_state import PlatformState
@@ -71,7 +72,7 @@ def build_trainer(context: Context, overrides: Mapping[str, Any] | None) -> tupl
                           else load_platforms(config)[platform])
     trainer = PlatformTrainer(data, config)
     directory = state_dir(context, config.experiment, platform)
-    saved = PlatformState.load(directory)
+    saved = PlatformState.load_for_users(directory, data.user_ids)
     if saved is not None:
         trainer.restore(saved)
     return trainer, directory, config
@@ -163,8 +164,8 @@ def evaluate(
         metrics = PlatformMetrics.from_results(platform, results).to_flat()
     else:
         served, current = trainer.test()
-        served.save(directory / "test_per_user.npz")
-        current.save(directory / "test_per_user_global.npz")
+        PerUserResults.save(directory, served)
+        GlobalPerUserResults.save(directory, current)
         metrics = {
             **PlatformMetrics.from_results(platform, served).to_flat(),
             **PlatformMetrics.from_results(platform, current).to_flat(prefix="global-"),

@@ -19,7 +19,7 @@ from flwr.app import ConfigRecord, Message, MessageType, MetricRecord, RecordDic
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
-from crossfed.shared.storage.checkpoint import Checkpoint, save_final_model
+from crossfed.shared.storage.checkpoint import Checkpoint, FinalModel
 from crossfed.server.errors import FederationError
 from crossfed.server.preparation import await_platforms, prepare_platforms
 from crossfed.shared.protocol.replies import reply_metrics
@@ -65,7 +65,7 @@ def run_federation(grid: Grid, config: RunConfig) -> dict[str, Any]:
         history, elapsed_before = checkpoint.history, checkpoint.elapsed_seconds
         startup_before = checkpoint.startup_seconds
         restore_strategy_state(strategy, checkpoint.strategy_state)
-        logger.info("resuming from %s/checkpoint.pt after round %d", config.experiment.run_dir, checkpoint.last_round)
+        logger.info("resuming from %s/%s after round %d", config.experiment.run_dir, Checkpoint.FILE_NAME, checkpoint.last_round)
     else:
         arrays, first_round, history, elapsed_before, startup_before = initial_arrays(config), 1, [], 0.0, 0.0
     await_platforms(grid, config.data.num_platforms)  # else the first round samples whoever is connected yet
@@ -118,7 +118,7 @@ def run_federation(grid: Grid, config: RunConfig) -> dict[str, Any]:
             startup_seconds=startup_seconds,
         ).save(config.experiment.run_dir)
 
-    save_final_model(config.experiment.run_dir, arrays, round_config)
+    FinalModel(arrays=arrays, config=round_config).save(config.experiment.run_dir)
     replies = request_evaluation(grid, arrays, rounds_completed, "test", config)
     summary = build_summary(
         mode="federated", config=config, wall_seconds=time.perf_counter() - started + startup_seconds,

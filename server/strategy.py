@@ -17,9 +17,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from flwr.app import ArrayRecord
 from flwr.serverapp.strategy import FedAdam, FedAvg, FedAvgM, FedMedian, FedTrimmedAvg, Strategy
 
 from crossfed.shared.config import RunConfig
+from crossfed.shared.protocol.records import from_array_record, to_array_record
 
 #: Attributes holding server-optimizer state across rounds (FedAvgM momentum, FedAdam moments).
 _STATEFUL_ATTRIBUTES = ("momentum_vector", "m_t", "v_t", "current_arrays")
@@ -48,9 +50,17 @@ def make_strategy(config: RunConfig, available_platforms: int) -> Strategy:
 
 
 def strategy_state(strategy: Strategy) -> dict[str, Any]:
-    return {name: getattr(strategy, name) for name in _STATEFUL_ATTRIBUTES if getattr(strategy, name, None) is not None}
+    """The server optimizer's state as numpy arrays and lists of them, which a checkpoint stores safely."""
+    state = {}
+    for name in _STATEFUL_ATTRIBUTES:
+        value = getattr(strategy, name, None)
+        if value is not None:
+            state[name] = from_array_record(value) if isinstance(value, ArrayRecord) else value
+    return state
 
 
 def restore_strategy_state(strategy: Strategy, state: dict[str, Any]) -> None:
     for name, value in state.items():
+        if isinstance(strategy, FedAvgM) and name == "current_arrays":  # Flower's FedAvgM keeps an ArrayRecord
+            value = to_array_record(value)
         setattr(strategy, name, value)

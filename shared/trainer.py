@@ -17,7 +17,7 @@ from crossfed.shared.data.interactions import LeaveLastOutSplit, PlatformData, l
 from crossfed.shared.model.recommender import Recommender, build_model
 from crossfed.shared.privacy.ledger import BudgetExceeded, PrivacyLedger
 from crossfed.shared.training.seeds import evaluation_seed, platform_seed
-from crossfed.shared.training.private_copy import fine_tuned_copy, stacked_copy
+from crossfed.shared.training.private_copy import private_copy
 from crossfed.shared.model.sharing import load_local_parameters, local_parameters
 from crossfed.shared.storage.platform_state import PlatformState
 from crossfed.shared.training.fit import FitResult, fit, make_optimizer
@@ -107,28 +107,20 @@ class PlatformTrainer:
         current = self.evaluate("test")
         if self.config.serving.finetune_epochs == 0:
             return current, current
-        rng = np.random.default_rng(platform_seed(self.config.experiment, self.data.platform, 7))
-        serving, data = self.config.serving, self.data
-        training = {"epochs": serving.finetune_epochs, "learning_rate": serving.finetune_learning_rate,
-                    "batch_size": self.config.training.batch_size, "negatives": self.config.training.negatives,
-                    "rng": rng}
-        if serving.finetune_embedding_dim > 0:
-            local = build_model(serving.stacked_model, data.num_items, data.item_features, data.num_users,
-                                data.user_features, seed=platform_seed(self.config.experiment, data.platform, 8))
-            private = stacked_copy(self.model, local, self.split.train, **training)
-        else:
-            private = fine_tuned_copy(self.model, self.split.train, **training)
+        private = private_copy(self.model, self.data, self.split.train, self.config)
         return self.evaluate("test", model=private), current
 
     def snapshot(self, last_round: int) -> PlatformState:
         return PlatformState(
             user_tower=local_parameters(self.model),
+            user_ids=[str(user) for user in self.data.user_ids],
             optimizer=self.optimizer.state_dict(),
             last_round=last_round,
             ledger=self.ledger.to_state() if self.ledger is not None else None,
         )
 
     def restore(self, state: PlatformState) -> None:
+        """Continue from ``state``; load it with :meth:`PlatformState.load_for_users`, so its rows are these users."""
         load_local_parameters(self.model, state.user_tower)
         if state.optimizer is not None:
             self.optimizer.load_state_dict(state.optimizer)

@@ -21,6 +21,7 @@ from crossfed.shared.data.datasets import load_platforms
 from crossfed.shared.evaluation.ranking import UserResults, evaluate_ranking
 from crossfed.shared.data.interactions import PlatformData, leave_last_out, pool
 from crossfed.shared.trainer import PlatformTrainer
+from crossfed.shared.evaluation.per_user_results import GlobalPerUserResults, PerUserResults
 from crossfed.shared.evaluation.progress import RoundReport
 from crossfed.shared.evaluation.results import PlatformMetrics, build_summary, platform_dir, write_summary
 from crossfed.shared.training.seeds import evaluation_seed
@@ -88,8 +89,8 @@ def _test_and_finish(
         platform = tester.data.platform
         served_results, final_results = tester.test()
         directory = platform_dir(config.experiment.run_dir, platform)
-        served_results.save(directory / "test_per_user.npz")
-        final_results.save(directory / "test_per_user_global.npz")
+        PerUserResults.save(directory, served_results)
+        GlobalPerUserResults.save(directory, final_results)
         served.append(PlatformMetrics.from_results(platform, served_results))
         final.append(PlatformMetrics.from_results(platform, final_results))
     summary = build_summary(mode=mode, config=config, wall_seconds=time.perf_counter() - run_started,

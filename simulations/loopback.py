@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from crossfed.shared.storage.checkpoint import CHECKPOINT_FILE, Checkpoint
+from crossfed.shared.storage.checkpoint import Checkpoint
 from crossfed.server.deploy.deployment import Deployment, DeploymentError
 from crossfed.shared.config import RunConfig
 from crossfed.shared.data.movielens import resolve_data_dir
@@ -79,7 +79,7 @@ _CHECKED: dict[Path, tuple[float, int]] = {}
 
 def last_round(run_dir: Path) -> int:
     """The last round the coordinator checkpointed (0 before the first); reloaded only when the file changes."""
-    path = run_dir / CHECKPOINT_FILE
+    path = run_dir / Checkpoint.FILE_NAME
     if not path.exists():
         return 0
     mtime = path.stat().st_mtime

@@ -4,7 +4,7 @@ Why: the operator tools (validate, recommend, fold-in) must work on data in the 
 not on MovieLens' raw ``u.*`` files. The latency benchmark, the fold-in measurement and the
 tests all start here: export the tables to CSV or Parquet, publish the catalog, and train one
 platform alone, writing the very files a federation leaves behind (the platform's
-``platform_state.pt`` and the coordinator's ``global_model.pt``).
+``PlatformState`` and the coordinator's ``FinalModel``).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from crossfed.shared.storage.checkpoint import save_final_model
+from crossfed.shared.storage.checkpoint import FinalModel
 from crossfed.shared.data.catalog import Catalog, publish
 from crossfed.shared.config import RunConfig
 from crossfed.shared.data.movielens import load_movielens_100k
@@ -79,7 +79,7 @@ def train_platform(platform: OperatorData, config: RunConfig, run_dir: str | Pat
     result = trainer.train(epochs, salt=1)
     logger.info("trained %d epochs, last loss %.4f", epochs, result.loss)
     trainer.snapshot(last_round=1).save(state_dir)
-    save_final_model(run_dir, dict(shared_arrays(trainer.model)), config.to_flat())
+    FinalModel(arrays=dict(shared_arrays(trainer.model)), config=config.to_flat()).save(run_dir)
     return trainer
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from crossfed.shared.evaluation.per_user_results import PerUserResults
 from crossfed.shared.evaluation.results import platform_dir
 from crossfed.shared.evaluation.stats import paired_bootstrap
 from crossfed.simulations.experiment import Experiment
@@ -93,8 +94,8 @@ def _gain_over_local(tables: Tables, members: pd.DataFrame, out: Path) -> tuple[
 
 
 def _hits(out: Path, cell: str, platform: int) -> np.ndarray | None:
-    path = platform_dir(out / CELLS_DIR / cell, platform) / "test_per_user.npz"
-    return np.load(path)["hit_sampled"] if path.exists() else None
+    results = PerUserResults.load(platform_dir(out / CELLS_DIR / cell, platform))
+    return results.hits["sampled"] if results is not None else None
 
 
 def time_to_reach(tables: Tables) -> pd.DataFrame:

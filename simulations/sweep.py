@@ -36,6 +36,7 @@ import numpy as np
 
 from crossfed.shared.evaluation.results import SUMMARY_FILE
 from crossfed.shared.storage.checked import atomic_write_bytes
+from crossfed.shared.storage.checkpoint import Checkpoint
 from crossfed.simulations.experiment import Cell, Experiment, ExperimentError
 from crossfed.simulations.process_tree import TreeMonitor, tree_pids
 
@@ -44,7 +45,6 @@ logger = logging.getLogger(__name__)
 CELLS_DIR = "cells"
 CELL_FILE = "cell.json"
 LOG_FILE = "run.log"
-CHECKPOINT_FILE = "checkpoint.pt"
 
 
 @dataclass(frozen=True)
@@ -109,7 +109,7 @@ def _finished(out: Path, cell: Cell) -> bool:
 
 def _run_cell(out: Path, cell: Cell, data_dir: str, bar: Any) -> CellOutcome:
     directory = cell_dir(out, cell)
-    resume = cell.mode == "federated" and (directory / CHECKPOINT_FILE).exists()
+    resume = cell.mode == "federated" and (directory / Checkpoint.FILE_NAME).exists()
     if not resume:
         shutil.rmtree(directory, ignore_errors=True)  # an interrupted baseline starts over
     directory.mkdir(parents=True, exist_ok=True)

@@ -3,7 +3,7 @@
 ``--new-interactions FILE`` (the contract's interaction columns; users may be new) and
 optionally ``--new-user-features FILE`` (features of the newcomers). A few steps on each
 user's own vector with every shared parameter frozen; the result is saved in the platform's
-state directory (``foldins.pt``) and used by ``crossfed recommend`` from then on. Items the
+state directory (``FoldIns``) and used by ``crossfed recommend`` from then on. Items the
 catalog does not hold are counted and skipped. Exit status: 0 done, 1 bad input, 2 wrong command line.
 """
 

@@ -27,8 +27,10 @@ def add_platform_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--interactions", required=True, help="the interactions file the platform trained on")
     parser.add_argument("--user-features", help="the platform's user features file, optional")
     parser.add_argument("--catalog", help="the coordinator's catalog file (default: config key 'catalog' of the run)")
-    parser.add_argument("--global-model", required=True, help="run folder, checkpoint.pt or global_model.pt")
-    parser.add_argument("--state-dir", required=True, help="the platform's state directory (platform_state.pt)")
+    parser.add_argument(
+        "--global-model", required=True, help="the run folder, or the coordinator's checkpoint or final model file"
+    )
+    parser.add_argument("--state-dir", required=True, help="the platform's state directory (its platform state)")
     parser.add_argument("--serve-model", choices=("global", "fine-tuned"), help="override config key 'serve-model'")
     parser.add_argument("--finetune-epochs", type=int, help="override config key 'finetune-epochs'")
     parser.add_argument("--foldin-steps", type=int, help="override config key 'foldin-steps'")

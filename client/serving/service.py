@@ -2,10 +2,11 @@
 
 Why it lives on the platform: the user tower never leaves it, so neither can serving. The
 service combines the platform's latest local state (its user tower, from ``PlatformState``)
-with the latest global parameters the coordinator distributed (``checkpoint.pt`` each round,
-``global_model.pt`` at the end), and serves either that global model or the platform's private
+with the latest global parameters the coordinator distributed (its ``Checkpoint`` each round,
+its ``FinalModel`` at the end), and serves either that global model or the platform's private
 fine-tuned copy (config key ``serve-model``); the copy is cached in the platform's own state
-directory and never sent anywhere.
+directory (``PrivateCopy``) and never sent anywhere. A platform state is only served with the
+users it was trained on, row for row: an interactions file with other users is refused.
 
 Explanations (``crossfed.client.serving.explanations``) quote only the user's own past items and the item's
 features those items share. Users without history get
@@ -21,9 +22,9 @@ import io
 import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -39,15 +40,15 @@ from crossfed.shared.model.recommender import build_model
 from crossfed.shared.data.platform_files import OperatorData
 from crossfed.client.serving.scoring import CatalogScorer
 from crossfed.shared.training.seeds import platform_seed
-from crossfed.shared.training.private_copy import fine_tuned_copy, stacked_copy
+from crossfed.shared.training.private_copy import private_copy
 from crossfed.shared.model.sharing import load_local_parameters, load_shared_arrays
-from crossfed.shared.storage.platform_state import PlatformState
-from crossfed.shared.storage.checked import CheckedRecord, atomic_write_bytes, load_checked
+from crossfed.shared.storage.checked import atomic_write_bytes, read_record
+from crossfed.shared.storage.checkpoint import Checkpoint, FinalModel
+from crossfed.shared.storage.foldins import FoldIns
+from crossfed.shared.storage.platform_state import PlatformState, PlatformUsersError
+from crossfed.shared.storage.served_copy import PrivateCopy
 
 logger = logging.getLogger(__name__)
-
-CHECKPOINT_FILE = "checkpoint.pt"  # the coordinator's per-round file (crossfed.shared.storage.checkpoint)
-FINAL_MODEL_FILE = "global_model.pt"
 
 
 class ServingError(CrossfedError, RuntimeError):
@@ -74,46 +75,18 @@ class GlobalParameters:
 
 
 def load_global_parameters(path: str | Path) -> GlobalParameters:
-    """The coordinator's latest parameters: a run folder (its ``checkpoint.pt``, else ``global_model.pt``) or a file."""
+    """The coordinator's latest parameters: a run folder (its checkpoint, else its final model) or either file."""
     p = Path(path)
     if p.is_dir():
-        candidates = [p / CHECKPOINT_FILE, p / FINAL_MODEL_FILE]
-        found = next((c for c in candidates if c.is_file()), None)
+        found = next((p / kind.FILE_NAME for kind in (Checkpoint, FinalModel) if (p / kind.FILE_NAME).is_file()), None)
         if found is None:
-            raise ServingError(f"{p}: holds neither {CHECKPOINT_FILE} nor {FINAL_MODEL_FILE}")
+            raise ServingError(f"{p}: holds neither {Checkpoint.FILE_NAME} nor {FinalModel.FILE_NAME}")
         p = found
     if not p.is_file():
         raise ServingError(f"{p}: global parameters not found")
-    payload = load_checked(p)
-    if not isinstance(payload, dict) or "arrays" not in payload:
-        raise ServingError(f"{p}: not a crossfed checkpoint or global model")
-    return GlobalParameters(dict(payload["arrays"]), dict(payload.get("config", {})), payload.get("last_round"), str(p))
-
-
-@dataclass
-class PrivateCopy(CheckedRecord):
-    """The platform's fine-tuned copy, cached beside its state; rebuilt when its inputs change."""
-
-    FILE_NAME: ClassVar[str] = "served_copy.pt"
-
-    fingerprint: str
-    parameters: dict[str, torch.Tensor]
-
-
-@dataclass
-class FoldIns(CheckedRecord):
-    """Users folded in since the last round: their new items and features, kept on the platform.
-
-    Vectors are only valid for the model they were computed against (``fingerprint``); after a
-    new round they are recomputed from ``items`` when the service opens.
-    """
-
-    FILE_NAME: ClassVar[str] = "foldins.pt"
-
-    items: dict[str, list[int]] = field(default_factory=dict)
-    features: dict[str, dict[str, str]] = field(default_factory=dict)
-    vectors: dict[str, list[torch.Tensor]] = field(default_factory=dict)
-    fingerprint: str = ""
+    record = read_record(p, Checkpoint, FinalModel)
+    last_round = record.last_round if isinstance(record, Checkpoint) else None
+    return GlobalParameters(dict(record.arrays), dict(record.config), last_round, str(p))
 
 
 def _fingerprint(*parts: Any) -> str:
@@ -157,7 +130,11 @@ class RecommendationService:
         except ValueError as error:
             raise ServingError(f"{global_parameters.source} does not fit this platform's model ({error}); is it from "
                                "the run this platform takes part in, with the same catalog?") from None
-        state = PlatformState.load(self.state_dir)
+        try:
+            state = PlatformState.load_for_users(self.state_dir, platform.user_ids)
+        except PlatformUsersError as error:
+            raise ServingError(f"{error}. Serve with the interactions file the platform trained on and fold newer "
+                               "interactions in (crossfed fold-in)") from None
         if state is None:
             raise ServingError(f"{self.state_dir}: no platform state ({PlatformState.FILE_NAME}); the platform must "
                                "train in at least one round before it can serve")
@@ -218,16 +195,8 @@ class RecommendationService:
         return copy
 
     def _private_copy(self, train: bool) -> nn.Module:
-        data, config = self.platform.data, self.config
-        epochs = config.serving.finetune_epochs if train else 0
-        training = {"epochs": epochs, "learning_rate": config.serving.finetune_learning_rate,
-                    "batch_size": config.training.batch_size, "negatives": config.training.negatives,
-                    "rng": np.random.default_rng(platform_seed(config.experiment, data.platform, 7))}
-        if config.serving.finetune_embedding_dim > 0:
-            local = build_model(config.serving.stacked_model, data.num_items, data.item_features, data.num_users,
-                                data.user_features, seed=platform_seed(config.experiment, data.platform, 8))
-            return stacked_copy(self.global_model, local, data.interactions, **training)
-        return fine_tuned_copy(self.global_model, data.interactions, **training)
+        data = self.platform.data
+        return private_copy(self.global_model, data, data.interactions, self.config, epochs=None if train else 0)
 
     # -- fold-in ---------------------------------------------------------------------------
 
@@ -249,7 +218,7 @@ class RecommendationService:
         """Update the vectors of ``new_items``' users (item codes) now; returns each user's history size.
 
         Known users start from their trained vector, new users from their feature segment's mean.
-        Saved atomically in the platform's state directory (``foldins.pt``) unless ``save`` is False.
+        Saved atomically in the platform's state directory (``FoldIns``) unless ``save`` is False.
         """
         record = self.foldins
         for user_id, items in new_items.items():
@@ -380,9 +349,7 @@ def recommendation_rows(user_id: str, recommendations: Sequence[Recommendation])
 
 __all__ = [
     "Explanation",
-    "FoldIns",
     "GlobalParameters",
-    "PrivateCopy",
     "Recommendation",
     "RecommendationService",
     "ServingError",

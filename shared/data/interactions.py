@@ -56,6 +56,8 @@ class PlatformData:
     interactions: Interactions
     user_features: dict[str, EncodedFeature]
     item_features: dict[str, EncodedFeature]
+    #: The platform's own user id of each local user code (row ``u`` of the user tower is ``user_ids[u]``).
+    user_ids: np.ndarray
 
     @property
     def num_users(self) -> int:
@@ -78,7 +80,8 @@ def platform_view(dataset: EncodedDataset, platform_of_interaction: np.ndarray, 
         num_items=dataset.num_items,
     )
     user_features = {name: _take(feature, global_users) for name, feature in dataset.user_features.items()}
-    return PlatformData(platform, interactions, user_features, dataset.item_features)
+    return PlatformData(platform, interactions, user_features, dataset.item_features,
+                        user_ids=dataset.user_ids[global_users])
 
 
 def pool(platforms: list[PlatformData]) -> PlatformData:
@@ -98,7 +101,8 @@ def pool(platforms: list[PlatformData]) -> PlatformData:
     user_features = {
         name: _concat([p.user_features[name] for p in platforms]) for name in platforms[0].user_features
     }
-    return PlatformData(-1, interactions, user_features, platforms[0].item_features)
+    return PlatformData(-1, interactions, user_features, platforms[0].item_features,
+                        user_ids=np.concatenate([p.user_ids for p in platforms]))
 
 
 @dataclass(frozen=True)

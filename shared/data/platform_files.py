@@ -114,7 +114,8 @@ def from_tables(tables: Tables, catalog: Catalog | None, platform: int = 0) -> O
         users=encoded.users, items=encoded.items, timestamps=encoded.timestamps,
         num_users=encoded.num_users, num_items=encoded.num_items,
     )
-    data = PlatformData(platform, interactions, encoded.user_features, encoded.item_features)
+    data = PlatformData(platform, interactions, encoded.user_features, encoded.item_features,
+                        user_ids=encoded.user_ids)
     attributes = encoded.user_attributes if tables.users is not None else None
     return OperatorData(data, encoded.user_ids, encoded.item_ids, tables, catalog, attributes)
 

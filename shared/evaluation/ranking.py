@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -46,12 +45,6 @@ class UserResults:
     users: np.ndarray
     hits: dict[str, np.ndarray]
     ndcgs: dict[str, np.ndarray]
-
-    def save(self, path: Path) -> None:
-        """Per-user outcomes for paired significance tests, on the platform's own disk only."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(path, users=self.users, **{f"hit_{p}": v for p, v in self.hits.items()},
-                 **{f"ndcg_{p}": v for p, v in self.ndcgs.items()})
 
     def summary(self) -> dict[str, dict[str, float]]:
         """Platform-level means - the only evaluation output that may leave a platform."""

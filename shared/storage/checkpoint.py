@@ -1,37 +1,41 @@
-"""The coordinator's checkpoint: global shared parameters, round, history, server-optimizer state.
+"""The coordinator's files: the checkpoint written after every round, and the final global model.
 
-Written atomically with a checksum after every round, so a restarted ServerApp
-resumes at the last finished round and never loads half a file.
+The checkpoint (global shared parameters, round, history, server-optimizer state) is
+written atomically with a checksum after every round, so a restarted ServerApp resumes at
+the last finished round and never loads half a file. The final global model is what a
+platform serves once the run is over. Platforms read both, and they come from a coordinator
+they do not trust: both are records of the safe format (``crossfed.shared.storage.checked``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
-from crossfed.shared.storage.checked import CheckedRecord, save_checked
-
-CHECKPOINT_FILE = "checkpoint.pt"
-FINAL_MODEL_FILE = "global_model.pt"
+from crossfed.shared.storage.checked import CheckedRecord
 
 
 @dataclass
 class Checkpoint(CheckedRecord):
-    FILE_NAME: ClassVar[str] = CHECKPOINT_FILE
+    FILE_NAME: ClassVar[str] = "checkpoint.pt"
 
     arrays: dict[str, np.ndarray]
     last_round: int
     config: dict[str, Any]
     history: list[dict[str, Any]] = field(default_factory=list)
+    #: The server optimizer's state (``crossfed.server.strategy.strategy_state``): numpy arrays and lists of them.
     strategy_state: dict[str, Any] = field(default_factory=dict)
     elapsed_seconds: float = 0.0  # training time so far (the history's clock)
     startup_seconds: float = 0.0  # start-up so far, over every session of the run
 
 
-def save_final_model(run_dir: str | Path, arrays: dict[str, np.ndarray], config: dict[str, Any]) -> Path:
-    path = Path(run_dir) / FINAL_MODEL_FILE
-    save_checked(path, {"arrays": arrays, "config": config})
-    return path
+@dataclass
+class FinalModel(CheckedRecord):
+    """The global shared parameters after the last round, with the run configuration that shapes the model."""
+
+    FILE_NAME: ClassVar[str] = "global_model.pt"
+
+    arrays: dict[str, np.ndarray]
+    config: dict[str, Any]

@@ -24,8 +24,41 @@ import numpy as np
 import torch
 from torch import nn
 
-from crossfed.shared.data.interactions import Interactions
+from crossfed.shared.config import RunConfig
+from crossfed.shared.data.interactions import Interactions, PlatformData
+from crossfed.shared.model.recommender import build_model
 from crossfed.shared.training.fit import fit, make_optimizer
+from crossfed.shared.training.seeds import platform_seed
+
+#: Seed salts of a platform's private copy (``platform_seed(config, platform, salt)``): the order
+#: of its fine-tuning batches, and the initial weights of a stacked copy's local model.
+FINETUNE_BATCHES_SALT = 7
+LOCAL_MODEL_SALT = 8
+
+
+def private_copy(
+    model: nn.Module, data: PlatformData, train: Interactions, config: RunConfig, *, epochs: int | None = None
+) -> nn.Module:
+    """The copy of ``model`` the platform serves, trained ``epochs`` (default ``finetune-epochs``) on ``train``.
+
+    Its kind follows ``finetune-embedding-dim``; ``model`` is untouched. The same platform and
+    settings give the same copy wherever it is built: in the test evaluation, which measures
+    it, and in serving, which serves it. With ``epochs=0`` it is the untrained copy, the shape
+    a cached copy's parameters are loaded into.
+    """
+    serving = config.serving
+    training = {
+        "epochs": serving.finetune_epochs if epochs is None else epochs,
+        "learning_rate": serving.finetune_learning_rate,
+        "batch_size": config.training.batch_size,
+        "negatives": config.training.negatives,
+        "rng": np.random.default_rng(platform_seed(config.experiment, data.platform, FINETUNE_BATCHES_SALT)),
+    }
+    if serving.finetune_embedding_dim > 0:
+        local = build_model(serving.stacked_model, data.num_items, data.item_features, data.num_users,
+                            data.user_features, seed=platform_seed(config.experiment, data.platform, LOCAL_MODEL_SALT))
+        return stacked_copy(model, local, train, **training)
+    return fine_tuned_copy(model, train, **training)
 
 
 def fine_tuned_copy(model: nn.Module, train: Interactions, **training: Any) -> nn.Module:

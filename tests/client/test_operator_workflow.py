@@ -19,8 +19,11 @@ from crossfed.shared.cli import main as crossfed
 from crossfed.shared.data.catalog import load_catalog
 from crossfed.client.serving.cold_start import find_segment, popularity_scores
 from crossfed.shared.data.platform_files import OperatorData, load_operator_data
-from crossfed.client.serving.service import FoldIns, PrivateCopy, RecommendationService
+from crossfed.client.serving.service import RecommendationService, ServingError
+from crossfed.shared.storage.checkpoint import FinalModel
+from crossfed.shared.storage.foldins import FoldIns
 from crossfed.shared.storage.platform_state import PlatformState
+from crossfed.shared.storage.served_copy import PrivateCopy
 from crossfed.simulations.operator_demo import ExportedPlatform, demo_config, export_movielens, train_platform
 
 #: Training the platform once for the module takes ~20 s; the whole module ~45 s on 2 cores.
@@ -156,8 +159,6 @@ def test_recommend_cli_on_parquet_files(setup, capsys):
 
 
 def test_serving_refuses_a_catalog_of_another_version_than_the_runs(setup):
-    from crossfed.client.serving.service import ServingError
-
     with pytest.raises(ServingError, match="catalog version 'ml-100k-2'"):
         service(setup, **{"catalog-version": "ml-100k-2"})
 
@@ -166,6 +167,33 @@ def test_recommend_cli_names_what_is_missing(setup, tmp_path, capsys):
     args = cli_platform_args(setup["csv"], setup["root"], state=tmp_path / "never-trained")
     assert crossfed(["recommend", *args, "--user", "1"]) == 1
     assert "no platform state" in capsys.readouterr().err
+
+
+def test_serving_and_fold_in_refuse_an_interactions_file_with_the_same_number_of_other_users(setup, tmp_path, capsys):
+    """Row u of the user tower is the state's user u: another user in the file must not get that vector."""
+    platform: OperatorData = setup["platform"]
+    replaced = str(platform.user_ids[3])
+    for name in ("interactions", "users"):
+        table = pd.read_csv(getattr(setup["csv"], name), dtype=str)
+        table.loc[table["user_id"] == replaced, "user_id"] = "stranger"
+        table.to_csv(tmp_path / f"{name}.csv", index=False)
+    other = load_operator_data(tmp_path / "interactions.csv", setup["catalog"], users=tmp_path / "users.csv")
+    assert len(other.user_ids) == len(platform.user_ids) and "stranger" in other.user_ids
+    state_file = setup["root"] / "state" / PlatformState.FILE_NAME
+    refusal = (f"{state_file}: the platform state was trained on other users than the data it is loaded with "
+               f"({len(platform.user_ids)} users in the state, {len(other.user_ids)} in the data): row 3 is user "
+               f"{replaced!r} in the state but {str(other.user_ids[3])!r} in the data")
+    with pytest.raises(ServingError) as refused:
+        RecommendationService.open(other, setup["root"] / "run", setup["root"] / "state")
+    assert str(refused.value).startswith(refusal)
+    pd.DataFrame({"user_id": ["stranger"], "item_id": [platform.item_ids[0]], "timestamp": [1]}).to_csv(
+        tmp_path / "new.csv", index=False)
+    args = ["--interactions", str(tmp_path / "interactions.csv"), "--user-features", str(tmp_path / "users.csv"),
+            "--catalog", str(setup["csv"].catalog), "--global-model", str(setup["root"] / "run"),
+            "--state-dir", str(setup["root"] / "state"), "--new-interactions", str(tmp_path / "new.csv")]
+    assert crossfed(["fold-in", *args]) == 1
+    assert refusal in capsys.readouterr().err
+    assert not (setup["root"] / "state" / FoldIns.FILE_NAME).exists()
 
 
 def test_the_fine_tuned_copy_is_served_and_stays_in_the_state_dir(setup, tmp_path):
@@ -241,7 +269,7 @@ def test_foldin_cli_updates_users_without_touching_the_state_or_the_global_model
     state.mkdir()
     original = (setup["root"] / "state" / PlatformState.FILE_NAME).read_bytes()
     (state / PlatformState.FILE_NAME).write_bytes(original)
-    global_model = (setup["root"] / "run" / "global_model.pt").read_bytes()
+    global_model = (setup["root"] / "run" / FinalModel.FILE_NAME).read_bytes()
     held = setup["csv"].held_out
     newcomer = held["user_id"].iloc[0]
     new_rows = held[held["user_id"] == newcomer][["user_id", "item_id", "timestamp"]]
@@ -259,7 +287,7 @@ def test_foldin_cli_updates_users_without_touching_the_state_or_the_global_model
     out = capsys.readouterr().out
     assert "folded in 2 users (1 new, 1 known)" in out and "1 rows with items not in catalog" in out
     assert (state / PlatformState.FILE_NAME).read_bytes() == original
-    assert (setup["root"] / "run" / "global_model.pt").read_bytes() == global_model
+    assert (setup["root"] / "run" / FinalModel.FILE_NAME).read_bytes() == global_model
     assert sorted(p.name for p in state.iterdir()) == [FoldIns.FILE_NAME, PlatformState.FILE_NAME]
     served = RecommendationService.open(platform, setup["root"] / "run", state)
     assert unseen in served.history(known)

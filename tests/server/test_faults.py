@@ -13,15 +13,16 @@ from flwr.app import Error, Message, MessageType, MetricRecord, RecordDict
 from flwr.supercore.task_identity import TaskIdentity
 
 import crossfed.shared.storage.checked
-from crossfed.shared.storage.checkpoint import CHECKPOINT_FILE, FINAL_MODEL_FILE, Checkpoint
+from crossfed.shared.storage.checkpoint import Checkpoint, FinalModel
 from crossfed.server.federation import FederationError, initial_arrays, run_federation
 from crossfed.server.preparation import PREPARE
+from crossfed.server.strategy import make_strategy, restore_strategy_state, strategy_state
 from crossfed.shared.config import RunConfig
 from crossfed.shared.privacy.ledger import PrivacyLedger
 from crossfed.shared.protocol.records import from_array_record, to_array_record
 from crossfed.shared.evaluation.results import platform_dir
 from crossfed.shared.storage.platform_state import PlatformState
-from crossfed.shared.storage.checked import CorruptStateError, StateWriteError, load_checked
+from crossfed.shared.storage.checked import CorruptStateError, StateWriteError
 from crossfed.simulations.federated import run_federated
 
 PLATFORMS = 3
@@ -98,7 +99,7 @@ def test_a_platform_sending_nan_is_rejected_and_the_aggregate_is_the_honest_ones
     for name, value in defended.items():
         assert np.all(np.isfinite(value))
         np.testing.assert_allclose(value, honest_only[name], atol=1e-5, err_msg=name)
-    final = load_checked(Path(config.experiment.run_dir) / FINAL_MODEL_FILE)["arrays"]
+    final = FinalModel.load(config.experiment.run_dir).arrays
     assert all(np.all(np.isfinite(value)) for value in final.values())
 
 
@@ -134,7 +135,7 @@ def test_fewer_platforms_than_min_platforms_stops_the_run_clearly(movielens_dir,
                                  embedding_dim=4, mlp_layers="8")
     with pytest.raises(FederationError, match="only 1 platform.*fewer than min-platforms = 2"):
         run_federation(DyingGrid(), config)
-    assert not (tmp_path / CHECKPOINT_FILE).exists()
+    assert not (tmp_path / Checkpoint.FILE_NAME).exists()
 
 
 class UnreadyGrid(DyingGrid):
@@ -157,7 +158,7 @@ def test_platforms_that_cannot_get_ready_stop_the_run_before_round_one(movielens
     with pytest.raises(FederationError, match=r"only 1 platform\(s\) got ready \(nodes \[2, 3\] failed, \[\] did not"):
         run_federation(grid, config)
     assert grid.requests == [PREPARE] * 3  # no training request was sent
-    assert not (tmp_path / CHECKPOINT_FILE).exists()
+    assert not (tmp_path / Checkpoint.FILE_NAME).exists()
 
 
 def private_settings(movielens_dir, run_dir) -> dict:
@@ -190,7 +191,7 @@ def test_a_serverapp_dying_on_a_full_disk_resumes_without_losing_or_double_charg
     real_replace, writes = os.replace, []
 
     def disk_full_on_second_checkpoint(source, destination):
-        if str(destination).endswith(CHECKPOINT_FILE):
+        if str(destination).endswith(Checkpoint.FILE_NAME):
             writes.append(destination)
             if len(writes) == 2:
                 raise OSError(errno.ENOSPC, "No space left on device")
@@ -214,27 +215,49 @@ def test_a_serverapp_dying_on_a_full_disk_resumes_without_losing_or_double_charg
 
 def test_a_failed_state_write_raises_clearly_and_keeps_the_previous_state(tmp_path, monkeypatch):
     Checkpoint(arrays={"w": np.ones(3, np.float32)}, last_round=1, config={"seed": 0}).save(tmp_path)
-    PlatformState(user_tower={"u": np.zeros(2)}, last_round=1).save(tmp_path)
+    PlatformState(user_tower={"u": np.zeros(2)}, user_ids=["a", "b"], last_round=1).save(tmp_path)
 
     def disk_full(source, destination):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(crossfed.shared.storage.checked.os, "replace", disk_full)
     for record in (Checkpoint(arrays={"w": np.zeros(3, np.float32)}, last_round=2, config={"seed": 0}),
-                   PlatformState(user_tower={"u": np.ones(2)}, last_round=2)):
+                   PlatformState(user_tower={"u": np.ones(2)}, user_ids=["a", "b"], last_round=2)):
         with pytest.raises(StateWriteError, match=rf"cannot write {tmp_path}/.*No space left on device.*intact"):
             record.save(tmp_path)
     monkeypatch.undo()
     assert Checkpoint.load(tmp_path).last_round == 1 and PlatformState.load(tmp_path).last_round == 1
     np.testing.assert_array_equal(Checkpoint.load(tmp_path).arrays["w"], np.ones(3))
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([CHECKPOINT_FILE, "platform_state.pt"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([Checkpoint.FILE_NAME, PlatformState.FILE_NAME])
 
 
 def test_a_state_directory_that_cannot_be_created_is_named(tmp_path):
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("a file where the run folder should be")
-    with pytest.raises(StateWriteError, match=f"cannot write {blocker}/checkpoint.pt"):
+    with pytest.raises(StateWriteError, match=f"cannot write {blocker}/{Checkpoint.FILE_NAME}"):
         Checkpoint(arrays={}, last_round=1, config={}).save(blocker)
+
+
+@pytest.mark.parametrize("optimizer", ["fedavgm", "fedadam"])
+def test_the_server_optimizer_state_survives_a_checkpoint(tmp_path, optimizer):
+    """Flower keeps FedAvgM's weights as an ArrayRecord, FedAdam's as arrays: both come back as Flower reads them."""
+    config = RunConfig().replace(server_optimizer=optimizer, server_learning_rate=0.5, server_momentum=0.9)
+    weights = {"w": np.arange(4, dtype=np.float32), "b": np.ones((2, 2), np.float64)}
+    strategy = make_strategy(config, PLATFORMS)
+    if optimizer == "fedavgm":
+        strategy.current_arrays, strategy.momentum_vector = to_array_record(weights), [np.full(4, 0.25), np.eye(2)]
+    else:
+        strategy.current_arrays, strategy.m_t, strategy.v_t = weights, {"w": np.full(4, 0.5)}, {"w": np.full(4, 2.0)}
+    Checkpoint(arrays=weights, last_round=1, config={}, strategy_state=strategy_state(strategy)).save(tmp_path)
+    resumed = make_strategy(config, PLATFORMS)
+    restore_strategy_state(resumed, Checkpoint.load(tmp_path).strategy_state)
+    if optimizer == "fedavgm":
+        restored = resumed.current_arrays.to_numpy_ndarrays()
+        assert [a.tolist() for a in restored] == [a.tolist() for a in weights.values()]
+        assert [a.tolist() for a in resumed.momentum_vector] == [[0.25] * 4, np.eye(2).tolist()]
+    else:
+        assert {k: v.tolist() for k, v in resumed.current_arrays.items()} == {k: v.tolist() for k, v in weights.items()}
+        assert (resumed.m_t["w"].tolist(), resumed.v_t["w"].tolist()) == ([0.5] * 4, [2.0] * 4)
 
 
 @pytest.mark.parametrize("damage", ["truncate", "flip a byte", "empty", "foreign file"])
@@ -243,7 +266,7 @@ def test_a_damaged_state_file_is_rejected_by_its_checksum(tmp_path, damage, reco
     if record is Checkpoint:
         record(arrays={"w": np.arange(50, dtype=np.float32)}, last_round=3, config={"seed": 0}).save(tmp_path)
     else:
-        record(user_tower={"u": np.arange(50.0)}, last_round=3).save(tmp_path)
+        record(user_tower={"u": np.arange(50.0)}, user_ids=["a"], last_round=3).save(tmp_path)
     path = tmp_path / record.FILE_NAME
     data = path.read_bytes()
     damaged = {"truncate": data[: len(data) // 2], "flip a byte": data[:-20] + bytes([data[-20] ^ 1]) + data[-19:],
@@ -257,7 +280,7 @@ def test_resuming_from_a_corrupt_checkpoint_stops_before_any_round(movielens_dir
     config = RunConfig().replace(data_dir=str(movielens_dir), run_dir=str(tmp_path), resume=True, embedding_dim=4,
                                  mlp_layers="8")
     Checkpoint(arrays=initial_arrays(config), last_round=2, config=config.to_flat()).save(tmp_path)
-    path = tmp_path / CHECKPOINT_FILE
+    path = tmp_path / Checkpoint.FILE_NAME
     path.write_bytes(path.read_bytes()[:-100])
     with pytest.raises(CorruptStateError, match="checksum mismatch"):
         run_federation(None, config)  # no grid needed: it must fail before talking to any platform

@@ -123,10 +123,10 @@ def test_node_config_allows_flowers_keys_and_the_state_folder_by_name():
 
 
 def test_the_cli_refuses_a_misspelled_flag_with_the_nearest_key(tmp_path, capsys):
-    from crossfed.simulations.__main__ import main
+    from crossfed.shared.cli import main
 
     out = tmp_path / "run"
     status = main(["run", "--out", str(out), "--epsilonn", "1"])
     assert status == 2
-    assert "unknown key 'epsilonn' in command line; did you mean 'epsilon'?" in capsys.readouterr().err
+    assert "unknown option '--epsilonn'; did you mean --epsilon?" in capsys.readouterr().err
     assert not out.exists()

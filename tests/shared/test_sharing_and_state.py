@@ -1,15 +1,23 @@
+import hashlib
+import io
+import os
+import pickle
+import shlex
+
 import numpy as np
 import pytest
 import torch
 
+import crossfed.shared.storage.checked
 from crossfed.client.outbox import PLAIN_METRICS, PRIVATE_METRICS, LeakError, _platform_level
 from crossfed.shared.config import RunConfig
 from crossfed.shared.data.interactions import platform_view
 from crossfed.shared.model.recommender import build_model
 from crossfed.shared.trainer import PlatformTrainer
 from crossfed.shared.model.sharing import is_shared, load_shared_arrays, local_parameters, shared_arrays
-from crossfed.shared.storage.platform_state import PlatformState
-from crossfed.shared.storage.checked import CorruptStateError, load_checked, save_checked
+from crossfed.shared.storage.platform_state import PlatformState, PlatformUsersError
+from crossfed.shared.storage.checked import CorruptStateError, UnsafeStateError, load_checked, save_checked
+from crossfed.shared.storage.checkpoint import FinalModel
 
 CONFIG = RunConfig().replace(embedding_dim=4, mlp_layers="8,4", batch_size=32)
 
@@ -87,6 +95,83 @@ def test_corrupt_or_truncated_state_is_rejected_and_never_half_loaded(tmp_path):
     path.write_bytes(b"junk")
     with pytest.raises(CorruptStateError, match="header"):
         load_checked(path)
+
+
+def test_a_restarted_platform_with_the_same_number_of_other_users_is_refused(dataset, tmp_path):
+    trainer = _trainer(dataset)
+    trainer.snapshot(last_round=1).save(tmp_path)
+    users = [str(u) for u in trainer.data.user_ids]
+    assert PlatformState.load_for_users(tmp_path, users).user_ids == users
+    renamed = [*users[:5], "someone else", *users[6:]]
+    with pytest.raises(PlatformUsersError, match=rf"{tmp_path / PlatformState.FILE_NAME}: .* \(40 users in the state, "
+                       rf"40 in the data\): row 5 is user '{users[5]}' in the state but 'someone else' in the data"):
+        PlatformState.load_for_users(tmp_path, renamed)
+    with pytest.raises(PlatformUsersError, match=f"user '{users[-1]}' \\(row 39 of the state\\) is missing"):
+        PlatformState.load_for_users(tmp_path, users[:-1])
+
+
+def test_state_files_keep_numpy_arrays_tensors_and_plain_values_exactly(tmp_path):
+    value = {"arrays": {"f": np.linspace(0, 1, 7, dtype=np.float32), "i": np.arange(3), "b": np.array([True])},
+             "tensor": torch.arange(4.0), "plain": [1, 2.5, "x", None, (0.1, 0.2, 3)], "nan": float("nan"),
+             "numpy scalar": np.float64(0.5), 3: {"nested": np.zeros((2, 0), np.int16)}}
+    save_checked(tmp_path / "state.pt", value)
+    loaded = load_checked(tmp_path / "state.pt")
+    for name, array in value["arrays"].items():
+        assert loaded["arrays"][name].dtype == array.dtype and np.array_equal(loaded["arrays"][name], array)
+    assert torch.equal(loaded["tensor"], value["tensor"])
+    assert loaded["plain"] == value["plain"] and isinstance(loaded["plain"][4], tuple)
+    assert np.isnan(loaded["nan"]) and loaded["numpy scalar"] == 0.5 and loaded[3]["nested"].shape == (2, 0)
+    with pytest.raises(TypeError, match="dtype <U1"):
+        save_checked(tmp_path / "other.pt", {"ids": np.array(["a", "b"])})
+
+
+class RunsAShellCommandWhenUnpickled:
+    """What a hostile coordinator would put in a file it sends: unpickling it runs a command."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {shlex.quote(str(self.marker))}",)
+
+
+def test_a_crafted_file_that_would_run_code_is_refused_and_runs_nothing(tmp_path, monkeypatch):
+    """A coordinator running a modified crossfed writes a valid header and checksum around a malicious pickle."""
+    marker = tmp_path / "code-ran"
+    buffer = io.BytesIO()
+    torch.save({"record": FinalModel.FILE_NAME, "fields": {"arrays": RunsAShellCommandWhenUnpickled(marker)}}, buffer)
+    torch.load(io.BytesIO(buffer.getvalue()), weights_only=False)  # the payload is live: a pickle loader runs it
+    assert marker.exists()
+    marker.unlink()
+
+    monkeypatch.setattr(crossfed.shared.storage.checked, "_stored", lambda value: value)  # store the object as is
+    save_checked(tmp_path / FinalModel.FILE_NAME, {"record": FinalModel.FILE_NAME,
+                                                   "fields": {"arrays": RunsAShellCommandWhenUnpickled(marker),
+                                                              "config": {}}})
+    monkeypatch.undo()
+    from crossfed.client.serving.service import load_global_parameters
+
+    with pytest.raises(UnsafeStateError, match=f"{tmp_path / FinalModel.FILE_NAME}: holds objects other than"):
+        load_global_parameters(tmp_path)  # what a platform does with the coordinator's run folder
+    with pytest.raises(CorruptStateError):
+        FinalModel.load(tmp_path)
+    assert not marker.exists()
+
+
+def test_a_state_file_in_the_pickle_format_is_refused_with_a_clear_message(tmp_path):
+    payload = pickle.dumps({"user_tower": {}, "last_round": 1})
+    path = tmp_path / PlatformState.FILE_NAME
+    path.write_bytes(b"CROSSFED1\n" + hashlib.sha256(payload).digest() + payload)
+    with pytest.raises(CorruptStateError, match="written by an earlier crossfed as a pickle"):
+        PlatformState.load(tmp_path)
+
+
+def test_a_file_of_another_kind_is_refused(tmp_path):
+    FinalModel(arrays={"w": np.ones(2)}, config={}).save(tmp_path)
+    (tmp_path / FinalModel.FILE_NAME).rename(tmp_path / PlatformState.FILE_NAME)
+    expected = f"holds a {FinalModel.FILE_NAME!r} record, expected {PlatformState.FILE_NAME}"
+    with pytest.raises(CorruptStateError, match=expected):
+        PlatformState.load(tmp_path)
 
 
 def test_failed_write_keeps_the_previous_state(tmp_path, monkeypatch):

@@ -15,6 +15,9 @@ from crossfed.shared.config import RunConfig
 from crossfed.shared.data.datasets import load_platforms
 from crossfed.shared.model.recommender import build_model
 from crossfed.shared.model.sharing import shared_arrays
+from crossfed.shared.evaluation.per_user_results import PerUserResults
+from crossfed.shared.storage.checkpoint import Checkpoint, FinalModel
+from crossfed.shared.storage.platform_state import PlatformState
 from crossfed.simulations.federated import run_federated
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
@@ -128,13 +131,10 @@ def test_no_message_carries_user_side_data(federated_run):
 
 
 def test_the_same_seed_gives_the_same_global_model_bit_for_bit(federated_run, tmp_path):
-    from crossfed.shared.storage.checkpoint import FINAL_MODEL_FILE
-    from crossfed.shared.storage.checked import load_checked
-
     config, summary, _ = federated_run
     again = run_federated(config.replace(run_dir=str(tmp_path / "again")))
-    first = load_checked(Path(config.experiment.run_dir) / FINAL_MODEL_FILE)["arrays"]
-    second = load_checked(tmp_path / "again" / FINAL_MODEL_FILE)["arrays"]
+    first = FinalModel.load(config.experiment.run_dir).arrays
+    second = FinalModel.load(tmp_path / "again").arrays
     assert first.keys() == second.keys()
     assert all(np.array_equal(first[name], second[name]) for name in first)
     assert again["metrics"] == summary["metrics"]
@@ -143,15 +143,15 @@ def test_the_same_seed_gives_the_same_global_model_bit_for_bit(federated_run, tm
 def test_run_folder_holds_checkpoint_final_model_and_local_states(federated_run):
     config, summary, _ = federated_run
     run_dir = Path(config.experiment.run_dir)
-    assert (run_dir / "summary.json").exists() and (run_dir / "checkpoint.pt").exists()
-    assert (run_dir / "global_model.pt").exists()
+    assert (run_dir / "summary.json").exists() and (run_dir / Checkpoint.FILE_NAME).exists()
+    assert (run_dir / FinalModel.FILE_NAME).exists()
     for platform in range(3):
         local = run_dir / "platforms" / f"platform-{platform}"
-        assert (local / "platform_state.pt").exists()
-        per_user = np.load(local / "test_per_user.npz")
+        assert (local / PlatformState.FILE_NAME).exists()
+        per_user = PerUserResults.load(local)
         entry = summary["per_platform"][platform]
-        assert len(per_user["users"]) == entry["users"]
-        assert per_user["hit_sampled"].mean() == pytest.approx(entry["metrics"]["sampled"]["hr@10"])
+        assert len(per_user.users) == entry["users"]
+        assert per_user.hits["sampled"].mean() == pytest.approx(entry["metrics"]["sampled"]["hr@10"])
 
 
 @pytest.fixture(scope="module")
