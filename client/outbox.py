@@ -3,9 +3,9 @@
 A reply carries shared parameters (chosen by :func:`crossfed.shared.model.sharing.shared_arrays`,
 never anything else) and platform-level scalar metrics from a fixed allowlist - a
 shorter one under differential privacy, where only values derived from public settings
-may accompany the DP parameters (both lists are ``crossfed.shared.protocol.keys``', next to
-the keys the coordinator reads). Anything else (a list, an array, an unknown key such as
-a user id) is refused here, before it can be sent.
+may accompany the DP parameters. Both lists live in :mod:`crossfed.shared.protocol.keys`,
+next to the keys the coordinator reads. Anything else (a list, an array, an unknown key
+such as a user id) is refused here, before it can be sent.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from crossfed.shared.protocol.secure_aggregation import QuantisationPlan, clip_u
 from crossfed.shared.model.sharing import shared_arrays
 
 logger = logging.getLogger(__name__)
+
 
 class LeakError(ValueError):
     """Something other than an allowed platform-level scalar was about to leave the platform."""

@@ -47,6 +47,9 @@ from crossfed.shared.model.sharing import shared_arrays
 
 logger = logging.getLogger("crossfed.server")
 
+#: One update for the strategy to aggregate: shared parameters and their aggregation weight.
+Update = tuple[Mapping[str, np.ndarray], float | int]
+
 
 def initial_arrays(config: RunConfig) -> dict:
     """Global shared parameters at round 0, built from the public item catalog alone."""
@@ -103,8 +106,7 @@ def run_federation(grid: Grid, config: RunConfig) -> dict[str, Any]:
                     if reply.declined and reply.platform is not None and not reply.sent_parameters]
         if declined:
             logger.warning("round %d: platforms %s declined to train: privacy budget spent", server_round, declined)
-        # Under SecAgg+ one update holds every platform's that neither declined nor dropped.
-        contributing = (len(replies) - len(declined) if updates else 0) if config.secagg else len(updates)
+        contributing = _contributing(updates, replies, declined, config)
         if contributing < config.min_platforms:
             if declined:
                 report = RoundReport(server_round, float("nan"), [], time.perf_counter() - started,
@@ -147,7 +149,7 @@ def aggregate_in_order(strategy: Strategy, server_round: int, trained: Sequence[
     return aggregate_updates(strategy, server_round, in_platform_order(trained))
 
 
-def in_platform_order(trained: Sequence[TrainReply]) -> list[tuple[Mapping[str, np.ndarray], float | int]]:
+def in_platform_order(trained: Sequence[TrainReply]) -> list[Update]:
     """Parameters and weights of readable updates, in platform order.
 
     Replies arrive in any order, and a float sum depends on its order: taken in platform
@@ -157,9 +159,7 @@ def in_platform_order(trained: Sequence[TrainReply]) -> list[tuple[Mapping[str, 
             if reply.arrays is not None and reply.num_examples is not None]
 
 
-def aggregate_updates(
-    strategy: Strategy, server_round: int, updates: Sequence[tuple[Mapping[str, np.ndarray], float | int]]
-) -> dict[str, np.ndarray]:
+def aggregate_updates(strategy: Strategy, server_round: int, updates: Sequence[Update]) -> dict[str, np.ndarray]:
     """The strategy's aggregate of ``(parameters, weight)`` pairs, summed in the order given.
 
     The strategy sees only what it weighs and averages (the parameters and ``num-examples``):
@@ -178,7 +178,7 @@ def aggregate_updates(
 
 def _secure_round(
     grid: Grid, arrays: dict, messages: Iterable[Message], server_round: int, config: RunConfig
-) -> tuple[list[TrainReply], list[tuple[dict[str, np.ndarray], float]]]:
+) -> tuple[list[TrainReply], list[Update]]:
     """A SecAgg+ round, in the shape of a plain one: each platform's status, and one update - the
     unmasked mean (global + mean update) with the total weight - for the strategy to aggregate."""
     node_ids = [message.metadata.dst_node_id for message in messages]
@@ -190,6 +190,14 @@ def _secure_round(
         return outcome.replies, []
     mean = {name: arrays[name] + outcome.mean_update[name].astype(arrays[name].dtype) for name in arrays}
     return outcome.replies, [(mean, outcome.total_weight)]
+
+
+def _contributing(updates: Sequence[Update], replies: Sequence[TrainReply], declined: list[int],
+                  config: RunConfig) -> int:
+    """How many platforms' updates are in this round's aggregate (under SecAgg+ one update holds them all)."""
+    if not config.secagg:
+        return len(updates)
+    return len(replies) - len(declined) if updates else 0
 
 
 def platform_order(reply: TrainReply) -> tuple[float, int]:
