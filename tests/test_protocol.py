@@ -62,7 +62,8 @@ def test_the_platform_allowlist_is_the_protocol_module_s():
 def test_every_metric_the_outbox_lets_out_is_read_by_the_coordinator_s_parser():
     platform_model = model()
     train = parse_train_reply(outbox.build_reply(request(), PLAIN, private=False, model=platform_model))
-    assert (train.node_id, train.platform, train.num_examples, train.declined, train.train_loss) == (5, 2, 50, False, 0.3)
+    assert (train.node_id, train.platform, train.num_examples, train.declined) == (5, 2, 50, False)
+    assert train.train_loss == 0.3
     assert (train.privacy.epsilon, train.privacy.epsilon_alone, train.privacy.noise_multiplier) == (1.5, 2.5, 0.8)
     expected = shared_arrays(platform_model)
     assert list(train.arrays) == list(expected) and train.unreadable is None
@@ -119,10 +120,14 @@ MALFORMED = {
                                   lambda r: r.privacy.noise_multiplier),
     "arrays undecodable": (unreadable_arrays, lambda r: r.arrays),
     "num-users infinite": (lambda: evaluate_reply_with(keys.NUM_USERS, math.inf), lambda r: r.served),
+    "num-users negative": (lambda: evaluate_reply_with(keys.NUM_USERS, -4), lambda r: r.served),
+    "ranking metric infinite": (lambda: evaluate_reply_with(keys.ranking_metric("sampled", "hr"), math.inf),
+                                lambda r: r.served),
     "ranking metric a list": (lambda: evaluate_reply_with(keys.ranking_metric("full", "hr"), [0.1]),
                               lambda r: r.served),
-    "global ranking metric NaN": (lambda: evaluate_reply_with(keys.ranking_metric("sampled", "ndcg", keys.GLOBAL_PREFIX),
-                                                              math.nan), lambda r: r.global_model),
+    "global ranking metric NaN": (
+        lambda: evaluate_reply_with(keys.ranking_metric("sampled", "ndcg", keys.GLOBAL_PREFIX), math.nan),
+        lambda r: r.global_model),
 }
 
 

@@ -1,1 +1,1 @@
-"""The wire protocol between coordinator and platforms: its keys, the typed replies, record conversions, SecAgg+ ranges."""
+"""The wire protocol between coordinator and platforms: keys, typed replies, record conversions, SecAgg+ ranges."""

@@ -6,10 +6,10 @@ number. Each reply is parsed here into a typed, frozen object as it arrives, and
 coordinator reads only those: one odd value drops that value - never the round - and no
 later step reads a Message's contents again.
 
-Rules: a metric is a number (not a bool, not NaN); the platform index is a non-negative
-integer; the aggregation weight, the loss and the noise multiplier are finite; epsilon
-may be infinite (an unbounded spend is a true report). A value breaking its rule reads
-as absent.
+Rules: a metric is a number (not a bool, not NaN); the platform index and the user count
+are non-negative integers; the aggregation weight, the loss, the ranking means and the
+noise multiplier are finite; epsilon may be infinite (an unbounded spend is a true
+report). A value breaking its rule reads as absent.
 """
 
 from __future__ import annotations
@@ -35,7 +35,9 @@ from crossfed.shared.protocol.keys import (
     METRICS_RECORD,
     NOISE_MULTIPLIER,
     NUM_EXAMPLES,
+    NUM_USERS,
     PLATFORM,
+    RANKING_METRICS,
     TRAIN_LOSS,
     ranking_metrics,
 )
@@ -105,7 +107,7 @@ def numeric_metrics(metrics: Mapping[str, Any]) -> dict[str, float | int]:
     """The numbers among ``metrics``; a NaN, or a platform index that is no non-negative integer, reads as absent."""
     numbers = {key: value for key, value in metrics.items()
                if isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)}
-    if PLATFORM in numbers and _platform_index(numbers[PLATFORM]) is None:
+    if PLATFORM in numbers and _index(numbers[PLATFORM]) is None:
         del numbers[PLATFORM]
     return numbers
 
@@ -159,14 +161,15 @@ def _metrics(message: Message) -> dict[str, float | int]:
     return numeric_metrics(message.content.metric_records.get(METRICS_RECORD, {}))
 
 
-def _platform_index(value: float | int) -> int | None:
+def _index(value: float | int) -> int | None:
+    """``value`` as a non-negative integer (a platform index, a count), else None."""
     if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
         return None
     return int(value) if value >= 0 else None
 
 
 def _platform(metrics: Mapping[str, float | int]) -> int | None:
-    return _platform_index(metrics[PLATFORM]) if PLATFORM in metrics else None
+    return _index(metrics[PLATFORM]) if PLATFORM in metrics else None
 
 
 def _finite(metrics: Mapping[str, Any], key: str) -> float | int | None:
@@ -189,11 +192,14 @@ def _privacy(metrics: Mapping[str, float | int]) -> PrivacyReport:
 
 def _ranking(metrics: Mapping[str, float | int], prefix: str, node_id: int) -> PlatformMetrics | None:
     """The ranking means under ``prefix``; none reported (as under DP) reads as absent, and so, logged, does
-    an incomplete set or a user count that is no count."""
+    a set with a missing or infinite mean, or a user count that is no count."""
     if not ranking_metrics(prefix) & metrics.keys():
         return None
+    readable = {key: value for key, value in metrics.items()
+                if (key not in RANKING_METRICS or math.isfinite(value))
+                and (key != NUM_USERS or _index(value) is not None)}
     try:
-        return PlatformMetrics.from_flat(metrics, prefix)
+        return PlatformMetrics.from_flat(readable, prefix)
     except (KeyError, ValueError, OverflowError) as error:
         logger.warning("node %s: evaluation metrics left out (%s: %s)", node_id, type(error).__name__, error)
         return None
