@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import os
 import time
 from pathlib import Path
@@ -37,9 +36,10 @@ from crossfed.shared.storage.checkpoint import FinalModel
 from crossfed.shared.config import RunConfig
 from crossfed.shared.data.datasets import load_dataset, load_platforms
 from crossfed.shared.trainer import PlatformTrainer
+from crossfed.shared.protocol.keys import ARRAYS_RECORD
 from crossfed.shared.protocol.records import from_array_record, to_array_record
 from crossfed.shared.evaluation.results import platform_dir
-from crossfed.shared.model.sharing import load_shared_arrays
+from crossfed.shared.model.sharing import load_shared_arrays, update_norm
 from crossfed.shared.storage.platform_state import PlatformState
 from crossfed.simulations.federated import run_federated
 from provenance import markdown, provenance
@@ -79,7 +79,7 @@ def poisoned(global_arrays: dict[str, np.ndarray], trained: dict[str, np.ndarray
     push[ITEM_IDS][target] = global_arrays[ITEM_IDS][popular].mean(axis=0) * 2 - global_arrays[ITEM_IDS][target]
     push[ITEM_BIAS][target] = 2.0
     if bound > 0:  # all of the allowed norm on the target: passes the coordinator's check
-        norm = math.sqrt(sum(float(np.sum(v * v)) for v in push.values()))
+        norm = update_norm(push)
         scale = 0.999 * bound / norm
         return {name: (global_arrays[name] + push[name] * scale).astype(global_arrays[name].dtype)
                 for name in global_arrays}
@@ -93,11 +93,11 @@ def promotion_mod(malicious: set[int], target: int, amplification: float, bound:
     def mod(message: Message, context, call_next) -> Message:
         reply = call_next(message, context)
         if (message.metadata.message_type != MessageType.TRAIN or int(context.node_config["partition-id"]) not in
-                malicious or reply.has_error() or "arrays" not in reply.content):
+                malicious or reply.has_error() or ARRAYS_RECORD not in reply.content):
             return reply
-        global_arrays = from_array_record(message.content["arrays"])
-        trained = from_array_record(reply.content["arrays"])
-        reply.content["arrays"] = to_array_record(poisoned(global_arrays, trained, target, amplification, bound))
+        global_arrays = from_array_record(message.content[ARRAYS_RECORD])
+        trained = from_array_record(reply.content[ARRAYS_RECORD])
+        reply.content[ARRAYS_RECORD] = to_array_record(poisoned(global_arrays, trained, target, amplification, bound))
         return reply
 
     return mod
@@ -108,9 +108,10 @@ def norm_recorder(directory: str):
 
     def mod(message: Message, context, call_next) -> Message:
         reply = call_next(message, context)
-        if message.metadata.message_type == MessageType.TRAIN and not reply.has_error() and "arrays" in reply.content:
-            before, after = from_array_record(message.content["arrays"]), from_array_record(reply.content["arrays"])
-            norm = math.sqrt(sum(float(np.sum((after[k].astype(np.float64) - before[k]) ** 2)) for k in before))
+        trained = message.metadata.message_type == MessageType.TRAIN and not reply.has_error()
+        if trained and ARRAYS_RECORD in reply.content:
+            norm = update_norm(from_array_record(reply.content[ARRAYS_RECORD]),
+                               from_array_record(message.content[ARRAYS_RECORD]))
             with open(Path(directory) / f"norms-{os.getpid()}.txt", "a") as stream:
                 stream.write(f"{norm}\n")
         return reply

@@ -12,14 +12,13 @@ Scaling an already privatised (DP) update is post-processing: it costs no privac
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Mapping
 
 import numpy as np
 import torch
 from torch import nn
 
-from crossfed.shared.model.sharing import is_shared
+from crossfed.shared.model.sharing import is_shared, update_norm
 
 logger = logging.getLogger(__name__)
 
@@ -32,16 +31,14 @@ def bound_update(model: nn.Module, reference: Mapping[str, np.ndarray], max_norm
     small rounding is covered by the coordinator's tolerance.
     """
     shared = {name: p for name, p in model.named_parameters() if is_shared(name)}
+    norm = update_norm({name: p.detach().cpu().numpy() for name, p in shared.items()}, reference)
+    if max_norm <= 0 or norm <= max_norm:
+        return norm
+    scale = max_norm / norm
     with torch.no_grad():
-        updates = {name: p.detach().double() - torch.as_tensor(np.asarray(reference[name]), dtype=torch.float64)
-                   for name, p in shared.items()}
-        norm = math.sqrt(sum(float(torch.sum(u * u)) for u in updates.values()))
-        if max_norm <= 0 or norm <= max_norm:
-            return norm
-        scale = max_norm / norm
         for name, parameter in shared.items():
             base = torch.as_tensor(np.asarray(reference[name]), dtype=torch.float64)
-            parameter.copy_((base + updates[name] * scale).to(parameter.dtype))
+            parameter.copy_((base + (parameter.detach().double() - base) * scale).to(parameter.dtype))
     logger.info("update norm %.4g scaled down to max-update-norm = %g", norm, max_norm)
     return norm
 
@@ -50,11 +47,11 @@ def bound_arrays(
     arrays: Mapping[str, np.ndarray], reference: Mapping[str, np.ndarray], max_norm: float
 ) -> dict[str, np.ndarray]:
     """The same bound on plain arrays (for a path that sends arrays rather than a model)."""
-    updates = {name: np.asarray(value, np.float64) - np.asarray(reference[name], np.float64)
-               for name, value in arrays.items()}
-    norm = math.sqrt(sum(float(np.sum(u * u)) for u in updates.values()))
+    norm = update_norm(arrays, reference)
     if max_norm <= 0 or norm <= max_norm:
         return dict(arrays)
     scale = max_norm / norm
-    return {name: (np.asarray(reference[name], np.float64) + updates[name] * scale).astype(np.asarray(arrays[name]).dtype)
-            for name in arrays}
+    return {name: (np.asarray(reference[name], np.float64)
+                   + (np.asarray(value, np.float64) - np.asarray(reference[name], np.float64)) * scale
+                   ).astype(np.asarray(value).dtype)
+            for name, value in arrays.items()}

@@ -10,6 +10,7 @@ from flwr.clientapp.typing import Mod
 from crossfed.client import task
 from crossfed.client.outbox import build_reply
 from crossfed.client.secure import guarded_secaggplus_mod, unwrap
+from crossfed.shared.protocol.keys import PREPARE_QUERY
 
 
 def build_app(overrides: Mapping[str, Any] | None = None, mods: Sequence[Mod] = ()) -> ClientApp:
@@ -26,7 +27,7 @@ def build_app(overrides: Mapping[str, Any] | None = None, mods: Sequence[Mod] = 
         return build_reply(message, metrics, private=trainer.private, model=trainer.model if trained else None,
                            secure=secure)
 
-    @client_app.query("prepare")
+    @client_app.query(PREPARE_QUERY)
     def prepare(message: Message, context: Context) -> Message:
         metrics, private = task.prepare(context, overrides)
         return build_reply(message, metrics, private=private)

@@ -3,8 +3,9 @@
 A reply carries shared parameters (chosen by :func:`crossfed.shared.model.sharing.shared_arrays`,
 never anything else) and platform-level scalar metrics from a fixed allowlist - a
 shorter one under differential privacy, where only values derived from public settings
-may accompany the DP parameters. Anything else (a list, an array, an unknown key such as
-a user id) is refused here, before it can be sent.
+may accompany the DP parameters. Both lists live in :mod:`crossfed.shared.protocol.keys`,
+next to the keys the coordinator reads. Anything else (a list, an array, an unknown key
+such as a user id) is refused here, before it can be sent.
 """
 
 from __future__ import annotations
@@ -21,22 +22,19 @@ from flwr.compat.common import recorddict_compat as compat
 from torch import nn
 
 from crossfed.shared.errors import CrossfedError
-from crossfed.shared.evaluation.ranking import PROTOCOLS
+from crossfed.shared.protocol.keys import (
+    ARRAYS_RECORD,
+    MAY_BE_INFINITE,
+    METRICS_RECORD,
+    NUM_EXAMPLES,
+    PLAIN_METRICS,
+    PRIVATE_METRICS,
+)
 from crossfed.shared.protocol.records import to_array_record
 from crossfed.shared.protocol.secure_aggregation import QuantisationPlan, clip_update, ordered
 from crossfed.shared.model.sharing import shared_arrays
 
 logger = logging.getLogger(__name__)
-
-#: What a platform may report under DP: its index, equal weights, and its privacy status.
-PRIVATE_METRICS = frozenset({"platform", "num-examples", "declined", "epsilon", "epsilon-alone", "noise-multiplier",
-                             "delta"})
-#: Without DP: also platform-level training figures and evaluation means.
-PLAIN_METRICS = PRIVATE_METRICS | {
-    "train-loss", "train-seconds", "pairs-per-second", "num-users",
-    *(f"{prefix}{protocol}-{metric}" for prefix in ("", "global-") for protocol in PROTOCOLS
-      for metric in ("hr", "ndcg")),
-}
 
 
 class LeakError(CrossfedError, ValueError):
@@ -65,8 +63,8 @@ def build_reply(
         return _secure_reply(request, metrics, private, model, secure)
     content = RecordDict()
     if model is not None:
-        content["arrays"] = to_array_record(shared_arrays(model))
-    content["metrics"] = MetricRecord(_platform_level(metrics, PRIVATE_METRICS if private else PLAIN_METRICS))
+        content[ARRAYS_RECORD] = to_array_record(shared_arrays(model))
+    content[METRICS_RECORD] = MetricRecord(_platform_level(metrics, PRIVATE_METRICS if private else PLAIN_METRICS))
     return Message(content=content, reply_to=request)
 
 
@@ -85,7 +83,7 @@ def _secure_reply(
         weight = 0
     else:
         update = {name: value - secure.reference[name] for name, value in shared_arrays(model).items()}
-        weight = int(checked.get("num-examples", 1))
+        weight = int(checked.get(NUM_EXAMPLES, 1))
         if weight > secure.plan.max_weight:
             logger.warning("weight %d capped at secagg-max-weight = %g", weight, secure.plan.max_weight)
             weight = int(secure.plan.max_weight)
@@ -93,7 +91,7 @@ def _secure_reply(
     if clipped:
         logger.warning("%d coordinate(s) of the round update exceeded secagg-clip-range = %g and were clipped",
                        clipped, secure.plan.clipping_range)
-    checked["num-examples"] = weight
+    checked[NUM_EXAMPLES] = weight
     fit_result = FitRes(Status(Code.OK, ""), ndarrays_to_parameters(ordered(update, secure.names)), weight, checked)
     return Message(content=compat.fitres_to_recorddict(fit_result, keep_input=True), reply_to=request)
 
@@ -105,7 +103,7 @@ def _platform_level(metrics: Mapping[str, float | int], allowed: frozenset[str])
             raise LeakError(f"metric {key!r} may not leave the platform (allowed: {sorted(allowed)})")
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise LeakError(f"metric {key!r} is a {type(value).__name__}; only platform-level scalars may leave")
-        if isinstance(value, float) and not math.isfinite(value) and not (key.startswith("epsilon") and value == math.inf):
+        if isinstance(value, float) and not math.isfinite(value) and not (key in MAY_BE_INFINITE and value == math.inf):
             raise LeakError(f"metric {key!r} is not finite ({value})")
         checked[key] = value
     return checked

@@ -19,9 +19,8 @@ from flwr.compat.common import recorddict_compat as compat
 from crossfed.client.outbox import SecureRequest
 from crossfed.shared.config import RunConfig
 from crossfed.shared.errors import CrossfedError
-from crossfed.shared.protocol.secure_aggregation import NAMES_KEY, ROUND_KEY, quantisation_plan
-
-LEGACY_PARAMETERS = "fitins.parameters"
+from crossfed.shared.protocol.keys import LEGACY_PARAMETERS_RECORD, SERVER_ROUND, SHARED_NAMES
+from crossfed.shared.protocol.secure_aggregation import quantisation_plan
 
 
 class InsecureRequestError(CrossfedError, RuntimeError):
@@ -52,10 +51,10 @@ def guarded_secaggplus_mod(platform_config: Callable[[Context], RunConfig]):
 
 def unwrap(message: Message, config: RunConfig) -> tuple[dict[str, np.ndarray], int, SecureRequest] | None:
     """A legacy SecAgg+ fit request's global parameters and round, plus what the reply needs; else ``None``."""
-    if LEGACY_PARAMETERS not in message.content.array_records:
+    if LEGACY_PARAMETERS_RECORD not in message.content.array_records:
         return None
     instructions = compat.recorddict_to_fitins(message.content, keep_input=True)
-    names = str(instructions.config[NAMES_KEY]).split(",")
+    names = str(instructions.config[SHARED_NAMES]).split(",")
     reference = dict(zip(names, parameters_to_ndarrays(instructions.parameters), strict=True))
     secure = SecureRequest(reference=reference, names=names, plan=quantisation_plan(config))
-    return reference, int(instructions.config[ROUND_KEY]), secure
+    return reference, int(instructions.config[SERVER_ROUND]), secure

@@ -23,6 +23,25 @@ from crossfed.shared.data.interactions import PlatformData
 from crossfed.shared.trainer import PlatformTrainer
 from crossfed.shared.data.platform_files import own_platform
 from crossfed.shared.privacy import BudgetExceeded
+from crossfed.shared.protocol.keys import (
+    ARRAYS_RECORD,
+    CONFIG_RECORD,
+    DECLINED,
+    DELTA,
+    EPSILON,
+    EPSILON_ALONE,
+    GLOBAL_PREFIX,
+    NOISE_MULTIPLIER,
+    NUM_EXAMPLES,
+    NUM_USERS,
+    PAIRS_PER_SECOND,
+    PLATFORM,
+    SERVER_ROUND,
+    STAGE,
+    STAGE_VALIDATION,
+    TRAIN_LOSS,
+    TRAIN_SECONDS,
+)
 from crossfed.shared.protocol.records import from_array_record
 from crossfed.shared.evaluation.per_user_results import GlobalPerUserResults, PerUserResults
 from crossfed.shared.evaluation.results import PlatformMetrics, platform_dir
@@ -96,12 +115,12 @@ def prepare(context: Context, overrides: Mapping[str, Any] | None = None) -> tup
     round does. Returns the metrics to send (only the platform's index) and whether it is private.
     """
     trainer, _directory, _config = build_trainer(context, overrides)
-    return {"platform": trainer.data.platform}, trainer.private
+    return {PLATFORM: trainer.data.platform}, trainer.private
 
 
 def request_contents(message: Message) -> tuple[dict[str, np.ndarray], int]:
     """The global shared parameters and the round number of a plain (Message API) request."""
-    return from_array_record(message.content["arrays"]), int(message.content["config"]["server-round"])
+    return from_array_record(message.content[ARRAYS_RECORD]), int(message.content[CONFIG_RECORD][SERVER_ROUND])
 
 
 def train(
@@ -125,18 +144,18 @@ def train(
         result = trainer.train(config.training.local_epochs, salt=server_round)
     except BudgetExceeded as refusal:
         logger.warning("%s: declining round %d", refusal, server_round)
-        return trainer, {"platform": platform, "declined": 1, **privacy_metrics(trainer)}, False
+        return trainer, {PLATFORM: platform, DECLINED: 1, **privacy_metrics(trainer)}, False
     bound_update(trainer.model, arrays, config.robustness.max_update_norm)
     if trainer.private:
         # Under DP only values derived from public settings leave: equal weights, no loss, no timings.
-        metrics = {"platform": platform, "num-examples": 1, "declined": 0, **privacy_metrics(trainer)}
+        metrics = {PLATFORM: platform, NUM_EXAMPLES: 1, DECLINED: 0, **privacy_metrics(trainer)}
     else:
         metrics = {
-            "platform": platform,
-            "num-examples": result.positives,
-            "train-loss": result.loss,
-            "train-seconds": result.seconds,
-            "pairs-per-second": result.pairs_per_second,
+            PLATFORM: platform,
+            NUM_EXAMPLES: result.positives,
+            TRAIN_LOSS: result.loss,
+            TRAIN_SECONDS: result.seconds,
+            PAIRS_PER_SECOND: result.pairs_per_second,
         }
     state = trainer.snapshot(server_round)
     state.last_reply = SavedReply(server_round, dict(shared_arrays(trainer.model)), metrics).to_state()
@@ -157,10 +176,10 @@ def evaluate(
     """
     arrays, server_round = request_contents(message)
     trainer, directory, _config = open_trainer(arrays, context, overrides)
-    stage = str(message.content["config"].get("stage", "validation"))
+    stage = str(message.content[CONFIG_RECORD].get(STAGE, STAGE_VALIDATION))
     platform = trainer.data.platform
-    if stage == "validation":
-        results = trainer.evaluate("validation")
+    if stage == STAGE_VALIDATION:
+        results = trainer.evaluate(STAGE_VALIDATION)
         metrics = PlatformMetrics.from_results(platform, results).to_flat()
     else:
         served, current = trainer.test()
@@ -168,13 +187,13 @@ def evaluate(
         GlobalPerUserResults.save(directory, current)
         metrics = {
             **PlatformMetrics.from_results(platform, served).to_flat(),
-            **PlatformMetrics.from_results(platform, current).to_flat(prefix="global-"),
+            **PlatformMetrics.from_results(platform, current).to_flat(prefix=GLOBAL_PREFIX),
         }
         results = served
-    local = {"platform": platform, "num-users": len(results.users), **metrics}
+    local = {PLATFORM: platform, NUM_USERS: len(results.users), **metrics}
     record_locally(directory, {"round": server_round, "stage": stage, **local})
     if trainer.private:
-        return {"platform": platform, **privacy_metrics(trainer)}, True
+        return {PLATFORM: platform, **privacy_metrics(trainer)}, True
     return local, False
 
 
@@ -183,8 +202,8 @@ def privacy_metrics(trainer: PlatformTrainer) -> dict[str, float]:
     ledger = trainer.ledger
     if ledger is None:
         return {}
-    return {"epsilon": ledger.epsilon(), "epsilon-alone": ledger.epsilon_alone(),
-            "noise-multiplier": ledger.noise_multiplier or 0.0, "delta": ledger.delta}
+    return {EPSILON: ledger.epsilon(), EPSILON_ALONE: ledger.epsilon_alone(),
+            NOISE_MULTIPLIER: ledger.noise_multiplier or 0.0, DELTA: ledger.delta}
 
 
 def record_locally(directory: Path, entry: dict[str, Any]) -> None:

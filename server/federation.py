@@ -11,7 +11,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -22,20 +22,33 @@ from flwr.serverapp.strategy import Strategy
 from crossfed.shared.storage.checkpoint import Checkpoint, FinalModel
 from crossfed.server.errors import FederationError
 from crossfed.server.preparation import await_platforms, prepare_platforms
-from crossfed.shared.protocol.replies import reply_metrics
 from crossfed.server.screening import screen_updates
 from crossfed.server.secure_round import secure_train_round
 from crossfed.server.strategy import make_strategy, restore_strategy_state, strategy_state
 from crossfed.shared.data.catalog import load_catalog
-from crossfed.shared.config import FederationConfig, RunConfig, SecureAggregationConfig
+from crossfed.shared.config import FederationConfig, RunConfig
 from crossfed.shared.data.datasets import item_side
 from crossfed.shared.model.recommender import build_model
 from crossfed.shared.evaluation.progress import RoundReport
+from crossfed.shared.protocol.keys import (
+    ARRAYS_RECORD,
+    CONFIG_RECORD,
+    METRICS_RECORD,
+    NUM_EXAMPLES,
+    SERVER_ROUND,
+    STAGE,
+    STAGE_TEST,
+    STAGE_VALIDATION,
+)
 from crossfed.shared.protocol.records import from_array_record, to_array_record
+from crossfed.shared.protocol.replies import EvaluateReply, TrainReply, parse_evaluate_reply, parse_train_reply
 from crossfed.shared.evaluation.results import PlatformMetrics, build_summary, write_summary
 from crossfed.shared.model.sharing import shared_arrays
 
 logger = logging.getLogger("crossfed.server")
+
+#: One update for the strategy to aggregate: shared parameters and their aggregation weight.
+Update = tuple[Mapping[str, np.ndarray], float | int]
 
 
 def initial_arrays(config: RunConfig) -> dict:
@@ -81,19 +94,19 @@ def run_federation(grid: Grid, config: RunConfig) -> dict[str, Any]:
         # Platforms take every setting from their own run config; a round only says which round it is.
         messages = strategy.configure_train(server_round, record, ConfigRecord(), grid)
         if config.secure_aggregation.secagg:
-            replies, trained = _secure_replies(grid, arrays, messages, server_round, config)
+            replies, updates = _secure_round(grid, arrays, messages, server_round, config)
         else:
-            replies = _successful(grid.send_and_receive(messages, timeout=config.federation.reply_timeout),
-                                   "train", server_round)
-            trained = [reply for reply in replies if "arrays" in reply.content]
+            replies = [parse_train_reply(reply) for reply in _successful(
+                grid.send_and_receive(messages, timeout=config.federation.reply_timeout), "train", server_round)]
             # Under SecAgg+ there is nothing to screen here: each platform bounds its own update.
-            trained, _rejected = screen_updates(trained, arrays, config.robustness.max_update_norm, server_round,
-                                                private=config.private)
-        declined = [int(m["platform"]) for m, r in zip(map(reply_metrics, replies), replies)
-                    if m.get("declined", 0) and "platform" in m and "arrays" not in r.content]
+            trained, _rejected = screen_updates([reply for reply in replies if reply.sent_parameters], arrays,
+                                                config.robustness.max_update_norm, server_round, private=config.private)
+            updates = in_platform_order(trained)
+        declined = [reply.platform for reply in replies
+                    if reply.declined and reply.platform is not None and not reply.sent_parameters]
         if declined:
             logger.warning("round %d: platforms %s declined to train: privacy budget spent", server_round, declined)
-        contributing = _contributing(trained, replies, declined, config.secure_aggregation)
+        contributing = _contributing(updates, replies, declined, config)
         if contributing < config.federation.min_platforms:
             if declined:
                 report = RoundReport(server_round, float("nan"), [], time.perf_counter() - started,
@@ -105,8 +118,8 @@ def run_federation(grid: Grid, config: RunConfig) -> dict[str, Any]:
                                server_round - 1)
                 break
             _require(contributing, config.federation, f"round {server_round} training")
-        arrays = aggregate_in_order(strategy, server_round, trained)
-        validation = evaluate_platforms(grid, arrays, server_round, "validation", config)
+        arrays = aggregate_updates(strategy, server_round, updates)
+        validation = evaluate_platforms(grid, arrays, server_round, STAGE_VALIDATION, config)
         report = RoundReport(server_round, _weighted_loss(replies), validation, time.perf_counter() - started,
                              epsilon=_epsilon(replies), declined=declined)
         history.append(report.as_dict())
@@ -119,11 +132,11 @@ def run_federation(grid: Grid, config: RunConfig) -> dict[str, Any]:
         ).save(config.experiment.run_dir)
 
     FinalModel(arrays=arrays, config=round_config).save(config.experiment.run_dir)
-    replies = request_evaluation(grid, arrays, rounds_completed, "test", config)
+    replies = request_evaluation(grid, arrays, rounds_completed, STAGE_TEST, config)
     summary = build_summary(
         mode="federated", config=config, wall_seconds=time.perf_counter() - started + startup_seconds,
         startup_seconds=startup_seconds,
-        test=_platform_metrics(replies), global_test=_platform_metrics(replies, prefix="global-"), history=history,
+        test=_platform_metrics(replies), global_test=_platform_metrics(replies, global_model=True), history=history,
         extra={"rounds_completed": rounds_completed, "secure_aggregation": config.secure_aggregation.secagg,
                "noise_mode": config.secure_aggregation.noise_mode,
                **({"privacy": privacy_block(config, replies)} if config.private else {})},
@@ -132,56 +145,65 @@ def run_federation(grid: Grid, config: RunConfig) -> dict[str, Any]:
     return summary
 
 
-def aggregate_in_order(strategy: Strategy, server_round: int, trained: list[Message]) -> dict[str, np.ndarray]:
-    """The strategy's aggregate of the accepted updates.
+def aggregate_in_order(strategy: Strategy, server_round: int, trained: Sequence[TrainReply]) -> dict[str, np.ndarray]:
+    """The strategy's aggregate of the accepted updates, taken in platform order (see :func:`aggregate_updates`)."""
+    return aggregate_updates(strategy, server_round, in_platform_order(trained))
 
-    Replies arrive in any order, and a float sum depends on its order: they are aggregated in
-    platform order, so the same seed gives the same model, bit for bit. And the strategy sees
-    only what it weighs and averages (the parameters and ``num-examples``): Flower's
-    aggregation also averages every other metric of every reply and requires them all to
-    match, so one platform's extra or list-valued metric would otherwise fail the round for all.
+
+def in_platform_order(trained: Sequence[TrainReply]) -> list[Update]:
+    """Parameters and weights of readable updates, in platform order.
+
+    Replies arrive in any order, and a float sum depends on its order: taken in platform
+    order, the same seed gives the same model, bit for bit.
+    """
+    return [(reply.arrays, reply.num_examples) for reply in sorted(trained, key=platform_order)
+            if reply.arrays is not None and reply.num_examples is not None]
+
+
+def aggregate_updates(strategy: Strategy, server_round: int, updates: Sequence[Update]) -> dict[str, np.ndarray]:
+    """The strategy's aggregate of ``(parameters, weight)`` pairs, summed in the order given.
+
+    The strategy sees only what it weighs and averages (the parameters and ``num-examples``):
+    Flower's aggregation also averages every other metric of every reply and requires them
+    all to match, so one platform's extra or list-valued metric would otherwise fail the round for all.
     """
     inputs = [_local_reply(RecordDict({
-        "arrays": reply.content["arrays"],
-        "metrics": MetricRecord({"num-examples": reply_metrics(reply)["num-examples"]}),
-    })) for reply in sorted(trained, key=_platform_order)]
+        ARRAYS_RECORD: to_array_record(parameters),
+        METRICS_RECORD: MetricRecord({NUM_EXAMPLES: weight}),
+    })) for parameters, weight in updates]
     aggregated, _ = strategy.aggregate_train(server_round, inputs)
     if aggregated is None:
         raise FederationError(f"round {server_round}: aggregation produced no parameters")
     return from_array_record(aggregated)
 
 
-def _secure_replies(
+def _secure_round(
     grid: Grid, arrays: dict, messages: Iterable[Message], server_round: int, config: RunConfig
-) -> tuple[list[Message], list[Message]]:
-    """A SecAgg+ round, in the shape of a plain one: per-platform status replies, and one "reply"
-    carrying the unmasked mean (global + mean update) for the strategy to aggregate."""
+) -> tuple[list[TrainReply], list[Update]]:
+    """A SecAgg+ round, in the shape of a plain one: each platform's status, and one update - the
+    unmasked mean (global + mean update) with the total weight - for the strategy to aggregate."""
     node_ids = [message.metadata.dst_node_id for message in messages]
     outcome = secure_train_round(grid, arrays, node_ids, server_round, config)
-    status = [_local_reply(RecordDict({"metrics": MetricRecord(metrics)})) for metrics in outcome.metrics]
     if outcome.mean_update is None:
         if outcome.contributors >= config.federation.min_platforms:
             raise FederationError(f"round {server_round}: SecAgg+ could not unmask the sum of {outcome.contributors} "
                                   f"platforms ({outcome.dropped} dropped; too few key shares left)")
-        return status, []
+        return outcome.replies, []
     mean = {name: arrays[name] + outcome.mean_update[name].astype(arrays[name].dtype) for name in arrays}
-    content = RecordDict({"arrays": to_array_record(mean),
-                          "metrics": MetricRecord({"num-examples": outcome.total_weight})})
-    return status, [_local_reply(content)]
+    return outcome.replies, [(mean, outcome.total_weight)]
 
 
-def _platform_order(reply: Message) -> tuple[float, int]:
-    platform = reply_metrics(reply).get("platform")
-    return (float(platform) if platform is not None else math.inf, reply.metadata.src_node_id)
+def _contributing(updates: Sequence[Update], replies: Sequence[TrainReply], declined: list[int],
+                  config: RunConfig) -> int:
+    """How many platforms' updates are in this round's aggregate (under SecAgg+ one update holds them all)."""
+    if not config.secure_aggregation.secagg:
+        return len(updates)
+    return len(replies) - len(declined) if updates else 0
 
 
-def _contributing(
-    trained: list[Message], replies: list[Message], declined: list[int], secure: SecureAggregationConfig
-) -> int:
-    """How many platforms' updates are in this round's aggregate (under SecAgg+ one reply holds them all)."""
-    if not secure.secagg:
-        return len(trained)
-    return len(replies) - len(declined) if trained else 0
+def platform_order(reply: TrainReply) -> tuple[float, int]:
+    """Replies sort by platform index; one without a valid index comes last, by node."""
+    return (float(reply.platform) if reply.platform is not None else math.inf, reply.node_id)
 
 
 def _local_reply(content: RecordDict) -> Message:
@@ -195,12 +217,14 @@ def evaluate_platforms(
     return _platform_metrics(request_evaluation(grid, arrays, server_round, stage, config))
 
 
-def request_evaluation(grid: Grid, arrays: dict, server_round: int, stage: str, config: RunConfig) -> list[Message]:
+def request_evaluation(
+    grid: Grid, arrays: dict, server_round: int, stage: str, config: RunConfig
+) -> list[EvaluateReply]:
     """Every connected platform ranks its own held-out items and reports platform-level means."""
-    content_config = ConfigRecord({"server-round": server_round, "stage": stage})
+    content_config = ConfigRecord({SERVER_ROUND: server_round, STAGE: stage})
     messages = [
         Message(
-            content=RecordDict({"arrays": to_array_record(arrays), "config": content_config}),
+            content=RecordDict({ARRAYS_RECORD: to_array_record(arrays), CONFIG_RECORD: content_config}),
             message_type=MessageType.EVALUATE,
             dst_node_id=node_id,
         )
@@ -209,45 +233,36 @@ def request_evaluation(grid: Grid, arrays: dict, server_round: int, stage: str, 
     replies = _successful(grid.send_and_receive(messages, timeout=config.federation.reply_timeout),
                            f"{stage} evaluation", server_round)
     _require(len(replies), config.federation, f"round {server_round} {stage} evaluation")
-    return replies
+    return [parse_evaluate_reply(reply) for reply in replies]
 
 
-def _platform_metrics(replies: list[Message], prefix: str = "") -> list[PlatformMetrics]:
-    """Metrics of the replies that carry them (none do under DP: platforms keep them). A reply
-    missing one of them, or with a user count that is no count, is logged and left out."""
-    found = []
-    for reply in replies:
-        metrics = reply_metrics(reply)
-        if f"{prefix}sampled-hr" not in metrics:
-            continue
-        try:
-            found.append(PlatformMetrics.from_flat(metrics, prefix))
-        except (KeyError, ValueError, OverflowError) as error:
-            logger.warning("node %s: evaluation metrics left out (%s: %s)", reply.metadata.src_node_id,
-                           type(error).__name__, error)
-    return sorted(found, key=lambda m: m.platform)
+def _platform_metrics(replies: Sequence[EvaluateReply], *, global_model: bool = False) -> list[PlatformMetrics]:
+    """Metrics of the replies that carry them (none do under DP: platforms keep them), by platform."""
+    found = [reply.global_model if global_model else reply.served for reply in replies]
+    return sorted((metrics for metrics in found if metrics is not None), key=lambda m: m.platform)
 
 
-def privacy_block(config: RunConfig, replies: list[Message]) -> dict[str, Any]:
+def privacy_block(config: RunConfig, replies: Sequence[EvaluateReply]) -> dict[str, Any]:
     """The results contract's ``privacy`` block, from what the platforms report."""
-    metrics = [m for m in map(reply_metrics, replies) if "platform" in m]
+    reported = [reply for reply in replies if reply.platform is not None]
     return {
         "unit": config.privacy.privacy_unit,
-        "epsilon": {str(int(m["platform"])): float(m["epsilon"]) for m in metrics if "epsilon" in m},
-        "epsilon_alone": {str(int(m["platform"])): float(m["epsilon-alone"]) for m in metrics if "epsilon-alone" in m},
+        "epsilon": {str(r.platform): r.privacy.epsilon for r in reported if r.privacy.epsilon is not None},
+        "epsilon_alone": {str(r.platform): r.privacy.epsilon_alone for r in reported
+                          if r.privacy.epsilon_alone is not None},
         "epsilon_budget": config.privacy.epsilon,
         "noise_mode": config.secure_aggregation.noise_mode,
         "delta": config.privacy.delta,
-        "noise_multiplier": {str(int(m["platform"])): float(m["noise-multiplier"]) for m in metrics
-                             if "noise-multiplier" in m},
+        "noise_multiplier": {str(r.platform): r.privacy.noise_multiplier for r in reported
+                             if r.privacy.noise_multiplier is not None},
         "clip": config.privacy.clip_norm,
         "accountant": config.privacy.accountant,
     }
 
 
-def _epsilon(replies: list[Message]) -> dict[int, float]:
-    return {int(m["platform"]): float(m["epsilon"]) for m in map(reply_metrics, replies)
-            if "epsilon" in m and "platform" in m}
+def _epsilon(replies: Sequence[TrainReply]) -> dict[int, float]:
+    return {reply.platform: reply.privacy.epsilon for reply in replies
+            if reply.privacy.epsilon is not None and reply.platform is not None}
 
 
 #: Keys that may differ between a run and its resumption (more rounds extend a run; DP budgets still hold).
@@ -280,11 +295,10 @@ def _require(count: int, federation: FederationConfig, what: str) -> None:
         )
 
 
-def _weighted_loss(replies: list[Message]) -> float:
+def _weighted_loss(replies: Sequence[TrainReply]) -> float:
     """Example-weighted training loss (summed in platform order, like the parameters); NaN under
     DP, where platforms do not send it."""
-    metrics = [reply_metrics(r) for r in sorted(replies, key=_platform_order)]
-    pairs = [(float(m["train-loss"]), float(m["num-examples"]))
-             for m in metrics if "train-loss" in m and "num-examples" in m]
+    pairs = [(float(r.train_loss), float(r.num_examples)) for r in sorted(replies, key=platform_order)
+             if r.train_loss is not None and r.num_examples is not None]
     total = sum(weight for _, weight in pairs)
     return sum(loss * weight for loss, weight in pairs) / total if total else float("nan")

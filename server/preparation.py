@@ -18,14 +18,13 @@ from flwr.serverapp import Grid
 
 from crossfed.server.errors import FederationError
 from crossfed.shared.config import FederationConfig
+from crossfed.shared.protocol.keys import CONFIG_RECORD, PREPARE_MESSAGE_TYPE, SERVER_ROUND, STAGE, STAGE_PREPARE
+from crossfed.shared.protocol.replies import parse_prepare_reply
 
 logger = logging.getLogger("crossfed.server")
 
 #: How long the coordinator waits for every expected platform to connect before going on with those connected.
 CONNECT_TIMEOUT_SECONDS = 120.0
-
-#: Routed by Flower to the ClientApp's ``@app.query("prepare")`` handler.
-PREPARE = "query.prepare"
 
 
 def await_platforms(grid: Grid, expected: int, timeout: float = CONNECT_TIMEOUT_SECONDS) -> int:
@@ -53,20 +52,23 @@ def prepare_platforms(grid: Grid, federation: FederationConfig) -> None:
     """
     started = time.perf_counter()
     node_ids = list(grid.get_node_ids())
-    content = RecordDict({"config": ConfigRecord({"server-round": 0, "stage": "prepare"})})
-    messages = [Message(content=content, message_type=PREPARE, dst_node_id=node_id) for node_id in node_ids]
-    ready, failed = set(), set()
+    content = RecordDict({CONFIG_RECORD: ConfigRecord({SERVER_ROUND: 0, STAGE: STAGE_PREPARE})})
+    messages = [Message(content=content, message_type=PREPARE_MESSAGE_TYPE, dst_node_id=node_id)
+                for node_id in node_ids]
+    ready: dict[int, int | None] = {}
+    failed = set()
     for reply in grid.send_and_receive(messages, timeout=federation.reply_timeout):
         node = reply.metadata.src_node_id
         if reply.has_error():
             failed.add(node)
             logger.warning("node %s could not get ready: %s", node, reply.error.reason)
         else:
-            ready.add(node)
-    silent = sorted(set(node_ids) - ready - failed)
+            ready[node] = parse_prepare_reply(reply).platform
+    silent = sorted(set(node_ids) - set(ready) - failed)
     if silent:
         logger.warning("nodes %s did not answer the prepare request within %.0f s", silent, federation.reply_timeout)
     if len(ready) < federation.min_platforms:
         raise FederationError(f"only {len(ready)} platform(s) got ready (nodes {sorted(failed)} failed, {silent} did "
                               f"not answer), fewer than min-platforms = {federation.min_platforms}")
-    logger.info("%d platform(s) ready in %.1f s", len(ready), time.perf_counter() - started)
+    logger.info("%d platform(s) ready in %.1f s (node: platform %s)", len(ready), time.perf_counter() - started,
+                dict(sorted(ready.items())))

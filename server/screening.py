@@ -16,15 +16,13 @@ quantisation range bounds what any one platform can add to the sum.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from flwr.app import Message
 
-from crossfed.shared.protocol.replies import reply_metrics
-from crossfed.shared.protocol.records import from_array_record
+from crossfed.shared.model.sharing import update_norm
+from crossfed.shared.protocol.replies import TrainReply
 
 logger = logging.getLogger("crossfed.server.screening")
 
@@ -39,15 +37,6 @@ class Rejection:
     node_id: int
     platform: int | None
     reason: str
-
-
-def update_norm(arrays: Mapping[str, np.ndarray], reference: Mapping[str, np.ndarray]) -> float:
-    """L2 norm of ``arrays - reference`` over every shared parameter, in float64."""
-    total = 0.0
-    for name, value in arrays.items():
-        difference = np.asarray(value, dtype=np.float64) - np.asarray(reference[name], dtype=np.float64)
-        total += float(np.sum(difference * difference))
-    return math.sqrt(total)
 
 
 def problem_with(
@@ -73,44 +62,39 @@ def problem_with(
 
 
 def screen_updates(
-    replies: Sequence[Message], reference: Mapping[str, np.ndarray], max_update_norm: float, server_round: int,
+    replies: Sequence[TrainReply], reference: Mapping[str, np.ndarray], max_update_norm: float, server_round: int,
     *, private: bool = False,
-) -> tuple[list[Message], list[Rejection]]:
+) -> tuple[list[TrainReply], list[Rejection]]:
     """Split training replies into those fit to aggregate and the rejected ones (logged).
 
     Under DP every platform weighs 1 (a count would reveal data); a larger claimed weight is
     a platform trying to dominate the mean, whatever its norm bound, and is rejected.
     """
-    accepted: list[Message] = []
+    accepted: list[TrainReply] = []
     rejected: list[Rejection] = []
     for reply in replies:
-        metrics = reply_metrics(reply)
-        platform = int(metrics["platform"]) if "platform" in metrics else None
-        reason = _weight_problem(metrics, private)
+        reason = _weight_problem(reply.num_examples, private)
         if reason is None:
-            try:
-                arrays = from_array_record(reply.content["arrays"])
-            except Exception as error:  # an undecodable record is a broken reply like any other
-                reason = f"parameters cannot be read: {error}"
+            if reply.arrays is None:
+                reason = reply.unreadable or "no parameters"
             else:
-                reason = problem_with(arrays, reference, max_update_norm)
+                reason = problem_with(reply.arrays, reference, max_update_norm)
         if reason is None:
             accepted.append(reply)
             continue
-        rejection = Rejection(reply.metadata.src_node_id, platform, reason)
+        rejection = Rejection(reply.node_id, reply.platform, reason)
         rejected.append(rejection)
         logger.warning("round %d: rejected the update of platform %s (node %s): %s",
-                       server_round, platform, rejection.node_id, reason)
+                       server_round, reply.platform, rejection.node_id, reason)
     return accepted, rejected
 
 
-def _weight_problem(metrics: Mapping[str, float | int], private: bool) -> str | None:
+def _weight_problem(weight: float | int | None, private: bool) -> str | None:
     """An aggregation weight must be a positive finite number, or FedAvg's average breaks."""
-    weight = metrics.get("num-examples")
     if weight is None:
-        return "no num-examples"
-    if not math.isfinite(float(weight)) or float(weight) <= 0:
-        return f"num-examples = {weight} is not a positive finite number"
+        return "num-examples missing or not a finite number"
+    if weight <= 0:
+        return f"num-examples = {weight} is not a positive number"
     if private and float(weight) != 1:
         return f"num-examples = {weight}; under differential privacy every platform weighs 1"
     return None

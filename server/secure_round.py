@@ -34,10 +34,11 @@ from flwr.server.workflow.constant import MAIN_CONFIGS_RECORD, MAIN_PARAMS_RECOR
 from flwr.server.workflow.constant import Key as WorkflowKey
 from flwr.serverapp import Grid
 
-from crossfed.shared.protocol.replies import numeric_metrics
 from crossfed.server.secagg_workflow import DropoutTolerantSecAggPlusWorkflow
 from crossfed.shared.config import RunConfig
-from crossfed.shared.protocol.secure_aggregation import NAMES_KEY, ROUND_KEY, ordered, quantisation_plan
+from crossfed.shared.protocol.keys import SERVER_ROUND, SHARED_NAMES
+from crossfed.shared.protocol.replies import TrainReply, parse_secure_train_result
+from crossfed.shared.protocol.secure_aggregation import ordered, quantisation_plan
 
 logger = logging.getLogger("crossfed.server")
 
@@ -47,17 +48,17 @@ class SecureRound:
     """What the coordinator learns from a secure round: the mean update and each platform's public status."""
 
     mean_update: dict[str, np.ndarray] | None
-    metrics: list[dict[str, float | int]] = field(default_factory=list)
+    replies: list[TrainReply] = field(default_factory=list)
     dropped: int = 0
 
     @property
     def contributors(self) -> int:
         """Platforms whose update (and noise share) is in the sum: neither dropped nor declined."""
-        return sum(1 for m in self.metrics if not m.get("declined", 0) and m.get("num-examples", 0) > 0)
+        return sum(1 for reply in self.replies if not reply.declined and (reply.num_examples or 0) > 0)
 
     @property
     def total_weight(self) -> float:
-        return float(sum(m.get("num-examples", 0) for m in self.metrics if not m.get("declined", 0)))
+        return float(sum(reply.num_examples or 0 for reply in self.replies if not reply.declined))
 
 
 def secure_train_round(
@@ -86,13 +87,13 @@ def secure_train_round(
         timeout=config.federation.reply_timeout,
     )
     workflow(grid, context)
-    metrics = [{**numeric_metrics(res.metrics), "num-examples": res.num_examples} for _, res in workflow.collected]
-    outcome = SecureRound(None, metrics, dropped=len(node_ids) - len(metrics))
+    replies = [parse_secure_train_result(proxy.node_id, result) for proxy, result in workflow.collected]
+    outcome = SecureRound(None, replies, dropped=len(node_ids) - len(replies))
     if strategy.aggregate is None or outcome.total_weight <= 0:
         return outcome
     outcome.mean_update = dict(zip(names, parameters_to_ndarrays(strategy.aggregate), strict=True))
     logger.info("round %d: SecAgg+ unmasked the mean update of %d platform(s) (%d dropped)",
-                server_round, len(metrics), outcome.dropped)
+                server_round, len(replies), outcome.dropped)
     return outcome
 
 
@@ -105,7 +106,7 @@ class _HandOver(Strategy):
 
     def __init__(self, node_ids: Sequence[int], grid: Grid, server_round: int, names: list[str]) -> None:
         self.proxies = [GridClientProxy(node_id, grid, grid.run.run_id) for node_id in node_ids]
-        self.fit_config = {ROUND_KEY: server_round, NAMES_KEY: ",".join(names)}
+        self.fit_config = {SERVER_ROUND: server_round, SHARED_NAMES: ",".join(names)}
         self.aggregate: Parameters | None = None
 
     def initialize_parameters(self, client_manager: ClientManager) -> Parameters | None:

@@ -8,8 +8,9 @@ built from :func:`shared_arrays`; nothing else reads parameters for sending.
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import torch
@@ -30,6 +31,21 @@ def shared_arrays(model: nn.Module) -> OrderedDict[str, np.ndarray]:
         for name, parameter in model.named_parameters()
         if is_shared(name)
     )
+
+
+def update_norm(arrays: Mapping[str, np.ndarray], reference: Mapping[str, np.ndarray] | None = None) -> float:
+    """L2 norm of ``arrays - reference`` over every array (of ``arrays`` alone without a reference), in float64.
+
+    The one measure of an update's size: platforms bound theirs by it, the coordinator
+    checks it against ``max-update-norm``, and the research tools compare against both.
+    """
+    total = 0.0
+    for name, value in arrays.items():
+        difference = np.asarray(value, dtype=np.float64)
+        if reference is not None:
+            difference = difference - np.asarray(reference[name], dtype=np.float64)
+        total += float(np.sum(difference * difference))
+    return math.sqrt(total)
 
 
 def local_parameters(model: nn.Module) -> OrderedDict[str, torch.Tensor]:

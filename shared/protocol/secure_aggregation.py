@@ -21,9 +21,6 @@ from crossfed.shared.config import RunConfig
 #: Flower's defaults: 2**22 quantisation levels inside a 2**32 modulus (room for 1024 summands).
 QUANTIZATION_LEVELS = 2**22
 MODULUS = 2**32
-#: Key of the fit config naming the shared parameters, in the order of the legacy parameter list.
-NAMES_KEY = "shared-names"
-ROUND_KEY = "server-round"
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ from flwr.supercore.task_identity import TaskIdentity
 import crossfed.shared.storage.checked
 from crossfed.shared.storage.checkpoint import Checkpoint, FinalModel
 from crossfed.server.federation import FederationError, initial_arrays, run_federation
-from crossfed.server.preparation import PREPARE
 from crossfed.server.strategy import make_strategy, restore_strategy_state, strategy_state
+from crossfed.shared.protocol.keys import PREPARE_MESSAGE_TYPE
 from crossfed.shared.config import RunConfig
 from crossfed.shared.privacy.ledger import PrivacyLedger
 from crossfed.shared.protocol.records import from_array_record, to_array_record
@@ -119,7 +119,7 @@ class DyingGrid:
     def send_and_receive(self, messages, *args, **kwargs) -> list[Message]:
         replies = []
         for index, message in enumerate(messages):
-            if message.metadata.message_type == PREPARE:
+            if message.metadata.message_type == PREPARE_MESSAGE_TYPE:
                 replies.append(Message(RecordDict({"metrics": MetricRecord({"platform": index})}), reply_to=message))
             elif index == 0:
                 content = RecordDict({"arrays": message.content["arrays"],
@@ -157,7 +157,7 @@ def test_platforms_that_cannot_get_ready_stop_the_run_before_round_one(movielens
     grid = UnreadyGrid()
     with pytest.raises(FederationError, match=r"only 1 platform\(s\) got ready \(nodes \[2, 3\] failed, \[\] did not"):
         run_federation(grid, config)
-    assert grid.requests == [PREPARE] * 3  # no training request was sent
+    assert grid.requests == [PREPARE_MESSAGE_TYPE] * 3  # no training request was sent
     assert not (tmp_path / Checkpoint.FILE_NAME).exists()
 
 

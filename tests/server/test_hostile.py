@@ -22,10 +22,12 @@ from flwr.supercore.task_identity import TaskIdentity
 
 from crossfed.client.bound import bound_arrays, bound_update
 from crossfed.server.federation import aggregate_in_order
-from crossfed.server.screening import screen_updates, update_norm
+from crossfed.server.screening import screen_updates
 from crossfed.server.strategy import make_strategy
 from crossfed.shared.config import RunConfig
+from crossfed.shared.model.sharing import update_norm
 from crossfed.shared.protocol.records import to_array_record
+from crossfed.shared.protocol.replies import TrainReply, parse_train_reply
 
 NAMES = ("shared.item_bias.weight", "shared.prediction.weight")
 
@@ -51,7 +53,12 @@ def honest_updates(count: int, seed: int = 1) -> list[dict[str, np.ndarray]]:
              for name, value in base.items()} for _ in range(count)]
 
 
-def reply(arrays: dict[str, np.ndarray], platform: int, num_examples: float = 100) -> Message:
+def reply(arrays: dict[str, np.ndarray], platform: int, num_examples: float = 100) -> TrainReply:
+    """A training reply as the coordinator holds it: parsed on arrival."""
+    return parse_train_reply(reply_message(arrays, platform, num_examples))
+
+
+def reply_message(arrays: dict[str, np.ndarray], platform: int, num_examples: float = 100) -> Message:
     request = Message(content=RecordDict({"config": ConfigRecord({"server-round": 1})}),
                       dst_node_id=platform + 1, message_type=MessageType.TRAIN)
     record = {name: np.ascontiguousarray(value) for name, value in arrays.items()}
@@ -180,29 +187,32 @@ def test_under_dp_a_platform_claiming_more_weight_is_rejected():
 
 def test_list_valued_metrics_are_rejected_not_a_crash():
     """A MetricRecord may hold lists; a hostile reply sending them must not stop the coordinator."""
-    from crossfed.server.federation import _platform_order
-    from crossfed.shared.protocol.replies import reply_metrics
+    from crossfed.server.federation import platform_order
+    from crossfed.shared.protocol.replies import numeric_metrics
 
     honest = [reply(u, p) for p, u in enumerate(honest_updates(3))]
-    hostile = reply(honest_updates(1, seed=9)[0], 7)
-    hostile.content["metrics"] = MetricRecord({"platform": [7, 8], "num-examples": [100.0], "train-loss": [0.1]})
-    accepted, rejected = screen_updates([*honest, hostile], global_arrays(), 0.0, server_round=3)
+    message = reply_message(honest_updates(1, seed=9)[0], 7)
+    message.content["metrics"] = MetricRecord({"platform": [7, 8], "num-examples": [100.0], "train-loss": [0.1]})
+    accepted, rejected = screen_updates([*honest, parse_train_reply(message)], global_arrays(), 0.0, server_round=3)
     assert accepted == honest
     assert [r.platform for r in rejected] == [None] and "num-examples" in rejected[0].reason
-    assert reply_metrics(hostile) == {}  # every value was a list: none reads as a metric
-    hostile.content["metrics"] = MetricRecord({"platform": math.inf, "declined": 1, "train-loss": math.nan,
+    assert numeric_metrics(message.content["metrics"]) == {}  # every value was a list: none reads as a metric
+    message.content["metrics"] = MetricRecord({"platform": math.inf, "declined": 1, "train-loss": math.nan,
                                                "num-examples": 3})
-    assert reply_metrics(hostile) == {"declined": 1, "num-examples": 3}
-    assert max([hostile, *honest], key=_platform_order) is hostile  # ordered last, after known platforms
+    assert numeric_metrics(message.content["metrics"]) == {"declined": 1, "num-examples": 3}
+    hostile = parse_train_reply(message)
+    assert (hostile.platform, hostile.declined, hostile.num_examples, hostile.train_loss) == (None, True, 3, None)
+    assert max([hostile, *honest], key=platform_order) is hostile  # ordered last, after known platforms
 
 
 def test_an_update_with_odd_metrics_is_averaged_like_any_other():
     """Flower averages every metric of every reply and wants them all alike: the round loop hands
     it only parameters and weights, so a list-valued loss or an extra record fails nothing."""
     updates = honest_updates(4)
-    replies = [reply(u, p) for p, u in enumerate(updates)]
-    replies[3].content["metrics"] = MetricRecord({"platform": 3, "num-examples": 100, "train-loss": [0.1, 0.2]})
-    replies[2].content["extra"] = MetricRecord({"user-ids": [1, 2, 3]})
+    messages = [reply_message(u, p) for p, u in enumerate(updates)]
+    messages[3].content["metrics"] = MetricRecord({"platform": 3, "num-examples": 100, "train-loss": [0.1, 0.2]})
+    messages[2].content["extra"] = MetricRecord({"user-ids": [1, 2, 3]})
+    replies = [parse_train_reply(message) for message in messages]
     accepted, rejected = screen_updates(replies, global_arrays(), 0.0, server_round=1)
     assert accepted == replies and rejected == []  # the parameters are fine; odd metrics are not screened
     aggregated = aggregate_in_order(make_strategy(RunConfig(), 4), 1, accepted)

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 import crossfed.shared.storage.checked
-from crossfed.client.outbox import PLAIN_METRICS, PRIVATE_METRICS, LeakError, _platform_level
+from crossfed.client.outbox import LeakError, _platform_level
+from crossfed.shared.protocol.keys import PLAIN_METRICS, PRIVATE_METRICS
 from crossfed.shared.config import RunConfig
 from crossfed.shared.data.interactions import platform_view
 from crossfed.shared.model.recommender import build_model

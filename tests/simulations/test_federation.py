@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from crossfed.server.preparation import PREPARE
+from crossfed.shared.protocol.keys import PREPARE_MESSAGE_TYPE
 from crossfed.shared.config import RunConfig
 from crossfed.shared.data.datasets import load_platforms
 from crossfed.shared.model.recommender import build_model
@@ -60,7 +60,7 @@ PREPARE_DELAY = 3.0
 
 
 def slow_prepare(message, context, call_next):
-    if message.metadata.message_type == PREPARE:
+    if message.metadata.message_type == PREPARE_MESSAGE_TYPE:
         time.sleep(PREPARE_DELAY)
     return call_next(message, context)
 
