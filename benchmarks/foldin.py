@@ -29,14 +29,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-from crossfed.shared.data.catalog import load_catalog
-from crossfed.client.serving.cold_start import find_segment, popularity_scores
-from crossfed.shared.evaluation.ranking import hit_rate, ndcg
-from crossfed.shared.data.platform_files import load_operator_data
-from crossfed.client.serving.service import RecommendationService
-from crossfed.simulations.operator_demo import demo_config, export_movielens, train_platform
 from provenance import markdown, provenance
+
+from crossfed.client.serving.cold_start import find_segment, popularity_scores
+from crossfed.client.serving.service import RecommendationService
+from crossfed.shared.data.catalog import load_catalog
+from crossfed.shared.data.platform_files import load_operator_data
+from crossfed.shared.evaluation.ranking import hit_rate, ndcg
+from crossfed.simulations.operator_demo import demo_config, export_movielens, train_platform
 
 
 def rank_of(item: str, ranked: list[str]) -> int:
@@ -60,7 +60,9 @@ def one_seed(data_dir: str | None, held_out: int, epochs: int, seed: int, k: int
             features[user] = {c: str(rows.iloc[0][c]) for c in ("age", "gender", "occupation")}
         ranks: dict[str, list[int]] = {"cold start": [], "fold-in": [], "popularity minus history": []}
         for user in histories:
-            ranks["cold start"].append(rank_of(targets[user], [r.item_id for r in service.recommend(user, k, features[user])]))
+            ranks["cold start"].append(
+                rank_of(targets[user], [r.item_id for r in service.recommend(user, k, features[user])])
+            )
             scores = popularity_scores(platform.data.interactions, find_segment(platform.attributes, features[user]))
             scores[histories[user]] = -np.inf
             top = [str(platform.item_ids[i]) for i in np.argsort(-scores, kind="stable")[:k]]
@@ -70,8 +72,10 @@ def one_seed(data_dir: str | None, held_out: int, epochs: int, seed: int, k: int
         fold_seconds = time.perf_counter() - started
         for user in histories:
             ranks["fold-in"].append(rank_of(targets[user], [r.item_id for r in service.recommend(user, k)]))
-    out = {name: {"hr@10": float(hit_rate(np.array(r), k).mean()), "ndcg@10": float(ndcg(np.array(r), k).mean())}
-           for name, r in ranks.items()}
+    out = {
+        name: {"hr@10": float(hit_rate(np.array(r), k).mean()), "ndcg@10": float(ndcg(np.array(r), k).mean())}
+        for name, r in ranks.items()
+    }
     out["fold-in"]["seconds"] = fold_seconds
     return out
 
@@ -88,8 +92,10 @@ def main(argv: list[str] | None = None) -> int:
     results = {seed: one_seed(args.data_dir, args.held_out, args.epochs, seed) for seed in args.seeds}
     block = provenance()
     print(markdown(block))
-    print(f"{args.held_out} held-out users per seed, platform trained {args.epochs} epochs on the others, "
-          f"seeds {args.seeds}; the target is each held-out user's latest item among all 1,682 items")
+    print(
+        f"{args.held_out} held-out users per seed, platform trained {args.epochs} epochs on the others, "
+        f"seeds {args.seeds}; the target is each held-out user's latest item among all 1,682 items"
+    )
     print("| list | HR@10 | NDCG@10 | per seed HR@10 |")
     print("|---|---|---|---|")
     for name in ("cold start", "popularity minus history", "fold-in"):

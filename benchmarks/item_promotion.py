@@ -31,18 +31,18 @@ from typing import Any
 import numpy as np
 import torch
 from flwr.app import Message, MessageType
+from provenance import markdown, provenance
 
-from crossfed.shared.storage.checkpoint import FinalModel
 from crossfed.shared.config import RunConfig
 from crossfed.shared.data.datasets import load_dataset, load_platforms
-from crossfed.shared.trainer import PlatformTrainer
-from crossfed.shared.protocol.keys import ARRAYS_RECORD
-from crossfed.shared.protocol.records import from_array_record, to_array_record
 from crossfed.shared.evaluation.results import platform_dir
 from crossfed.shared.model.sharing import load_shared_arrays, update_norm
+from crossfed.shared.protocol.keys import ARRAYS_RECORD
+from crossfed.shared.protocol.records import from_array_record, to_array_record
+from crossfed.shared.storage.checkpoint import FinalModel
 from crossfed.shared.storage.platform_state import PlatformState
+from crossfed.shared.trainer import PlatformTrainer
 from crossfed.simulations.federated import run_federated
-from provenance import markdown, provenance
 
 ITEM_IDS = "shared.item_tower.ids.weight"
 ITEM_BIAS = "shared.item_bias.weight"
@@ -65,8 +65,13 @@ def pick_target(config: RunConfig) -> int:
     return int(np.random.default_rng(config.experiment.seed).choice(candidates))
 
 
-def poisoned(global_arrays: dict[str, np.ndarray], trained: dict[str, np.ndarray], target: int,
-             amplification: float, bound: float) -> dict[str, np.ndarray]:
+def poisoned(
+    global_arrays: dict[str, np.ndarray],
+    trained: dict[str, np.ndarray],
+    target: int,
+    amplification: float,
+    bound: float,
+) -> dict[str, np.ndarray]:
     """The attacker's reply: its honest update plus an amplified push of ``target`` (or, under a bound, only the push).
 
     The push moves the target's id embedding to the mean of the 10 items with the
@@ -81,10 +86,12 @@ def poisoned(global_arrays: dict[str, np.ndarray], trained: dict[str, np.ndarray
     if bound > 0:  # all of the allowed norm on the target: passes the coordinator's check
         norm = update_norm(push)
         scale = 0.999 * bound / norm
-        return {name: (global_arrays[name] + push[name] * scale).astype(global_arrays[name].dtype)
-                for name in global_arrays}
-    return {name: (trained[name] + push[name] * amplification).astype(global_arrays[name].dtype)
-            for name in global_arrays}
+        return {
+            name: (global_arrays[name] + push[name] * scale).astype(global_arrays[name].dtype) for name in global_arrays
+        }
+    return {
+        name: (trained[name] + push[name] * amplification).astype(global_arrays[name].dtype) for name in global_arrays
+    }
 
 
 def promotion_mod(malicious: set[int], target: int, amplification: float, bound: float):
@@ -92,8 +99,12 @@ def promotion_mod(malicious: set[int], target: int, amplification: float, bound:
 
     def mod(message: Message, context, call_next) -> Message:
         reply = call_next(message, context)
-        if (message.metadata.message_type != MessageType.TRAIN or int(context.node_config["partition-id"]) not in
-                malicious or reply.has_error() or ARRAYS_RECORD not in reply.content):
+        if (
+            message.metadata.message_type != MessageType.TRAIN
+            or int(context.node_config["partition-id"]) not in malicious
+            or reply.has_error()
+            or ARRAYS_RECORD not in reply.content
+        ):
             return reply
         global_arrays = from_array_record(message.content[ARRAYS_RECORD])
         trained = from_array_record(reply.content[ARRAYS_RECORD])
@@ -110,8 +121,9 @@ def norm_recorder(directory: str):
         reply = call_next(message, context)
         trained = message.metadata.message_type == MessageType.TRAIN and not reply.has_error()
         if trained and ARRAYS_RECORD in reply.content:
-            norm = update_norm(from_array_record(reply.content[ARRAYS_RECORD]),
-                               from_array_record(message.content[ARRAYS_RECORD]))
+            norm = update_norm(
+                from_array_record(reply.content[ARRAYS_RECORD]), from_array_record(message.content[ARRAYS_RECORD])
+            )
             with open(Path(directory) / f"norms-{os.getpid()}.txt", "a") as stream:
                 stream.write(f"{norm}\n")
         return reply
@@ -124,13 +136,17 @@ def exposure(config: RunConfig, target: int, honest: list[int], k: int = 10) -> 
     """ER@k of ``target`` over honest platforms' users, with the final global model and each user tower."""
     final = FinalModel.load(config.experiment.run_dir)
     if final is None:
-        raise FileNotFoundError(f"{config.experiment.run_dir}: no {FinalModel.FILE_NAME}; the attacked run did not finish")
+        raise FileNotFoundError(
+            f"{config.experiment.run_dir}: no {FinalModel.FILE_NAME}; the attacked run did not finish"
+        )
     global_arrays = final.arrays
     platforms = load_platforms(config)
     exposed = users = 0
     for platform in honest:
         trainer = PlatformTrainer(platforms[platform], config)
-        state = PlatformState.load_for_users(platform_dir(config.experiment.run_dir, platform), platforms[platform].user_ids)
+        state = PlatformState.load_for_users(
+            platform_dir(config.experiment.run_dir, platform), platforms[platform].user_ids
+        )
         if state is not None:
             trainer.restore(state)
         load_shared_arrays(trainer.model, global_arrays)
@@ -182,8 +198,14 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     for platforms in args.platforms:
         base = RunConfig().replace(
-            data_dir=args.data_dir, seed=args.seed, num_platforms=platforms, max_users=args.max_users,
-            partition="iid", num_server_rounds=args.rounds, embedding_dim=16, mlp_layers="32,16",
+            data_dir=args.data_dir,
+            seed=args.seed,
+            num_platforms=platforms,
+            max_users=args.max_users,
+            partition="iid",
+            num_server_rounds=args.rounds,
+            embedding_dim=16,
+            mlp_layers="32,16",
             min_platforms=max(2, platforms // 2),
         )
         target, malicious = pick_target(base), {platforms - 1}
@@ -192,22 +214,43 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
         norms.mkdir(parents=True, exist_ok=True)
         config, summary = run_case(base, out, f"{platforms}p-honest", [norm_recorder(str(norms))])
         bound = agreed_bound(norms, args.bound_quantile)
-        rows.append({"platforms": platforms, "malicious": 0, "defence": "none (no attacker)", "bound": None,
-                     "hr@10": honest_hr(summary, honest), **exposure(config, target, honest),
-                         "missing_updates": missing_updates(config),
-                     "target": target})
+        rows.append(
+            {
+                "platforms": platforms,
+                "malicious": 0,
+                "defence": "none (no attacker)",
+                "bound": None,
+                "hr@10": honest_hr(summary, honest),
+                **exposure(config, target, honest),
+                "missing_updates": missing_updates(config),
+                "target": target,
+            }
+        )
         for defence, settings in DEFENCES.items():
             case_bound = bound if defence == "norm-bound" else 0.0
             mod = promotion_mod(malicious, target, amplification=float(platforms), bound=case_bound)
-            config, summary = run_case(base, out, f"{platforms}p-{defence}", [mod], max_update_norm=case_bound,
-                                       **settings)
-            rows.append({"platforms": platforms, "malicious": 1, "defence": defence,
-                         "bound": round(case_bound, 4) if case_bound else None,
-                         "hr@10": honest_hr(summary, honest), **exposure(config, target, honest),
-                         "missing_updates": missing_updates(config),
-                         "target": target})
-    return {"rounds": args.rounds, "max_users": args.max_users, "seed": args.seed,
-            "bound_quantile": args.bound_quantile, "rows": rows}
+            config, summary = run_case(
+                base, out, f"{platforms}p-{defence}", [mod], max_update_norm=case_bound, **settings
+            )
+            rows.append(
+                {
+                    "platforms": platforms,
+                    "malicious": 1,
+                    "defence": defence,
+                    "bound": round(case_bound, 4) if case_bound else None,
+                    "hr@10": honest_hr(summary, honest),
+                    **exposure(config, target, honest),
+                    "missing_updates": missing_updates(config),
+                    "target": target,
+                }
+            )
+    return {
+        "rounds": args.rounds,
+        "max_users": args.max_users,
+        "seed": args.seed,
+        "bound_quantile": args.bound_quantile,
+        "rows": rows,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -216,8 +259,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--max-users", type=int, default=600)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--bound-quantile", type=float, default=0.5,
-                        help="max-update-norm = this quantile of the honest run's update norms")
+    parser.add_argument(
+        "--bound-quantile",
+        type=float,
+        default=0.5,
+        help="max-update-norm = this quantile of the honest run's update norms",
+    )
     parser.add_argument("--data-dir", default=os.environ.get("CROSSFED_DATA_DIR", ""))
     parser.add_argument("--run-dir", default="runs/item-promotion", help="folder of the federations' run folders")
     parser.add_argument("--out", default="runs/item-promotion/item_promotion", help="stem of the .json/.md results")
@@ -229,14 +276,27 @@ def main(argv: list[str] | None = None) -> int:
     result = benchmark(args)
     result["wall_seconds"] = round(time.perf_counter() - started, 1)
     block = provenance()
-    lines = [(f"# Item promotion (1 hostile platform), {args.rounds} rounds, max-users {args.max_users}, "
-             f"seed {args.seed}"), "", markdown(block), "",
-             "| platforms | malicious | defence | max-update-norm | target ER@10 (honest users) | honest users' test HR@10 |",
-             "|---|---|---|---|---|---|"]
-    lines += [f"| {r['platforms']} | {r['malicious']} | {r['defence']} | {r['bound'] or '-'} | {r['er@10']:.4f} "
-              f"({r['users']} users) | {r['hr@10']:.4f} |" for r in result["rows"]]
-    lines += ["", (f"Updates missing (platform failures) per run: {[r['missing_updates'] for r in result['rows']]}; "
-              f"wall time {result['wall_seconds']} s.")]
+    lines = [
+        (f"# Item promotion (1 hostile platform), {args.rounds} rounds, max-users {args.max_users}, seed {args.seed}"),
+        "",
+        markdown(block),
+        "",
+        "| platforms | malicious | defence | max-update-norm | target ER@10 (honest users) "
+        "| honest users' test HR@10 |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['platforms']} | {r['malicious']} | {r['defence']} | {r['bound'] or '-'} | {r['er@10']:.4f} "
+        f"({r['users']} users) | {r['hr@10']:.4f} |"
+        for r in result["rows"]
+    ]
+    lines += [
+        "",
+        (
+            f"Updates missing (platform failures) per run: {[r['missing_updates'] for r in result['rows']]}; "
+            f"wall time {result['wall_seconds']} s."
+        ),
+    ]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(f"{args.out}.json").write_text(json.dumps({"provenance": block, **result}, indent=1) + "\n")
     Path(f"{args.out}.md").write_text("\n".join(lines) + "\n")

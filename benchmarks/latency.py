@@ -21,18 +21,20 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from provenance import markdown, provenance
 
+from crossfed.client.serving.service import RecommendationService
 from crossfed.shared.data.catalog import load_catalog
 from crossfed.shared.data.platform_files import load_operator_data
-from crossfed.client.serving.service import RecommendationService
 from crossfed.simulations.operator_demo import demo_config, export_movielens, train_platform
-from provenance import markdown, provenance
 
 
 def percentiles(samples: list[float]) -> str:
     ms = np.asarray(samples) * 1000
-    return (f"p50 {np.percentile(ms, 50):.2f} ms, p95 {np.percentile(ms, 95):.2f} ms, "
-            f"p99 {np.percentile(ms, 99):.2f} ms, mean {statistics.fmean(ms):.2f} ms")
+    return (
+        f"p50 {np.percentile(ms, 50):.2f} ms, p95 {np.percentile(ms, 95):.2f} ms, "
+        f"p99 {np.percentile(ms, 99):.2f} ms, mean {statistics.fmean(ms):.2f} ms"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,12 +72,16 @@ def main(argv: list[str] | None = None) -> int:
             service.fold_in({f"new-{user}": history}, save=False)
             folds.append(time.perf_counter() - t0)
     print(markdown(provenance()))
-    print(f"catalog {len(catalog)} items, {len(platform.user_ids)} users, torch threads {args.threads}, "
-          f"load average {os.getloadavg()[0]:.2f}")
+    print(
+        f"catalog {len(catalog)} items, {len(platform.user_ids)} users, torch threads {args.threads}, "
+        f"load average {os.getloadavg()[0]:.2f}"
+    )
     print(f"service start-up (item vectors, histories): {opened * 1000:.0f} ms")
     print(f"top-10 with explanations, one user per request, {args.requests} requests: {percentiles(latencies)}")
-    print(f"  the same requests in CPU time of the serving thread (what waiting for a core does not inflate): "
-          f"{percentiles(cpu)}")
+    print(
+        f"  the same requests in CPU time of the serving thread (what waiting for a core does not inflate): "
+        f"{percentiles(cpu)}"
+    )
     print(f"fold-in of one user ({service.config.serving.foldin_steps} steps), 200 users: {percentiles(folds)}")
     return 0
 

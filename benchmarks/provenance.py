@@ -21,9 +21,14 @@ def provenance() -> dict[str, Any]:
     return {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "commit": _commit(),
-        "machine": {"platform": platform.platform(), "cpu": _cpu_model(), "cores": os.cpu_count(),
-                    "memory_gib": _memory_gib(), "load_average": round(os.getloadavg()[0], 2),
-                    "python": platform.python_version()},
+        "machine": {
+            "platform": platform.platform(),
+            "cpu": _cpu_model(),
+            "cores": os.cpu_count(),
+            "memory_gib": _memory_gib(),
+            "load_average": round(os.getloadavg()[0], 2),
+            "python": platform.python_version(),
+        },
         "command": shlex.join(["python", *sys.argv]),
     }
 
@@ -31,16 +36,23 @@ def provenance() -> dict[str, Any]:
 def markdown(block: dict[str, Any]) -> str:
     """One line for the head of a Markdown result."""
     machine = block["machine"]
-    return (f"Measured {block['date']} at commit {block['commit']} on {machine['cpu']} ({machine['cores']} cores, "
-            f"{machine['memory_gib']} GiB, load {machine['load_average']}) by `{block['command']}`.")
+    return (
+        f"Measured {block['date']} at commit {block['commit']} on {machine['cpu']} ({machine['cores']} cores, "
+        f"{machine['memory_gib']} GiB, load {machine['load_average']}) by `{block['command']}`."
+    )
 
 
 def _commit() -> str:
     here = Path(__file__).resolve().parent
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, check=True)
-        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                                capture_output=True, text=True, check=True)
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
     except (OSError, subprocess.CalledProcessError):
         return "unknown (not a git checkout)"
     return head.stdout.strip() + ("+dirty" if status.stdout.strip() else "")

@@ -12,6 +12,7 @@ as JSON to ``--out`` (default under ``runs/``, which git ignores).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import statistics
@@ -19,9 +20,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from provenance import provenance
+
 from crossfed.shared.config import RunConfig
 from crossfed.simulations.federated import run_federated
-from provenance import provenance
 
 
 def byte_counting_mod(directory: str):
@@ -48,7 +50,7 @@ def measure(config: RunConfig, scratch: Path) -> dict[str, Any]:
     counts.mkdir(parents=True)
     summary = run_federated(config, client_mods=[byte_counting_mod(str(counts))])
     elapsed = [entry["elapsed_seconds"] for entry in summary["history"]]
-    round_seconds = [later - earlier for earlier, later in zip(elapsed, elapsed[1:])]
+    round_seconds = [later - earlier for earlier, later in itertools.pairwise(elapsed)]
     sent = [json.loads(line)["bytes"] for path in counts.glob("*.jsonl") for line in path.read_text().splitlines()]
     rounds = summary["rounds_completed"]
     return {
@@ -62,8 +64,9 @@ def measure(config: RunConfig, scratch: Path) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python benchmarks/secagg.py", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python benchmarks/secagg.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data-dir", default="")
     parser.add_argument("--platforms", type=int, nargs="+", default=[3, 10])
     parser.add_argument("--rounds", type=int, default=4)
@@ -75,20 +78,33 @@ def main(argv: list[str] | None = None) -> int:
         for platforms in args.platforms:
             for secagg in (False, True):
                 run_dir = Path(scratch) / f"{platforms}p-{'secagg' if secagg else 'plain'}"
-                config = RunConfig.from_mapping({
-                    "data-dir": args.data_dir, "run-dir": str(run_dir / "run"), "num-platforms": platforms,
-                    "partition": "iid", "num-server-rounds": args.rounds, "secagg": secagg,
-                    "min-platforms": min(2, platforms), "max-users": args.max_users,
-                })
+                config = RunConfig.from_mapping(
+                    {
+                        "data-dir": args.data_dir,
+                        "run-dir": str(run_dir / "run"),
+                        "num-platforms": platforms,
+                        "partition": "iid",
+                        "num-server-rounds": args.rounds,
+                        "secagg": secagg,
+                        "min-platforms": min(2, platforms),
+                        "max-users": args.max_users,
+                    }
+                )
                 results.append(measure(config, run_dir))
                 row = results[-1]
-                print(f"{platforms:3d} platforms  {'SecAgg+' if secagg else 'plain  '}  "
-                      f"round {row['round_seconds']:6.2f} s  sent {row['bytes_per_platform_round'] / 1e6:6.2f} MB "
-                      f"per platform per round  HR@10 {row['sampled_hr']:.3f}", flush=True)
+                print(
+                    f"{platforms:3d} platforms  {'SecAgg+' if secagg else 'plain  '}  "
+                    f"round {row['round_seconds']:6.2f} s  sent {row['bytes_per_platform_round'] / 1e6:6.2f} MB "
+                    f"per platform per round  HR@10 {row['sampled_hr']:.3f}",
+                    flush=True,
+                )
     for platforms in args.platforms:
         plain, secure = (r for r in results if r["platforms"] == platforms)
-        print(f"{platforms:3d} platforms: SecAgg+ / plain round time = {secure['round_seconds'] / plain['round_seconds']:.2f}x, "
-              f"bytes = {secure['bytes_per_platform_round'] / plain['bytes_per_platform_round']:.2f}x")
+        print(
+            f"{platforms:3d} platforms: SecAgg+ / plain round time = "
+            f"{secure['round_seconds'] / plain['round_seconds']:.2f}x, "
+            f"bytes = {secure['bytes_per_platform_round'] / plain['bytes_per_platform_round']:.2f}x"
+        )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"provenance": provenance(), "rows": results}, indent=2) + "\n")

@@ -28,11 +28,11 @@ from typing import Any
 
 import numpy as np
 from flwr.app import Message, MessageType
+from provenance import markdown, provenance
 
 from crossfed.shared.config import RunConfig
 from crossfed.shared.runtime.proc import open_fds, status_kib, tree_pids
 from crossfed.simulations.federated import run_federated
-from provenance import markdown, provenance
 
 _ROUND_LINE = re.compile(r"^round\s+(\d+)/")
 
@@ -67,9 +67,13 @@ class Sample:
 
 def sample_tree(root: int) -> Sample:
     pids = tree_pids(root)
-    return Sample(time.time(), sum(status_kib(p, "VmRSS:") for p in pids) / 1024, sum(open_fds(p) for p in pids),
-                  open_fds(root),
-                  len(pids))
+    return Sample(
+        time.time(),
+        sum(status_kib(p, "VmRSS:") for p in pids) / 1024,
+        sum(open_fds(p) for p in pids),
+        open_fds(root),
+        len(pids),
+    )
 
 
 class Sampler:
@@ -85,7 +89,7 @@ class Sampler:
             self.samples.append(sample_tree(self.root))
             self._stop.wait(self.interval)
 
-    def __enter__(self) -> "Sampler":
+    def __enter__(self) -> Sampler:
         self._thread.start()
         return self
 
@@ -111,11 +115,19 @@ def per_round(samples: list[Sample], ends: dict[int, float], start: float) -> li
     """Peak tree RSS, and tree / driver file descriptors at the end, of every round."""
     rows, previous = [], start
     for server_round in sorted(ends):
-        window = [s for s in samples if previous <= s.time <= ends[server_round]] or \
-                 [min(samples, key=lambda s: abs(s.time - ends[server_round]))]
+        window = [s for s in samples if previous <= s.time <= ends[server_round]] or [
+            min(samples, key=lambda s: abs(s.time - ends[server_round]))
+        ]
         last = window[-1]
-        rows.append({"round": server_round, "peak_rss_mb": round(max(s.rss_mb for s in window), 1),
-                     "fds": last.fds, "driver_fds": last.driver_fds, "processes": last.processes})
+        rows.append(
+            {
+                "round": server_round,
+                "peak_rss_mb": round(max(s.rss_mb for s in window), 1),
+                "fds": last.fds,
+                "driver_fds": last.driver_fds,
+                "processes": last.processes,
+            }
+        )
         previous = ends[server_round]
     return rows
 
@@ -123,38 +135,59 @@ def per_round(samples: list[Sample], ends: dict[int, float], start: float) -> li
 def soak_config(args: argparse.Namespace) -> RunConfig:
     """Cheap rounds: the point is the number of rounds, not the model."""
     return RunConfig().replace(
-        run_dir=args.run_dir, data_dir=args.data_dir, seed=args.seed, num_platforms=args.platforms,
-        max_users=args.max_users, partition="iid", num_server_rounds=args.rounds, min_platforms=args.min_platforms,
-        embedding_dim=4, mlp_layers="8", local_epochs=1, batch_size=256, eval_negatives=49,
+        run_dir=args.run_dir,
+        data_dir=args.data_dir,
+        seed=args.seed,
+        num_platforms=args.platforms,
+        max_users=args.max_users,
+        partition="iid",
+        num_server_rounds=args.rounds,
+        min_platforms=args.min_platforms,
+        embedding_dim=4,
+        mlp_layers="8",
+        local_epochs=1,
+        batch_size=256,
+        eval_negatives=49,
     )
 
 
-def summarise(rows: list[dict[str, Any]], summary: dict[str, Any], config: RunConfig, dropout: float,
-              wall: float) -> dict[str, Any]:
+def summarise(
+    rows: list[dict[str, Any]], summary: dict[str, Any], config: RunConfig, dropout: float, wall: float
+) -> dict[str, Any]:
     def peak(first: int, last: int) -> float:
         return max(r["peak_rss_mb"] for r in rows if first <= r["round"] <= last)
 
     rounds = config.federation.num_server_rounds
     late = max(1, rounds - 49)
     middle = (min(50, rounds), min(100, rounds))
-    dropped = {r: [p for p in range(config.data.num_platforms) if drops_out(config.experiment.seed, r, p, dropout)]
-               for r in range(1, rounds + 1)}
+    dropped = {
+        r: [p for p in range(config.data.num_platforms) if drops_out(config.experiment.seed, r, p, dropout)]
+        for r in range(1, rounds + 1)
+    }
     history = summary["history"]
-    complete = (len(history) == rounds and [h["round"] for h in history] == list(range(1, rounds + 1))
-                and all(len(h.get("per_platform", {})) == config.data.num_platforms for h in history))
+    complete = (
+        len(history) == rounds
+        and [h["round"] for h in history] == list(range(1, rounds + 1))
+        and all(len(h.get("per_platform", {})) == config.data.num_platforms for h in history)
+    )
     fds_middle = [r["driver_fds"] for r in rows if middle[0] <= r["round"] <= middle[1]]
     fds_late = [r["driver_fds"] for r in rows if r["round"] >= late]
     return {
-        "rounds": rounds, "platforms": config.data.num_platforms, "dropout": dropout, "wall_seconds": round(wall, 1),
+        "rounds": rounds,
+        "platforms": config.data.num_platforms,
+        "dropout": dropout,
+        "wall_seconds": round(wall, 1),
         "dropouts_total": sum(len(v) for v in dropped.values()),
         "rounds_with_dropouts": sum(1 for v in dropped.values() if v),
         "max_dropouts_in_a_round": max(len(v) for v in dropped.values()),
-        "peak_rss_mb_rounds_50_100": peak(*middle), f"peak_rss_mb_rounds_{late}_{rounds}": peak(late, rounds),
+        "peak_rss_mb_rounds_50_100": peak(*middle),
+        f"peak_rss_mb_rounds_{late}_{rounds}": peak(late, rounds),
         "rss_ratio_last50_vs_50_100": round(peak(late, rounds) / peak(*middle), 4),
         "driver_fds_rounds_50_100": [min(fds_middle), max(fds_middle)] if fds_middle else None,
         f"driver_fds_rounds_{late}_{rounds}": [min(fds_late), max(fds_late)] if fds_late else None,
         "tree_fds_first_last": [rows[0]["fds"], rows[-1]["fds"]],
-        "history_complete": complete, "rounds_completed": summary.get("rounds_completed"),
+        "history_complete": complete,
+        "rounds_completed": summary.get("rounds_completed"),
         "final_test_platforms": len(summary["per_platform"]),
         "final_sampled_hr@10": summary["metrics"]["sampled"]["hr@10"],
     }
@@ -188,14 +221,23 @@ def main(argv: list[str] | None = None) -> int:
     result = {**summarise(rows, summary, config, args.dropout, wall), "per_round": rows}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(f"{args.out}.json").write_text(json.dumps({"provenance": block, **result}, indent=1) + "\n")
-    lines = [f"# Soak: {args.rounds} rounds, {args.platforms} platforms, {args.dropout:.0%} dropout per round", "",
-             markdown(block), "", "| figure | value |", "|---|---|"]
+    lines = [
+        f"# Soak: {args.rounds} rounds, {args.platforms} platforms, {args.dropout:.0%} dropout per round",
+        "",
+        markdown(block),
+        "",
+        "| figure | value |",
+        "|---|---|",
+    ]
     lines += [f"| {key} | {value} |" for key, value in result.items() if key != "per_round"]
     lines += ["", "| round | peak tree RSS MiB | tree fds | driver fds | processes |", "|---|---|---|---|---|"]
-    lines += [f"| {r['round']} | {r['peak_rss_mb']} | {r['fds']} | {r['driver_fds']} | {r['processes']} |"
-              for r in rows if r["round"] % 10 == 0 or r["round"] == 1]
+    lines += [
+        f"| {r['round']} | {r['peak_rss_mb']} | {r['fds']} | {r['driver_fds']} | {r['processes']} |"
+        for r in rows
+        if r["round"] % 10 == 0 or r["round"] == 1
+    ]
     Path(f"{args.out}.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines[:len(result) + 5]))
+    print("\n".join(lines[: len(result) + 5]))
     print(f"wrote {args.out}.json and {args.out}.md")
     return 0
 

@@ -18,12 +18,12 @@ import warnings
 
 import numpy as np
 import torch
+from provenance import markdown, provenance
 
 from crossfed.shared.config import RunConfig
 from crossfed.shared.data.datasets import load_platforms
-from crossfed.shared.trainer import PlatformTrainer
 from crossfed.shared.privacy.dp_sgd import plan, train_private_round
-from provenance import markdown, provenance
+from crossfed.shared.trainer import PlatformTrainer
 
 
 def measure(config: RunConfig, platform: int, epochs: int, grad_sample_mode: str = "ghost") -> dict[str, float]:
@@ -37,17 +37,22 @@ def measure(config: RunConfig, platform: int, epochs: int, grad_sample_mode: str
         step_plan = plan(config, trainer.split.train)
         ledger.calibrate(step_plan.sample_rate, step_plan.steps_per_round, 1000, 1.0)
         one = config.replace(local_epochs=1)
-        train_private_round(trainer.model, trainer.optimizer, trainer.split.train, ledger, one, rng,
-                            grad_sample_mode)  # warm-up
+        train_private_round(
+            trainer.model, trainer.optimizer, trainer.split.train, ledger, one, rng, grad_sample_mode
+        )  # warm-up
         many = config.replace(local_epochs=epochs)
-        result = train_private_round(trainer.model, trainer.optimizer, trainer.split.train, ledger, many, rng,
-                                     grad_sample_mode)
+        result = train_private_round(
+            trainer.model, trainer.optimizer, trainer.split.train, ledger, many, rng, grad_sample_mode
+        )
     return {"pairs_per_second": result.pairs_per_second, "seconds": result.seconds, "pairs": result.scored_pairs}
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python benchmarks/throughput.py", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python benchmarks/throughput.py",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--data-dir", default="")
     parser.add_argument("--platform", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=3)
@@ -59,20 +64,27 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore")
     overrides = dict(item.split("=", 1) for item in args.set)
     base = RunConfig.from_mapping({"data-dir": args.data_dir}, overrides)
-    settings = [("non-private", base.replace(privacy_unit="none"), "ghost"),
-                ("user-level DP, ghost", base.replace(privacy_unit="user"), "ghost"),
-                ("interaction-level DP, ghost", base.replace(privacy_unit="interaction"), "ghost")]
+    settings = [
+        ("non-private", base.replace(privacy_unit="none"), "ghost"),
+        ("user-level DP, ghost", base.replace(privacy_unit="user"), "ghost"),
+        ("interaction-level DP, ghost", base.replace(privacy_unit="interaction"), "ghost"),
+    ]
     if not args.skip_hooks:
-        settings += [("user-level DP, hooks", base.replace(privacy_unit="user"), "hooks"),
-                     ("interaction-level DP, hooks", base.replace(privacy_unit="interaction"), "hooks")]
+        settings += [
+            ("user-level DP, hooks", base.replace(privacy_unit="user"), "hooks"),
+            ("interaction-level DP, hooks", base.replace(privacy_unit="interaction"), "hooks"),
+        ]
     print(markdown(provenance()), flush=True)
     rows = {}
     for name, config, mode in settings:
         started = time.perf_counter()
         rows[name] = measure(config, args.platform, args.epochs, mode)
-        print(f"{name:30s} {rows[name]['pairs_per_second']:>12,.0f} pairs/s  "
-              f"({rows[name]['pairs']:,} pairs in {rows[name]['seconds']:.1f}s; total {time.perf_counter() - started:.1f}s)",
-              flush=True)
+        print(
+            f"{name:30s} {rows[name]['pairs_per_second']:>12,.0f} pairs/s  "
+            f"({rows[name]['pairs']:,} pairs in {rows[name]['seconds']:.1f}s; "
+            f"total {time.perf_counter() - started:.1f}s)",
+            flush=True,
+        )
     reference = rows["non-private"]["pairs_per_second"]
     for name, row in rows.items():
         print(f"{name:30s} {row['pairs_per_second'] / reference:6.2f} x non-private")

@@ -51,7 +51,10 @@ def bound_arrays(
     if max_norm <= 0 or norm <= max_norm:
         return dict(arrays)
     scale = max_norm / norm
-    return {name: (np.asarray(reference[name], np.float64)
-                   + (np.asarray(value, np.float64) - np.asarray(reference[name], np.float64)) * scale
-                   ).astype(np.asarray(value).dtype)
-            for name, value in arrays.items()}
+    return {
+        name: (
+            np.asarray(reference[name], np.float64)
+            + (np.asarray(value, np.float64) - np.asarray(reference[name], np.float64)) * scale
+        ).astype(np.asarray(value).dtype)
+        for name, value in arrays.items()
+    }

@@ -24,8 +24,9 @@ def build_app(overrides: Mapping[str, Any] | None = None, mods: Sequence[Mod] = 
         secure_request = unwrap(message, task.platform_config(context, overrides))
         arrays, server_round, secure = secure_request or (*task.request_contents(message), None)
         trainer, metrics, trained = task.train(arrays, server_round, context, overrides)
-        return build_reply(message, metrics, private=trainer.private, model=trainer.model if trained else None,
-                           secure=secure)
+        return build_reply(
+            message, metrics, private=trainer.private, model=trainer.model if trained else None, secure=secure
+        )
 
     @client_app.query(PREPARE_QUERY)
     def prepare(message: Message, context: Context) -> Message:

@@ -22,6 +22,7 @@ from flwr.compat.common import recorddict_compat as compat
 from torch import nn
 
 from crossfed.shared.errors import CrossfedError
+from crossfed.shared.model.sharing import shared_arrays
 from crossfed.shared.protocol.keys import (
     ARRAYS_RECORD,
     MAY_BE_INFINITE,
@@ -32,7 +33,6 @@ from crossfed.shared.protocol.keys import (
 )
 from crossfed.shared.protocol.records import to_array_record
 from crossfed.shared.protocol.secure_aggregation import QuantisationPlan, clip_update, ordered
-from crossfed.shared.model.sharing import shared_arrays
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +69,10 @@ def build_reply(
 
 
 def _secure_reply(
-    request: Message, metrics: Mapping[str, float | int], private: bool, model: nn.Module | None,
+    request: Message,
+    metrics: Mapping[str, float | int],
+    private: bool,
+    model: nn.Module | None,
     secure: SecureRequest,
 ) -> Message:
     """The legacy ``FitRes`` that ``secaggplus_mod`` masks: update = trained - global, clipped to the agreed range.
@@ -89,8 +92,11 @@ def _secure_reply(
             weight = int(secure.plan.max_weight)
     update, clipped = clip_update(update, weight, secure.plan)
     if clipped:
-        logger.warning("%d coordinate(s) of the round update exceeded secagg-clip-range = %g and were clipped",
-                       clipped, secure.plan.clipping_range)
+        logger.warning(
+            "%d coordinate(s) of the round update exceeded secagg-clip-range = %g and were clipped",
+            clipped,
+            secure.plan.clipping_range,
+        )
     checked[NUM_EXAMPLES] = weight
     fit_result = FitRes(Status(Code.OK, ""), ndarrays_to_parameters(ordered(update, secure.names)), weight, checked)
     return Message(content=compat.fitres_to_recorddict(fit_result, keep_input=True), reply_to=request)

@@ -40,6 +40,9 @@ def saved_reply(directory: Path, server_round: int) -> SavedReply | None:
     reply = state.last_reply
     if int(reply["round"]) != server_round:
         return None
-    logger.warning("round %d was already trained here (coordinator restarted?): sending the saved reply again "
-                   "instead of training and spending privacy budget twice", server_round)
+    logger.warning(
+        "round %d was already trained here (coordinator restarted?): sending the saved reply again "
+        "instead of training and spending privacy budget twice",
+        server_round,
+    )
     return SavedReply(server_round, dict(reply["arrays"]), dict(reply["metrics"]))

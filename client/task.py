@@ -20,8 +20,10 @@ from crossfed.client.replay import SavedReply, saved_reply
 from crossfed.shared.config import ExperimentConfig, RunConfig, pinned_run_config
 from crossfed.shared.data.datasets import load_platforms
 from crossfed.shared.data.interactions import PlatformData
-from crossfed.shared.trainer import PlatformTrainer
 from crossfed.shared.data.platform_files import own_platform
+from crossfed.shared.evaluation.per_user_results import GlobalPerUserResults, PerUserResults
+from crossfed.shared.evaluation.results import PlatformMetrics, platform_dir
+from crossfed.shared.model.sharing import load_shared_arrays, shared_arrays
 from crossfed.shared.privacy import BudgetExceeded
 from crossfed.shared.protocol.keys import (
     ARRAYS_RECORD,
@@ -43,10 +45,8 @@ from crossfed.shared.protocol.keys import (
     TRAIN_SECONDS,
 )
 from crossfed.shared.protocol.records import from_array_record
-from crossfed.shared.evaluation.per_user_results import GlobalPerUserResults, PerUserResults
-from crossfed.shared.evaluation.results import PlatformMetrics, platform_dir
-from crossfed.shared.model.sharing import load_shared_arrays, shared_arrays
 from crossfed.shared.storage.platform_state import PlatformState
+from crossfed.shared.trainer import PlatformTrainer
 
 logger = logging.getLogger(__name__)
 
@@ -87,8 +87,9 @@ def build_trainer(context: Context, overrides: Mapping[str, Any] | None) -> tupl
     torch.set_num_threads(1)  # one simulated platform per core; avoid oversubscription
     config = platform_config(context, overrides)
     platform = platform_index(context)
-    data: PlatformData = (own_platform(config.data, platform) if config.data.operator_data
-                          else load_platforms(config)[platform])
+    data: PlatformData = (
+        own_platform(config.data, platform) if config.data.operator_data else load_platforms(config)[platform]
+    )
     trainer = PlatformTrainer(data, config)
     directory = state_dir(context, config.experiment, platform)
     saved = PlatformState.load_for_users(directory, data.user_ids)
@@ -124,7 +125,9 @@ def request_contents(message: Message) -> tuple[dict[str, np.ndarray], int]:
 
 
 def train(
-    arrays: Mapping[str, np.ndarray], server_round: int, context: Context,
+    arrays: Mapping[str, np.ndarray],
+    server_round: int,
+    context: Context,
     overrides: Mapping[str, Any] | None = None,
 ) -> tuple[PlatformTrainer, dict[str, float | int], bool]:
     """One local round. Returns the trainer, the metrics to send, and whether it trained.
@@ -160,8 +163,16 @@ def train(
     state = trainer.snapshot(server_round)
     state.last_reply = SavedReply(server_round, dict(shared_arrays(trainer.model)), metrics).to_state()
     state.save(directory)
-    record_locally(directory, {"round": server_round, "stage": "train", "loss": result.loss,
-                               "seconds": result.seconds, "pairs-per-second": result.pairs_per_second})
+    record_locally(
+        directory,
+        {
+            "round": server_round,
+            "stage": "train",
+            "loss": result.loss,
+            "seconds": result.seconds,
+            "pairs-per-second": result.pairs_per_second,
+        },
+    )
     return trainer, metrics, True
 
 
@@ -202,8 +213,12 @@ def privacy_metrics(trainer: PlatformTrainer) -> dict[str, float]:
     ledger = trainer.ledger
     if ledger is None:
         return {}
-    return {EPSILON: ledger.epsilon(), EPSILON_ALONE: ledger.epsilon_alone(),
-            NOISE_MULTIPLIER: ledger.noise_multiplier or 0.0, DELTA: ledger.delta}
+    return {
+        EPSILON: ledger.epsilon(),
+        EPSILON_ALONE: ledger.epsilon_alone(),
+        NOISE_MULTIPLIER: ledger.noise_multiplier or 0.0,
+        DELTA: ledger.delta,
+    }
 
 
 def record_locally(directory: Path, entry: dict[str, Any]) -> None:

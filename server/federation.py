@@ -19,17 +19,18 @@ from flwr.app import ConfigRecord, Message, MessageType, MetricRecord, RecordDic
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
-from crossfed.shared.storage.checkpoint import Checkpoint, FinalModel
 from crossfed.server.errors import FederationError
 from crossfed.server.preparation import await_platforms, prepare_platforms
 from crossfed.server.screening import screen_updates
 from crossfed.server.secure_round import secure_train_round
 from crossfed.server.strategy import make_strategy, restore_strategy_state, strategy_state
-from crossfed.shared.data.catalog import load_catalog
 from crossfed.shared.config import FederationConfig, RunConfig
+from crossfed.shared.data.catalog import load_catalog
 from crossfed.shared.data.datasets import item_side
-from crossfed.shared.model.recommender import build_model
 from crossfed.shared.evaluation.progress import RoundReport
+from crossfed.shared.evaluation.results import PlatformMetrics, build_summary, write_summary
+from crossfed.shared.model.recommender import build_model
+from crossfed.shared.model.sharing import shared_arrays
 from crossfed.shared.protocol.keys import (
     ARRAYS_RECORD,
     CONFIG_RECORD,
@@ -42,8 +43,7 @@ from crossfed.shared.protocol.keys import (
 )
 from crossfed.shared.protocol.records import from_array_record, to_array_record
 from crossfed.shared.protocol.replies import EvaluateReply, TrainReply, parse_evaluate_reply, parse_train_reply
-from crossfed.shared.evaluation.results import PlatformMetrics, build_summary, write_summary
-from crossfed.shared.model.sharing import shared_arrays
+from crossfed.shared.storage.checkpoint import Checkpoint, FinalModel
 
 logger = logging.getLogger("crossfed.server")
 
@@ -78,7 +78,9 @@ def run_federation(grid: Grid, config: RunConfig) -> dict[str, Any]:
         history, elapsed_before = checkpoint.history, checkpoint.elapsed_seconds
         startup_before = checkpoint.startup_seconds
         restore_strategy_state(strategy, checkpoint.strategy_state)
-        logger.info("resuming from %s/%s after round %d", config.experiment.run_dir, Checkpoint.FILE_NAME, checkpoint.last_round)
+        logger.info(
+            "resuming from %s/%s after round %d", config.experiment.run_dir, Checkpoint.FILE_NAME, checkpoint.last_round
+        )
     else:
         arrays, first_round, history, elapsed_before, startup_before = initial_arrays(config), 1, [], 0.0, 0.0
     await_platforms(grid, config.data.num_platforms)  # else the first round samples whoever is connected yet
@@ -96,50 +98,89 @@ def run_federation(grid: Grid, config: RunConfig) -> dict[str, Any]:
         if config.secure_aggregation.secagg:
             replies, updates = _secure_round(grid, arrays, messages, server_round, config)
         else:
-            replies = [parse_train_reply(reply) for reply in _successful(
-                grid.send_and_receive(messages, timeout=config.federation.reply_timeout), "train", server_round)]
+            replies = [
+                parse_train_reply(reply)
+                for reply in _successful(
+                    grid.send_and_receive(messages, timeout=config.federation.reply_timeout), "train", server_round
+                )
+            ]
             # Under SecAgg+ there is nothing to screen here: each platform bounds its own update.
-            trained, _rejected = screen_updates([reply for reply in replies if reply.sent_parameters], arrays,
-                                                config.robustness.max_update_norm, server_round, private=config.private)
+            trained, _rejected = screen_updates(
+                [reply for reply in replies if reply.sent_parameters],
+                arrays,
+                config.robustness.max_update_norm,
+                server_round,
+                private=config.private,
+            )
             updates = in_platform_order(trained)
-        declined = [reply.platform for reply in replies
-                    if reply.declined and reply.platform is not None and not reply.sent_parameters]
+        declined = [
+            reply.platform
+            for reply in replies
+            if reply.declined and reply.platform is not None and not reply.sent_parameters
+        ]
         if declined:
             logger.warning("round %d: platforms %s declined to train: privacy budget spent", server_round, declined)
         contributing = _contributing(updates, replies, declined, config)
         if contributing < config.federation.min_platforms:
             if declined:
-                report = RoundReport(server_round, float("nan"), [], time.perf_counter() - started,
-                                     epsilon=_epsilon(replies), declined=declined)
+                report = RoundReport(
+                    server_round,
+                    float("nan"),
+                    [],
+                    time.perf_counter() - started,
+                    epsilon=_epsilon(replies),
+                    declined=declined,
+                )
                 history.append(report.as_dict())
                 report.log(config)
-                logger.warning("round %d: %d platform(s) left with budget, fewer than min-platforms = %d; "
-                               "stopping after round %d", server_round, contributing, config.federation.min_platforms,
-                               server_round - 1)
+                logger.warning(
+                    "round %d: %d platform(s) left with budget, fewer than min-platforms = %d; stopping after round %d",
+                    server_round,
+                    contributing,
+                    config.federation.min_platforms,
+                    server_round - 1,
+                )
                 break
             _require(contributing, config.federation, f"round {server_round} training")
         arrays = aggregate_updates(strategy, server_round, updates)
         validation = evaluate_platforms(grid, arrays, server_round, STAGE_VALIDATION, config)
-        report = RoundReport(server_round, _weighted_loss(replies), validation, time.perf_counter() - started,
-                             epsilon=_epsilon(replies), declined=declined)
+        report = RoundReport(
+            server_round,
+            _weighted_loss(replies),
+            validation,
+            time.perf_counter() - started,
+            epsilon=_epsilon(replies),
+            declined=declined,
+        )
         history.append(report.as_dict())
         report.log(config)
         rounds_completed = server_round
         Checkpoint(
-            arrays=arrays, last_round=server_round, config=round_config, history=history,
-            strategy_state=strategy_state(strategy), elapsed_seconds=time.perf_counter() - started,
+            arrays=arrays,
+            last_round=server_round,
+            config=round_config,
+            history=history,
+            strategy_state=strategy_state(strategy),
+            elapsed_seconds=time.perf_counter() - started,
             startup_seconds=startup_seconds,
         ).save(config.experiment.run_dir)
 
     FinalModel(arrays=arrays, config=round_config).save(config.experiment.run_dir)
     replies = request_evaluation(grid, arrays, rounds_completed, STAGE_TEST, config)
     summary = build_summary(
-        mode="federated", config=config, wall_seconds=time.perf_counter() - started + startup_seconds,
+        mode="federated",
+        config=config,
+        wall_seconds=time.perf_counter() - started + startup_seconds,
         startup_seconds=startup_seconds,
-        test=_platform_metrics(replies), global_test=_platform_metrics(replies, global_model=True), history=history,
-        extra={"rounds_completed": rounds_completed, "secure_aggregation": config.secure_aggregation.secagg,
-               "noise_mode": config.secure_aggregation.noise_mode,
-               **({"privacy": privacy_block(config, replies)} if config.private else {})},
+        test=_platform_metrics(replies),
+        global_test=_platform_metrics(replies, global_model=True),
+        history=history,
+        extra={
+            "rounds_completed": rounds_completed,
+            "secure_aggregation": config.secure_aggregation.secagg,
+            "noise_mode": config.secure_aggregation.noise_mode,
+            **({"privacy": privacy_block(config, replies)} if config.private else {}),
+        },
     )
     write_summary(config.experiment.run_dir, summary)
     return summary
@@ -156,8 +197,11 @@ def in_platform_order(trained: Sequence[TrainReply]) -> list[Update]:
     Replies arrive in any order, and a float sum depends on its order: taken in platform
     order, the same seed gives the same model, bit for bit.
     """
-    return [(reply.arrays, reply.num_examples) for reply in sorted(trained, key=platform_order)
-            if reply.arrays is not None and reply.num_examples is not None]
+    return [
+        (reply.arrays, reply.num_examples)
+        for reply in sorted(trained, key=platform_order)
+        if reply.arrays is not None and reply.num_examples is not None
+    ]
 
 
 def aggregate_updates(strategy: Strategy, server_round: int, updates: Sequence[Update]) -> dict[str, np.ndarray]:
@@ -167,10 +211,17 @@ def aggregate_updates(strategy: Strategy, server_round: int, updates: Sequence[U
     Flower's aggregation also averages every other metric of every reply and requires them
     all to match, so one platform's extra or list-valued metric would otherwise fail the round for all.
     """
-    inputs = [_local_reply(RecordDict({
-        ARRAYS_RECORD: to_array_record(parameters),
-        METRICS_RECORD: MetricRecord({NUM_EXAMPLES: weight}),
-    })) for parameters, weight in updates]
+    inputs = [
+        _local_reply(
+            RecordDict(
+                {
+                    ARRAYS_RECORD: to_array_record(parameters),
+                    METRICS_RECORD: MetricRecord({NUM_EXAMPLES: weight}),
+                }
+            )
+        )
+        for parameters, weight in updates
+    ]
     aggregated, _ = strategy.aggregate_train(server_round, inputs)
     if aggregated is None:
         raise FederationError(f"round {server_round}: aggregation produced no parameters")
@@ -186,15 +237,18 @@ def _secure_round(
     outcome = secure_train_round(grid, arrays, node_ids, server_round, config)
     if outcome.mean_update is None:
         if outcome.contributors >= config.federation.min_platforms:
-            raise FederationError(f"round {server_round}: SecAgg+ could not unmask the sum of {outcome.contributors} "
-                                  f"platforms ({outcome.dropped} dropped; too few key shares left)")
+            raise FederationError(
+                f"round {server_round}: SecAgg+ could not unmask the sum of {outcome.contributors} "
+                f"platforms ({outcome.dropped} dropped; too few key shares left)"
+            )
         return outcome.replies, []
     mean = {name: arrays[name] + outcome.mean_update[name].astype(arrays[name].dtype) for name in arrays}
     return outcome.replies, [(mean, outcome.total_weight)]
 
 
-def _contributing(updates: Sequence[Update], replies: Sequence[TrainReply], declined: list[int],
-                  config: RunConfig) -> int:
+def _contributing(
+    updates: Sequence[Update], replies: Sequence[TrainReply], declined: list[int], config: RunConfig
+) -> int:
     """How many platforms' updates are in this round's aggregate (under SecAgg+ one update holds them all)."""
     if not config.secure_aggregation.secagg:
         return len(updates)
@@ -230,8 +284,9 @@ def request_evaluation(
         )
         for node_id in grid.get_node_ids()
     ]
-    replies = _successful(grid.send_and_receive(messages, timeout=config.federation.reply_timeout),
-                           f"{stage} evaluation", server_round)
+    replies = _successful(
+        grid.send_and_receive(messages, timeout=config.federation.reply_timeout), f"{stage} evaluation", server_round
+    )
     _require(len(replies), config.federation, f"round {server_round} {stage} evaluation")
     return [parse_evaluate_reply(reply) for reply in replies]
 
@@ -248,21 +303,26 @@ def privacy_block(config: RunConfig, replies: Sequence[EvaluateReply]) -> dict[s
     return {
         "unit": config.privacy.privacy_unit,
         "epsilon": {str(r.platform): r.privacy.epsilon for r in reported if r.privacy.epsilon is not None},
-        "epsilon_alone": {str(r.platform): r.privacy.epsilon_alone for r in reported
-                          if r.privacy.epsilon_alone is not None},
+        "epsilon_alone": {
+            str(r.platform): r.privacy.epsilon_alone for r in reported if r.privacy.epsilon_alone is not None
+        },
         "epsilon_budget": config.privacy.epsilon,
         "noise_mode": config.secure_aggregation.noise_mode,
         "delta": config.privacy.delta,
-        "noise_multiplier": {str(r.platform): r.privacy.noise_multiplier for r in reported
-                             if r.privacy.noise_multiplier is not None},
+        "noise_multiplier": {
+            str(r.platform): r.privacy.noise_multiplier for r in reported if r.privacy.noise_multiplier is not None
+        },
         "clip": config.privacy.clip_norm,
         "accountant": config.privacy.accountant,
     }
 
 
 def _epsilon(replies: Sequence[TrainReply]) -> dict[int, float]:
-    return {reply.platform: reply.privacy.epsilon for reply in replies
-            if reply.privacy.epsilon is not None and reply.platform is not None}
+    return {
+        reply.platform: reply.privacy.epsilon
+        for reply in replies
+        if reply.privacy.epsilon is not None and reply.platform is not None
+    }
 
 
 #: Keys that may differ between a run and its resumption (more rounds extend a run; DP budgets still hold).
@@ -271,18 +331,22 @@ _RESUMABLE_KEYS = frozenset({"resume", "run-dir", "data-dir", "num-server-rounds
 
 def _check_same_run(saved: dict[str, Any], config: RunConfig) -> None:
     current = config.to_flat()
-    changed = sorted(k for k in set(saved) | set(current) if k not in _RESUMABLE_KEYS and saved.get(k) != current.get(k))
+    changed = sorted(
+        k for k in set(saved) | set(current) if k not in _RESUMABLE_KEYS and saved.get(k) != current.get(k)
+    )
     if changed:
-        raise FederationError(f"cannot resume {config.experiment.run_dir}: its checkpoint was made with other "
-                              f"settings for {changed}")
+        raise FederationError(
+            f"cannot resume {config.experiment.run_dir}: its checkpoint was made with other settings for {changed}"
+        )
 
 
 def _successful(replies: Iterable[Message], what: str, server_round: int) -> list[Message]:
     good: list[Message] = []
     for reply in replies:
         if reply.has_error():
-            logger.warning("round %d %s: node %s failed: %s", server_round, what,
-                           reply.metadata.src_node_id, reply.error.reason)
+            logger.warning(
+                "round %d %s: node %s failed: %s", server_round, what, reply.metadata.src_node_id, reply.error.reason
+            )
         else:
             good.append(reply)
     return good
@@ -298,7 +362,10 @@ def _require(count: int, federation: FederationConfig, what: str) -> None:
 def _weighted_loss(replies: Sequence[TrainReply]) -> float:
     """Example-weighted training loss (summed in platform order, like the parameters); NaN under
     DP, where platforms do not send it."""
-    pairs = [(float(r.train_loss), float(r.num_examples)) for r in sorted(replies, key=platform_order)
-             if r.train_loss is not None and r.num_examples is not None]
+    pairs = [
+        (float(r.train_loss), float(r.num_examples))
+        for r in sorted(replies, key=platform_order)
+        if r.train_loss is not None and r.num_examples is not None
+    ]
     total = sum(weight for _, weight in pairs)
     return sum(loss * weight for loss, weight in pairs) / total if total else float("nan")

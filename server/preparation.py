@@ -53,8 +53,9 @@ def prepare_platforms(grid: Grid, federation: FederationConfig) -> None:
     started = time.perf_counter()
     node_ids = list(grid.get_node_ids())
     content = RecordDict({CONFIG_RECORD: ConfigRecord({SERVER_ROUND: 0, STAGE: STAGE_PREPARE})})
-    messages = [Message(content=content, message_type=PREPARE_MESSAGE_TYPE, dst_node_id=node_id)
-                for node_id in node_ids]
+    messages = [
+        Message(content=content, message_type=PREPARE_MESSAGE_TYPE, dst_node_id=node_id) for node_id in node_ids
+    ]
     ready: dict[int, int | None] = {}
     failed = set()
     for reply in grid.send_and_receive(messages, timeout=federation.reply_timeout):
@@ -68,7 +69,13 @@ def prepare_platforms(grid: Grid, federation: FederationConfig) -> None:
     if silent:
         logger.warning("nodes %s did not answer the prepare request within %.0f s", silent, federation.reply_timeout)
     if len(ready) < federation.min_platforms:
-        raise FederationError(f"only {len(ready)} platform(s) got ready (nodes {sorted(failed)} failed, {silent} did "
-                              f"not answer), fewer than min-platforms = {federation.min_platforms}")
-    logger.info("%d platform(s) ready in %.1f s (node: platform %s)", len(ready), time.perf_counter() - started,
-                dict(sorted(ready.items())))
+        raise FederationError(
+            f"only {len(ready)} platform(s) got ready (nodes {sorted(failed)} failed, {silent} did "
+            f"not answer), fewer than min-platforms = {federation.min_platforms}"
+        )
+    logger.info(
+        "%d platform(s) ready in %.1f s (node: platform %s)",
+        len(ready),
+        time.perf_counter() - started,
+        dict(sorted(ready.items())),
+    )

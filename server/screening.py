@@ -62,8 +62,12 @@ def problem_with(
 
 
 def screen_updates(
-    replies: Sequence[TrainReply], reference: Mapping[str, np.ndarray], max_update_norm: float, server_round: int,
-    *, private: bool = False,
+    replies: Sequence[TrainReply],
+    reference: Mapping[str, np.ndarray],
+    max_update_norm: float,
+    server_round: int,
+    *,
+    private: bool = False,
 ) -> tuple[list[TrainReply], list[Rejection]]:
     """Split training replies into those fit to aggregate and the rejected ones (logged).
 
@@ -84,8 +88,13 @@ def screen_updates(
             continue
         rejection = Rejection(reply.node_id, reply.platform, reason)
         rejected.append(rejection)
-        logger.warning("round %d: rejected the update of platform %s (node %s): %s",
-                       server_round, reply.platform, rejection.node_id, reason)
+        logger.warning(
+            "round %d: rejected the update of platform %s (node %s): %s",
+            server_round,
+            reply.platform,
+            rejection.node_id,
+            reason,
+        )
     return accepted, rejected
 
 

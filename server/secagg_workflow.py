@@ -52,7 +52,10 @@ class DropoutTolerantSecAggPlusWorkflow(SecAggPlusWorkflow):
         self.collected = list(state.legacy_results)
         contributors = sum(1 for _, result in self.collected if result.num_examples > 0)
         if proceed and contributors < self.min_contributors:
-            logger.warning("SecAgg+ halted before unmasking: %d platform(s) contributed, fewer than %d",
-                           contributors, self.min_contributors)
+            logger.warning(
+                "SecAgg+ halted before unmasking: %d platform(s) contributed, fewer than %d",
+                contributors,
+                self.min_contributors,
+            )
             return False
         return proceed

@@ -92,8 +92,12 @@ def secure_train_round(
     if strategy.aggregate is None or outcome.total_weight <= 0:
         return outcome
     outcome.mean_update = dict(zip(names, parameters_to_ndarrays(strategy.aggregate), strict=True))
-    logger.info("round %d: SecAgg+ unmasked the mean update of %d platform(s) (%d dropped)",
-                server_round, len(replies), outcome.dropped)
+    logger.info(
+        "round %d: SecAgg+ unmasked the mean update of %d platform(s) (%d dropped)",
+        server_round,
+        len(replies),
+        outcome.dropped,
+    )
     return outcome
 
 
@@ -128,4 +132,3 @@ class _HandOver(Strategy):
 
     def evaluate(self, server_round: int, parameters: Parameters):
         return None
-

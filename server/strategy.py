@@ -43,7 +43,8 @@ def make_strategy(config: RunConfig, available_platforms: int) -> Strategy:
         return FedAdam(**common, eta=config.federation.server_learning_rate, eta_l=config.training.learning_rate)
     if config.federation.server_optimizer == "fedavgm" or config.federation.server_learning_rate != 1.0:
         return FedAvgM(
-            **common, server_learning_rate=config.federation.server_learning_rate,
+            **common,
+            server_learning_rate=config.federation.server_learning_rate,
             server_momentum=config.federation.server_momentum,
         )
     return FedAvg(**common)

@@ -65,14 +65,20 @@ def load_commands() -> list[Command]:
 def build_parser(commands: Sequence[Command]) -> argparse.ArgumentParser:
     by_audience = {audience: [c.name for c in commands if c.audience == audience] for audience in AUDIENCES}
     parser = argparse.ArgumentParser(
-        prog="crossfed", description="Federated, privacy-preserving cross-platform recommendation.",
+        prog="crossfed",
+        description="Federated, privacy-preserving cross-platform recommendation.",
         epilog="\n".join(f"{audience}: {', '.join(names)}" for audience, names in by_audience.items() if names)
         + "\n\n'crossfed COMMAND --help' describes a command.",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in commands:
-        subparser = subparsers.add_parser(command.name, help=command.help, description=command.description
-                                          or command.help, formatter_class=argparse.RawDescriptionHelpFormatter)
+        subparser = subparsers.add_parser(
+            command.name,
+            help=command.help,
+            description=command.description or command.help,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         command.add_arguments(subparser)
         subparser.set_defaults(run=command.run, options=sorted(subparser._option_string_actions))
     return parser

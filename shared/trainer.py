@@ -12,15 +12,15 @@ import numpy as np
 import torch
 
 from crossfed.shared.config import ConfigError, RunConfig
-from crossfed.shared.evaluation.ranking import UserResults, evaluate_ranking
 from crossfed.shared.data.interactions import LeaveLastOutSplit, PlatformData, leave_last_out
+from crossfed.shared.evaluation.ranking import UserResults, evaluate_ranking
 from crossfed.shared.model.recommender import Recommender, build_model
-from crossfed.shared.privacy.ledger import BudgetExceeded, PrivacyLedger
-from crossfed.shared.training.seeds import evaluation_seed, platform_seed
-from crossfed.shared.training.private_copy import private_copy
 from crossfed.shared.model.sharing import load_local_parameters, local_parameters
+from crossfed.shared.privacy.ledger import BudgetExceeded, PrivacyLedger
 from crossfed.shared.storage.platform_state import PlatformState
 from crossfed.shared.training.fit import FitResult, fit, make_optimizer
+from crossfed.shared.training.private_copy import private_copy
+from crossfed.shared.training.seeds import evaluation_seed, platform_seed
 
 
 class PlatformTrainer:
@@ -31,15 +31,24 @@ class PlatformTrainer:
         self.config = config
         self.split: LeaveLastOutSplit = leave_last_out(data.interactions)
         self.model = build_model(
-            config.model, data.num_items, data.item_features, data.num_users, data.user_features,
+            config.model,
+            data.num_items,
+            data.item_features,
+            data.num_users,
+            data.user_features,
             seed=platform_seed(config.experiment, data.platform),
         )
         self.ledger: PrivacyLedger | None = None
         if config.private:
             dp_sgd = _private_training()
             privacy = config.privacy
-            self.ledger = PrivacyLedger(privacy.privacy_unit, privacy.epsilon, privacy.delta, privacy.accountant,
-                                        noise_share=dp_sgd.noise_share(config))
+            self.ledger = PrivacyLedger(
+                privacy.privacy_unit,
+                privacy.epsilon,
+                privacy.delta,
+                privacy.accountant,
+                noise_share=dp_sgd.noise_share(config),
+            )
             parameters = dp_sgd.private_parameters(self.model, config.privacy.privacy_unit)
             training = config.training
             self.optimizer = torch.optim.Adam(parameters, lr=training.learning_rate, weight_decay=training.weight_decay)
@@ -56,8 +65,12 @@ class PlatformTrainer:
         if self.ledger is not None:
             return self._train_private(rng)
         return fit(
-            self.model, self.optimizer, self.split.train,
-            epochs=epochs, batch_size=self.config.training.batch_size, negatives=self.config.training.negatives,
+            self.model,
+            self.optimizer,
+            self.split.train,
+            epochs=epochs,
+            batch_size=self.config.training.batch_size,
+            negatives=self.config.training.negatives,
             rng=rng,
         )
 
@@ -71,17 +84,26 @@ class PlatformTrainer:
         step_plan = dp_sgd.plan(self.config, self.split.train)
         if self.ledger.delta >= 1.0 / step_plan.population:
             # No count in the message: error texts travel back to the coordinator.
-            raise ConfigError(f"config key 'delta' = {self.ledger.delta} is out of range: expected well below "
-                              f"1/n for this platform's number n of privacy units")
-        self.ledger.calibrate(step_plan.sample_rate, step_plan.steps_per_round,
-                              self.config.federation.num_server_rounds,
-                              self.config.privacy.noise_multiplier)
+            raise ConfigError(
+                f"config key 'delta' = {self.ledger.delta} is out of range: expected well below "
+                f"1/n for this platform's number n of privacy units"
+            )
+        self.ledger.calibrate(
+            step_plan.sample_rate,
+            step_plan.steps_per_round,
+            self.config.federation.num_server_rounds,
+            self.config.privacy.noise_multiplier,
+        )
         if self.ledger.noise_share != dp_sgd.noise_share(self.config):
-            raise ConfigError("noise-mode, min-platforms or tolerated-colluders changed since this platform's ledger "
-                              "was started; privacy settings are fixed for a run")
+            raise ConfigError(
+                "noise-mode, min-platforms or tolerated-colluders changed since this platform's ledger "
+                "was started; privacy settings are fixed for a run"
+            )
         if (self.ledger.sample_rate, self.ledger.steps_per_round) != (step_plan.sample_rate, step_plan.steps_per_round):
-            raise ConfigError("the DP sampling plan (batch size, local epochs) changed since this platform's ledger "
-                              "was calibrated; privacy settings are fixed for a run")
+            raise ConfigError(
+                "the DP sampling plan (batch size, local epochs) changed since this platform's ledger "
+                "was calibrated; privacy settings are fixed for a run"
+            )
         if not self.ledger.can_train_round():
             raise BudgetExceeded(
                 f"platform {self.data.platform}: another round would spend epsilon "
@@ -93,8 +115,12 @@ class PlatformTrainer:
         model = model or self.model
         model.eval()
         return evaluate_ranking(
-            model.score, self.split, self.data.interactions,
-            stage=stage, k=self.config.evaluation.top_k, eval_negatives=self.config.evaluation.eval_negatives,
+            model.score,
+            self.split,
+            self.data.interactions,
+            stage=stage,
+            k=self.config.evaluation.top_k,
+            eval_negatives=self.config.evaluation.eval_negatives,
             seed=evaluation_seed(self.config.experiment, self.data.platform),
         )
 

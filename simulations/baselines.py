@@ -18,12 +18,12 @@ import numpy as np
 
 from crossfed.shared.config import RunConfig
 from crossfed.shared.data.datasets import load_platforms
-from crossfed.shared.evaluation.ranking import UserResults, evaluate_ranking
 from crossfed.shared.data.interactions import PlatformData, leave_last_out, pool
-from crossfed.shared.trainer import PlatformTrainer
 from crossfed.shared.evaluation.per_user_results import GlobalPerUserResults, PerUserResults
 from crossfed.shared.evaluation.progress import RoundReport
+from crossfed.shared.evaluation.ranking import UserResults, evaluate_ranking
 from crossfed.shared.evaluation.results import PlatformMetrics, build_summary, platform_dir, write_summary
+from crossfed.shared.trainer import PlatformTrainer
 from crossfed.shared.training.seeds import evaluation_seed
 
 
@@ -66,8 +66,12 @@ class _PooledEvaluator:
         model = self.trainer.model
         model.eval()
         return evaluate_ranking(
-            lambda users, items: model.score(users + self.offset, items), self.split, self.data.interactions,
-            stage=stage, k=self.config.evaluation.top_k, eval_negatives=self.config.evaluation.eval_negatives,
+            lambda users, items: model.score(users + self.offset, items),
+            self.split,
+            self.data.interactions,
+            stage=stage,
+            k=self.config.evaluation.top_k,
+            eval_negatives=self.config.evaluation.eval_negatives,
             seed=evaluation_seed(self.config.experiment, self.data.platform),
         )
 
@@ -80,8 +84,13 @@ class _PooledEvaluator:
 
 
 def _test_and_finish(
-    mode: str, config: RunConfig, testers: list[PlatformTrainer] | list[_PooledEvaluator],
-    history: list[dict[str, Any]], *, run_started: float, started: float,
+    mode: str,
+    config: RunConfig,
+    testers: list[PlatformTrainer] | list[_PooledEvaluator],
+    history: list[dict[str, Any]],
+    *,
+    run_started: float,
+    started: float,
 ) -> dict[str, Any]:
     """Test each platform once, keep its per-user outcomes on its own disk, write the summary."""
     served, final = [], []
@@ -93,8 +102,15 @@ def _test_and_finish(
         GlobalPerUserResults.save(directory, final_results)
         served.append(PlatformMetrics.from_results(platform, served_results))
         final.append(PlatformMetrics.from_results(platform, final_results))
-    summary = build_summary(mode=mode, config=config, wall_seconds=time.perf_counter() - run_started,
-                            startup_seconds=started - run_started, test=served, global_test=final, history=history)
+    summary = build_summary(
+        mode=mode,
+        config=config,
+        wall_seconds=time.perf_counter() - run_started,
+        startup_seconds=started - run_started,
+        test=served,
+        global_test=final,
+        history=history,
+    )
     write_summary(config.experiment.run_dir, summary)
     return summary
 

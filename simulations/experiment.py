@@ -35,8 +35,8 @@ from pathlib import Path
 from typing import Any
 
 from crossfed.shared.config import MODES, ConfigError, RunConfig
-from crossfed.shared.errors import UsageError
 from crossfed.shared.config.values import nearest_key
+from crossfed.shared.errors import UsageError
 
 #: Set per cell by the sweep itself, never by the experiment.
 RESERVED_KEYS = frozenset({"run-dir", "resume", "seed"})
@@ -141,8 +141,11 @@ def load_experiment(path: str | Path) -> Experiment:
 
 
 def _seeds(value: Any, where: str, label: str) -> list[int]:
-    if not isinstance(value, list) or not value or not all(
-            isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in value):
+    if (
+        not isinstance(value, list)
+        or not value
+        or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in value)
+    ):
         raise ExperimentError(f"{where}: key '{label}' must be a non-empty list of integers >= 0, got {value!r}")
     return value
 
@@ -152,13 +155,20 @@ def _settings(value: Any, where: str, label: str) -> dict[str, Any]:
     known = set(RunConfig().to_flat())
     for key, item in table.items():
         if key in RESERVED_KEYS:
-            raise ExperimentError(f"{where}: key '{label}.{key}' is set by the sweep itself"
-                                  + (" (use the top-level 'seeds' list)" if key == "seed" else ""))
+            raise ExperimentError(
+                f"{where}: key '{label}.{key}' is set by the sweep itself"
+                + (" (use the top-level 'seeds' list)" if key == "seed" else "")
+            )
         if key not in known:
             nearest = nearest_key(key, known)
-            raise ExperimentError(f"{where}: unknown config key '{label}.{key}'" + (
-                f"; did you mean '{nearest}'?" if nearest else
-                " (keys are those of [tool.flwr.app.config], listed in docs/reference/configuration.md)"))
+            raise ExperimentError(
+                f"{where}: unknown config key '{label}.{key}'"
+                + (
+                    f"; did you mean '{nearest}'?"
+                    if nearest
+                    else " (keys are those of [tool.flwr.app.config], listed in docs/reference/configuration.md)"
+                )
+            )
         if isinstance(item, (dict, list)):
             raise ExperimentError(f"{where}: key '{label}.{key}' must be a single value; grid it under 'grid'")
     return dict(table)

@@ -77,8 +77,11 @@ def ray_backend_config(cpus: int | None = None) -> dict[str, Any]:
     """
     quiet = {"include_dashboard": False, "logging_level": logging.ERROR, "log_to_driver": False}
     address = os.environ.get("RAY_ADDRESS", "")
-    init_args = {"address": address, **quiet} if address else {
-        "num_cpus": cpus or os.cpu_count() or 1, "object_store_memory": OBJECT_STORE_BYTES, **quiet}
+    init_args = (
+        {"address": address, **quiet}
+        if address
+        else {"num_cpus": cpus or os.cpu_count() or 1, "object_store_memory": OBJECT_STORE_BYTES, **quiet}
+    )
     return {"client_resources": {"num_cpus": 1, "num_gpus": 0.0}, "init_args": init_args}
 
 
@@ -94,18 +97,26 @@ def with_platform_reported_metrics(summary: dict[str, Any], config: RunConfig) -
         entries[platform] = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
     test = [e for lines in entries.values() for e in lines if e["stage"] == "test"]
     rebuilt = build_summary(
-        mode=summary["mode"], config=config, wall_seconds=summary["wall_seconds"],
+        mode=summary["mode"],
+        config=config,
+        wall_seconds=summary["wall_seconds"],
         startup_seconds=summary["startup_seconds"],
         test=[PlatformMetrics.from_flat(e) for e in test],
         global_test=[PlatformMetrics.from_flat(e, prefix="global-") for e in test],
         history=summary["history"],
     )
     for round_entry in rebuilt["history"]:
-        validation = [PlatformMetrics.from_flat(e) for lines in entries.values() for e in lines
-                      if e["stage"] == "validation" and e["round"] == round_entry["round"]]
+        validation = [
+            PlatformMetrics.from_flat(e)
+            for lines in entries.values()
+            for e in lines
+            if e["stage"] == "validation" and e["round"] == round_entry["round"]
+        ]
         if validation:
             measured = RoundReport(round_entry["round"], float("nan"), validation, 0.0).as_dict()
             round_entry.update(validation=measured["validation"], per_platform=measured["per_platform"])
     rebuilt["metrics_source"] = "platform-local files (never sent to the coordinator)"
-    return {**summary, **{key: rebuilt[key] for key in ("metrics", "global_metrics", "per_platform", "history",
-                                                        "metrics_source")}}
+    return {
+        **summary,
+        **{key: rebuilt[key] for key in ("metrics", "global_metrics", "per_platform", "history", "metrics_source")},
+    }

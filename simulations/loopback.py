@@ -7,8 +7,9 @@ starts one ``flower-supernode`` per platform (node config: ``partition-id``,
 ``num-partitions``, ``data-dir``, ``state-dir``), submits the app with ``flwr run`` and waits
 for it. ``kill_after_round = R`` stops one SuperNode once round R is checkpointed and starts
 it again with the same key and state directory - the restart a platform operator would do.
-The results contract's ``summary.json`` lands in the run folder (``out``) with a ``deployment`` block (per-round wall time, restarts). Every process it started is
-stopped before it returns, whatever happens.
+The results contract's ``summary.json`` lands in the run folder (``out``) with a ``deployment``
+block (per-round wall time, restarts). Every process it started is stopped before it returns,
+whatever happens.
 
 Why a loopback at all: the simulation engine runs every platform in one Ray cluster and
 never exercises TLS, authentication, separate processes or restarts. This does, on one
@@ -24,11 +25,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from crossfed.shared.storage.checkpoint import Checkpoint
 from crossfed.server.deploy.deployment import Deployment, DeploymentError
 from crossfed.shared.config import RunConfig
 from crossfed.shared.data.movielens import resolve_data_dir
 from crossfed.shared.evaluation.results import SUMMARY_FILE, platform_dir, read_summary, write_summary
+from crossfed.shared.storage.checkpoint import Checkpoint
 from crossfed.shared.storage.platform_state import PlatformState
 
 logger = logging.getLogger("crossfed.deploy")
@@ -66,9 +67,14 @@ class LoopbackSettings:
     def run_config(self, data_dir: str) -> dict[str, Any]:
         """The run config ``flwr run`` submits; validated here so a typo fails before anything starts."""
         values = {
-            "num-platforms": self.platforms, "num-server-rounds": self.rounds, "max-users": self.max_users,
-            "secagg": self.secagg, "privacy-unit": self.privacy_unit, "run-dir": str(self.out.resolve()),
-            "data-dir": data_dir, **self.overrides,
+            "num-platforms": self.platforms,
+            "num-server-rounds": self.rounds,
+            "max-users": self.max_users,
+            "secagg": self.secagg,
+            "privacy-unit": self.privacy_unit,
+            "run-dir": str(self.out.resolve()),
+            "data-dir": data_dir,
+            **self.overrides,
         }
         RunConfig.from_mapping(values)
         return values
@@ -115,11 +121,17 @@ def run_loopback(settings: LoopbackSettings) -> dict[str, Any]:
         raise DeploymentError(f"{out} is not empty: a loopback writes a fresh run folder")
     data_dir = str(resolve_data_dir(settings.data_dir or None).resolve())
     config = settings.run_config(data_dir)
-    deployment = Deployment(out / "deployment", settings.platforms, data_dir,
-                            state_dir_of=lambda index: platform_dir(out, index))
-    facts: dict[str, Any] = {"runtime": "flower-superlink + flower-supernode on 127.0.0.1", "tls": True,
-                             "supernode_auth": True, "secagg": settings.secagg, "restarts": [],
-                             "serverapp_restarts": []}
+    deployment = Deployment(
+        out / "deployment", settings.platforms, data_dir, state_dir_of=lambda index: platform_dir(out, index)
+    )
+    facts: dict[str, Any] = {
+        "runtime": "flower-superlink + flower-supernode on 127.0.0.1",
+        "tls": True,
+        "supernode_auth": True,
+        "secagg": settings.secagg,
+        "restarts": [],
+        "serverapp_restarts": [],
+    }
     started = time.perf_counter()
     with deployment:
         # SuperLink and SuperNodes up; not the run's own start-up (``startup_seconds`` of the summary).
@@ -136,8 +148,10 @@ def run_loopback(settings: LoopbackSettings) -> dict[str, Any]:
         if probe is not None:
             code = probe.wait(60.0)
             probe.stop()
-            facts["unregistered_node"] = {"exit_code": code, "refused": code not in (None, 0)
-                                          and "Failed to activate SuperNode" in probe.log_text()}
+            facts["unregistered_node"] = {
+                "exit_code": code,
+                "refused": code not in (None, 0) and "Failed to activate SuperNode" in probe.log_text(),
+            }
     facts["leftover_processes"] = deployment.leftovers()
     facts["status"] = status
     if status != "finished:completed":
@@ -145,8 +159,14 @@ def run_loopback(settings: LoopbackSettings) -> dict[str, Any]:
     return _finish_summary(out, facts)
 
 
-def _follow(deployment: Deployment, run_ids: list[int], config: Mapping[str, Any], out: Path,
-            settings: LoopbackSettings, facts: dict[str, Any]) -> str:
+def _follow(
+    deployment: Deployment,
+    run_ids: list[int],
+    config: Mapping[str, Any],
+    out: Path,
+    settings: LoopbackSettings,
+    facts: dict[str, Any],
+) -> str:
     """Wait for the run to finish, restarting a SuperNode after ``kill-after-round`` and the
     ServerApp after ``resume-after-round`` if asked (a resumed run is appended to ``run_ids``)."""
     deadline = time.monotonic() + settings.timeout
@@ -184,8 +204,14 @@ def _restart(deployment: Deployment, index: int, out: Path, delay: float) -> dic
     deployment.start_supernode(index)
     deployment.wait_online([node.node_id])
     logger.info("platform %d's SuperNode is back (state at stop: %s)", index, before)
-    return {"platform": index, "node_id": node.node_id, "after_round": at_round, "exit_code": exit_code,
-            "state_at_stop": before, "coordinator_round_at_restart": last_round(out)}
+    return {
+        "platform": index,
+        "node_id": node.node_id,
+        "after_round": at_round,
+        "exit_code": exit_code,
+        "state_at_stop": before,
+        "coordinator_round_at_restart": last_round(out),
+    }
 
 
 def _resume(deployment: Deployment, run_ids: list[int], config: Mapping[str, Any], out: Path) -> dict[str, Any]:
@@ -197,8 +223,12 @@ def _resume(deployment: Deployment, run_ids: list[int], config: Mapping[str, Any
     checkpointed = last_round(out)
     run_ids.append(deployment.submit({**config, "resume": True}))
     logger.info("run %d resumes run %d from its checkpoint after round %d", run_ids[-1], stopped, checkpointed)
-    return {"stopped_run": stopped, "after_round": at_round, "resumed_from_round": checkpointed,
-            "resumed_run": run_ids[-1]}
+    return {
+        "stopped_run": stopped,
+        "after_round": at_round,
+        "resumed_from_round": checkpointed,
+        "resumed_run": run_ids[-1],
+    }
 
 
 def _finish_summary(out: Path, facts: dict[str, Any]) -> dict[str, Any]:
@@ -211,8 +241,9 @@ def _finish_summary(out: Path, facts: dict[str, Any]) -> dict[str, Any]:
 
         summary = with_platform_reported_metrics(summary, config)
     facts["round_seconds"] = round_seconds(summary["history"])
-    facts["platform_state"] = {str(i): platform_progress(platform_dir(out, i))
-                               for i in range(config.data.num_platforms)}
+    facts["platform_state"] = {
+        str(i): platform_progress(platform_dir(out, i)) for i in range(config.data.num_platforms)
+    }
     summary["deployment"] = facts
     write_summary(out, summary)
     return summary

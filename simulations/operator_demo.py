@@ -16,13 +16,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from crossfed.shared.storage.checkpoint import FinalModel
-from crossfed.shared.data.catalog import Catalog, publish
 from crossfed.shared.config import RunConfig
+from crossfed.shared.data.catalog import Catalog, publish
 from crossfed.shared.data.movielens import load_movielens_100k
-from crossfed.shared.trainer import PlatformTrainer
 from crossfed.shared.data.platform_files import OperatorData
 from crossfed.shared.model.sharing import shared_arrays
+from crossfed.shared.storage.checkpoint import FinalModel
+from crossfed.shared.trainer import PlatformTrainer
 
 logger = logging.getLogger(__name__)
 
@@ -40,8 +40,13 @@ class ExportedPlatform:
 
 
 def export_movielens(
-    data_dir: str | Path | None, out: str | Path, *, suffix: str = ".csv", hold_out_users: int = 0,
-    max_users: int = 0, seed: int = 0,
+    data_dir: str | Path | None,
+    out: str | Path,
+    *,
+    suffix: str = ".csv",
+    hold_out_users: int = 0,
+    max_users: int = 0,
+    seed: int = 0,
 ) -> ExportedPlatform:
     """Write interactions and users (``suffix`` .csv or .parquet) and the catalog under ``out``.
 
@@ -72,8 +77,9 @@ def export_movielens(
     return ExportedPlatform(paths["interactions"], paths["users"], catalog_path, held_out)
 
 
-def train_platform(platform: OperatorData, config: RunConfig, run_dir: str | Path, state_dir: str | Path,
-                   epochs: int) -> PlatformTrainer:
+def train_platform(
+    platform: OperatorData, config: RunConfig, run_dir: str | Path, state_dir: str | Path, epochs: int
+) -> PlatformTrainer:
     """Train the platform alone for ``epochs`` and leave the files a federation would leave."""
     trainer = PlatformTrainer(platform.data, config)
     result = trainer.train(epochs, salt=1)

@@ -39,8 +39,12 @@ def draw_all(experiment: Experiment, tables: Tables, directory: Path) -> list[Pa
     directory.mkdir(parents=True, exist_ok=True)
     title = experiment.name
     drawn = []
-    for name, draw in (("privacy_utility", privacy_utility), ("convergence", convergence),
-                       ("platform_gain", platform_gain), ("scaling", scaling)):
+    for name, draw in (
+        ("privacy_utility", privacy_utility),
+        ("convergence", convergence),
+        ("platform_gain", platform_gain),
+        ("scaling", scaling),
+    ):
         path = directory / f"{name}.png"
         if draw(experiment, tables, path, title):
             drawn.append(path)
@@ -56,7 +60,13 @@ def _label(row: pd.Series, keys: list[str], experiment: Experiment) -> str:
 
 
 def _value(value: object) -> str:
-    return "∞" if isinstance(value, float) and math.isinf(value) else f"{value:g}" if isinstance(value, float) else str(value)
+    return (
+        "∞"
+        if isinstance(value, float) and math.isinf(value)
+        else f"{value:g}"
+        if isinstance(value, float)
+        else str(value)
+    )
 
 
 def _nan(value: object) -> bool:
@@ -76,15 +86,25 @@ def privacy_utility(experiment: Experiment, tables: Tables, path: Path, title: s
     # ∞ (the DP procedure without noise) sits one octave right of the largest finite ε, labelled ∞.
     top = float(finite.max()) * 2 if len(finite) else 1.0
     xs = np.where(np.isfinite(curve["epsilon"]), curve["epsilon"], top)
-    references = {"local-only": ("local-only", "none", "tab:red"), "centralized": ("centralized", "none", "tab:purple"),
-                  "federated, non-private": ("federated", "none", "tab:green")}
+    references = {
+        "local-only": ("local-only", "none", "tab:red"),
+        "centralized": ("centralized", "none", "tab:purple"),
+        "federated, non-private": ("federated", "none", "tab:green"),
+    }
     k = int(cells["k"].iloc[0])
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for ax, metric, name in ((axes[0], "sampled_hr", f"HR@{k}"), (axes[1], "sampled_ndcg", f"NDCG@{k}")):
-        ax.errorbar(xs, curve[metric], yerr=curve[f"{metric}_std"], fmt="o-", capsize=3,
-                    label="federated + DP, served model")
-        ax.errorbar(xs, curve[f"global_{metric}"], yerr=curve[f"global_{metric}_std"], fmt="s--", capsize=3,
-                    label="federated + DP, global model")
+        ax.errorbar(
+            xs, curve[metric], yerr=curve[f"{metric}_std"], fmt="o-", capsize=3, label="federated + DP, served model"
+        )
+        ax.errorbar(
+            xs,
+            curve[f"global_{metric}"],
+            yerr=curve[f"global_{metric}_std"],
+            fmt="s--",
+            capsize=3,
+            label="federated + DP, global model",
+        )
         for label, (mode, unit, color) in references.items():
             rows = cells[(cells["mode"] == mode) & (cells["privacy_unit"] == unit)]
             if rows.empty:
@@ -101,8 +121,10 @@ def privacy_utility(experiment: Experiment, tables: Tables, path: Path, title: s
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7, loc="best")
     seeds = sorted(int(seed) for seed in private["seed"].unique())
-    fig.suptitle(f"Privacy-utility ({title}): {int(private['platforms'].iloc[0])} platforms, "
-                 f"{int(private['rounds'].iloc[0])} rounds, DP seeds {seeds}; bars/bands = seed std")
+    fig.suptitle(
+        f"Privacy-utility ({title}): {int(private['platforms'].iloc[0])} platforms, "
+        f"{int(private['rounds'].iloc[0])} rounds, DP seeds {seeds}; bars/bands = seed std"
+    )
     return _save(fig, path)
 
 
@@ -119,9 +141,16 @@ def convergence(experiment: Experiment, tables: Tables, path: Path, title: str) 
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for _, group in curves.groupby(by, dropna=False, sort=False):
         group = group.sort_values("round")
-        line, = ax.plot(group["round"], group["val_sampled_hr"], marker=".", label=_label(group.iloc[0], keys, experiment))
-        ax.fill_between(group["round"], group["val_sampled_hr"] - group["val_sampled_hr_std"],
-                        group["val_sampled_hr"] + group["val_sampled_hr_std"], color=line.get_color(), alpha=0.12)
+        (line,) = ax.plot(
+            group["round"], group["val_sampled_hr"], marker=".", label=_label(group.iloc[0], keys, experiment)
+        )
+        ax.fill_between(
+            group["round"],
+            group["val_sampled_hr"] - group["val_sampled_hr_std"],
+            group["val_sampled_hr"] + group["val_sampled_hr_std"],
+            color=line.get_color(),
+            alpha=0.12,
+        )
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_xlabel("round (federated) / epoch block (baselines)")
     ax.set_ylabel(f"validation sampled HR@{k} (fraction)")
@@ -155,8 +184,14 @@ def platform_gain(experiment: Experiment, tables: Tables, path: Path, title: str
     fig, ax = plt.subplots(figsize=(max(8, len(ids) * 0.9 + 3), 4.5))
     for i, (_, group) in enumerate(groups):
         group = group.set_index("platform").reindex(ids)
-        ax.bar(np.arange(len(ids)) + (i - (len(groups) - 1) / 2) * width, group["gain"], width,
-               yerr=group["gain_std"], capsize=2, label=_label(group.dropna(subset=["arm"]).iloc[0], keys, experiment))
+        ax.bar(
+            np.arange(len(ids)) + (i - (len(groups) - 1) / 2) * width,
+            group["gain"],
+            width,
+            yerr=group["gain_std"],
+            capsize=2,
+            label=_label(group.dropna(subset=["arm"]).iloc[0], keys, experiment),
+        )
     ax.axhline(0, color="black", linewidth=0.8)
     ax.set_xticks(np.arange(len(ids)), [str(p) for p in ids])
     ax.set_xlabel("platform")
@@ -171,16 +206,20 @@ def scaling(experiment: Experiment, tables: Tables, path: Path, title: str) -> b
     import matplotlib.pyplot as plt
 
     cells = tables.cells[tables.cells["mode"] == "federated"]
-    sizes = [key for key in ("num-platforms", "max-users", "extra-items")
-             if key in cells and any(group[key].nunique() > 1 for _, group in cells.groupby("arm"))]
+    sizes = [
+        key
+        for key in ("num-platforms", "max-users", "extra-items")
+        if key in cells and any(group[key].nunique() > 1 for _, group in cells.groupby("arm"))
+    ]
     if not sizes:
         return False
     fig, axes = plt.subplots(len(sizes), 2, figsize=(10, 3.8 * len(sizes)), squeeze=False)
     for row, key in enumerate(sizes):
         arms = [arm for arm, group in cells.groupby("arm") if group[key].nunique() > 1]
         for arm in arms:
-            group = group_mean(cells[cells["arm"] == arm], [key], ["round_seconds", "round_cpu_seconds",
-                                                                    "peak_rss_mb", "peak_pss_mb"]).sort_values(key)
+            group = group_mean(
+                cells[cells["arm"] == arm], [key], ["round_seconds", "round_cpu_seconds", "peak_rss_mb", "peak_pss_mb"]
+            ).sort_values(key)
             x = _users_per_platform(cells[cells["arm"] == arm], key) if key == "max-users" else group[key]
             axes[row][0].plot(x, group["round_seconds"], "o-", label=f"{arm}: wall time, mean of rounds 2..R")
             axes[row][0].plot(x, group["round_cpu_seconds"], "s--", label=f"{arm}: CPU time of the process tree")

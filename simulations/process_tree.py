@@ -22,7 +22,6 @@ from crossfed.shared.runtime.proc import PROC, cpu_ticks, status_kib, tree_pids
 logger = logging.getLogger(__name__)
 
 
-
 @dataclass(frozen=True)
 class MemoryPeak:
     rss_mb: float
@@ -56,7 +55,7 @@ class TreeMonitor:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=f"memory-{root}", daemon=True)
 
-    def __enter__(self) -> "TreeMonitor":
+    def __enter__(self) -> TreeMonitor:
         if PROC.is_dir():
             self._thread.start()
         else:
@@ -86,6 +85,8 @@ class TreeMonitor:
             now = sample(self.root)
             peak = self.peak
             if peak is None or now.rss_mb > peak.rss_mb or now.pss_mb > peak.pss_mb:
-                self.peak = MemoryPeak(max(now.rss_mb, peak.rss_mb if peak else 0.0),
-                                       max(now.pss_mb, peak.pss_mb if peak else 0.0),
-                                       max(now.processes, peak.processes if peak else 0))
+                self.peak = MemoryPeak(
+                    max(now.rss_mb, peak.rss_mb if peak else 0.0),
+                    max(now.pss_mb, peak.pss_mb if peak else 0.0),
+                    max(now.processes, peak.processes if peak else 0),
+                )

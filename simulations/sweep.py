@@ -18,6 +18,7 @@ baseline starts over.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -85,8 +86,11 @@ def run_sweep(
             bar.set_description(f"cell {index}/{len(pending)} {cell.name}")
             outcome = _run_cell(out, cell, data_dir, bar)
             outcomes.append(outcome)
-            on_event(f"[done] {cell.name}: {outcome.seconds:.0f}s" if outcome.status == "done"
-                     else f"[FAIL] {cell.name}: {outcome.detail}")
+            on_event(
+                f"[done] {cell.name}: {outcome.seconds:.0f}s"
+                if outcome.status == "done"
+                else f"[FAIL] {cell.name}: {outcome.detail}"
+            )
     finally:
         bar.close()
     return outcomes
@@ -100,10 +104,15 @@ def _finished(out: Path, cell: Cell) -> bool:
     recorded = json.loads(path.read_text())
     expected = jsonable(dict(cell.overrides))
     if recorded.get("overrides") != expected:
-        changed = sorted(k for k in set(expected) | set(recorded.get("overrides", {}))
-                         if expected.get(k) != recorded.get("overrides", {}).get(k))
-        raise ExperimentError(f"{path}: cell {cell.name} was run with other settings (keys {changed}); "
-                              f"use another --out, or delete that cell's folder to rerun it")
+        changed = sorted(
+            k
+            for k in set(expected) | set(recorded.get("overrides", {}))
+            if expected.get(k) != recorded.get("overrides", {}).get(k)
+        )
+        raise ExperimentError(
+            f"{path}: cell {cell.name} was run with other settings (keys {changed}); "
+            f"use another --out, or delete that cell's folder to rerun it"
+        )
     return True
 
 
@@ -116,8 +125,11 @@ def _run_cell(out: Path, cell: Cell, data_dir: str, bar: Any) -> CellOutcome:
     config = cell.config(directory.resolve(), data_dir).replace(resume=resume)
     context = multiprocessing.get_context("spawn")
     events = context.Queue()
-    child = context.Process(target=_child_main, name=f"cell-{cell.name}",
-                            args=(cell.mode, config.to_flat(), events, str(directory / LOG_FILE)))
+    child = context.Process(
+        target=_child_main,
+        name=f"cell-{cell.name}",
+        args=(cell.mode, config.to_flat(), events, str(directory / LOG_FILE)),
+    )
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else math.nan
     started = time.perf_counter()
     child.start()
@@ -152,15 +164,26 @@ def _run_cell(out: Path, cell: Cell, data_dir: str, bar: Any) -> CellOutcome:
         cpu_seconds = monitor.cpu_seconds()
     seconds = time.perf_counter() - started
     if child.exitcode != 0 or not (directory / SUMMARY_FILE).exists():
-        tail = (directory / LOG_FILE).read_text(errors="replace").strip().splitlines()[-1:] if (
-            directory / LOG_FILE).exists() else []
-        return CellOutcome(cell, "failed", seconds, f"exit code {child.exitcode}; {' '.join(tail)} "
-                                                    f"(log: {directory / LOG_FILE})")
+        tail = (
+            (directory / LOG_FILE).read_text(errors="replace").strip().splitlines()[-1:]
+            if (directory / LOG_FILE).exists()
+            else []
+        )
+        return CellOutcome(
+            cell, "failed", seconds, f"exit code {child.exitcode}; {' '.join(tail)} (log: {directory / LOG_FILE})"
+        )
     peak = monitor.peak
     record = {
-        "cell": cell.name, "experiment": cell.experiment, "arm": cell.arm, "mode": cell.mode, "seed": cell.seed,
-        "point": jsonable(dict(cell.point)), "overrides": jsonable(dict(cell.overrides)),
-        "resumed": resume, "process_seconds": round(seconds, 2), "load_average_at_start": load,
+        "cell": cell.name,
+        "experiment": cell.experiment,
+        "arm": cell.arm,
+        "mode": cell.mode,
+        "seed": cell.seed,
+        "point": jsonable(dict(cell.point)),
+        "overrides": jsonable(dict(cell.overrides)),
+        "resumed": resume,
+        "process_seconds": round(seconds, 2),
+        "load_average_at_start": load,
         "peak_rss_mb": round(peak.rss_mb, 1) if peak else None,
         "peak_pss_mb": round(peak.pss_mb, 1) if peak else None,
         "peak_processes": peak.processes if peak else None,
@@ -194,10 +217,8 @@ def _stop_tree(root: int) -> None:
     pids = tree_pids(root)
     for sig in (signal.SIGTERM, signal.SIGKILL):
         for pid in pids:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
         time.sleep(3)
 
 
@@ -251,6 +272,10 @@ def jsonable(value: Any) -> Any:
 def _bar(total: int, progress: bool | None) -> Any:
     from tqdm import tqdm
 
-    return tqdm(total=total, unit="round", disable=None if progress is None else not progress,
-                bar_format="{desc} |{bar}| {n_fmt}/{total_fmt} rounds [{elapsed}<{remaining}] {postfix}",
-                dynamic_ncols=True)
+    return tqdm(
+        total=total,
+        unit="round",
+        disable=None if progress is None else not progress,
+        bar_format="{desc} |{bar}| {n_fmt}/{total_fmt} rounds [{elapsed}<{remaining}] {postfix}",
+        dynamic_ncols=True,
+    )

@@ -39,10 +39,29 @@ from crossfed.simulations.experiment import Experiment
 from crossfed.simulations.sweep import CELL_FILE, cell_dir
 
 #: Settings that only act under DP; shown empty in non-private cells.
-PRIVACY_KEYS = frozenset({"epsilon", "delta", "noise-multiplier", "clip-norm", "user-batch", "bag-positives",
-                          "refresh-steps", "refresh-learning-rate", "accountant"})
-_COST = ("process_seconds", "cpu_seconds", "round_cpu_seconds", "peak_rss_mb", "peak_pss_mb", "bytes_up_per_round", "bytes_down_per_round",
-         "load_average_at_start")
+PRIVACY_KEYS = frozenset(
+    {
+        "epsilon",
+        "delta",
+        "noise-multiplier",
+        "clip-norm",
+        "user-batch",
+        "bag-positives",
+        "refresh-steps",
+        "refresh-learning-rate",
+        "accountant",
+    }
+)
+_COST = (
+    "process_seconds",
+    "cpu_seconds",
+    "round_cpu_seconds",
+    "peak_rss_mb",
+    "peak_pss_mb",
+    "bytes_up_per_round",
+    "bytes_down_per_round",
+    "load_average_at_start",
+)
 
 
 @dataclass(frozen=True)
@@ -73,32 +92,62 @@ def collect(experiment: Experiment, out: Path) -> Tables:
         summary = json.loads((directory / SUMMARY_FILE).read_text())
         record = json.loads((directory / CELL_FILE).read_text())
         identity = _identity(experiment, cell.name, record, summary)
-        cells.append({**identity, "users": sum(entry["users"] for entry in summary["per_platform"]),
-                      **_metrics(summary["metrics"], summary["global_metrics"], summary),
-                      **_privacy(summary), **_timing(summary), **{key: math.nan if record.get(key) is None else record[key] for key in _COST}})
+        cells.append(
+            {
+                **identity,
+                "users": sum(entry["users"] for entry in summary["per_platform"]),
+                **_metrics(summary["metrics"], summary["global_metrics"], summary),
+                **_privacy(summary),
+                **_timing(summary),
+                **{key: math.nan if record.get(key) is None else record[key] for key in _COST},
+            }
+        )
         for entry in summary["per_platform"]:
-            platforms.append({**identity, "platform": entry["platform"], "users": entry["users"],
-                              **_metrics(entry["metrics"], entry["global_metrics"], summary)})
+            platforms.append(
+                {
+                    **identity,
+                    "platform": entry["platform"],
+                    "users": entry["users"],
+                    **_metrics(entry["metrics"], entry["global_metrics"], summary),
+                }
+            )
         for entry in summary["history"]:
             validation = entry.get("validation", {})
             epsilon = [float(e) for e in entry.get("epsilon", {}).values()]
-            history.append({**identity, "round": entry["round"], "elapsed_seconds": entry["elapsed_seconds"],
-                            "train_loss": _number(entry.get("train_loss")),
-                            **{f"val_{name}": validation.get(name, math.nan)
-                               for name in ("sampled_hr", "sampled_ndcg", "full_hr", "full_ndcg")},
-                            "epsilon_spent_max": max(epsilon) if epsilon else math.nan})
+            history.append(
+                {
+                    **identity,
+                    "round": entry["round"],
+                    "elapsed_seconds": entry["elapsed_seconds"],
+                    "train_loss": _number(entry.get("train_loss")),
+                    **{
+                        f"val_{name}": validation.get(name, math.nan)
+                        for name in ("sampled_hr", "sampled_ndcg", "full_hr", "full_ndcg")
+                    },
+                    "epsilon_spent_max": max(epsilon) if epsilon else math.nan,
+                }
+            )
     return Tables(pd.DataFrame(cells), pd.DataFrame(platforms), pd.DataFrame(history))
 
 
 def _identity(experiment: Experiment, name: str, record: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
     config = summary["config"]
     private = config["privacy-unit"] != "none"
-    row: dict[str, Any] = {"experiment": experiment.name, "cell": name, "arm": record["arm"],
-                           "mode": record["mode"], "seed": record["seed"]}
+    row: dict[str, Any] = {
+        "experiment": experiment.name,
+        "cell": name,
+        "arm": record["arm"],
+        "mode": record["mode"],
+        "seed": record["seed"],
+    }
     for key in experiment.keys:
         row[key] = _number(config.get(key)) if private or key not in PRIVACY_KEYS else None
-    row.update(platforms=summary["platforms"], partition=summary["partition"], rounds=summary["rounds"],
-               privacy_unit=config["privacy-unit"])
+    row.update(
+        platforms=summary["platforms"],
+        partition=summary["partition"],
+        rounds=summary["rounds"],
+        privacy_unit=config["privacy-unit"],
+    )
     return row
 
 
@@ -123,9 +172,12 @@ def _privacy(summary: dict[str, Any]) -> dict[str, Any]:
 
 def _timing(summary: dict[str, Any]) -> dict[str, Any]:
     elapsed = [entry["elapsed_seconds"] for entry in summary["history"]]
-    return {"wall_seconds": summary["wall_seconds"], "startup_seconds": summary.get("startup_seconds", math.nan),
-            "first_round_seconds": elapsed[0] if elapsed else math.nan,
-            "round_seconds": (elapsed[-1] - elapsed[0]) / (len(elapsed) - 1) if len(elapsed) > 1 else math.nan}
+    return {
+        "wall_seconds": summary["wall_seconds"],
+        "startup_seconds": summary.get("startup_seconds", math.nan),
+        "first_round_seconds": elapsed[0] if elapsed else math.nan,
+        "round_seconds": (elapsed[-1] - elapsed[0]) / (len(elapsed) - 1) if len(elapsed) > 1 else math.nan,
+    }
 
 
 def _number(value: Any) -> Any:

@@ -24,12 +24,14 @@ def make_dataset(num_users: int = 40, num_items: int = 30, per_user: int = 8, se
         timestamps=timestamps.astype(np.int64),
         weights=np.ones(len(users), np.float32),
         user_features={
-            "region": EncodedFeature("categorical", (np.arange(num_users) % 6 + 1).astype(np.int64),
-                                     tuple(str(r) for r in range(6)), 7),
+            "region": EncodedFeature(
+                "categorical", (np.arange(num_users) % 6 + 1).astype(np.int64), tuple(str(r) for r in range(6)), 7
+            ),
         },
         item_features={
-            "genre": EncodedFeature("multi_hot", np.eye(3, dtype=np.float32)[np.arange(num_items) % 3],
-                                    ("a", "b", "c"), 3),
+            "genre": EncodedFeature(
+                "multi_hot", np.eye(3, dtype=np.float32)[np.arange(num_items) % 3], ("a", "b", "c"), 3
+            ),
         },
         user_attributes=pd.DataFrame({"region": region, "occupation": [f"o{u % 4}" for u in range(num_users)]}),
     )

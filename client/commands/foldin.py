@@ -29,23 +29,36 @@ def run(args: argparse.Namespace) -> int:
     service = open_service(args)
     catalog = service.platform.catalog
     assert catalog is not None
-    new = validate(read_table(args.new_interactions), catalog.items, sources={
-        "interactions": args.new_interactions, "items": catalog.source}, unknown_items="drop")
+    new = validate(
+        read_table(args.new_interactions),
+        catalog.items,
+        sources={"interactions": args.new_interactions, "items": catalog.source},
+        unknown_items="drop",
+    )
     features = {}
     if args.new_user_features:
-        table, _, _ = validate_features(read_table(args.new_user_features), "users", "user_id",
-                                        args.new_user_features)
-        features = {str(row["user_id"]): {k: str(v) for k, v in row.items() if k != "user_id" and not pd.isna(v)}
-                    for row in table.to_dict(orient="records")}
+        table, _, _ = validate_features(read_table(args.new_user_features), "users", "user_id", args.new_user_features)
+        features = {
+            str(row["user_id"]): {k: str(v) for k, v in row.items() if k != "user_id" and not pd.isna(v)}
+            for row in table.to_dict(orient="records")
+        }
     codes = catalog.codes(new.interactions["item_id"])
     by_user = {u: codes[rows] for u, rows in new.interactions.groupby("user_id").indices.items()}
     sizes = service.fold_in(by_user, features)
     newcomers = sum(service.platform.user_code(u) < 0 for u in sizes)
-    print(f"folded in {len(sizes)} users ({newcomers} new, {len(sizes) - newcomers} known) from "
-          f"{new.report.rows_kept} interactions; {new.report.unknown_item_rows} rows with items not in catalog "
-          f"{catalog.version} skipped")
+    print(
+        f"folded in {len(sizes)} users ({newcomers} new, {len(sizes) - newcomers} known) from "
+        f"{new.report.rows_kept} interactions; {new.report.unknown_item_rows} rows with items not in catalog "
+        f"{catalog.version} skipped"
+    )
     return 0
 
 
-command = Command("fold-in", "fold new interactions and new users into the platform's model now, without a round",
-                  "platform operator", add_arguments, run, description=__doc__)
+command = Command(
+    "fold-in",
+    "fold new interactions and new users into the platform's model now, without a round",
+    "platform operator",
+    add_arguments,
+    run,
+    description=__doc__,
+)

@@ -43,10 +43,16 @@ def open_service(args: argparse.Namespace) -> RecommendationService:
     from crossfed.shared.data.catalog import load_catalog
     from crossfed.shared.data.platform_files import load_operator_data
 
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.ERROR, stream=sys.stderr,
-                        format="%(levelname)s %(name)s: %(message)s")
-    overrides = {key.replace("_", "-"): getattr(args, key)
-                 for key in ("serve_model", "finetune_epochs", "foldin_steps") if getattr(args, key) is not None}
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.ERROR,
+        stream=sys.stderr,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    overrides = {
+        key.replace("_", "-"): getattr(args, key)
+        for key in ("serve_model", "finetune_epochs", "foldin_steps")
+        if getattr(args, key) is not None
+    }
     catalog_path = args.catalog
     parameters = load_global_parameters(args.global_model)
     if catalog_path is None:
@@ -65,8 +71,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     who.add_argument("--user-list", help="file with one user id a line")
     who.add_argument("--all", action="store_true", help="every user of the platform (needs --out)")
     parser.add_argument("-k", "--top-k", type=int, help="how many items (default: config key 'top-k')")
-    parser.add_argument("--feature", action="append", default=[], metavar="NAME=VALUE",
-                        help="a feature of a user without history (cold start), e.g. occupation=student")
+    parser.add_argument(
+        "--feature",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a feature of a user without history (cold start), e.g. occupation=student",
+    )
     parser.add_argument("--out", help="write to this .csv or .jsonl file instead of printing")
 
 
@@ -98,5 +109,11 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-command = Command("recommend", "top-K recommendations with explanations for one user, a list or everybody",
-                  "platform operator", add_arguments, run, description=__doc__)
+command = Command(
+    "recommend",
+    "top-K recommendations with explanations for one user, a list or everybody",
+    "platform operator",
+    add_arguments,
+    run,
+    description=__doc__,
+)

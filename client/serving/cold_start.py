@@ -66,8 +66,14 @@ def find_segment(
         if mask.sum() >= min_users:
             return Segment(np.flatnonzero(mask), {c: shown[c] for c in used})
         # Drop the feature whose removal leaves the largest segment.
-        used.remove(max(used, key=lambda c: np.logical_and.reduce(
-            [masks[o] for o in used if o != c] or [np.ones(count, dtype=bool)]).sum()))
+        used.remove(
+            max(
+                used,
+                key=lambda c: np.logical_and.reduce(
+                    [masks[o] for o in used if o != c] or [np.ones(count, dtype=bool)]
+                ).sum(),
+            )
+        )
     return everyone
 
 

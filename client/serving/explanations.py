@@ -36,8 +36,9 @@ class Explanation:
 class Explainer:
     """Item vectors and feature indicators computed once; explanations per request."""
 
-    def __init__(self, global_model: Recommender, item_ids: np.ndarray, items: pd.DataFrame,
-                 kinds: Mapping[str, str]) -> None:
+    def __init__(
+        self, global_model: Recommender, item_ids: np.ndarray, items: pd.DataFrame, kinds: Mapping[str, str]
+    ) -> None:
         self.item_ids = item_ids
         with torch.no_grad():
             everything = torch.arange(len(item_ids))

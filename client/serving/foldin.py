@@ -18,8 +18,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from crossfed.shared.privacy.bags import BagLoss, pack_bags
 from crossfed.client.serving.scoring import CatalogScorer, ScoringPart
+from crossfed.shared.privacy.bags import BagLoss, pack_bags
 
 logger = logging.getLogger(__name__)
 

@@ -32,21 +32,21 @@ import torch
 from torch import nn
 
 from crossfed.client.serving.cold_start import Popularity, Segment, find_segment
-from crossfed.shared.config import RunConfig
-from crossfed.client.serving.explanations import Explanation, Explainer
+from crossfed.client.serving.explanations import Explainer, Explanation
 from crossfed.client.serving.foldin import fold_in, segment_start
+from crossfed.client.serving.scoring import CatalogScorer
+from crossfed.shared.config import RunConfig
+from crossfed.shared.data.platform_files import OperatorData
 from crossfed.shared.errors import CrossfedError
 from crossfed.shared.model.recommender import build_model
-from crossfed.shared.data.platform_files import OperatorData
-from crossfed.client.serving.scoring import CatalogScorer
-from crossfed.shared.training.seeds import platform_seed
-from crossfed.shared.training.private_copy import private_copy
 from crossfed.shared.model.sharing import load_local_parameters, load_shared_arrays
 from crossfed.shared.storage.checked import atomic_write_bytes, read_record
 from crossfed.shared.storage.checkpoint import Checkpoint, FinalModel
 from crossfed.shared.storage.foldins import FoldIns
 from crossfed.shared.storage.platform_state import PlatformState, PlatformUsersError
 from crossfed.shared.storage.served_copy import PrivateCopy
+from crossfed.shared.training.private_copy import private_copy
+from crossfed.shared.training.seeds import platform_seed
 
 logger = logging.getLogger(__name__)
 
@@ -121,29 +121,45 @@ class RecommendationService:
         data = platform.data
         expected_version = config.data.catalog_version
         if expected_version and platform.catalog is not None and platform.catalog.version != expected_version:
-            raise ServingError(f"the global model was trained on catalog version {config.data.catalog_version!r}, the "
-                               f"platform's catalog is {platform.catalog.version!r}; serve with the matching catalog")
-        self.global_model = build_model(config.model, data.num_items, data.item_features, data.num_users,
-                                        data.user_features, seed=platform_seed(config.experiment, data.platform))
+            raise ServingError(
+                f"the global model was trained on catalog version {config.data.catalog_version!r}, the "
+                f"platform's catalog is {platform.catalog.version!r}; serve with the matching catalog"
+            )
+        self.global_model = build_model(
+            config.model,
+            data.num_items,
+            data.item_features,
+            data.num_users,
+            data.user_features,
+            seed=platform_seed(config.experiment, data.platform),
+        )
         try:
             load_shared_arrays(self.global_model, global_parameters.arrays)
         except ValueError as error:
-            raise ServingError(f"{global_parameters.source} does not fit this platform's model ({error}); is it from "
-                               "the run this platform takes part in, with the same catalog?") from None
+            raise ServingError(
+                f"{global_parameters.source} does not fit this platform's model ({error}); is it from "
+                "the run this platform takes part in, with the same catalog?"
+            ) from None
         try:
             state = PlatformState.load_for_users(self.state_dir, platform.user_ids)
         except PlatformUsersError as error:
-            raise ServingError(f"{error}. Serve with the interactions file the platform trained on and fold newer "
-                               "interactions in (crossfed fold-in)") from None
+            raise ServingError(
+                f"{error}. Serve with the interactions file the platform trained on and fold newer "
+                "interactions in (crossfed fold-in)"
+            ) from None
         if state is None:
-            raise ServingError(f"{self.state_dir}: no platform state ({PlatformState.FILE_NAME}); the platform must "
-                               "train in at least one round before it can serve")
+            raise ServingError(
+                f"{self.state_dir}: no platform state ({PlatformState.FILE_NAME}); the platform must "
+                "train in at least one round before it can serve"
+            )
         try:
             load_local_parameters(self.global_model, state.user_tower)
         except ValueError as error:
-            raise ServingError(f"{self.state_dir}: the platform state does not fit the interactions file ({error}). "
-                               "Serve with the file the platform trained on and fold newer interactions in "
-                               "(crossfed fold-in)") from None
+            raise ServingError(
+                f"{self.state_dir}: the platform state does not fit the interactions file ({error}). "
+                "Serve with the file the platform trained on and fold newer interactions in "
+                "(crossfed fold-in)"
+            ) from None
         self.global_model.eval()
         self.state_round = state.last_round
         self.model = self._served_model()
@@ -152,8 +168,9 @@ class RecommendationService:
         self.histories = [np.unique(h) for h in data.interactions.items_per_user()]
         self.popularity = Popularity(data.interactions)
         self.item_ids = platform.item_ids
-        self.explainer = Explainer(self.global_model, platform.item_ids, platform.tables.items,
-                                   platform.tables.feature_kinds.get("items", {}))
+        self.explainer = Explainer(
+            self.global_model, platform.item_ids, platform.tables.items, platform.tables.feature_kinds.get("items", {})
+        )
         self.foldins = self._load_foldins()
 
     # -- opening -------------------------------------------------------------------------
@@ -165,7 +182,7 @@ class RecommendationService:
         global_parameters: str | Path,
         state_dir: str | Path,
         overrides: Mapping[str, Any] | None = None,
-    ) -> "RecommendationService":
+    ) -> RecommendationService:
         """Serve ``platform`` with the global parameters at ``global_parameters`` and the state in ``state_dir``.
 
         The model's shape comes from the configuration saved with the global parameters;
@@ -180,8 +197,13 @@ class RecommendationService:
         if self.config.serving.serve_model == "global":
             return self.global_model
         serving = self.config.serving
-        fingerprint = _fingerprint(self.global_model, serving.finetune_epochs, serving.finetune_learning_rate,
-                                   serving.finetune_embedding_dim, serving.finetune_mlp_layers)
+        fingerprint = _fingerprint(
+            self.global_model,
+            serving.finetune_epochs,
+            serving.finetune_learning_rate,
+            serving.finetune_embedding_dim,
+            serving.finetune_mlp_layers,
+        )
         cached = PrivateCopy.load(self.state_dir)
         copy = self._private_copy(train=cached is None or cached.fingerprint != fingerprint)
         if cached is not None and cached.fingerprint == fingerprint:
@@ -189,8 +211,9 @@ class RecommendationService:
             logger.info("serving the cached private copy from %s", self.state_dir / PrivateCopy.FILE_NAME)
         else:
             PrivateCopy(fingerprint, copy.state_dict()).save(self.state_dir)
-            logger.info("fine-tuned a private copy (%d epochs) and cached it in %s", serving.finetune_epochs,
-                        self.state_dir)
+            logger.info(
+                "fine-tuned a private copy (%d epochs) and cached it in %s", serving.finetune_epochs, self.state_dir
+            )
         copy.eval()
         return copy
 
@@ -234,7 +257,9 @@ class RecommendationService:
             record.save(self.state_dir)
         return {u: len(self._history(u)) for u in touched}
 
-    def _fold(self, items: Mapping[str, Sequence[int]], features: Mapping[str, Mapping[str, str]]) -> dict[str, list[torch.Tensor]]:
+    def _fold(
+        self, items: Mapping[str, Sequence[int]], features: Mapping[str, Mapping[str, str]]
+    ) -> dict[str, list[torch.Tensor]]:
         users = list(items)
         if not users:
             return {}
@@ -251,9 +276,15 @@ class RecommendationService:
                 starts[j].append(v)
             known = self.histories[code] if code >= 0 else np.zeros(0, dtype=np.int64)
             histories.append(np.union1d(known, np.asarray(items[user_id], dtype=np.int64)))
-        folded = fold_in(self.scorer, [torch.cat(s) for s in starts], histories,
-                         steps=self.config.serving.foldin_steps, learning_rate=self.config.serving.foldin_learning_rate,
-                         negatives=self.config.training.negatives, seed=self.config.experiment.seed)
+        folded = fold_in(
+            self.scorer,
+            [torch.cat(s) for s in starts],
+            histories,
+            steps=self.config.serving.foldin_steps,
+            learning_rate=self.config.serving.foldin_learning_rate,
+            negatives=self.config.training.negatives,
+            seed=self.config.experiment.seed,
+        )
         return {u: [f[row : row + 1] for f in folded] for row, u in enumerate(users)}
 
     # -- recommending ------------------------------------------------------------------------
@@ -282,7 +313,9 @@ class RecommendationService:
             return None
         return {k: v for k, v in row.iloc[0].items() if k != "user_id" and not pd.isna(v)}
 
-    def recommend(self, user_id: str, k: int | None = None, features: Mapping[str, str] | None = None) -> list[Recommendation]:
+    def recommend(
+        self, user_id: str, k: int | None = None, features: Mapping[str, str] | None = None
+    ) -> list[Recommendation]:
         """Top ``k`` (default ``top-k``) items ``user_id`` has not interacted with, best first.
 
         ``features`` only matter for a user without any history (cold start); otherwise the
@@ -305,8 +338,10 @@ class RecommendationService:
             scores[torch.as_tensor(seen)] = -torch.inf
         count = min(k, self.scorer.num_items - len(seen))
         top = torch.topk(scores, count).indices.numpy() if count > 0 else np.zeros(0, dtype=np.int64)
-        return [Recommendation(str(self.item_ids[i]), float(scores[i]), explanation)
-                for i, explanation in zip(top, self.explainer.explain(top, seen, basis))]
+        return [
+            Recommendation(str(self.item_ids[i]), float(scores[i]), explanation)
+            for i, explanation in zip(top, self.explainer.explain(top, seen, basis))
+        ]
 
     def recommend_many(self, user_ids: Iterable[str], k: int | None = None) -> dict[str, list[Recommendation]]:
         return {str(u): self.recommend(str(u), k) for u in user_ids}
@@ -317,34 +352,49 @@ class RecommendationService:
     def write_all(self, path: str | Path, k: int | None = None, users: Iterable[str] | None = None) -> int:
         """Write every user's top ``k`` to ``path`` (``.csv`` or ``.jsonl``) atomically; returns the rows written."""
         path = Path(path)
-        rows = [row for u in (users if users is not None else self.all_users())
-                for row in recommendation_rows(u, self.recommend(u, k))]
+        rows = [
+            row
+            for u in (users if users is not None else self.all_users())
+            for row in recommendation_rows(u, self.recommend(u, k))
+        ]
         if path.suffix.lower() == ".jsonl":
             data = "".join(json.dumps(row) + "\n" for row in rows).encode()
         elif path.suffix.lower() == ".csv":
             buffer = io.StringIO()
             writer = csv.DictWriter(buffer, fieldnames=list(ROW_FIELDS))
             writer.writeheader()
-            writer.writerows({**row, "similar_items": " ".join(f"{i}:{s:.3f}" for i, s in row["similar_items"]),
-                              "matching_features": "; ".join(f"{c}={'|'.join(v)}"
-                                                             for c, v in row["matching_features"].items())}
-                             for row in rows)
+            writer.writerows(
+                {
+                    **row,
+                    "similar_items": " ".join(f"{i}:{s:.3f}" for i, s in row["similar_items"]),
+                    "matching_features": "; ".join(f"{c}={'|'.join(v)}" for c, v in row["matching_features"].items()),
+                }
+                for row in rows
+            )
             data = buffer.getvalue().encode()
         else:
             raise ServingError(f"{path}: write recommendations to a .csv or .jsonl file")
         atomic_write_bytes(path, data)
         return len(rows)
 
+
 ROW_FIELDS = ("user_id", "rank", "item_id", "score", "similar_items", "matching_features", "basis")
 
 
 def recommendation_rows(user_id: str, recommendations: Sequence[Recommendation]) -> list[dict[str, Any]]:
     """One flat row per recommendation (for files and JSON)."""
-    return [{"user_id": user_id, "rank": rank, "item_id": r.item_id, "score": round(r.score, 6),
-             "similar_items": [list(s) for s in r.explanation.similar_items],
-             "matching_features": {c: list(v) for c, v in r.explanation.matching_features.items()},
-             "basis": r.explanation.basis}
-            for rank, r in enumerate(recommendations, start=1)]
+    return [
+        {
+            "user_id": user_id,
+            "rank": rank,
+            "item_id": r.item_id,
+            "score": round(r.score, 6),
+            "similar_items": [list(s) for s in r.explanation.similar_items],
+            "matching_features": {c: list(v) for c, v in r.explanation.matching_features.items()},
+            "basis": r.explanation.basis,
+        }
+        for rank, r in enumerate(recommendations, start=1)
+    ]
 
 
 __all__ = [

@@ -18,18 +18,27 @@ from crossfed.shared.errors import UsageError
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     subcommands = parser.add_subparsers(dest="catalog_command", required=True, metavar="{publish,show}")
-    pub = subcommands.add_parser("publish", help="write a new catalog version", description="write a new catalog "
-                                 "version, extending --previous")
+    pub = subcommands.add_parser(
+        "publish", help="write a new catalog version", description="write a new catalog version, extending --previous"
+    )
     source = pub.add_mutually_exclusive_group(required=True)
     source.add_argument("--items", help="item table (.csv or .parquet): item_id + feature columns")
     source.add_argument("--movielens", metavar="DIR", help="a MovieLens-100K folder (its u.item)")
     pub.add_argument("--version", required=True, help="the new version's name, e.g. 2026-11-27")
     pub.add_argument("--out", required=True, help="catalog file to write")
     pub.add_argument("--previous", help="the catalog platforms run on now; the new one must extend it")
-    pub.add_argument("--kind", action="append", default=[], metavar="COLUMN=KIND",
-                     help="feature kind of a column (categorical, multi, numeric, text); others are inferred")
-    show = subcommands.add_parser("show", help="verify a catalog file and print its version and checksum",
-                                  description="verify a catalog file and print its version and checksum")
+    pub.add_argument(
+        "--kind",
+        action="append",
+        default=[],
+        metavar="COLUMN=KIND",
+        help="feature kind of a column (categorical, multi, numeric, text); others are inferred",
+    )
+    show = subcommands.add_parser(
+        "show",
+        help="verify a catalog file and print its version and checksum",
+        description="verify a catalog file and print its version and checksum",
+    )
     show.add_argument("catalog")
 
 
@@ -52,10 +61,18 @@ def run(args: argparse.Namespace) -> int:
         else:
             items, source = read_table(args.items), args.items
         catalog = publish(items, args.version, args.out, feature_kinds=kinds, previous=previous, source=source)
-    print(f"catalog {catalog.version}: {len(catalog)} items, sha256 {catalog.sha256}"
-          + (f" -> {args.out}" if args.catalog_command == "publish" else ""))
+    print(
+        f"catalog {catalog.version}: {len(catalog)} items, sha256 {catalog.sha256}"
+        + (f" -> {args.out}" if args.catalog_command == "publish" else "")
+    )
     return 0
 
 
-command = Command("catalog", "publish a versioned item catalog, or verify and show one", "coordinator",
-                  add_arguments, run, description=__doc__)
+command = Command(
+    "catalog",
+    "publish a versioned item catalog, or verify and show one",
+    "coordinator",
+    add_arguments,
+    run,
+    description=__doc__,
+)

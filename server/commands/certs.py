@@ -14,9 +14,12 @@ from pathlib import Path
 
 from crossfed.shared.cli import Command
 
-_SUBCOMMANDS = (("init", "CA, server certificate and N platform key pairs"), ("ca", "a new CA"),
-                ("server", "a server certificate from the CA in --out"),
-                ("platform", "one platform's key pair (run by its operator)"))
+_SUBCOMMANDS = (
+    ("init", "CA, server certificate and N platform key pairs"),
+    ("ca", "a new CA"),
+    ("server", "a server certificate from the CA in --out"),
+    ("platform", "one platform's key pair (run by its operator)"),
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,9 +28,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         subcommand = subcommands.add_parser(name, help=text, description=text)
         subcommand.add_argument("--out", type=Path, required=True, help="folder to write into")
         if name in ("init", "server"):
-            subcommand.add_argument("--host", action="append", dest="hosts",
-                                    help="host name or IP the platforms dial (repeatable; 127.0.0.1, localhost "
-                                         "and ::1 are always added)")
+            subcommand.add_argument(
+                "--host",
+                action="append",
+                dest="hosts",
+                help="host name or IP the platforms dial (repeatable; 127.0.0.1, localhost and ::1 are always added)",
+            )
     subcommands.choices["init"].add_argument("--platforms", type=int, required=True)
     subcommands.choices["platform"].add_argument("--name", required=True, help="key file stem, e.g. platform-0")
 
@@ -63,5 +69,11 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-command = Command("certs", "make a deployment's CA, SuperLink certificate and platform key pairs", "coordinator",
-                  add_arguments, run, description=__doc__)
+command = Command(
+    "certs",
+    "make a deployment's CA, SuperLink certificate and platform key pairs",
+    "coordinator",
+    add_arguments,
+    run,
+    description=__doc__,
+)

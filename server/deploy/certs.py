@@ -62,13 +62,18 @@ def _write(path: Path, data: bytes, private: bool = False) -> Path:
 
 
 def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "crossfed"),
-                      x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "crossfed"),
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+        ]
+    )
 
 
 def _validity(days: int) -> tuple[datetime.datetime, datetime.datetime]:
@@ -82,18 +87,34 @@ def make_ca(out: Path, days: int = 3650) -> tuple[Path, Path]:
     start, end = _validity(days)
     cert = (
         x509.CertificateBuilder()
-        .subject_name(_name("crossfed federation CA")).issuer_name(_name("crossfed federation CA"))
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(start).not_valid_after(end)
+        .subject_name(_name("crossfed federation CA"))
+        .issuer_name(_name("crossfed federation CA"))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(end)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                     content_commitment=False, key_encipherment=False, data_encipherment=False,
-                                     key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .sign(key, hashes.SHA256())
     )
-    return (_write(out / CA_CERT, cert.public_bytes(serialization.Encoding.PEM)),
-            _write(out / CA_KEY, _pem_key(key), private=True))
+    return (
+        _write(out / CA_CERT, cert.public_bytes(serialization.Encoding.PEM)),
+        _write(out / CA_KEY, _pem_key(key), private=True),
+    )
 
 
 def _san(host: str) -> x509.GeneralName:
@@ -113,27 +134,34 @@ def make_server_cert(out: Path, hosts: Sequence[str] = DEFAULT_HOSTS, days: int 
     start, end = _validity(days)
     cert = (
         x509.CertificateBuilder()
-        .subject_name(_name(hosts[0])).issuer_name(ca_cert.subject)
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(start).not_valid_after(end)
+        .subject_name(_name(hosts[0]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(end)
         .add_extension(x509.SubjectAlternativeName([_san(h) for h in dict.fromkeys(hosts)]), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
-    return (_write(out / SERVER_CERT, cert.public_bytes(serialization.Encoding.PEM)),
-            _write(out / SERVER_KEY, _pem_key(key), private=True))
+    return (
+        _write(out / SERVER_CERT, cert.public_bytes(serialization.Encoding.PEM)),
+        _write(out / SERVER_KEY, _pem_key(key), private=True),
+    )
 
 
 def make_platform_keys(out: Path, name: str) -> PlatformKeys:
     """A platform's authentication key pair, OpenSSH-encoded ECDSA P-384."""
     key = ec.generate_private_key(AUTH_CURVE)
-    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
-                                serialization.NoEncryption())
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
+    )
     public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
-    return PlatformKeys(_write(out / f"{name}.key", private, private=True),
-                        _write(out / f"{name}.pub", public + f" {name}\n".encode()))
+    return PlatformKeys(
+        _write(out / f"{name}.key", private, private=True), _write(out / f"{name}.pub", public + f" {name}\n".encode())
+    )
 
 
 def platform_key_name(index: int) -> str:

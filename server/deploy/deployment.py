@@ -48,7 +48,10 @@ class DeploymentError(CrossfedError, RuntimeError):
 
 
 def flower_executable(name: str) -> str | None:
-    """The Flower CLI ``name`` beside this interpreter (CI calls ``.venv/bin/python`` without activating), else on PATH."""
+    """The Flower CLI ``name`` beside this interpreter, else on PATH.
+
+    CI calls ``.venv/bin/python`` without activating the venv, so PATH alone would miss it.
+    """
     beside = Path(sys.executable).with_name(name)
     return str(beside) if beside.exists() else shutil.which(name)
 
@@ -139,12 +142,23 @@ class Deployment:
         """Certificates and keys, SuperLink, registration of every platform key, SuperNodes."""
         keys = certs.init(self.certs_dir, self.platforms)
         self._write_connection()
-        self.superlink = ManagedProcess("superlink", self._superlink_command(), self.logs / "superlink.log",
-                                        self.environment(self.flwr_home), self.root)
+        self.superlink = ManagedProcess(
+            "superlink",
+            self._superlink_command(),
+            self.logs / "superlink.log",
+            self.environment(self.flwr_home),
+            self.root,
+        )
         _wait_for("the SuperLink to listen", self._superlink_listening, self.timeout)
         for index, pair in enumerate(keys):
-            node = SuperNodeSpec(index, pair.private_key, pair.public_key, self.state_dir_of(index),
-                                 self.root / "nodes" / f"platform-{index}" / "flwr-home", free_port())
+            node = SuperNodeSpec(
+                index,
+                pair.private_key,
+                pair.public_key,
+                self.state_dir_of(index),
+                self.root / "nodes" / f"platform-{index}" / "flwr-home",
+                free_port(),
+            )
             node.node_id = self.register(pair.public_key)
             self.nodes.append(node)
         for node in self.nodes:
@@ -181,20 +195,29 @@ class Deployment:
             raise DeploymentError("flower-superlink is not installed (pip install 'flwr')")
         return [
             executable,
-            "--ssl-ca-certfile", str(self.certs_dir / certs.CA_CERT),
-            "--ssl-certfile", str(self.certs_dir / certs.SERVER_CERT),
-            "--ssl-keyfile", str(self.certs_dir / certs.SERVER_KEY),
+            "--ssl-ca-certfile",
+            str(self.certs_dir / certs.CA_CERT),
+            "--ssl-certfile",
+            str(self.certs_dir / certs.SERVER_CERT),
+            "--ssl-keyfile",
+            str(self.certs_dir / certs.SERVER_KEY),
             "--enable-supernode-auth",
             "--disable-runtime-dependency-installation",
-            "--host", "127.0.0.1", "--port", str(self.superlink_port),
-            "--database", str(self.root / "coordinator" / "superlink.db"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.superlink_port),
+            "--database",
+            str(self.root / "coordinator" / "superlink.db"),
         ]
 
     def _superlink_listening(self) -> bool:
         assert self.superlink is not None
         if not self.superlink.running():
-            raise DeploymentError(f"flower-superlink exited with code {self.superlink.process.returncode}:\n"
-                                  f"{self.superlink.log_text()[-3000:]}")
+            raise DeploymentError(
+                f"flower-superlink exited with code {self.superlink.process.returncode}:\n"
+                f"{self.superlink.log_text()[-3000:]}"
+            )
         with socket.socket() as sock:
             sock.settimeout(1.0)
             return sock.connect_ex(("127.0.0.1", self.superlink_port)) == 0
@@ -202,8 +225,12 @@ class Deployment:
     def _write_connection(self) -> None:
         """The coordinator's ``config.toml``: one SuperLink connection, verified against the federation's CA."""
         self.flwr_home.mkdir(parents=True, exist_ok=True)
-        config = {"superlink": {"default": CONNECTION, CONNECTION: {
-            "address": self.address, "root-certificates": str(self.certs_dir / certs.CA_CERT)}}}
+        config = {
+            "superlink": {
+                "default": CONNECTION,
+                CONNECTION: {"address": self.address, "root-certificates": str(self.certs_dir / certs.CA_CERT)},
+            }
+        }
         (self.flwr_home / "config.toml").write_text(tomli_w.dumps(config))
 
     def flwr(self, *args: str, timeout: float | None = None) -> dict[str, Any]:
@@ -212,25 +239,35 @@ class Deployment:
         if executable is None:
             raise DeploymentError("the flwr CLI is not installed")
         command = [executable, *args, "--format", "json"]
-        result = subprocess.run(command, capture_output=True, text=True, check=False, timeout=timeout or self.timeout,
-                                env=self.environment(self.flwr_home), cwd=self.root)
+        result = subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=timeout or self.timeout,
+            env=self.environment(self.flwr_home),
+            cwd=self.root,
+        )
         try:
-            answer = json.loads(result.stdout[result.stdout.index("{"):])
+            answer = json.loads(result.stdout[result.stdout.index("{") :])
         except ValueError:
             answer = {}
         if result.returncode != 0 or not answer.get("success", False):
-            raise DeploymentError(f"{' '.join(command[:3])} failed ({result.returncode}): "
-                                  f"{(result.stdout + result.stderr)[-2000:]}")
+            raise DeploymentError(
+                f"{' '.join(command[:3])} failed ({result.returncode}): {(result.stdout + result.stderr)[-2000:]}"
+            )
         return answer
 
     def register(self, public_key: Path) -> int:
         """Register a platform's public key (the SuperLink then admits that key only); its node id."""
+
         def attempt() -> int | None:
             try:
                 return int(self.flwr("supernode", "register", str(public_key), CONNECTION)["node-id"])
             except DeploymentError as error:
                 logger.info("registration not accepted yet: %s", str(error)[-300:])
                 return None
+
         return _wait_for(f"the SuperLink to register {public_key.name}", attempt, self.timeout, interval=2.0)
 
     def node_status(self) -> dict[int, str]:
@@ -238,25 +275,38 @@ class Deployment:
 
     def wait_online(self, node_ids: list[int | None], online: bool = True) -> None:
         wanted = "online" if online else "offline"
-        _wait_for(f"SuperNodes {node_ids} to be {wanted}",
-                  lambda: all(self.node_status().get(int(n or 0)) == wanted for n in node_ids),
-                  self.timeout, interval=2.0)
+        _wait_for(
+            f"SuperNodes {node_ids} to be {wanted}",
+            lambda: all(self.node_status().get(int(n or 0)) == wanted for n in node_ids),
+            self.timeout,
+            interval=2.0,
+        )
 
     # -- SuperNodes -----------------------------------------------------------
-    def supernode_command(self, node: SuperNodeSpec, private_key: Path | None = None,
-                          max_retries: int | None = None) -> list[str]:
+    def supernode_command(
+        self, node: SuperNodeSpec, private_key: Path | None = None, max_retries: int | None = None
+    ) -> list[str]:
         executable = flower_executable("flower-supernode")
         if executable is None:
             raise DeploymentError("flower-supernode is not installed (pip install 'flwr')")
-        node_config = {"partition-id": node.index, "num-partitions": self.platforms,
-                       "data-dir": self.data_dir, "state-dir": str(node.state_dir)}
+        node_config = {
+            "partition-id": node.index,
+            "num-partitions": self.platforms,
+            "data-dir": self.data_dir,
+            "state-dir": str(node.state_dir),
+        }
         command = [
             executable,
-            "--superlink", self.address,
-            "--root-certificates", str(self.certs_dir / certs.CA_CERT),
-            "--auth-supernode-private-key", str(private_key or node.private_key),
-            "--node-config", node_config_string(node_config),
-            "--port", str(node.port),
+            "--superlink",
+            self.address,
+            "--root-certificates",
+            str(self.certs_dir / certs.CA_CERT),
+            "--auth-supernode-private-key",
+            str(private_key or node.private_key),
+            "--node-config",
+            node_config_string(node_config),
+            "--port",
+            str(node.port),
         ]
         if max_retries is not None:
             command += ["--max-retries", str(max_retries)]
@@ -268,9 +318,13 @@ class Deployment:
         node.flwr_home.mkdir(parents=True, exist_ok=True)
         node.starts += 1
         suffix = "" if node.starts == 1 else f".start{node.starts}"
-        node.process = ManagedProcess(f"supernode-{index}", self.supernode_command(node),
-                                      self.logs / f"supernode-{index}{suffix}.log",
-                                      self.environment(node.flwr_home), self.root)
+        node.process = ManagedProcess(
+            f"supernode-{index}",
+            self.supernode_command(node),
+            self.logs / f"supernode-{index}{suffix}.log",
+            self.environment(node.flwr_home),
+            self.root,
+        )
         return node.process
 
     def stop_supernode(self, index: int) -> int | None:
@@ -285,12 +339,22 @@ class Deployment:
     def start_unregistered(self) -> ManagedProcess:
         """Start a SuperNode whose key was never registered (the SuperLink should refuse it; it exits)."""
         stranger = certs.make_platform_keys(self.root / "unregistered", "stranger")
-        spec = SuperNodeSpec(0, stranger.private_key, stranger.public_key, self.root / "unregistered" / "state",
-                             self.root / "unregistered" / "flwr-home", free_port())
+        spec = SuperNodeSpec(
+            0,
+            stranger.private_key,
+            stranger.public_key,
+            self.root / "unregistered" / "state",
+            self.root / "unregistered" / "flwr-home",
+            free_port(),
+        )
         spec.flwr_home.mkdir(parents=True, exist_ok=True)
-        process = ManagedProcess("unregistered-supernode", self.supernode_command(spec, max_retries=1),
-                                 self.logs / "unregistered-supernode.log", self.environment(spec.flwr_home),
-                                 self.root)
+        process = ManagedProcess(
+            "unregistered-supernode",
+            self.supernode_command(spec, max_retries=1),
+            self.logs / "unregistered-supernode.log",
+            self.environment(spec.flwr_home),
+            self.root,
+        )
         self.others.append(process)
         return process
 
@@ -330,9 +394,15 @@ class Deployment:
         """The ServerApp's log as the SuperLink kept it (``flwr log --show``)."""
         executable = flower_executable("flwr")
         try:
-            result = subprocess.run([str(executable), "log", str(run_id), CONNECTION, "--show"], capture_output=True,
-                                    text=True, check=False, timeout=self.timeout, env=self.environment(self.flwr_home),
-                                    cwd=self.root)
+            result = subprocess.run(
+                [str(executable), "log", str(run_id), CONNECTION, "--show"],
+                capture_output=True,
+                text=True,
+                check=False,
+                timeout=self.timeout,
+                env=self.environment(self.flwr_home),
+                cwd=self.root,
+            )
         except (OSError, subprocess.TimeoutExpired) as error:  # never hide the error that got us here
             return f"flwr log {run_id} failed: {error}\n"
         return result.stdout + result.stderr

@@ -10,6 +10,7 @@ SIGKILL to whatever of that tree is still alive. Nothing is ever stopped by name
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -22,6 +23,7 @@ from crossfed.shared.runtime import proc
 
 logger = logging.getLogger("crossfed.deploy")
 
+
 def _alive(pid: int) -> bool:
     return proc.state(pid) not in (None, "Z")
 
@@ -33,8 +35,9 @@ class ManagedProcess:
         self.name, self.command, self.log_path = name, list(command), log_path
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(log_path, "ab")  # noqa: SIM115 - open as long as the process runs; closed in stop()
-        self.process = subprocess.Popen(self.command, stdout=self._log, stderr=subprocess.STDOUT, env=dict(env),
-                                        cwd=cwd, start_new_session=True)
+        self.process = subprocess.Popen(
+            self.command, stdout=self._log, stderr=subprocess.STDOUT, env=dict(env), cwd=cwd, start_new_session=True
+        )
         self._seen: dict[int, str | None] = {}
         self.remember()
         logger.info("started %s (pid %d), log %s", name, self.process.pid, log_path)
@@ -74,10 +77,8 @@ class ManagedProcess:
             self.wait(10)
         for pid, started in self._seen.items():
             if pid != self.process.pid and _alive(pid) and proc.start_time(pid) == started:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and self.leftovers():
             time.sleep(0.2)

@@ -25,8 +25,9 @@ NODE_ONLY_KEYS = FLOWER_NODE_KEYS | PLATFORM_NODE_KEYS
 
 def pinned_run_config(node_config: Mapping[str, Any]) -> dict[str, Any]:
     """The run-config keys an operator pinned in ``node_config``; any key not allowed there is refused."""
-    valid = RunConfig.keys() | NODE_ONLY_KEYS
+    run_keys = RunConfig.keys()
+    valid = run_keys | NODE_ONLY_KEYS
     for key in node_config:
         if key not in valid:
             raise unknown_key(str(key), "node config", valid)
-    return {key: value for key, value in node_config.items() if key in RunConfig.keys()}
+    return {key: value for key, value in node_config.items() if key in run_keys}

@@ -45,8 +45,14 @@ def reference_markdown() -> str:
     parts = [_INTRODUCTION]
     for attribute, section in RunConfig.sections().items():
         doc = (section.__doc__ or "").strip()
-        rows = [f"## {section.title}", "", f"{doc} In code: `config.{attribute}` (`{section.__name__}`).", "",
-                "| key | default | meaning |", "|---|---|---|"]
+        rows = [
+            f"## {section.title}",
+            "",
+            f"{doc} In code: `config.{attribute}` (`{section.__name__}`).",
+            "",
+            "| key | default | meaning |",
+            "|---|---|---|",
+        ]
         for declared in section.settings():
             key, default = key_of(declared.name), toml_value(declared.default)
             rows.append(f"| `{key}` | `{default}` | {declared.metadata['doc']} |")

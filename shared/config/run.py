@@ -118,23 +118,49 @@ class RunConfig:
             getattr(self, section).validate()
         federation, robustness, privacy = self.federation, self.robustness, self.privacy
         secure = self.secure_aggregation
-        check(robustness.aggregation == "mean" or federation.plain_fedavg, "aggregation", robustness.aggregation,
-              "'mean' when server-optimizer is not plain fedavg (median and trimmed mean replace the average)")
-        check(robustness.aggregation == "mean" or not secure.secagg, "aggregation", robustness.aggregation,
-              "'mean' with secagg = true (median and trimmed mean need each update; SecAgg+ reveals only the sum)")
-        check(secure.noise_mode == "local" or (secure.secagg and privacy.private), "noise-mode", secure.noise_mode,
-              "'local' unless secagg = true and privacy-unit is set (distributed noise needs secure aggregation)")
-        check(secure.noise_mode == "local" or privacy.privacy_unit == "user", "noise-mode", secure.noise_mode,
-              "'local' with privacy-unit = 'interaction' (distributed noise sums user-level contributions)")
-        check(0 <= secure.tolerated_colluders < federation.min_platforms, "tolerated-colluders",
-              secure.tolerated_colluders, f"an integer in [0, min-platforms = {federation.min_platforms})")
-        check(secure.noise_mode == "local" or robustness.max_update_norm == 0, "max-update-norm",
-              robustness.max_update_norm,
-              "0 with noise-mode = 'distributed' (scaling a noise share down would leave the sum short of noise; "
-              "the SecAgg+ range already bounds each platform)")
-        check(secure.noise_mode == "local" or privacy.noise_multiplier > 0, "noise-multiplier",
-              privacy.noise_multiplier,
-              "an explicit value > 0 with noise-mode = 'distributed' (every platform's share must add up to it)")
+        check(
+            robustness.aggregation == "mean" or federation.plain_fedavg,
+            "aggregation",
+            robustness.aggregation,
+            "'mean' when server-optimizer is not plain fedavg (median and trimmed mean replace the average)",
+        )
+        check(
+            robustness.aggregation == "mean" or not secure.secagg,
+            "aggregation",
+            robustness.aggregation,
+            "'mean' with secagg = true (median and trimmed mean need each update; SecAgg+ reveals only the sum)",
+        )
+        check(
+            secure.noise_mode == "local" or (secure.secagg and privacy.private),
+            "noise-mode",
+            secure.noise_mode,
+            "'local' unless secagg = true and privacy-unit is set (distributed noise needs secure aggregation)",
+        )
+        check(
+            secure.noise_mode == "local" or privacy.privacy_unit == "user",
+            "noise-mode",
+            secure.noise_mode,
+            "'local' with privacy-unit = 'interaction' (distributed noise sums user-level contributions)",
+        )
+        check(
+            0 <= secure.tolerated_colluders < federation.min_platforms,
+            "tolerated-colluders",
+            secure.tolerated_colluders,
+            f"an integer in [0, min-platforms = {federation.min_platforms})",
+        )
+        check(
+            secure.noise_mode == "local" or robustness.max_update_norm == 0,
+            "max-update-norm",
+            robustness.max_update_norm,
+            "0 with noise-mode = 'distributed' (scaling a noise share down would leave the sum short of noise; "
+            "the SecAgg+ range already bounds each platform)",
+        )
+        check(
+            secure.noise_mode == "local" or privacy.noise_multiplier > 0,
+            "noise-multiplier",
+            privacy.noise_multiplier,
+            "an explicit value > 0 with noise-mode = 'distributed' (every platform's share must add up to it)",
+        )
 
 
 @cache

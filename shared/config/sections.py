@@ -39,8 +39,9 @@ class ExperimentConfig(Section):
 
     title = "Run"
 
-    run_dir: str = setting("runs/latest", "where checkpoints, platform states and `summary.json` go "
-                                          "(the CLI sets it from `--out`)")
+    run_dir: str = setting(
+        "runs/latest", "where checkpoints, platform states and `summary.json` go (the CLI sets it from `--out`)"
+    )
     seed: int = setting(0, "seeds partitioning, initialisation, negatives and evaluation candidates (not DP noise)")
     resume: bool = setting(False, "continue from `run-dir/checkpoint.pt` (settings must match the checkpoint's)")
 
@@ -54,37 +55,54 @@ class DataConfig(Section):
     dataset: str = setting("ml-100k", "dataset name")
     data_dir: str = setting("", "local dataset copy; empty: `$CROSSFED_DATA_DIR`, else download into the cache")
     max_users: int = setting(0, "keep a random subset of users (0 = all); for quick tests")
-    extra_items: int = setting(0, "append this many items nobody interacted with (features copied from random "
-                                  "real items) to the catalog: varies catalog size at a fixed amount of data, "
-                                  "for cost studies")
+    extra_items: int = setting(
+        0,
+        "append this many items nobody interacted with (features copied from random "
+        "real items) to the catalog: varies catalog size at a fixed amount of data, "
+        "for cost studies",
+    )
     num_platforms: int = setting(5, "platforms in a simulation")
     partition: str = setting("natural", "`natural`, `dirichlet`, `iid` or `overlap`")
-    partition_attribute: str = setting("region", "user attribute for `natural` / `dirichlet` "
-                                                 "(`region`, `occupation`, `gender`, `zip`, ...)")
+    partition_attribute: str = setting(
+        "region", "user attribute for `natural` / `dirichlet` (`region`, `occupation`, `gender`, `zip`, ...)"
+    )
     dirichlet_alpha: float = setting(0.5, "Dirichlet concentration (smaller: more unequal platforms)")
     overlap_k: int = setting(2, "platforms per user for `overlap`")
-    catalog: str = setting("", "the coordinator's catalog file (`crossfed catalog "
-                               "publish`); empty: none")
-    catalog_version: str = setting("", "catalog version the run uses; a platform refuses another version "
-                                       "(empty: any)")
-    operator_data: str = setting("", "train on the platform's own files instead of a partition of `dataset`: a "
-                                     "folder with `interactions.csv`/`.parquet` (and optionally `users.csv`/"
-                                     "`.parquet`), checked against `catalog`; `{partition-id}` is replaced by the "
-                                     "platform's index (set it per SuperNode in node config)")
+    catalog: str = setting("", "the coordinator's catalog file (`crossfed catalog publish`); empty: none")
+    catalog_version: str = setting("", "catalog version the run uses; a platform refuses another version (empty: any)")
+    operator_data: str = setting(
+        "",
+        "train on the platform's own files instead of a partition of `dataset`: a "
+        "folder with `interactions.csv`/`.parquet` (and optionally `users.csv`/"
+        "`.parquet`), checked against `catalog`; `{partition-id}` is replaced by the "
+        "platform's index (set it per SuperNode in node config)",
+    )
 
     def validate(self) -> None:
         check(self.max_users >= 0, "max-users", self.max_users, "an integer >= 0 (0 = every user)")
         check(self.extra_items >= 0, "extra-items", self.extra_items, "an integer >= 0")
-        check(self.extra_items == 0 or not (self.catalog or self.operator_data), "extra-items", self.extra_items,
-              "0 with a published catalog or operator data (padding is for simulated catalogs only)")
+        check(
+            self.extra_items == 0 or not (self.catalog or self.operator_data),
+            "extra-items",
+            self.extra_items,
+            "0 with a published catalog or operator data (padding is for simulated catalogs only)",
+        )
         check(self.num_platforms >= 1, "num-platforms", self.num_platforms, "an integer >= 1")
         check(self.partition in PARTITION_SCHEMES, "partition", self.partition, f"one of {PARTITION_SCHEMES}")
         check(self.dirichlet_alpha > 0, "dirichlet-alpha", self.dirichlet_alpha, "a number > 0")
         check(self.overlap_k >= 1, "overlap-k", self.overlap_k, "an integer >= 1")
-        check(self.overlap_k <= self.num_platforms or self.partition != "overlap",
-              "overlap-k", self.overlap_k, f"at most num-platforms ({self.num_platforms})")
-        check(not self.operator_data or bool(self.catalog), "operator-data", self.operator_data,
-              "a folder of the platform's own files together with 'catalog' (items are catalog ids)")
+        check(
+            self.overlap_k <= self.num_platforms or self.partition != "overlap",
+            "overlap-k",
+            self.overlap_k,
+            f"at most num-platforms ({self.num_platforms})",
+        )
+        check(
+            not self.operator_data or bool(self.catalog),
+            "operator-data",
+            self.operator_data,
+            "a folder of the platform's own files together with 'catalog' (items are catalog ids)",
+        )
 
 
 @dataclass(frozen=True)
@@ -95,8 +113,9 @@ class ModelConfig(Section):
 
     embedding_dim: int = setting(32, "width of each NeuMF branch (towers emit 2 × this)")
     mlp_layers: str = setting("64,32,16", "widths of the interaction MLP")
-    item_id_embedding: bool = setting(True, "learn item-id embeddings; `false`: items are their (public) "
-                                            "features plus a bias")
+    item_id_embedding: bool = setting(
+        True, "learn item-id embeddings; `false`: items are their (public) features plus a bias"
+    )
 
     @property
     def mlp_layer_sizes(self) -> tuple[int, ...]:
@@ -114,8 +133,9 @@ class TrainingConfig(Section):
     title = "Local training"
 
     local_epochs: int = setting(1, "epochs per round on each platform")
-    batch_size: int = setting(256, "positives per step (each with its negatives); interaction-level DP: "
-                                   "expected rows per step")
+    batch_size: int = setting(
+        256, "positives per step (each with its negatives); interaction-level DP: expected rows per step"
+    )
     learning_rate: float = setting(0.002, "Adam learning rate on the platforms")
     weight_decay: float = setting(0.0, "Adam weight decay")
     negatives: int = setting(4, "sampled negatives per positive")
@@ -137,20 +157,29 @@ class FederationConfig(Section):
     num_server_rounds: int = setting(30, "federation rounds (validation HR@10 still rises until about round 26)")
     fraction_train: float = setting(1.0, "fraction of platforms sampled per round")
     min_platforms: int = setting(2, "fewest platforms a round may go on with")
-    server_optimizer: str = setting("fedavg", "`fedavg`, `fedavgm` or `fedadam` (`fedavg` with a server "
-                                              "learning rate ≠ 1 is FedAvgM without momentum)")
+    server_optimizer: str = setting(
+        "fedavg",
+        "`fedavg`, `fedavgm` or `fedadam` (`fedavg` with a server learning rate ≠ 1 is FedAvgM without momentum)",
+    )
     server_learning_rate: float = setting(1.0, "server step size (FedAvgM / FedAdam η)")
     server_momentum: float = setting(0.0, "FedAvgM momentum")
-    reply_timeout: float = setting(1800.0, "seconds the coordinator waits for a round's replies (each SecAgg+ "
-                                           "stage too); a platform that does not answer in time counts as dropped")
+    reply_timeout: float = setting(
+        1800.0,
+        "seconds the coordinator waits for a round's replies (each SecAgg+ "
+        "stage too); a platform that does not answer in time counts as dropped",
+    )
 
     def validate(self) -> None:
         check(self.num_server_rounds >= 1, "num-server-rounds", self.num_server_rounds, "an integer >= 1")
         check(0 < self.fraction_train <= 1, "fraction-train", self.fraction_train, "a number in (0, 1]")
         check(self.reply_timeout > 0, "reply-timeout", self.reply_timeout, "a number of seconds > 0")
         check(self.min_platforms >= 1, "min-platforms", self.min_platforms, "an integer >= 1")
-        check(self.server_optimizer in SERVER_OPTIMIZERS,
-              "server-optimizer", self.server_optimizer, f"one of {SERVER_OPTIMIZERS}")
+        check(
+            self.server_optimizer in SERVER_OPTIMIZERS,
+            "server-optimizer",
+            self.server_optimizer,
+            f"one of {SERVER_OPTIMIZERS}",
+        )
         check(self.server_learning_rate > 0, "server-learning-rate", self.server_learning_rate, "a number > 0")
         check(0 <= self.server_momentum < 1, "server-momentum", self.server_momentum, "a number in [0, 1)")
 
@@ -166,13 +195,19 @@ class RobustnessConfig(Section):
 
     title = "Robustness"
 
-    aggregation: str = setting("mean", "`mean` (the `server-optimizer`'s), `median` (coordinate-wise) or "
-                                       "`trimmed-mean`; the last two need plain `fedavg` "
-                                       "(see README, 'Faults and attacks')")
+    aggregation: str = setting(
+        "mean",
+        "`mean` (the `server-optimizer`'s), `median` (coordinate-wise) or "
+        "`trimmed-mean`; the last two need plain `fedavg` "
+        "(see README, 'Faults and attacks')",
+    )
     trim_fraction: float = setting(0.2, "fraction cut from each tail by `trimmed-mean`, in [0, 0.5)")
-    max_update_norm: float = setting(0.0, "agreed L2 bound on a platform's update of the shared parameters: "
-                                          "platforms clip to it, the coordinator rejects updates above it "
-                                          "(0 = no bound)")
+    max_update_norm: float = setting(
+        0.0,
+        "agreed L2 bound on a platform's update of the shared parameters: "
+        "platforms clip to it, the coordinator rejects updates above it "
+        "(0 = no bound)",
+    )
 
     def validate(self) -> None:
         check(self.aggregation in AGGREGATIONS, "aggregation", self.aggregation, f"one of {AGGREGATIONS}")
@@ -189,8 +224,9 @@ class PrivacyConfig(Section):
     privacy_unit: str = setting("none", "`none`, `user` or `interaction`")
     epsilon: float = setting(8.0, "each platform's ε budget for the whole run")
     delta: float = setting(1e-5, "δ; must be below 1/n for the platform's n privacy units")
-    noise_multiplier: float = setting(0.0, "explicit noise multiplier; 0: calibrate from `epsilon`, `delta` "
-                                           "over the planned rounds")
+    noise_multiplier: float = setting(
+        0.0, "explicit noise multiplier; 0: calibrate from `epsilon`, `delta` over the planned rounds"
+    )
     clip_norm: float = setting(1.0, "per-sample (user or row) L2 clip")
     user_batch: int = setting(64, "expected users per step under user-level DP (rate 1 / ceil(users / user-batch))")
     bag_positives: int = setting(32, "positives per user bag (a uniform sample of the user's training items)")
@@ -221,21 +257,32 @@ class SecureAggregationConfig(Section):
 
     title = "Secure aggregation"
 
-    secagg: bool = setting(False, "aggregate every training round with Flower's SecAgg+: the coordinator learns "
-                                  "only the sum")
-    secagg_clip_range: float = setting(1.0, "per-coordinate bound on a platform's (weighted) round update; "
-                                            "platforms clip to it before masking and log what they clipped")
-    secagg_max_weight: float = setting(50000.0, "cap on a platform's aggregation weight (its positives) under "
-                                                "SecAgg+; private platforms all weigh 1")
-    secagg_shares: float = setting(1.0, "fraction of the round's platforms each platform secret-shares its "
-                                        "masks with")
-    secagg_threshold: float = setting(0.5, "fraction of those shares needed to unmask; dropouts are tolerated "
-                                           "while enough remain")
-    noise_mode: str = setting("local", "`local`: each platform adds all the DP noise; `distributed`: each adds "
-                                       "σ/√n and SecAgg+ sums them (needs `secagg`)")
-    tolerated_colluders: int = setting(0, "distributed noise: platforms that may collude with the coordinator and "
-                                          "subtract their own shares; each platform adds "
-                                          "σ/√(`min-platforms` − this)")
+    secagg: bool = setting(
+        False, "aggregate every training round with Flower's SecAgg+: the coordinator learns only the sum"
+    )
+    secagg_clip_range: float = setting(
+        1.0,
+        "per-coordinate bound on a platform's (weighted) round update; "
+        "platforms clip to it before masking and log what they clipped",
+    )
+    secagg_max_weight: float = setting(
+        50000.0, "cap on a platform's aggregation weight (its positives) under SecAgg+; private platforms all weigh 1"
+    )
+    secagg_shares: float = setting(1.0, "fraction of the round's platforms each platform secret-shares its masks with")
+    secagg_threshold: float = setting(
+        0.5, "fraction of those shares needed to unmask; dropouts are tolerated while enough remain"
+    )
+    noise_mode: str = setting(
+        "local",
+        "`local`: each platform adds all the DP noise; `distributed`: each adds "
+        "σ/√n and SecAgg+ sums them (needs `secagg`)",
+    )
+    tolerated_colluders: int = setting(
+        0,
+        "distributed noise: platforms that may collude with the coordinator and "
+        "subtract their own shares; each platform adds "
+        "σ/√(`min-platforms` − this)",
+    )
 
     def validate(self) -> None:
         check(self.secagg_clip_range > 0, "secagg-clip-range", self.secagg_clip_range, "a number > 0")
@@ -253,31 +300,43 @@ class ServingConfig(Section):
 
     finetune_epochs: int = setting(0, "epochs of the private copy a platform serves (0: serve the global model)")
     finetune_learning_rate: float = setting(0.002, "learning rate of that copy")
-    finetune_embedding_dim: int = setting(0, "0: fine-tune a copy of the global model; d > 0: stack a local model "
-                                             "of width d on the frozen global one")
+    finetune_embedding_dim: int = setting(
+        0, "0: fine-tune a copy of the global model; d > 0: stack a local model of width d on the frozen global one"
+    )
     finetune_mlp_layers: str = setting("64,32,16", "MLP widths of the stacked local model")
-    serve_model: str = setting("global", "what `recommend` serves: `global` or `fine-tuned` (the private copy; "
-                                         "needs `finetune-epochs` ≥ 1)")
-    foldin_steps: int = setting(20, "Adam steps on a user's own vector when new interactions are folded in "
-                                    "between rounds")
+    serve_model: str = setting(
+        "global", "what `recommend` serves: `global` or `fine-tuned` (the private copy; needs `finetune-epochs` ≥ 1)"
+    )
+    foldin_steps: int = setting(
+        20, "Adam steps on a user's own vector when new interactions are folded in between rounds"
+    )
     foldin_learning_rate: float = setting(0.05, "step size of fold-in")
 
     @property
     def stacked_model(self) -> ModelConfig:
         """The shape of the local model stacked on the frozen global one (``finetune-embedding-dim`` > 0)."""
-        model = ModelConfig(embedding_dim=self.finetune_embedding_dim, mlp_layers=self.finetune_mlp_layers,
-                            item_id_embedding=True)
+        model = ModelConfig(
+            embedding_dim=self.finetune_embedding_dim, mlp_layers=self.finetune_mlp_layers, item_id_embedding=True
+        )
         model.validate()
         return model
 
     def validate(self) -> None:
         check(self.finetune_epochs >= 0, "finetune-epochs", self.finetune_epochs, "an integer >= 0")
-        check(self.finetune_embedding_dim >= 0, "finetune-embedding-dim", self.finetune_embedding_dim,
-              "an integer >= 0 (0 = fine-tune a copy of the global model)")
+        check(
+            self.finetune_embedding_dim >= 0,
+            "finetune-embedding-dim",
+            self.finetune_embedding_dim,
+            "an integer >= 0 (0 = fine-tune a copy of the global model)",
+        )
         check(self.finetune_learning_rate > 0, "finetune-learning-rate", self.finetune_learning_rate, "a number > 0")
         check(self.serve_model in SERVE_MODELS, "serve-model", self.serve_model, f"one of {SERVE_MODELS}")
-        check(self.serve_model == "global" or self.finetune_epochs >= 1, "serve-model", self.serve_model,
-              "'global' unless finetune-epochs >= 1 (the fine-tuned copy needs local epochs)")
+        check(
+            self.serve_model == "global" or self.finetune_epochs >= 1,
+            "serve-model",
+            self.serve_model,
+            "'global' unless finetune-epochs >= 1 (the fine-tuned copy needs local epochs)",
+        )
         check(self.foldin_steps >= 0, "foldin-steps", self.foldin_steps, "an integer >= 0")
         check(self.foldin_learning_rate > 0, "foldin-learning-rate", self.foldin_learning_rate, "a number > 0")
 

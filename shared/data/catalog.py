@@ -108,7 +108,8 @@ def publish(
                 f"catalog version {version!r} does not extend version {previous.version!r}: item "
                 f"{str(old[mismatch])!r} (position {mismatch + 1}) is missing or moved; new items may only be "
                 "appended",
-                row=mismatch + 1, column="item_id",
+                row=mismatch + 1,
+                column="item_id",
             )
         if previous.version == version:
             raise CatalogError(source, f"version {version!r} is already published; pick a new one")
@@ -120,7 +121,9 @@ def publish(
     return Catalog(version, table, kinds, digest, str(path))
 
 
-def _validated_items(items: pd.DataFrame, kinds: Mapping[str, str] | None, source: str) -> tuple[pd.DataFrame, dict[str, str]]:
+def _validated_items(
+    items: pd.DataFrame, kinds: Mapping[str, str] | None, source: str
+) -> tuple[pd.DataFrame, dict[str, str]]:
     """The item table through the data contract's feature-table rules (ids, types, kinds)."""
     table, found_kinds, _missing = validate_features(items, "items", "item_id", source, kinds)
     return table.reset_index(drop=True), found_kinds
@@ -160,9 +163,13 @@ def load_catalog(path: str | Path, expected_version: str = "") -> Catalog:
     content, _ = _canonical(version, kinds, items)
     actual = hashlib.sha256(content).hexdigest()
     if actual != digest:
-        raise CatalogError(name, f"checksum mismatch: file says {digest}, content hashes to {actual}; the catalog "
-                                 "was altered or truncated, fetch it again from the coordinator")
+        raise CatalogError(
+            name,
+            f"checksum mismatch: file says {digest}, content hashes to {actual}; the catalog "
+            "was altered or truncated, fetch it again from the coordinator",
+        )
     if expected_version and version != expected_version:
-        raise CatalogError(name, f"catalog version {version!r}, but this run uses {expected_version!r} "
-                                 "(config key 'catalog-version')")
+        raise CatalogError(
+            name, f"catalog version {version!r}, but this run uses {expected_version!r} (config key 'catalog-version')"
+        )
     return Catalog(version, items, kinds, digest, name)

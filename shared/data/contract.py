@@ -80,9 +80,7 @@ class DataValidationError(CrossfedError, ValueError):
         detail: the message without the location prefix.
     """
 
-    def __init__(
-        self, file: str, detail: str, row: int | None = None, column: str | None = None
-    ) -> None:
+    def __init__(self, file: str, detail: str, row: int | None = None, column: str | None = None) -> None:
         self.file = file
         self.row = row
         self.column = column
@@ -127,8 +125,10 @@ class ValidationReport:
     def lines(self) -> list[str]:
         """Human-readable summary, one finding per line."""
         out = [
-            (f"interactions: {self.rows_read} rows read, {self.duplicates_dropped} exact duplicate "
-            f"rows dropped, {self.rows_kept} kept"),
+            (
+                f"interactions: {self.rows_read} rows read, {self.duplicates_dropped} exact duplicate "
+                f"rows dropped, {self.rows_kept} kept"
+            ),
         ]
         if self.unknown_item_rows:
             examples = ", ".join(repr(x) for x in self.unknown_item_examples)
@@ -138,8 +138,10 @@ class ValidationReport:
             )
         out += [
             f"users: {self.users} with interactions",
-            (f"items: {self.items} in catalog, {self.items_interacted} with interactions, "
-            f"{self.items - self.items_interacted} never interacted with"),
+            (
+                f"items: {self.items} in catalog, {self.items_interacted} with interactions, "
+                f"{self.items - self.items_interacted} never interacted with"
+            ),
         ]
         gaps = [
             f"{table}.{column}: {count} missing values (imputed at encoding)"
@@ -192,9 +194,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
     name = str(path)
     suffix = p.suffix.lower()
     if suffix not in (".csv", ".parquet"):
-        raise DataValidationError(
-            name, f"unsupported file type {p.suffix or '(no suffix)'!r}; use .csv or .parquet"
-        )
+        raise DataValidationError(name, f"unsupported file type {p.suffix or '(no suffix)'!r}; use .csv or .parquet")
     if not p.is_file():
         raise DataValidationError(name, "file not found")
     if p.stat().st_size == 0:
@@ -216,13 +216,16 @@ def _reject_nested_values(df: pd.DataFrame, name: str) -> None:
         if values.dtype != object:
             continue
         nested = values.map(lambda v: isinstance(v, (bytes, bytearray, list, tuple, dict, np.ndarray))).to_numpy(
-            dtype=bool)
+            dtype=bool
+        )
         if nested.any():
             i = int(np.flatnonzero(nested)[0])
             kind = type(values.iloc[i]).__name__
             raise DataValidationError(
-                name, f"holds a {kind} value; columns must hold numbers, text or datetimes",
-                row=i + 1, column=str(column),
+                name,
+                f"holds a {kind} value; columns must hold numbers, text or datetimes",
+                row=i + 1,
+                column=str(column),
             )
 
 
@@ -243,9 +246,7 @@ def _read_csv(p: Path, name: str) -> pd.DataFrame:
     if not text.strip():
         raise DataValidationError(name, "file is empty")
     try:
-        df = pd.read_csv(
-            io.StringIO(text), dtype=str, keep_default_na=True, skip_blank_lines=False
-        )
+        df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=True, skip_blank_lines=False)
     except pd.errors.EmptyDataError as exc:
         raise DataValidationError(name, "file is empty") from exc
     except pd.errors.ParserError as exc:
@@ -294,9 +295,7 @@ def _parse_float(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     if ptypes.is_numeric_dtype(values.dtype):
         out = values.to_numpy(dtype=np.float64, na_value=np.nan)
     else:
-        out = pd.to_numeric(_as_str(values), errors="coerce").to_numpy(
-            dtype=np.float64, na_value=np.nan
-        )
+        out = pd.to_numeric(_as_str(values), errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
     return out, ~np.isfinite(out)
 
 
@@ -340,9 +339,7 @@ def _show(value: object, limit: int = 60) -> str:
     return repr(text if len(text) <= limit else text[: limit - 1] + "…")
 
 
-def _fail_rows(
-    file: str, column: str, bad: np.ndarray, describe: Callable[[int], str]
-) -> None:
+def _fail_rows(file: str, column: str, bad: np.ndarray, describe: Callable[[int], str]) -> None:
     """Raise for the first bad row (1-based data row), mentioning how many more there are."""
     positions = np.flatnonzero(bad)
     if not len(positions):
@@ -358,9 +355,7 @@ def _require_columns(df: pd.DataFrame, file: str, columns: tuple[str, ...]) -> N
     for column in columns:
         if column not in df.columns:
             found = ", ".join(repr(c) for c in df.columns) or "none"
-            raise DataValidationError(
-                file, f"required column is missing (columns found: {found})", column=column
-            )
+            raise DataValidationError(file, f"required column is missing (columns found: {found})", column=column)
 
 
 def _ids(df: pd.DataFrame, file: str, column: str) -> pd.Series:
@@ -431,20 +426,20 @@ def _feature_table(
     for column, kind in given.items():
         if column not in df.columns or column == id_column:
             raise DataValidationError(
-                file, "a feature kind was given for a column the table does not have",
+                file,
+                "a feature kind was given for a column the table does not have",
                 column=column,
             )
         if kind not in FEATURE_KINDS:
-            raise DataValidationError(
-                file, f"unknown feature kind {kind!r}; use one of {FEATURE_KINDS}", column=column
-            )
+            raise DataValidationError(file, f"unknown feature kind {kind!r}; use one of {FEATURE_KINDS}", column=column)
     ids = _ids(df, file, id_column)
     first_seen = pd.Series(np.arange(len(ids))).groupby(ids.to_numpy()).transform("min")
     repeated = ids.duplicated().to_numpy()
     _fail_rows(
-        file, id_column, repeated,
-        lambda i: f"{id_column} {_show(ids[i])} appears more than once "
-        f"(first at row {int(first_seen[i]) + 1})",
+        file,
+        id_column,
+        repeated,
+        lambda i: f"{id_column} {_show(ids[i])} appears more than once (first at row {int(first_seen[i]) + 1})",
     )
     out = {id_column: ids}
     kinds: dict[str, str] = {}
@@ -458,9 +453,10 @@ def _feature_table(
             absent = df[column].isna().to_numpy() | (_as_str(df[column]).isna().to_numpy())
             raw = df[column]
             _fail_rows(
-                file, column, bad & ~absent,
-                lambda i: f"value {_show(raw.iloc[i])} is not a finite number "
-                "(the column is numeric)",
+                file,
+                column,
+                bad & ~absent,
+                lambda i, raw=raw: f"value {_show(raw.iloc[i])} is not a finite number (the column is numeric)",
             )
             out[column] = pd.Series(np.where(absent, np.nan, values), dtype=np.float64)
         else:
@@ -482,7 +478,8 @@ def _interactions(df: pd.DataFrame, file: str) -> tuple[pd.DataFrame, bool]:
         raise DataValidationError(file, "the interactions table has no data rows")
     if "rating" in df.columns and "weight" in df.columns:
         raise DataValidationError(
-            file, "has both 'rating' and 'weight' columns; keep the one to learn from",
+            file,
+            "has both 'rating' and 'weight' columns; keep the one to learn from",
             column="weight",
         )
     extra = [c for c in df.columns if c not in _INTERACTION_COLUMNS]
@@ -495,14 +492,17 @@ def _interactions(df: pd.DataFrame, file: str) -> tuple[pd.DataFrame, bool]:
         _fail_rows(file, "timestamp", raw.isna().to_numpy(), lambda i: "missing timestamp")
         seconds, bad = _parse_timestamps(raw)
         _fail_rows(
-            file, "timestamp", bad,
-            lambda i: f"value {_show(raw.iloc[i])} is neither integer unix seconds nor an "
-            "ISO 8601 datetime",
+            file,
+            "timestamp",
+            bad,
+            lambda i: f"value {_show(raw.iloc[i])} is neither integer unix seconds nor an ISO 8601 datetime",
         )
         if len(seconds) and seconds.max() > _MILLISECONDS_LIKELY:
             logger.warning(
                 "%s: timestamps reach %d, which as seconds is beyond the year 5000; are they "
-                "milliseconds? The contract expects seconds.", file, seconds.max(),
+                "milliseconds? The contract expects seconds.",
+                file,
+                seconds.max(),
             )
         out["timestamp"] = seconds
     weight_column = next((c for c in ("rating", "weight") if c in df.columns), None)
@@ -513,7 +513,9 @@ def _interactions(df: pd.DataFrame, file: str) -> tuple[pd.DataFrame, bool]:
         _fail_rows(file, weight_column, raw.isna().to_numpy(), lambda i: f"missing {weight_column}")
         values, bad = _parse_float(raw)
         _fail_rows(
-            file, weight_column, bad,
+            file,
+            weight_column,
+            bad,
             lambda i: f"value {_show(raw.iloc[i])} is not a finite number",
         )
         out["weight"] = values
@@ -558,9 +560,7 @@ def validate(
     kinds_given = dict(feature_kinds or {})
     unknown_tables = set(kinds_given) - {"items", "users"}
     if unknown_tables:
-        raise ValueError(
-            f"feature_kinds may only describe 'items' and 'users', not {sorted(unknown_tables)}"
-        )
+        raise ValueError(f"feature_kinds may only describe 'items' and 'users', not {sorted(unknown_tables)}")
     if unknown_items not in ("error", "drop"):
         raise ValueError(f"unknown_items must be 'error' or 'drop', not {unknown_items!r}")
     if users is None and kinds_given.get("users"):
@@ -582,13 +582,18 @@ def validate(
     unknown_ids = pd.unique(inter["item_id"][unknown_item])
     if unknown_items == "error":
         _fail_rows(
-            src["interactions"], "item_id", unknown_item,
+            src["interactions"],
+            "item_id",
+            unknown_item,
             lambda i: f"item {_show(inter['item_id'][i])} is not in the item catalog ({src['items']})",
         )
     elif unknown_item.any():
         logger.warning(
             "%s: %d rows name %d items that are not in the catalog (%s); they are dropped",
-            src["interactions"], int(unknown_item.sum()), len(unknown_ids), src["items"],
+            src["interactions"],
+            int(unknown_item.sum()),
+            len(unknown_ids),
+            src["items"],
         )
         if unknown_item.all():
             raise DataValidationError(
@@ -600,9 +605,10 @@ def validate(
     if user_table is not None:
         unknown = _absent_from(inter["user_id"], user_table["user_id"])
         _fail_rows(
-            src["interactions"], "user_id", unknown,
-            lambda i: f"user {_show(inter['user_id'][i])} is not in the user table "
-            f"({src['users']})",
+            src["interactions"],
+            "user_id",
+            unknown,
+            lambda i: f"user {_show(inter['user_id'][i])} is not in the user table ({src['users']})",
         )
 
     rows_read = len(inter)
@@ -611,9 +617,7 @@ def validate(
     inter = inter[~inter.duplicated()].reset_index(drop=True)
     if not has_timestamp:
         inter["timestamp"] = np.arange(len(inter), dtype=np.int64)
-    inter = inter.astype({"timestamp": np.int64, "weight": np.float32})[
-        ["user_id", "item_id", "timestamp", "weight"]
-    ]
+    inter = inter.astype({"timestamp": np.int64, "weight": np.float32})[["user_id", "item_id", "timestamp", "weight"]]
     if user_table is not None:
         idle = int(_absent_from(user_table["user_id"], inter["user_id"].unique()).sum())
         if idle:

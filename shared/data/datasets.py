@@ -13,8 +13,8 @@ import numpy as np
 
 from crossfed.shared.config import ConfigError, PrivacyConfig, RunConfig
 from crossfed.shared.data.features import EncodedDataset, EncodedFeature, encode
-from crossfed.shared.data.movielens import load_movielens_100k, resolve_data_dir
 from crossfed.shared.data.interactions import PlatformData, platform_view
+from crossfed.shared.data.movielens import load_movielens_100k, resolve_data_dir
 from crossfed.shared.data.partition import PartitionSpec, assign_platforms
 
 DATASETS = ("ml-100k",)

@@ -169,7 +169,10 @@ def encode(tables: Tables, *, max_text_tokens: int = DEFAULT_TEXT_TOKENS) -> Enc
         raise ValueError("interactions reference items missing from the catalog")
 
     item_features = encode_features(
-        tables.items, "item_id", item_ids, tables.feature_kinds.get("items", {}),
+        tables.items,
+        "item_id",
+        item_ids,
+        tables.feature_kinds.get("items", {}),
         max_text_tokens=max_text_tokens,
     )
     if tables.users is None:
@@ -177,16 +180,20 @@ def encode(tables: Tables, *, max_text_tokens: int = DEFAULT_TEXT_TOKENS) -> Enc
         attributes = pd.DataFrame(index=pd.RangeIndex(len(user_ids), name="user"))
     else:
         user_features = encode_features(
-            tables.users, "user_id", user_ids, tables.feature_kinds.get("users", {}),
+            tables.users,
+            "user_id",
+            user_ids,
+            tables.feature_kinds.get("users", {}),
             max_text_tokens=max_text_tokens,
         )
-        attributes = (
-            tables.users.set_index("user_id", drop=False).reindex(user_ids).reset_index(drop=True)
-        )
+        attributes = tables.users.set_index("user_id", drop=False).reindex(user_ids).reset_index(drop=True)
         attributes.index.name = "user"
     logger.info(
-        "%s: encoded %d interactions, %d users, %d items", tables.name, len(inter),
-        len(user_ids), len(item_ids),
+        "%s: encoded %d interactions, %d users, %d items",
+        tables.name,
+        len(inter),
+        len(user_ids),
+        len(item_ids),
     )
     return EncodedDataset(
         name=tables.name,

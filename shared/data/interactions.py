@@ -27,7 +27,7 @@ class Interactions:
     def __len__(self) -> int:
         return len(self.users)
 
-    def subset(self, mask: np.ndarray) -> "Interactions":
+    def subset(self, mask: np.ndarray) -> Interactions:
         return Interactions(self.users[mask], self.items[mask], self.timestamps[mask], self.num_users, self.num_items)
 
     @cached_property
@@ -80,8 +80,9 @@ def platform_view(dataset: EncodedDataset, platform_of_interaction: np.ndarray, 
         num_items=dataset.num_items,
     )
     user_features = {name: _take(feature, global_users) for name, feature in dataset.user_features.items()}
-    return PlatformData(platform, interactions, user_features, dataset.item_features,
-                        user_ids=dataset.user_ids[global_users])
+    return PlatformData(
+        platform, interactions, user_features, dataset.item_features, user_ids=dataset.user_ids[global_users]
+    )
 
 
 def pool(platforms: list[PlatformData]) -> PlatformData:
@@ -98,11 +99,14 @@ def pool(platforms: list[PlatformData]) -> PlatformData:
         num_users=int(offsets[-1]),
         num_items=platforms[0].num_items,
     )
-    user_features = {
-        name: _concat([p.user_features[name] for p in platforms]) for name in platforms[0].user_features
-    }
-    return PlatformData(-1, interactions, user_features, platforms[0].item_features,
-                        user_ids=np.concatenate([p.user_ids for p in platforms]))
+    user_features = {name: _concat([p.user_features[name] for p in platforms]) for name in platforms[0].user_features}
+    return PlatformData(
+        -1,
+        interactions,
+        user_features,
+        platforms[0].item_features,
+        user_ids=np.concatenate([p.user_ids for p in platforms]),
+    )
 
 
 @dataclass(frozen=True)
@@ -126,7 +130,10 @@ class LeaveLastOutSplit:
             raise ValueError(f"unknown stage {stage!r}; expected 'validation' or 'test'")
         users = np.flatnonzero(self.validation_items >= 0)
         extra = Interactions(
-            users, self.validation_items[users], np.zeros(len(users), np.int64), self.train.num_users,
+            users,
+            self.validation_items[users],
+            np.zeros(len(users), np.int64),
+            self.train.num_users,
             self.train.num_items,
         )
         return concat_interactions(self.train, extra)

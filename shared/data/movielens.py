@@ -119,9 +119,7 @@ def resolve_data_dir(data_dir: str | Path | None = None) -> Path:
         missing = _missing_files(directory)
         if missing:
             origin = "--data-dir" if data_dir else "CROSSFED_DATA_DIR"
-            raise DatasetUnavailableError(
-                _how_to_provide(f"{directory} (from {origin}) lacks {', '.join(missing)}.")
-            )
+            raise DatasetUnavailableError(_how_to_provide(f"{directory} (from {origin}) lacks {', '.join(missing)}."))
         return directory
     target = _cache_root() / "ml-100k"
     if target.exists():
@@ -130,8 +128,7 @@ def resolve_data_dir(data_dir: str | Path | None = None) -> Path:
             return target
         raise DatasetUnavailableError(
             _how_to_provide(
-                f"The cache directory {target} exists but lacks {', '.join(missing)}; "
-                "delete it to download again."
+                f"The cache directory {target} exists but lacks {', '.join(missing)}; delete it to download again."
             )
         )
     _download_and_extract(target)
@@ -153,9 +150,10 @@ def _download_and_extract(target: Path) -> None:
     try:
         digest = hashlib.md5()
         try:
-            with os.fdopen(fd, "wb") as sink, urllib.request.urlopen(
-                ML100K_URL, timeout=_DOWNLOAD_TIMEOUT_S
-            ) as response:
+            with (
+                os.fdopen(fd, "wb") as sink,
+                urllib.request.urlopen(ML100K_URL, timeout=_DOWNLOAD_TIMEOUT_S) as response,
+            ):
                 while chunk := response.read(1 << 16):
                     digest.update(chunk)
                     sink.write(chunk)
@@ -218,8 +216,7 @@ def _read_fields(path: Path, sep: str, fields: list[str]) -> pd.DataFrame:
         raise DataValidationError(
             str(path),
             f"expected {len(fields)} {sep!r}-separated fields, found {found} "
-            + (f"(field {column!r} onwards is absent)" if short
-               else f"(extra fields after {column!r})"),
+            + (f"(field {column!r} onwards is absent)" if short else f"(extra fields after {column!r})"),
             row=i + 1,
             column=column,
         )
@@ -232,9 +229,7 @@ def _require_pattern(frame: pd.DataFrame, path: Path, column: str, pattern: str,
     bad = ~frame[column].str.fullmatch(pattern).fillna(False).to_numpy(dtype=bool)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise DataValidationError(
-            str(path), f"value {frame[column][i]!r} is not {what}", row=i + 1, column=column
-        )
+        raise DataValidationError(str(path), f"value {frame[column][i]!r} is not {what}", row=i + 1, column=column)
 
 
 def _read_genres(path: Path) -> list[str]:
@@ -247,9 +242,7 @@ def _read_genres(path: Path) -> list[str]:
 def _read_items(path: Path, genres: list[str]) -> pd.DataFrame:
     raw = _read_fields(path, "|", [*_ITEM_FIXED_FIELDS, *genres])
     _require_pattern(raw, path, "item_id", r"\d+", "an item id")
-    _require_pattern(
-        raw, path, "release_date", r"(\d{1,2}-[A-Za-z]{3}-\d{4})?", "a date like 01-Jan-1995"
-    )
+    _require_pattern(raw, path, "release_date", r"(\d{1,2}-[A-Za-z]{3}-\d{4})?", "a date like 01-Jan-1995")
     for genre in genres:
         _require_pattern(raw, path, genre, r"[01]", "a 0/1 genre flag")
     title = raw["title"].str.strip()
@@ -302,7 +295,9 @@ def _check_sha256(directory: Path) -> None:
             logger.warning(
                 "%s has sha256 %s, not the official %s: this copy of ml-100k was altered "
                 "(results will not be comparable to published ones)",
-                directory / name, actual, expected,
+                directory / name,
+                actual,
+                expected,
             )
 
 

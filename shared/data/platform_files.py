@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from crossfed.shared.data.catalog import Catalog, load_catalog
 from crossfed.shared.config import DataConfig
+from crossfed.shared.data.catalog import Catalog, load_catalog
 from crossfed.shared.data.contract import DataValidationError, Tables, ValidationReport, read_table, validate
 from crossfed.shared.data.features import EncodedDataset, encode
 from crossfed.shared.data.interactions import Interactions, PlatformData
@@ -81,8 +81,13 @@ def check_tables(
         _report_items_outside(tables, catalog, str(items))
     sources["items"] = catalog.source
     return validate(
-        interactions_frame, catalog.items, users_frame, sources=sources,
-        feature_kinds={"items": catalog.feature_kinds}, name="platform", unknown_items="drop",
+        interactions_frame,
+        catalog.items,
+        users_frame,
+        sources=sources,
+        feature_kinds={"items": catalog.feature_kinds},
+        name="platform",
+        unknown_items="drop",
     )
 
 
@@ -90,8 +95,14 @@ def _report_items_outside(tables: Tables, catalog: Catalog, source: str) -> None
     outside = catalog.codes(tables.items["item_id"]) < 0
     if outside.any():
         examples = ", ".join(repr(x) for x in tables.items["item_id"][outside][:5])
-        logger.warning("%s: %d of %d items are not in catalog %s (e.g. %s)", source, int(outside.sum()),
-                       len(outside), catalog.version, examples)
+        logger.warning(
+            "%s: %d of %d items are not in catalog %s (e.g. %s)",
+            source,
+            int(outside.sum()),
+            len(outside),
+            catalog.version,
+            examples,
+        )
 
 
 def load_operator_data(
@@ -111,11 +122,13 @@ def from_tables(tables: Tables, catalog: Catalog | None, platform: int = 0) -> O
     if catalog is not None and not np.array_equal(encoded.item_ids, catalog.item_ids):
         raise DataValidationError(catalog.source, "item table differs from the catalog it was validated against")
     interactions = Interactions(
-        users=encoded.users, items=encoded.items, timestamps=encoded.timestamps,
-        num_users=encoded.num_users, num_items=encoded.num_items,
+        users=encoded.users,
+        items=encoded.items,
+        timestamps=encoded.timestamps,
+        num_users=encoded.num_users,
+        num_items=encoded.num_items,
     )
-    data = PlatformData(platform, interactions, encoded.user_features, encoded.item_features,
-                        user_ids=encoded.user_ids)
+    data = PlatformData(platform, interactions, encoded.user_features, encoded.item_features, user_ids=encoded.user_ids)
     attributes = encoded.user_attributes if tables.users is not None else None
     return OperatorData(data, encoded.user_ids, encoded.item_ids, tables, catalog, attributes)
 
@@ -128,8 +141,12 @@ def own_platform(data: DataConfig, platform: int) -> PlatformData:
     """
     folder = Path(data.operator_data.replace("{partition-id}", str(platform)))
     catalog = load_catalog(data.catalog, data.catalog_version)
-    return load_operator_data(_one_file(folder, "interactions", required=True), catalog,
-                              users=_one_file(folder, "users", required=False), platform=platform).data
+    return load_operator_data(
+        _one_file(folder, "interactions", required=True),
+        catalog,
+        users=_one_file(folder, "users", required=False),
+        platform=platform,
+    ).data
 
 
 def _one_file(folder: Path, stem: str, *, required: bool) -> Path | None:

@@ -25,13 +25,18 @@ class RoundReport:
     declined: Sequence[int] = ()
 
     def as_dict(self) -> dict[str, Any]:
-        entry: dict[str, Any] = {"round": self.server_round, "train_loss": self.train_loss,
-                                 "elapsed_seconds": round(self.elapsed, 2)}
+        entry: dict[str, Any] = {
+            "round": self.server_round,
+            "train_loss": self.train_loss,
+            "elapsed_seconds": round(self.elapsed, 2),
+        }
         if self.validation:
             overall = pooled(self.validation)
             entry["validation"] = {
-                "sampled_hr": overall.hr["sampled"], "sampled_ndcg": overall.ndcg["sampled"],
-                "full_hr": overall.hr["full"], "full_ndcg": overall.ndcg["full"],
+                "sampled_hr": overall.hr["sampled"],
+                "sampled_ndcg": overall.ndcg["sampled"],
+                "full_hr": overall.hr["full"],
+                "full_ndcg": overall.ndcg["full"],
             }
             entry["per_platform"] = {
                 str(p.platform): {"sampled_hr": p.hr["sampled"], "sampled_ndcg": p.ndcg["sampled"]}
@@ -50,15 +55,20 @@ class RoundReport:
         if self.validation:
             k = config.evaluation.top_k
             overall = pooled(self.validation)
-            parts.append(f"val HR@{k} {overall.hr['sampled']:.4f} NDCG@{k} {overall.ndcg['sampled']:.4f} "
-                         f"(full {overall.hr['full']:.4f}/{overall.ndcg['full']:.4f})")
-            parts.append("per platform HR/NDCG: " + " ".join(
-                f"p{p.platform} {p.hr['sampled']:.3f}/{p.ndcg['sampled']:.3f}" for p in self.validation))
+            parts.append(
+                f"val HR@{k} {overall.hr['sampled']:.4f} NDCG@{k} {overall.ndcg['sampled']:.4f} "
+                f"(full {overall.hr['full']:.4f}/{overall.ndcg['full']:.4f})"
+            )
+            parts.append(
+                "per platform HR/NDCG: "
+                + " ".join(f"p{p.platform} {p.hr['sampled']:.3f}/{p.ndcg['sampled']:.3f}" for p in self.validation)
+            )
         if self.epsilon:
             parts.append("ε " + " ".join(f"p{p}={e:.2f}" for p, e in sorted(self.epsilon.items())))
         if self.declined:
             parts.append(f"declined (budget spent): {sorted(self.declined)}")
         parts.append(f"{self.elapsed:6.1f}s")
         # The structured fields let a caller (the sweep's progress bar) follow rounds without parsing text.
-        logger.info(" | ".join(parts),
-                    extra={"server_round": self.server_round, "rounds": config.federation.num_server_rounds})
+        logger.info(
+            " | ".join(parts), extra={"server_round": self.server_round, "rounds": config.federation.num_server_rounds}
+        )

@@ -37,10 +37,14 @@ class PlatformMetrics:
     ndcg: Mapping[str, float]
 
     @classmethod
-    def from_results(cls, platform: int, results: UserResults) -> "PlatformMetrics":
+    def from_results(cls, platform: int, results: UserResults) -> PlatformMetrics:
         summary = results.summary()
-        return cls(platform, len(results.users), {p: summary[p]["hr"] for p in PROTOCOLS},
-                   {p: summary[p]["ndcg"] for p in PROTOCOLS})
+        return cls(
+            platform,
+            len(results.users),
+            {p: summary[p]["hr"] for p in PROTOCOLS},
+            {p: summary[p]["ndcg"] for p in PROTOCOLS},
+        )
 
     def to_flat(self, prefix: str = "") -> dict[str, float]:
         """Flat scalar metrics as a ClientApp sends them (``sampled-hr``, ``global-full-ndcg``, ...)."""
@@ -49,7 +53,7 @@ class PlatformMetrics:
         return flat
 
     @classmethod
-    def from_flat(cls, metrics: Mapping[str, float | int], prefix: str = "") -> "PlatformMetrics":
+    def from_flat(cls, metrics: Mapping[str, float | int], prefix: str = "") -> PlatformMetrics:
         return cls(
             platform=int(metrics["platform"]),
             users=int(metrics["num-users"]),

@@ -30,9 +30,7 @@ def user_bags(
     rng: np.random.Generator,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``items [U, L]`` and ``targets [U, L]`` (1 positive, 0 negative, -1 padding)."""
-    chosen = [
-        rng.choice(items_by_user[u], size=min(positives, len(items_by_user[u])), replace=False) for u in users
-    ]
+    chosen = [rng.choice(items_by_user[u], size=min(positives, len(items_by_user[u])), replace=False) for u in users]
     # Negatives are drawn after every user's positives: the order the random stream is consumed in.
     rows = [
         (pos, sample_negatives(np.full(len(pos), user), negatives, train, rng).ravel() if len(pos) else pos)

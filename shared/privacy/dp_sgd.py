@@ -36,8 +36,8 @@ from crossfed.shared.model.recommender import Recommender
 from crossfed.shared.privacy import norm_samplers  # noqa: F401 - registers the cheaper ghost-clipping norms
 from crossfed.shared.privacy.bags import BagLoss, user_bags
 from crossfed.shared.privacy.ledger import PrivacyLedger
-from crossfed.shared.training.sampling import sample_negatives
 from crossfed.shared.training.fit import FitResult
+from crossfed.shared.training.sampling import sample_negatives
 
 
 class UserLevelCore(nn.Module):
@@ -52,7 +52,10 @@ class UserLevelCore(nn.Module):
         self.shared = model.shared
 
     def forward(
-        self, id_vectors: torch.Tensor, users: torch.Tensor, items: torch.Tensor,
+        self,
+        id_vectors: torch.Tensor,
+        users: torch.Tensor,
+        items: torch.Tensor,
         item_vectors: torch.Tensor | None = None,
     ) -> torch.Tensor:
         features = self.user_features(users)
@@ -91,8 +94,12 @@ class PrivateStepPlan:
 def plan(config: RunConfig, train: Interactions) -> PrivateStepPlan:
     population = train.num_users if config.privacy.privacy_unit == "user" else len(train)
     batch = config.privacy.user_batch if config.privacy.privacy_unit == "user" else config.training.batch_size
-    return PrivateStepPlan(population, max(1, math.ceil(population / batch)), config.training.local_epochs,
-                           single_step=config.secure_aggregation.noise_mode == "distributed")
+    return PrivateStepPlan(
+        population,
+        max(1, math.ceil(population / batch)),
+        config.training.local_epochs,
+        single_step=config.secure_aggregation.noise_mode == "distributed",
+    )
 
 
 def noise_share(config: RunConfig) -> float:
@@ -131,8 +138,9 @@ def train_private_round(
     engine = PrivacyEngine(accountant=ledger.accountant)
     engine.accountant.history = list(ledger.history)
     generator = torch.Generator().manual_seed(secrets.randbits(63))
-    loader = DPDataLoader(TensorDataset(torch.arange(step_plan.population)), sample_rate=step_plan.sample_rate,
-                          generator=generator)
+    loader = DPDataLoader(
+        TensorDataset(torch.arange(step_plan.population)), sample_rate=step_plan.sample_rate, generator=generator
+    )
     if len(loader) != step_plan.steps_per_epoch:
         raise RuntimeError(f"DP loader takes {len(loader)} steps per epoch, the plan {step_plan.steps_per_epoch}")
     core: nn.Module = model if config.privacy.privacy_unit == "interaction" else UserLevelCore(model)
@@ -141,9 +149,15 @@ def train_private_round(
         warnings.filterwarnings("ignore", message=".*Secure RNG.*")
         warnings.filterwarnings("ignore", message=".*Optimal order.*")
         wrapped = engine.make_private(
-            module=core, optimizer=optimizer, criterion=BagLoss(), data_loader=loader,
-            noise_multiplier=ledger.noise_multiplier * share, max_grad_norm=config.privacy.clip_norm,
-            grad_sample_mode=grad_sample_mode, poisson_sampling=False, noise_generator=generator,
+            module=core,
+            optimizer=optimizer,
+            criterion=BagLoss(),
+            data_loader=loader,
+            noise_multiplier=ledger.noise_multiplier * share,
+            max_grad_norm=config.privacy.clip_norm,
+            grad_sample_mode=grad_sample_mode,
+            poisson_sampling=False,
+            noise_generator=generator,
         )
     if grad_sample_mode == "ghost":  # the criterion comes back wrapped: its backward() clips
         private_module, private_optimizer, criterion, private_loader = wrapped
@@ -154,8 +168,10 @@ def train_private_round(
     started, pairs, losses = time.perf_counter(), 0, []
     apply_step = private_optimizer.step
     if step_plan.single_step:
+
         def apply_step() -> None:
             distributed_step(model, private_optimizer, config, ledger.noise_multiplier, share, generator)
+
     try:
         for _epoch in range(1 if step_plan.single_step else config.training.local_epochs):
             for (rows,) in private_loader:
@@ -164,8 +180,9 @@ def train_private_round(
                     for parameter in private_optimizer.params:
                         parameter.grad = torch.zeros_like(parameter)
                 else:
-                    loss, scored = step(model, private_module, criterion, rows.numpy(), train, items_by_user,
-                                        config, rng)
+                    loss, scored = step(
+                        model, private_module, criterion, rows.numpy(), train, items_by_user, config, rng
+                    )
                     losses.append(loss)
                     pairs += scored
                 apply_step()
@@ -177,14 +194,24 @@ def train_private_round(
     if share == 1.0:
         ledger.record_round(engine.accountant.history)
     else:  # the accountant saw this platform's share; the unmasked sum carries the full noise
-        ledger.record_round([(noise / share, rate, steps) for noise, rate, steps in engine.accountant.history[
-            len(ledger.history):]], keep=True)
-    return FitResult(float(np.mean(losses)) if losses else float("nan"),
-                     step_plan.population * config.training.local_epochs, pairs, time.perf_counter() - started)
+        ledger.record_round(
+            [(noise / share, rate, steps) for noise, rate, steps in engine.accountant.history[len(ledger.history) :]],
+            keep=True,
+        )
+    return FitResult(
+        float(np.mean(losses)) if losses else float("nan"),
+        step_plan.population * config.training.local_epochs,
+        pairs,
+        time.perf_counter() - started,
+    )
 
 
 def distributed_step(
-    model: Recommender, optimizer, config: RunConfig, noise_multiplier: float, share: float,
+    model: Recommender,
+    optimizer,
+    config: RunConfig,
+    noise_multiplier: float,
+    share: float,
     generator: torch.Generator,
 ) -> None:
     """One SGD step whose shared part is this platform's noisy clipped sum, normalised by ``user-batch``.
@@ -210,11 +237,21 @@ def distributed_step(
 
 
 def _user_level_step(
-    model: Recommender, private_module: GradSampleModule, criterion: Callable, users: np.ndarray,
-    train: Interactions, items_by_user: list[np.ndarray], config: RunConfig, rng: np.random.Generator,
+    model: Recommender,
+    private_module: GradSampleModule,
+    criterion: Callable,
+    users: np.ndarray,
+    train: Interactions,
+    items_by_user: list[np.ndarray],
+    config: RunConfig,
+    rng: np.random.Generator,
 ) -> tuple[float, int]:
     items, targets = user_bags(
-        users, items_by_user, train, positives=config.privacy.bag_positives, negatives=config.training.negatives,
+        users,
+        items_by_user,
+        train,
+        positives=config.privacy.bag_positives,
+        negatives=config.training.negatives,
         rng=rng,
     )
     user_tensor = torch.as_tensor(users)
@@ -225,8 +262,12 @@ def _user_level_step(
 
 
 def refresh_user_embeddings(
-    model: Recommender, private_module: GradSampleModule, users: torch.Tensor, items: torch.Tensor,
-    targets: torch.Tensor, privacy: PrivacyConfig,
+    model: Recommender,
+    private_module: GradSampleModule,
+    users: torch.Tensor,
+    items: torch.Tensor,
+    targets: torch.Tensor,
+    privacy: PrivacyConfig,
 ) -> torch.Tensor:
     """A few gradient steps on each sampled user's own id embedding, everything else frozen.
 
@@ -252,8 +293,14 @@ def refresh_user_embeddings(
 
 
 def _interaction_level_step(
-    model: Recommender, private_module: GradSampleModule, criterion: Callable, rows: np.ndarray,
-    train: Interactions, _items_by_user: list[np.ndarray], config: RunConfig, rng: np.random.Generator,
+    model: Recommender,
+    private_module: GradSampleModule,
+    criterion: Callable,
+    rows: np.ndarray,
+    train: Interactions,
+    _items_by_user: list[np.ndarray],
+    config: RunConfig,
+    rng: np.random.Generator,
 ) -> tuple[float, int]:
     users = train.users[rows]
     negatives = sample_negatives(users, config.training.negatives, train, rng)

@@ -15,7 +15,6 @@ from typing import Any
 
 from crossfed.shared.errors import CrossfedError
 
-
 # Calibration stops within this much of the target epsilon, always at or below it.
 _EPSILON_TOLERANCE = 0.01
 
@@ -68,8 +67,13 @@ class PrivacyLedger:
         threshold colluding): it carries only the platform's share of the noise."""
         if self.noise_share == 1.0:
             return self.epsilon()
-        alone = PrivacyLedger(self.unit, self.budget, self.delta, self.accountant,
-                              history=[(noise * self.noise_share, rate, steps) for noise, rate, steps in self.history])
+        alone = PrivacyLedger(
+            self.unit,
+            self.budget,
+            self.delta,
+            self.accountant,
+            history=[(noise * self.noise_share, rate, steps) for noise, rate, steps in self.history],
+        )
         return alone.epsilon()
 
     # -- calibration ------------------------------------------------------
@@ -85,11 +89,16 @@ class PrivacyLedger:
         else:
             from opacus.accountants.utils import get_noise_multiplier
 
-            self.noise_multiplier = float(get_noise_multiplier(
-                target_epsilon=self.budget, target_delta=self.delta, sample_rate=sample_rate,
-                steps=steps_per_round * planned_rounds, accountant=self.accountant,
-                epsilon_tolerance=_EPSILON_TOLERANCE,
-            ))
+            self.noise_multiplier = float(
+                get_noise_multiplier(
+                    target_epsilon=self.budget,
+                    target_delta=self.delta,
+                    sample_rate=sample_rate,
+                    steps=steps_per_round * planned_rounds,
+                    accountant=self.accountant,
+                    epsilon_tolerance=_EPSILON_TOLERANCE,
+                )
+            )
 
     def _noise(self) -> float:
         return self._require(self.noise_multiplier, "noise multiplier")
@@ -111,7 +120,7 @@ class PrivacyLedger:
         return asdict(self)
 
     @classmethod
-    def from_state(cls, state: dict[str, Any]) -> "PrivacyLedger":
+    def from_state(cls, state: dict[str, Any]) -> PrivacyLedger:
         ledger = cls(**state)
         ledger.history = [tuple(entry) for entry in ledger.history]
         return ledger

@@ -73,8 +73,9 @@ def ranking_metric(protocol: str, measure: str, prefix: str = "") -> str:
 
 def ranking_metrics(prefix: str = "") -> frozenset[str]:
     """Every ranking metric key under ``prefix``: each measure under each protocol."""
-    return frozenset(ranking_metric(protocol, measure, prefix)
-                     for protocol in PROTOCOLS for measure in RANKING_MEASURES)
+    return frozenset(
+        ranking_metric(protocol, measure, prefix) for protocol in PROTOCOLS for measure in RANKING_MEASURES
+    )
 
 
 #: Every ranking metric an evaluation reply may hold: the served model's, and the global model's.

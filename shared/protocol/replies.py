@@ -105,8 +105,11 @@ class EvaluateReply:
 
 def numeric_metrics(metrics: Mapping[str, Any]) -> dict[str, float | int]:
     """The numbers among ``metrics``; a NaN, or a platform index that is no non-negative integer, reads as absent."""
-    numbers = {key: value for key, value in metrics.items()
-               if isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)}
+    numbers = {
+        key: value
+        for key, value in metrics.items()
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
+    }
     if PLATFORM in numbers and _index(numbers[PLATFORM]) is None:
         del numbers[PLATFORM]
     return numbers
@@ -144,17 +147,33 @@ def parse_evaluate_reply(message: Message) -> EvaluateReply:
     """A successful reply to an evaluation request."""
     metrics = _metrics(message)
     node_id = message.metadata.src_node_id
-    return EvaluateReply(node_id, _platform(metrics), _ranking(metrics, "", node_id),
-                         _ranking(metrics, GLOBAL_PREFIX, node_id), _privacy(metrics))
+    return EvaluateReply(
+        node_id,
+        _platform(metrics),
+        _ranking(metrics, "", node_id),
+        _ranking(metrics, GLOBAL_PREFIX, node_id),
+        _privacy(metrics),
+    )
 
 
 def _train_reply(
-    node_id: int, metrics: Mapping[str, float | int], arrays: Mapping[str, np.ndarray] | None,
-    unreadable: str | None, num_examples: float | int | None,
+    node_id: int,
+    metrics: Mapping[str, float | int],
+    arrays: Mapping[str, np.ndarray] | None,
+    unreadable: str | None,
+    num_examples: float | int | None,
 ) -> TrainReply:
     declined = _finite(metrics, DECLINED)
-    return TrainReply(node_id, _platform(metrics), num_examples, bool(declined), arrays, unreadable,
-                      _finite(metrics, TRAIN_LOSS), _privacy(metrics))
+    return TrainReply(
+        node_id,
+        _platform(metrics),
+        num_examples,
+        bool(declined),
+        arrays,
+        unreadable,
+        _finite(metrics, TRAIN_LOSS),
+        _privacy(metrics),
+    )
 
 
 def _metrics(message: Message) -> dict[str, float | int]:
@@ -195,9 +214,11 @@ def _ranking(metrics: Mapping[str, float | int], prefix: str, node_id: int) -> P
     a set with a missing or infinite mean, or a user count that is no count."""
     if not ranking_metrics(prefix) & metrics.keys():
         return None
-    readable = {key: value for key, value in metrics.items()
-                if (key not in RANKING_METRICS or math.isfinite(value))
-                and (key != NUM_USERS or _index(value) is not None)}
+    readable = {
+        key: value
+        for key, value in metrics.items()
+        if (key not in RANKING_METRICS or math.isfinite(value)) and (key != NUM_USERS or _index(value) is not None)
+    }
     try:
         return PlatformMetrics.from_flat(readable, prefix)
     except (KeyError, ValueError, OverflowError) as error:

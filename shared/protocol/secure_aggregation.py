@@ -49,8 +49,11 @@ def quantisation_plan(config: RunConfig) -> QuantisationPlan:
     """
     if config.secure_aggregation.noise_mode == "distributed":
         privacy = config.privacy
-        bound = (config.training.learning_rate * privacy.clip_norm
-                 * (2.0 + 8.0 * privacy.noise_multiplier / privacy.user_batch))
+        bound = (
+            config.training.learning_rate
+            * privacy.clip_norm
+            * (2.0 + 8.0 * privacy.noise_multiplier / privacy.user_batch)
+        )
         return QuantisationPlan(clipping_range=bound, max_weight=1.0)
     max_weight = 1.0 if config.private else float(config.secure_aggregation.secagg_max_weight)
     return QuantisationPlan(clipping_range=config.secure_aggregation.secagg_clip_range, max_weight=max_weight)

@@ -47,9 +47,7 @@ class FitResult:
         return self.scored_pairs / self.seconds if self.seconds > 0 else 0.0
 
 
-def positive_batches(
-    train: Interactions, negatives: int, batch_size: int, rng: np.random.Generator
-) -> Iterator[Batch]:
+def positive_batches(train: Interactions, negatives: int, batch_size: int, rng: np.random.Generator) -> Iterator[Batch]:
     """One epoch: every training positive once, shuffled, each with ``negatives`` fresh negatives."""
     order = rng.permutation(len(train))
     for start in range(0, len(order), batch_size):

@@ -55,8 +55,14 @@ def private_copy(
         "rng": np.random.default_rng(platform_seed(config.experiment, data.platform, FINETUNE_BATCHES_SALT)),
     }
     if serving.finetune_embedding_dim > 0:
-        local = build_model(serving.stacked_model, data.num_items, data.item_features, data.num_users,
-                            data.user_features, seed=platform_seed(config.experiment, data.platform, LOCAL_MODEL_SALT))
+        local = build_model(
+            serving.stacked_model,
+            data.num_items,
+            data.item_features,
+            data.num_users,
+            data.user_features,
+            seed=platform_seed(config.experiment, data.platform, LOCAL_MODEL_SALT),
+        )
         return stacked_copy(model, local, train, **training)
     return fine_tuned_copy(model, train, **training)
 

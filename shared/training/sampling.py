@@ -9,9 +9,7 @@ from crossfed.shared.data.interactions import Interactions
 _MAX_REJECTION_ROUNDS = 64
 
 
-def sample_negatives(
-    users: np.ndarray, count: int, known: Interactions, rng: np.random.Generator
-) -> np.ndarray:
+def sample_negatives(users: np.ndarray, count: int, known: Interactions, rng: np.random.Generator) -> np.ndarray:
     """``count`` items per user drawn uniformly from the catalog minus that user's ``known`` items.
 
     Rejection sampling, vectorised: draws that hit a known item are redrawn. With

@@ -22,8 +22,13 @@ from crossfed.shared.config import PRIVACY_UNITS
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--platforms", type=int, default=3)
-    parser.add_argument("--out", type=Path, required=True, help="the run folder (summary.json, checkpoint, "
-                        "platforms/*/ state, deployment/ certs, keys and logs); must be empty")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="the run folder (summary.json, checkpoint, "
+        "platforms/*/ state, deployment/ certs, keys and logs); must be empty",
+    )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--secagg", action="store_true", help="aggregate with SecAgg+ (secagg = true)")
     parser.add_argument("--privacy-unit", default="none", choices=PRIVACY_UNITS)
@@ -32,12 +37,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kill-after-round", type=int, default=0, help="restart one SuperNode after this round")
     parser.add_argument("--kill-platform", type=int, default=None, help="which one (default: the last)")
     parser.add_argument("--restart-delay", type=float, default=10.0)
-    parser.add_argument("--resume-after-round", type=int, default=0,
-                        help="stop the ServerApp after this round and resume the run from its checkpoint")
-    parser.add_argument("--check-unregistered", action="store_true",
-                        help="also show that a SuperNode with an unregistered key is refused")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="any other run-config key, e.g. --set embedding-dim=8 --set 'mlp-layers=\"16,8\"'")
+    parser.add_argument(
+        "--resume-after-round",
+        type=int,
+        default=0,
+        help="stop the ServerApp after this round and resume the run from its checkpoint",
+    )
+    parser.add_argument(
+        "--check-unregistered",
+        action="store_true",
+        help="also show that a SuperNode with an unregistered key is refused",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any other run-config key, e.g. --set embedding-dim=8 --set 'mlp-layers=\"16,8\"'",
+    )
     parser.add_argument("--timeout", type=float, default=1800.0)
 
 
@@ -58,26 +75,40 @@ def run(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     settings = LoopbackSettings(
-        out=args.out, platforms=args.platforms, rounds=args.rounds, secagg=args.secagg,
-        privacy_unit=args.privacy_unit, max_users=args.max_users, data_dir=args.data_dir,
-        kill_after_round=args.kill_after_round, kill_platform=args.kill_platform,
-        restart_delay=args.restart_delay, resume_after_round=args.resume_after_round,
+        out=args.out,
+        platforms=args.platforms,
+        rounds=args.rounds,
+        secagg=args.secagg,
+        privacy_unit=args.privacy_unit,
+        max_users=args.max_users,
+        data_dir=args.data_dir,
+        kill_after_round=args.kill_after_round,
+        kill_platform=args.kill_platform,
+        restart_delay=args.restart_delay,
+        resume_after_round=args.resume_after_round,
         check_unregistered=args.check_unregistered,
-        overrides=config_overrides(args.set), timeout=args.timeout,
+        overrides=config_overrides(args.set),
+        timeout=args.timeout,
     )
     summary = run_loopback(settings)
     facts = summary["deployment"]
-    print(f"run {facts['run_id']}: {summary['rounds_completed']} round(s) completed, "
-          f"secagg = {str(settings.secagg).lower()}, summary in {args.out / 'summary.json'}")
+    print(
+        f"run {facts['run_id']}: {summary['rounds_completed']} round(s) completed, "
+        f"secagg = {str(settings.secagg).lower()}, summary in {args.out / 'summary.json'}"
+    )
     print("round  wall seconds")
     for entry, seconds in zip(summary["history"], facts["round_seconds"]):
         print(f"{entry['round']:>5}  {seconds:>12.1f}")
     for restart in facts["restarts"]:
-        print(f"platform {restart['platform']} restarted after round {restart['after_round']}: "
-              f"state at stop {restart['state_at_stop']}, at the end {facts['platform_state'][str(restart['platform'])]}")
+        print(
+            f"platform {restart['platform']} restarted after round {restart['after_round']}: "
+            f"state at stop {restart['state_at_stop']}, at the end {facts['platform_state'][str(restart['platform'])]}"
+        )
     for resume in facts["serverapp_restarts"]:
-        print(f"ServerApp stopped after round {resume['after_round']} (run {resume['stopped_run']}); "
-              f"run {resume['resumed_run']} resumed after round {resume['resumed_from_round']}")
+        print(
+            f"ServerApp stopped after round {resume['after_round']} (run {resume['stopped_run']}); "
+            f"run {resume['resumed_run']} resumed after round {resume['resumed_from_round']}"
+        )
     if "unregistered_node" in facts:
         print(f"unregistered SuperNode refused: {facts['unregistered_node']['refused']}")
     if summary.get("metrics"):
@@ -85,5 +116,11 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-command = Command("loopback", "deploy on 127.0.0.1 (SuperLink, SuperNodes, TLS, auth) and run the app to the end",
-                  "researcher", add_arguments, run, description=__doc__)
+command = Command(
+    "loopback",
+    "deploy on 127.0.0.1 (SuperLink, SuperNodes, TLS, auth) and run the app to the end",
+    "researcher",
+    add_arguments,
+    run,
+    description=__doc__,
+)

@@ -26,8 +26,13 @@ from crossfed.shared.errors import UsageError
 
 #: Short aliases of some keys' flags.
 _ALIASES = {"num-platforms": "--platforms", "num-server-rounds": "--rounds", "dirichlet-alpha": "--alpha"}
-_CHOICES = {"partition": PARTITION_SCHEMES, "server-optimizer": SERVER_OPTIMIZERS, "privacy-unit": PRIVACY_UNITS,
-            "accountant": ACCOUNTANTS, "noise-mode": NOISE_MODES}
+_CHOICES = {
+    "partition": PARTITION_SCHEMES,
+    "server-optimizer": SERVER_OPTIMIZERS,
+    "privacy-unit": PRIVACY_UNITS,
+    "accountant": ACCOUNTANTS,
+    "noise-mode": NOISE_MODES,
+}
 #: Set by the command itself (``--out``, ``--resume``), not as plain keys.
 _NOT_FLAGS = {"run-dir", "resume"}
 #: Flags of the command itself; every other attribute of the parsed arguments is a config key.
@@ -52,8 +57,15 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
         # A bare boolean flag (``--secagg``) means true; ``--secagg false`` still works.
         boolean = {"nargs": "?", "const": "true"} if isinstance(default, bool) else {}
         meaning = f"{documentation[key]} (default {default!r})".replace("%", "%%")
-        parser.add_argument(*names, dest=key, choices=_CHOICES.get(key), default=None, metavar=None if key in
-                            _CHOICES else key.split("-")[-1].upper(), help=meaning, **boolean)
+        parser.add_argument(
+            *names,
+            dest=key,
+            choices=_CHOICES.get(key),
+            default=None,
+            metavar=None if key in _CHOICES else key.split("-")[-1].upper(),
+            help=meaning,
+            **boolean,
+        )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -64,8 +76,10 @@ def run(args: argparse.Namespace) -> int:
     overrides = {key: value for key, value in vars(args).items() if value is not None and key not in _OWN_FLAGS}
     config = RunConfig.from_mapping(overrides)
     data = config.data
-    out = Path(args.out or f"runs/{args.mode}-{data.dataset}-{data.partition}-{data.num_platforms}p-seed"
-               f"{config.experiment.seed}")
+    out = Path(
+        args.out
+        or f"runs/{args.mode}-{data.dataset}-{data.partition}-{data.num_platforms}p-seed{config.experiment.seed}"
+    )
     config = config.replace(
         run_dir=str(out.resolve()),
         data_dir=str(Path(data.data_dir).resolve()) if data.data_dir else "",
@@ -73,12 +87,17 @@ def run(args: argparse.Namespace) -> int:
     )
     dataset = load_dataset(config.data.dataset, config.data.data_dir)  # fail fast, before any worker starts
     if out.exists() and any(out.iterdir()) and not args.resume:
-        raise UsageError(f"run folder {out} is not empty: pass --resume to continue that run, "
-                         f"or another --out (a new run never inherits an old run's platform state)")
+        raise UsageError(
+            f"run folder {out} is not empty: pass --resume to continue that run, "
+            f"or another --out (a new run never inherits an old run's platform state)"
+        )
     if not args.quiet:
-        print(f"{args.mode}: {dataset.name} ({len(dataset.users):,} interactions, {dataset.num_users} users, "
-              f"{dataset.num_items} items) -> {config.data.num_platforms} platforms ({config.data.partition}), "
-              f"{config.federation.num_server_rounds} rounds; results in {out}", flush=True)
+        print(
+            f"{args.mode}: {dataset.name} ({len(dataset.users):,} interactions, {dataset.num_users} users, "
+            f"{dataset.num_items} items) -> {config.data.num_platforms} platforms ({config.data.partition}), "
+            f"{config.federation.num_server_rounds} rounds; results in {out}",
+            flush=True,
+        )
     print_summary(run_mode(args.mode, config))
     return 0
 
@@ -91,29 +110,49 @@ def print_summary(summary: dict[str, Any]) -> None:
         if entry["platform"] == "all":
             entry["users"] = sum(e["users"] for e in summary["per_platform"])
         m = entry["metrics"]
-        rows.append((str(entry["platform"]), str(entry["users"]), f"{m['sampled'][f'hr@{k}']:.4f}",
-                     f"{m['sampled'][f'ndcg@{k}']:.4f}", f"{m['full'][f'hr@{k}']:.4f}", f"{m['full'][f'ndcg@{k}']:.4f}"))
+        rows.append(
+            (
+                str(entry["platform"]),
+                str(entry["users"]),
+                f"{m['sampled'][f'hr@{k}']:.4f}",
+                f"{m['sampled'][f'ndcg@{k}']:.4f}",
+                f"{m['full'][f'hr@{k}']:.4f}",
+                f"{m['full'][f'ndcg@{k}']:.4f}",
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    print(f"\n{summary['mode']} | {summary['dataset']} | {summary['partition']} x {summary['platforms']} | "
-          f"{summary['rounds']} rounds | seed {summary['seed']} | test set (sampled = 1 + 99 negatives)")
+    print(
+        f"\n{summary['mode']} | {summary['dataset']} | {summary['partition']} x {summary['platforms']} | "
+        f"{summary['rounds']} rounds | seed {summary['seed']} | test set (sampled = 1 + 99 negatives)"
+    )
     for i, row in enumerate(rows):
         print("  ".join(cell.rjust(width) for cell, width in zip(row, widths)))
         if i == 0 or i == len(rows) - 2:
             print("  ".join("-" * width for width in widths))
     if summary.get("global_metrics") and summary["global_metrics"] != summary["metrics"]:
         g = summary["global_metrics"]["sampled"]
-        print(f"served = private fine-tuned copies; the global model alone: HR@{k} {g[f'hr@{k}']:.4f} "
-              f"NDCG@{k} {g[f'ndcg@{k}']:.4f}")
+        print(
+            f"served = private fine-tuned copies; the global model alone: HR@{k} {g[f'hr@{k}']:.4f} "
+            f"NDCG@{k} {g[f'ndcg@{k}']:.4f}"
+        )
     if "privacy" in summary:
         p = summary["privacy"]
         spent = " ".join(f"p{k_}={float(v):.3f}" for k_, v in p["epsilon"].items())
-        print(f"privacy: {p['unit']}-level ({p['delta']:g})-DP, ε spent {spent} (budget {p['epsilon_budget']}), "
-              f"{p['accountant']} accountant, clip {p['clip']}")
+        print(
+            f"privacy: {p['unit']}-level ({p['delta']:g})-DP, ε spent {spent} (budget {p['epsilon_budget']}), "
+            f"{p['accountant']} accountant, clip {p['clip']}"
+        )
         if p.get("noise_mode") == "distributed":
             alone = " ".join(f"p{k_}={float(v):.3f}" for k_, v in p["epsilon_alone"].items())
             print(f"distributed noise: ε of one platform's update alone (SecAgg+ broken) {alone}")
     print(f"\nwall time {summary['wall_seconds']:.1f}s; results in {summary['config']['run-dir']}/summary.json")
 
 
-command = Command("run", "run one experiment: federated, centralized or local-only", "researcher",
-                  add_arguments, run, description=__doc__)
+command = Command(
+    "run",
+    "run one experiment: federated, centralized or local-only",
+    "researcher",
+    add_arguments,
+    run,
+    description=__doc__,
+)

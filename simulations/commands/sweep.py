@@ -26,9 +26,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", default="", help="local dataset copy (else $CROSSFED_DATA_DIR or the cache)")
     parser.add_argument("--format", choices=("csv", "parquet"), default="csv", help="tidy table format")
     parser.add_argument("--quiet", action="store_true", help="no progress bar, only the report")
-    parser.add_argument("--report-only", action="store_true",
-                        help="run nothing: rebuild tables, report and figures from the cells finished so far "
-                             "(safe while the sweep runs elsewhere)")
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="run nothing: rebuild tables, report and figures from the cells finished so far "
+        "(safe while the sweep runs elsewhere)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,8 +52,13 @@ def run(args: argparse.Namespace) -> int:
     print(f"sweep {experiment.name}: {len(experiment.cells)} cells -> {out}", flush=True)
     outcomes = []
     if not args.report_only:
-        outcomes = run_sweep(experiment, out, args.data_dir, progress=False if args.quiet else None,
-                             on_event=tqdm.write if not args.quiet else lambda _: None)
+        outcomes = run_sweep(
+            experiment,
+            out,
+            args.data_dir,
+            progress=False if args.quiet else None,
+            on_event=tqdm.write if not args.quiet else lambda _: None,
+        )
     tables = collect(experiment, out)
     if args.report_only:
         print(f"{len(tables.cells)} of {len(experiment.cells)} cells finished")
@@ -66,8 +74,10 @@ def run(args: argparse.Namespace) -> int:
     for outcome in failed:
         print(f"FAILED {outcome.cell.name}: {outcome.detail}", file=sys.stderr)
     if not args.report_only:
-        print(f"{sum(o.status == 'done' for o in outcomes)} cells run, "
-              f"{sum(o.status == 'skipped' for o in outcomes)} skipped (finished earlier), {len(failed)} failed")
+        print(
+            f"{sum(o.status == 'done' for o in outcomes)} cells run, "
+            f"{sum(o.status == 'skipped' for o in outcomes)} skipped (finished earlier), {len(failed)} failed"
+        )
     return 1 if failed else 0
 
 
@@ -79,5 +89,11 @@ def _check_data(experiment: Experiment, data_dir: str) -> None:
         load_dataset(dataset, str(Path(data_dir).resolve()) if data_dir else "")
 
 
-command = Command("sweep", "run every cell of an experiment TOML (resumable), then its report and figures",
-                  "researcher", add_arguments, run, description=__doc__)
+command = Command(
+    "sweep",
+    "run every cell of an experiment TOML (resumable), then its report and figures",
+    "researcher",
+    add_arguments,
+    run,
+    description=__doc__,
+)

@@ -7,11 +7,11 @@ import pandas as pd
 import torch
 
 from crossfed.client.serving.cold_start import MIN_SEGMENT_USERS, Popularity, find_segment
-from crossfed.shared.config import RunConfig
 from crossfed.client.serving.foldin import fold_in
+from crossfed.client.serving.scoring import CatalogScorer
+from crossfed.shared.config import RunConfig
 from crossfed.shared.data.interactions import Interactions
 from crossfed.shared.model.recommender import build_model
-from crossfed.client.serving.scoring import CatalogScorer
 from crossfed.shared.training.private_copy import StackedRecommender
 from tests.helpers import make_dataset
 
@@ -20,8 +20,14 @@ def small_models():
     data = make_dataset(num_users=12, num_items=40)
     config = RunConfig.from_mapping({"embedding-dim": 4, "mlp-layers": "8,4"})
     model = build_model(config.model, data.num_items, data.item_features, data.num_users, data.user_features, seed=1)
-    local = build_model(config.replace(embedding_dim=3).model, data.num_items, data.item_features, data.num_users,
-                        data.user_features, seed=2)
+    local = build_model(
+        config.replace(embedding_dim=3).model,
+        data.num_items,
+        data.item_features,
+        data.num_users,
+        data.user_features,
+        seed=2,
+    )
     with torch.no_grad():  # untrained, items are all alike (tiny embeddings, zero biases): tell them apart
         for part in (model, local):
             part.shared.item_bias.weight.normal_()
@@ -74,11 +80,13 @@ def test_fold_in_is_reproducible_and_zero_steps_change_nothing():
 
 def test_segment_backs_off_to_the_largest_match_and_ignores_unknown_features():
     n = 100
-    attributes = pd.DataFrame({
-        "gender": ["F" if u % 2 else "M" for u in range(n)],
-        "occupation": ["rare" if u < 3 else "common" for u in range(n)],
-        "age": np.arange(n, dtype=float),
-    })
+    attributes = pd.DataFrame(
+        {
+            "gender": ["F" if u % 2 else "M" for u in range(n)],
+            "occupation": ["rare" if u < 3 else "common" for u in range(n)],
+            "age": np.arange(n, dtype=float),
+        }
+    )
     both = find_segment(attributes, {"gender": "F", "occupation": "common"})
     assert both.features == {"gender": "F", "occupation": "common"} and len(both.users) == 49  # odd users but user 1
     rare = find_segment(attributes, {"gender": "F", "occupation": "rare", "shoe size": "44"})

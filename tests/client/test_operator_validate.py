@@ -90,9 +90,13 @@ def test_as_a_process_bad_input_is_one_line_and_status_1(tmp_path, catalog_path,
 
     path = tmp_path / "interactions.csv"
     path.write_bytes(b"user_id,item_id\nu1,i1\nu2,i2,extra,more\n")
-    done = subprocess.run([crossfed_command, "validate", "--interactions", str(path),
-                           "--catalog", str(catalog_path)], capture_output=True, text=True,
-                          cwd=Path(__file__).parents[2], timeout=120)
+    done = subprocess.run(
+        [crossfed_command, "validate", "--interactions", str(path), "--catalog", str(catalog_path)],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).parents[2],
+        timeout=120,
+    )
     assert done.returncode == 1 and done.stdout == ""
     assert done.stderr.strip().splitlines() == [done.stderr.strip()]  # one line, no traceback
     assert done.stderr.startswith(f"error: {path}, row 2: cannot be parsed as CSV")
@@ -110,8 +114,12 @@ def test_a_good_file_passes_and_counts_what_it_drops(tmp_path, catalog_path, cap
     path.write_text("user_id,item_id,timestamp\nu1,i1,1\nu1,i1,1\nu1,zz,2\nu2,i2,3\n")
     users = tmp_path / "users.csv"
     users.write_text("user_id,age,job\nu1,30,\nu2,,x\n")
-    assert crossfed(["validate", "--interactions", str(path), "--user-features", str(users),
-                     "--catalog", str(catalog_path)]) == 0
+    assert (
+        crossfed(
+            ["validate", "--interactions", str(path), "--user-features", str(users), "--catalog", str(catalog_path)]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "rows: 4 read, 1 exact duplicates dropped, 1 with unknown items dropped, 2 kept" in out
     assert "users: 2 with interactions" in out
@@ -123,13 +131,32 @@ def test_a_good_file_passes_and_counts_what_it_drops(tmp_path, catalog_path, cap
 
 CELL = st.one_of(
     st.text(max_size=8),
-    st.sampled_from(["i1", "i2", "i3", "u1", "1e400", "-1e309", "nan", "inf", "99999999999999999999999",
-                     "1970-01-01", "", '"', "\r", "\x00", ",", "|"]),
+    st.sampled_from(
+        [
+            "i1",
+            "i2",
+            "i3",
+            "u1",
+            "1e400",
+            "-1e309",
+            "nan",
+            "inf",
+            "99999999999999999999999",
+            "1970-01-01",
+            "",
+            '"',
+            "\r",
+            "\x00",
+            ",",
+            "|",
+        ]
+    ),
     st.integers(min_value=-(2**70), max_value=2**70).map(str),
     st.floats(allow_nan=True, allow_infinity=True).map(repr),
 )
-HEADER = st.lists(st.sampled_from(["user_id", "item_id", "timestamp", "rating", "weight", "x", "", "user_id"]),
-                  min_size=0, max_size=5)
+HEADER = st.lists(
+    st.sampled_from(["user_id", "item_id", "timestamp", "rating", "weight", "x", "", "user_id"]), min_size=0, max_size=5
+)
 
 
 @st.composite
@@ -162,8 +189,11 @@ PARQUET_COLUMN = st.one_of(
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(columns=st.dictionaries(st.sampled_from(["user_id", "item_id", "timestamp", "rating", "weight", "extra"]),
-                               PARQUET_COLUMN, max_size=5))
+@given(
+    columns=st.dictionaries(
+        st.sampled_from(["user_id", "item_id", "timestamp", "rating", "weight", "extra"]), PARQUET_COLUMN, max_size=5
+    )
+)
 def test_fuzzed_parquet_never_escapes_as_a_traceback(columns, tmp_path_factory, catalog_path):
     directory = tmp_path_factory.mktemp("fuzz")
     path = directory / "interactions.parquet"
@@ -207,8 +237,9 @@ def test_catalog_cli_publishes_movielens_with_the_features_the_simulation_encode
     from crossfed.shared.data.datasets import load_dataset
 
     out = tmp_path / "catalog.json"
-    assert crossfed(["catalog", "publish", "--movielens", str(movielens_dir), "--version", "ml-1",
-                     "--out", str(out)]) == 0
+    assert (
+        crossfed(["catalog", "publish", "--movielens", str(movielens_dir), "--version", "ml-1", "--out", str(out)]) == 0
+    )
     assert "catalog ml-1: 1682 items, sha256" in capsys.readouterr().out
     features = load_catalog(out, "ml-1").item_features()
     simulated = load_dataset("ml-100k", str(movielens_dir)).item_features
@@ -217,6 +248,7 @@ def test_catalog_cli_publishes_movielens_with_the_features_the_simulation_encode
         np.testing.assert_array_equal(features[name].values, simulated[name].values)
     bad = tmp_path / "items.csv"
     bad.write_text("item_id,genres\ni1,a\ni1,b\n")
-    assert crossfed(["catalog", "publish", "--items", str(bad), "--version", "x",
-                     "--out", str(tmp_path / "x.json")]) == 1
+    assert (
+        crossfed(["catalog", "publish", "--items", str(bad), "--version", "x", "--out", str(tmp_path / "x.json")]) == 1
+    )
     assert "row 2, column 'item_id': item_id 'i1' appears more than once" in capsys.readouterr().err

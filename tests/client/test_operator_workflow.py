@@ -15,11 +15,11 @@ import pandas as pd
 import pytest
 import torch
 
+from crossfed.client.serving.cold_start import find_segment, popularity_scores
+from crossfed.client.serving.service import RecommendationService, ServingError
 from crossfed.shared.cli import main as crossfed
 from crossfed.shared.data.catalog import load_catalog
-from crossfed.client.serving.cold_start import find_segment, popularity_scores
 from crossfed.shared.data.platform_files import OperatorData, load_operator_data
-from crossfed.client.serving.service import RecommendationService, ServingError
 from crossfed.shared.storage.checkpoint import FinalModel
 from crossfed.shared.storage.foldins import FoldIns
 from crossfed.shared.storage.platform_state import PlatformState
@@ -47,9 +47,18 @@ def setup(movielens_dir: Path, tmp_path_factory) -> dict:
 
 
 def cli_platform_args(exported: ExportedPlatform, root: Path, state: Path | None = None) -> list[str]:
-    return ["--interactions", str(exported.interactions), "--user-features", str(exported.users),
-            "--catalog", str(exported.catalog), "--global-model", str(root / "run"),
-            "--state-dir", str(state or root / "state")]
+    return [
+        "--interactions",
+        str(exported.interactions),
+        "--user-features",
+        str(exported.users),
+        "--catalog",
+        str(exported.catalog),
+        "--global-model",
+        str(root / "run"),
+        "--state-dir",
+        str(state or root / "state"),
+    ]
 
 
 def service(setup: dict, **overrides) -> RecommendationService:
@@ -62,8 +71,17 @@ def service(setup: dict, **overrides) -> RecommendationService:
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])
 def test_validate_reports_rows_users_items_and_missing_values(setup, fmt, capsys):
     exported: ExportedPlatform = setup[fmt]
-    code = crossfed(["validate", "--interactions", str(exported.interactions),
-                     "--user-features", str(exported.users), "--catalog", str(exported.catalog)])
+    code = crossfed(
+        [
+            "validate",
+            "--interactions",
+            str(exported.interactions),
+            "--user-features",
+            str(exported.users),
+            "--catalog",
+            str(exported.catalog),
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0
     report = setup["platform"].report
@@ -76,8 +94,14 @@ def test_validate_reports_rows_users_items_and_missing_values(setup, fmt, capsys
 
 def test_items_outside_the_catalog_are_counted_and_dropped_never_mapped(setup, tmp_path, capsys):
     inter = pd.read_csv(setup["csv"].interactions, dtype=str)
-    extra = pd.DataFrame({"user_id": ["1", "1", "2"], "item_id": ["N1", "N2", "N1"], "timestamp": ["1", "2", "3"],
-                          "weight": ["1", "1", "1"]})
+    extra = pd.DataFrame(
+        {
+            "user_id": ["1", "1", "2"],
+            "item_id": ["N1", "N2", "N1"],
+            "timestamp": ["1", "2", "3"],
+            "weight": ["1", "1", "1"],
+        }
+    )
     path = tmp_path / "with_unknown.csv"
     pd.concat([inter, extra]).to_csv(path, index=False)
     args = ["--interactions", str(path), "--catalog", str(setup["csv"].catalog)]
@@ -90,8 +114,14 @@ def test_items_outside_the_catalog_are_counted_and_dropped_never_mapped(setup, t
 
 
 def test_a_catalog_of_another_version_is_refused(setup, capsys):
-    args = ["--interactions", str(setup["csv"].interactions), "--catalog", str(setup["csv"].catalog),
-            "--catalog-version", "ml-100k-2"]
+    args = [
+        "--interactions",
+        str(setup["csv"].interactions),
+        "--catalog",
+        str(setup["csv"].catalog),
+        "--catalog-version",
+        "ml-100k-2",
+    ]
     assert crossfed(["validate", *args]) == 1
     assert "catalog version 'ml-100k-1', but this run uses 'ml-100k-2'" in capsys.readouterr().err
 
@@ -180,17 +210,31 @@ def test_serving_and_fold_in_refuse_an_interactions_file_with_the_same_number_of
     other = load_operator_data(tmp_path / "interactions.csv", setup["catalog"], users=tmp_path / "users.csv")
     assert len(other.user_ids) == len(platform.user_ids) and "stranger" in other.user_ids
     state_file = setup["root"] / "state" / PlatformState.FILE_NAME
-    refusal = (f"{state_file}: the platform state was trained on other users than the data it is loaded with "
-               f"({len(platform.user_ids)} users in the state, {len(other.user_ids)} in the data): row 3 is user "
-               f"{replaced!r} in the state but {str(other.user_ids[3])!r} in the data")
+    refusal = (
+        f"{state_file}: the platform state was trained on other users than the data it is loaded with "
+        f"({len(platform.user_ids)} users in the state, {len(other.user_ids)} in the data): row 3 is user "
+        f"{replaced!r} in the state but {str(other.user_ids[3])!r} in the data"
+    )
     with pytest.raises(ServingError) as refused:
         RecommendationService.open(other, setup["root"] / "run", setup["root"] / "state")
     assert str(refused.value).startswith(refusal)
     pd.DataFrame({"user_id": ["stranger"], "item_id": [platform.item_ids[0]], "timestamp": [1]}).to_csv(
-        tmp_path / "new.csv", index=False)
-    args = ["--interactions", str(tmp_path / "interactions.csv"), "--user-features", str(tmp_path / "users.csv"),
-            "--catalog", str(setup["csv"].catalog), "--global-model", str(setup["root"] / "run"),
-            "--state-dir", str(setup["root"] / "state"), "--new-interactions", str(tmp_path / "new.csv")]
+        tmp_path / "new.csv", index=False
+    )
+    args = [
+        "--interactions",
+        str(tmp_path / "interactions.csv"),
+        "--user-features",
+        str(tmp_path / "users.csv"),
+        "--catalog",
+        str(setup["csv"].catalog),
+        "--global-model",
+        str(setup["root"] / "run"),
+        "--state-dir",
+        str(setup["root"] / "state"),
+        "--new-interactions",
+        str(tmp_path / "new.csv"),
+    ]
     assert crossfed(["fold-in", *args]) == 1
     assert refusal in capsys.readouterr().err
     assert not (setup["root"] / "state" / FoldIns.FILE_NAME).exists()
@@ -201,8 +245,9 @@ def test_the_fine_tuned_copy_is_served_and_stays_in_the_state_dir(setup, tmp_pat
     state.mkdir()
     (state / PlatformState.FILE_NAME).write_bytes((setup["root"] / "state" / PlatformState.FILE_NAME).read_bytes())
     platform = setup["platform"]
-    served = RecommendationService.open(platform, setup["root"] / "run", state,
-                                        {"serve-model": "fine-tuned", "finetune-epochs": 1})
+    served = RecommendationService.open(
+        platform, setup["root"] / "run", state, {"serve-model": "fine-tuned", "finetune-epochs": 1}
+    )
     assert (state / PrivateCopy.FILE_NAME).is_file()
     global_served = service(setup)
     user = platform.user_ids[0]
@@ -210,8 +255,9 @@ def test_the_fine_tuned_copy_is_served_and_stays_in_the_state_dir(setup, tmp_pat
     global_scores = global_served.scorer.scores(global_served.scorer.user_vectors(torch.tensor([0])))
     assert not torch.allclose(private_scores, global_scores)
     assert {r.item_id for r in served.recommend(user, 20)}.isdisjoint(served.history(user))
-    again = RecommendationService.open(platform, setup["root"] / "run", state,
-                                       {"serve-model": "fine-tuned", "finetune-epochs": 1})
+    again = RecommendationService.open(
+        platform, setup["root"] / "run", state, {"serve-model": "fine-tuned", "finetune-epochs": 1}
+    )
     assert torch.equal(again.scorer.scores(again.scorer.user_vectors(torch.tensor([0]))), private_scores)
 
 
@@ -241,7 +287,7 @@ def test_folding_in_held_out_users_beats_their_cold_start_list(setup):
         assert cold[0].explanation.basis.startswith("cold start")
         cold_hits.append(str(platform.item_ids[target]) in {r.item_id for r in cold})
     served.fold_in({u: h for u, (h, _, _) in users.items()}, {u: f for u, (_, _, f) in users.items()}, save=False)
-    for user, (history, target, _) in users.items():
+    for user, (_history, target, _) in users.items():
         folded = served.recommend(user, 10)
         assert folded[0].explanation.basis == "fold-in"
         fold_hits.append(str(platform.item_ids[target]) in {r.item_id for r in folded})
@@ -276,13 +322,20 @@ def test_foldin_cli_updates_users_without_touching_the_state_or_the_global_model
     known = platform.user_ids[0]
     known_history = set(service(setup).history(known))
     unseen = next(i for i in platform.item_ids if i not in known_history)
-    new_rows = pd.concat([new_rows, pd.DataFrame({"user_id": [known, known], "item_id": [unseen, "not-an-item"],
-                                                  "timestamp": [1, 2]})])
+    new_rows = pd.concat(
+        [new_rows, pd.DataFrame({"user_id": [known, known], "item_id": [unseen, "not-an-item"], "timestamp": [1, 2]})]
+    )
     new_rows.to_csv(tmp_path / "new.csv", index=False)
     held[held["user_id"] == newcomer][["user_id", "age", "gender", "occupation"]].drop_duplicates().to_csv(
-        tmp_path / "new_users.csv", index=False)
-    args = [*cli_platform_args(setup["csv"], setup["root"], state), "--new-interactions", str(tmp_path / "new.csv"),
-            "--new-user-features", str(tmp_path / "new_users.csv")]
+        tmp_path / "new_users.csv", index=False
+    )
+    args = [
+        *cli_platform_args(setup["csv"], setup["root"], state),
+        "--new-interactions",
+        str(tmp_path / "new.csv"),
+        "--new-user-features",
+        str(tmp_path / "new_users.csv"),
+    ]
     assert crossfed(["fold-in", *args]) == 0
     out = capsys.readouterr().out
     assert "folded in 2 users (1 new, 1 known)" in out and "1 rows with items not in catalog" in out

@@ -42,15 +42,19 @@ def message_identity(monkeypatch):
 
 def global_arrays() -> dict[str, np.ndarray]:
     rng = np.random.default_rng(0)
-    return {NAMES[0]: rng.normal(size=(40, 1)).astype(np.float32),
-            NAMES[1]: rng.normal(size=(1, 12)).astype(np.float32)}
+    return {
+        NAMES[0]: rng.normal(size=(40, 1)).astype(np.float32),
+        NAMES[1]: rng.normal(size=(1, 12)).astype(np.float32),
+    }
 
 
 def honest_updates(count: int, seed: int = 1) -> list[dict[str, np.ndarray]]:
     rng = np.random.default_rng(seed)
     base = global_arrays()
-    return [{name: (value + rng.normal(scale=0.02, size=value.shape)).astype(np.float32)
-             for name, value in base.items()} for _ in range(count)]
+    return [
+        {name: (value + rng.normal(scale=0.02, size=value.shape)).astype(np.float32) for name, value in base.items()}
+        for _ in range(count)
+    ]
 
 
 def reply(arrays: dict[str, np.ndarray], platform: int, num_examples: float = 100) -> TrainReply:
@@ -59,16 +63,24 @@ def reply(arrays: dict[str, np.ndarray], platform: int, num_examples: float = 10
 
 
 def reply_message(arrays: dict[str, np.ndarray], platform: int, num_examples: float = 100) -> Message:
-    request = Message(content=RecordDict({"config": ConfigRecord({"server-round": 1})}),
-                      dst_node_id=platform + 1, message_type=MessageType.TRAIN)
+    request = Message(
+        content=RecordDict({"config": ConfigRecord({"server-round": 1})}),
+        dst_node_id=platform + 1,
+        message_type=MessageType.TRAIN,
+    )
     record = {name: np.ascontiguousarray(value) for name, value in arrays.items()}
-    content = RecordDict({"arrays": to_array_record(record),
-                          "metrics": MetricRecord({"platform": platform, "num-examples": num_examples})})
+    content = RecordDict(
+        {
+            "arrays": to_array_record(record),
+            "metrics": MetricRecord({"platform": platform, "num-examples": num_examples}),
+        }
+    )
     return Message(content=content, reply_to=request)
 
 
-def aggregate(config: RunConfig, updates: list[dict[str, np.ndarray]], bound: float = 0.0,
-              weights: list[float] | None = None) -> dict[str, np.ndarray]:
+def aggregate(
+    config: RunConfig, updates: list[dict[str, np.ndarray]], bound: float = 0.0, weights: list[float] | None = None
+) -> dict[str, np.ndarray]:
     """Screen, then aggregate with the configured Flower strategy, as the round loop does."""
     replies = [reply(u, p, (weights or [100] * len(updates))[p]) for p, u in enumerate(updates)]
     accepted, _ = screen_updates(replies, global_arrays(), bound, server_round=1)
@@ -82,8 +94,10 @@ def honest_mean(updates: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
 def broken_updates() -> dict[str, tuple[dict[str, np.ndarray], float, str]]:
     base = global_arrays()
     nan, inf = dict(base), dict(base)
-    nan[NAMES[0]] = base[NAMES[0]].copy(); nan[NAMES[0]][3, 0] = np.nan
-    inf[NAMES[1]] = base[NAMES[1]].copy(); inf[NAMES[1]][0, 2] = -np.inf
+    nan[NAMES[0]] = base[NAMES[0]].copy()
+    nan[NAMES[0]][3, 0] = np.nan
+    inf[NAMES[1]] = base[NAMES[1]].copy()
+    inf[NAMES[1]][0, 2] = -np.inf
     huge = {name: value + 10.0 for name, value in base.items()}
     return {
         "nan": (nan, 100, "NaN or Inf"),
@@ -140,8 +154,11 @@ def test_median_and_trimmed_mean_keep_one_hostile_platform_within_the_honest_ran
     honest = honest_updates(platforms - 1, seed=platforms)
     base = global_arrays()
     hostile = {name: value + 1e3 for name, value in base.items()}  # finite: passes screening without a bound
-    defended = aggregate(RunConfig().replace(aggregation=aggregation, trim_fraction=0.25), [*honest, hostile],
-                         weights=[100] * (platforms - 1) + [1e9])  # an inflated weight buys nothing here either
+    defended = aggregate(
+        RunConfig().replace(aggregation=aggregation, trim_fraction=0.25),
+        [*honest, hostile],
+        weights=[100] * (platforms - 1) + [1e9],
+    )  # an inflated weight buys nothing here either
     for name in NAMES:
         stacked = np.stack([u[name] for u in honest])
         assert np.all(defended[name] >= stacked.min(axis=0) - 1e-6)
@@ -165,8 +182,9 @@ def test_a_platform_bounds_its_own_update_before_sending():
     moved = after["shared.weight"] - reference["shared.weight"]
     np.testing.assert_allclose(moved / np.linalg.norm(moved), direction / np.linalg.norm(direction), atol=1e-5)
     assert bound_update(model, reference, 0.0) == pytest.approx(0.7, rel=1e-5)  # 0 = no bound: unchanged
-    assert update_norm({f"shared.{k}": v.detach().numpy() for k, v in model.shared.named_parameters()},
-                       reference) == pytest.approx(0.7, rel=1e-5)
+    assert update_norm(
+        {f"shared.{k}": v.detach().numpy() for k, v in model.shared.named_parameters()}, reference
+    ) == pytest.approx(0.7, rel=1e-5)
 
 
 def test_robust_aggregation_needs_plain_fedavg():
@@ -197,8 +215,9 @@ def test_list_valued_metrics_are_rejected_not_a_crash():
     assert accepted == honest
     assert [r.platform for r in rejected] == [None] and "num-examples" in rejected[0].reason
     assert numeric_metrics(message.content["metrics"]) == {}  # every value was a list: none reads as a metric
-    message.content["metrics"] = MetricRecord({"platform": math.inf, "declined": 1, "train-loss": math.nan,
-                                               "num-examples": 3})
+    message.content["metrics"] = MetricRecord(
+        {"platform": math.inf, "declined": 1, "train-loss": math.nan, "num-examples": 3}
+    )
     assert numeric_metrics(message.content["metrics"]) == {"declined": 1, "num-examples": 3}
     hostile = parse_train_reply(message)
     assert (hostile.platform, hostile.declined, hostile.num_examples, hostile.train_loss) == (None, True, 3, None)

@@ -23,17 +23,30 @@ DROPPED = 2
 def drop_platform_at_setup(message: Message, context: Context, call_next) -> Message:
     """Platform ``DROPPED`` fails SecAgg+'s setup stage in round 1, as if its SuperNode had just stopped."""
     configs = message.content.config_records.get(RECORD_KEY_CONFIGS)
-    if (message.metadata.message_type == MessageType.TRAIN and configs is not None
-            and configs.get(Key.STAGE) == Stage.SETUP and message.metadata.group_id == "1"
-            and int(context.node_config.get("partition-id", -1)) == DROPPED):
+    if (
+        message.metadata.message_type == MessageType.TRAIN
+        and configs is not None
+        and configs.get(Key.STAGE) == Stage.SETUP
+        and message.metadata.group_id == "1"
+        and int(context.node_config.get("partition-id", -1)) == DROPPED
+    ):
         raise RuntimeError("simulated dropout before sharing keys")
     return call_next(message, context)
 
 
 def test_round_completes_without_a_platform_lost_at_setup(movielens_dir, tmp_path):
-    config = RunConfig().replace(run_dir=str(tmp_path / "run"), data_dir=str(movielens_dir), num_platforms=3,
-                                 num_server_rounds=1, max_users=150, seed=3, min_platforms=2, secagg=True,
-                                 embedding_dim=8, mlp_layers="16,8")
+    config = RunConfig().replace(
+        run_dir=str(tmp_path / "run"),
+        data_dir=str(movielens_dir),
+        num_platforms=3,
+        num_server_rounds=1,
+        max_users=150,
+        seed=3,
+        min_platforms=2,
+        secagg=True,
+        embedding_dim=8,
+        mlp_layers="16,8",
+    )
     summary = run_federated(config, client_mods=[drop_platform_at_setup])
     assert summary["rounds_completed"] == 1
     # The round trained on the two platforms that stayed; the dropped one still evaluates.

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS
 
-from crossfed.shared.storage.checkpoint import Checkpoint
 from crossfed.shared.config import ConfigError, RunConfig
 from crossfed.shared.protocol.secure_aggregation import QuantisationPlan, clip_update, quantisation_plan
+from crossfed.shared.storage.checkpoint import Checkpoint
 from tests.simulations.test_federation import recorded_run
 
 SETTINGS = dict(num_platforms=3, num_server_rounds=1, max_users=150, seed=3, min_platforms=2)

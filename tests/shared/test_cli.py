@@ -52,31 +52,40 @@ def test_help_lists_every_command_with_its_one_line_help(crossfed_command: str) 
 
 
 def test_building_every_parser_imports_no_torch_flower_or_ray() -> None:
-    probe = ("import sys\nfrom crossfed.shared.cli import main\n"
-             "for argv in (['--help'], *[[name, '--help'] for name in sys.argv[1:]]):\n"
-             "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
-             f"print('LOADED', *sorted(m for m in {HEAVY!r} if m in sys.modules))")
-    done = subprocess.run([sys.executable, "-c", probe, *sorted(COMMANDS)], capture_output=True, text=True,
-                          timeout=120)
+    probe = (
+        "import sys\nfrom crossfed.shared.cli import main\n"
+        "for argv in (['--help'], *[[name, '--help'] for name in sys.argv[1:]]):\n"
+        "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
+        f"print('LOADED', *sorted(m for m in {HEAVY!r} if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe, *sorted(COMMANDS)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1] == "LOADED"
 
 
 def test_python_m_crossfed_simulations_is_the_same_command() -> None:
-    done = subprocess.run([sys.executable, "-m", "crossfed.simulations", "--help"], capture_output=True, text=True,
-                          timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "crossfed.simulations", "--help"], capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0 and "usage: crossfed" in done.stdout
     assert all(name in done.stdout for name in COMMANDS)
 
 
-@pytest.mark.parametrize(("argv", "code", "message"), [
-    (["run", "--epsilon", "-2"], 2, "error: config key 'epsilon' = -2.0 is out of range"),
-    (["catalog", "show", "{tmp}/missing.json"], 1, "error: {tmp}/missing.json: catalog file not found"),
-    (["recommend", "--interactions", "x.csv", "--global-model", "run", "--state-dir", "s", "--all"], 2,
-     "error: --all needs --out FILE"),
-])
-def test_an_expected_failure_is_one_line_with_its_exit_code(crossfed_command: str, tmp_path: Path, argv: list[str],
-                                                            code: int, message: str) -> None:
+@pytest.mark.parametrize(
+    ("argv", "code", "message"),
+    [
+        (["run", "--epsilon", "-2"], 2, "error: config key 'epsilon' = -2.0 is out of range"),
+        (["catalog", "show", "{tmp}/missing.json"], 1, "error: {tmp}/missing.json: catalog file not found"),
+        (
+            ["recommend", "--interactions", "x.csv", "--global-model", "run", "--state-dir", "s", "--all"],
+            2,
+            "error: --all needs --out FILE",
+        ),
+    ],
+)
+def test_an_expected_failure_is_one_line_with_its_exit_code(
+    crossfed_command: str, tmp_path: Path, argv: list[str], code: int, message: str
+) -> None:
     argv = [arg.format(tmp=tmp_path) for arg in argv]
     if argv[0] == "run":
         argv += ["--out", str(tmp_path / "run")]
@@ -90,12 +99,26 @@ def test_an_expected_failure_is_one_line_with_its_exit_code(crossfed_command: st
 # --------------------------------------------------------------------------------- the error base
 
 
-@pytest.mark.parametrize(("error", "code"), [
-    (ConfigError, 2), (ExperimentError, 2), (UsageError, 2),
-    (DataValidationError, 1), (CatalogError, 1), (DatasetUnavailableError, 1), (DatasetChecksumError, 1),
-    (CorruptStateError, 1), (StateWriteError, 1), (ServingError, 1), (FederationError, 1),
-    (DeploymentError, 1), (BudgetExceeded, 1), (LeakError, 1), (InsecureRequestError, 1),
-])
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (ConfigError, 2),
+        (ExperimentError, 2),
+        (UsageError, 2),
+        (DataValidationError, 1),
+        (CatalogError, 1),
+        (DatasetUnavailableError, 1),
+        (DatasetChecksumError, 1),
+        (CorruptStateError, 1),
+        (StateWriteError, 1),
+        (ServingError, 1),
+        (FederationError, 1),
+        (DeploymentError, 1),
+        (BudgetExceeded, 1),
+        (LeakError, 1),
+        (InsecureRequestError, 1),
+    ],
+)
 def test_every_expected_failure_carries_its_exit_code(error: type[CrossfedError], code: int) -> None:
     assert issubclass(error, CrossfedError) and error.exit_code == code
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import pytest
 
 from crossfed.shared.config import ConfigError, RunConfig
@@ -38,8 +37,9 @@ def test_a_value_of_the_wrong_type_names_its_key():
 
 
 def test_a_user_batch_larger_than_the_smallest_platform_is_rejected(movielens_dir):
-    config = RunConfig().replace(data_dir=str(movielens_dir), num_platforms=4, max_users=200, partition="iid",
-                                 privacy_unit="user", user_batch=64)
+    config = RunConfig().replace(
+        data_dir=str(movielens_dir), num_platforms=4, max_users=200, partition="iid", privacy_unit="user", user_batch=64
+    )
     platforms = load_platforms(config)
     smallest = min(p.num_users for p in platforms)
     assert smallest < 64
@@ -53,8 +53,15 @@ def test_the_simulation_refuses_a_bad_user_batch_before_any_round(movielens_dir,
     from crossfed.simulations.federated import run_federated
 
     run_dir = tmp_path / "run"
-    config = RunConfig().replace(data_dir=str(movielens_dir), run_dir=str(run_dir), num_platforms=4, max_users=200,
-                                 partition="iid", privacy_unit="user", user_batch=500)
+    config = RunConfig().replace(
+        data_dir=str(movielens_dir),
+        run_dir=str(run_dir),
+        num_platforms=4,
+        max_users=200,
+        partition="iid",
+        privacy_unit="user",
+        user_batch=500,
+    )
     with pytest.raises(ConfigError, match="user-batch"):
         run_federated(config)
     assert not run_dir.exists()  # nothing ran, nothing was written
@@ -72,7 +79,7 @@ def test_the_cli_rejects_a_bad_value_before_creating_the_run_folder(tmp_path, ca
 
 def test_median_and_trimmed_mean_refuse_secure_aggregation():
     for aggregation in ("median", "trimmed-mean"):
-        with pytest.raises(ConfigError, match="'aggregation'.*SecAgg"):
+        with pytest.raises(ConfigError, match=r"'aggregation'.*SecAgg"):
             RunConfig.from_mapping({"aggregation": aggregation, "secagg": True})
     RunConfig.from_mapping({"aggregation": "mean", "secagg": True, "max-update-norm": 2.0})  # norm bound combines
 
@@ -114,8 +121,8 @@ def test_node_config_allows_flowers_keys_and_the_state_folder_by_name():
     from crossfed.shared.config import NODE_ONLY_KEYS, pinned_run_config
     from crossfed.shared.config.node import FLOWER_NODE_KEYS
 
-    assert FLOWER_NODE_KEYS == {PARTITION_ID_KEY, NUM_PARTITIONS_KEY}
-    assert NODE_ONLY_KEYS == FLOWER_NODE_KEYS | {"state-dir"}
+    assert {PARTITION_ID_KEY, NUM_PARTITIONS_KEY} == FLOWER_NODE_KEYS
+    assert FLOWER_NODE_KEYS | {"state-dir"} == NODE_ONLY_KEYS
     node = {"partition-id": 1, "num-partitions": 3, "state-dir": "/srv/state", "epsilon": 4.0}
     assert pinned_run_config(node) == {"epsilon": 4.0}
     with pytest.raises(ConfigError, match=r"unknown key 'partition-idx' in node config; did you mean 'partition-id'\?"):

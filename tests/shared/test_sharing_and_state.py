@@ -10,15 +10,15 @@ import torch
 
 import crossfed.shared.storage.checked
 from crossfed.client.outbox import LeakError, _platform_level
-from crossfed.shared.protocol.keys import PLAIN_METRICS, PRIVATE_METRICS
 from crossfed.shared.config import RunConfig
 from crossfed.shared.data.interactions import platform_view
 from crossfed.shared.model.recommender import build_model
-from crossfed.shared.trainer import PlatformTrainer
 from crossfed.shared.model.sharing import is_shared, load_shared_arrays, local_parameters, shared_arrays
-from crossfed.shared.storage.platform_state import PlatformState, PlatformUsersError
+from crossfed.shared.protocol.keys import PLAIN_METRICS, PRIVATE_METRICS
 from crossfed.shared.storage.checked import CorruptStateError, UnsafeStateError, load_checked, save_checked
 from crossfed.shared.storage.checkpoint import FinalModel
+from crossfed.shared.storage.platform_state import PlatformState, PlatformUsersError
+from crossfed.shared.trainer import PlatformTrainer
 
 CONFIG = RunConfig().replace(embedding_dim=4, mlp_layers="8,4", batch_size=32)
 
@@ -104,17 +104,25 @@ def test_a_restarted_platform_with_the_same_number_of_other_users_is_refused(dat
     users = [str(u) for u in trainer.data.user_ids]
     assert PlatformState.load_for_users(tmp_path, users).user_ids == users
     renamed = [*users[:5], "someone else", *users[6:]]
-    with pytest.raises(PlatformUsersError, match=rf"{tmp_path / PlatformState.FILE_NAME}: .* \(40 users in the state, "
-                       rf"40 in the data\): row 5 is user '{users[5]}' in the state but 'someone else' in the data"):
+    with pytest.raises(
+        PlatformUsersError,
+        match=rf"{tmp_path / PlatformState.FILE_NAME}: .* \(40 users in the state, "
+        rf"40 in the data\): row 5 is user '{users[5]}' in the state but 'someone else' in the data",
+    ):
         PlatformState.load_for_users(tmp_path, renamed)
     with pytest.raises(PlatformUsersError, match=f"user '{users[-1]}' \\(row 39 of the state\\) is missing"):
         PlatformState.load_for_users(tmp_path, users[:-1])
 
 
 def test_state_files_keep_numpy_arrays_tensors_and_plain_values_exactly(tmp_path):
-    value = {"arrays": {"f": np.linspace(0, 1, 7, dtype=np.float32), "i": np.arange(3), "b": np.array([True])},
-             "tensor": torch.arange(4.0), "plain": [1, 2.5, "x", None, (0.1, 0.2, 3)], "nan": float("nan"),
-             "numpy scalar": np.float64(0.5), 3: {"nested": np.zeros((2, 0), np.int16)}}
+    value = {
+        "arrays": {"f": np.linspace(0, 1, 7, dtype=np.float32), "i": np.arange(3), "b": np.array([True])},
+        "tensor": torch.arange(4.0),
+        "plain": [1, 2.5, "x", None, (0.1, 0.2, 3)],
+        "nan": float("nan"),
+        "numpy scalar": np.float64(0.5),
+        3: {"nested": np.zeros((2, 0), np.int16)},
+    }
     save_checked(tmp_path / "state.pt", value)
     loaded = load_checked(tmp_path / "state.pt")
     for name, array in value["arrays"].items():
@@ -146,9 +154,10 @@ def test_a_crafted_file_that_would_run_code_is_refused_and_runs_nothing(tmp_path
     marker.unlink()
 
     monkeypatch.setattr(crossfed.shared.storage.checked, "_stored", lambda value: value)  # store the object as is
-    save_checked(tmp_path / FinalModel.FILE_NAME, {"record": FinalModel.FILE_NAME,
-                                                   "fields": {"arrays": RunsAShellCommandWhenUnpickled(marker),
-                                                              "config": {}}})
+    save_checked(
+        tmp_path / FinalModel.FILE_NAME,
+        {"record": FinalModel.FILE_NAME, "fields": {"arrays": RunsAShellCommandWhenUnpickled(marker), "config": {}}},
+    )
     monkeypatch.undo()
     from crossfed.client.serving.service import load_global_parameters
 
@@ -213,17 +222,28 @@ def test_an_operator_pins_privacy_settings_in_node_config_over_the_coordinators_
     from crossfed.client.task import platform_config
 
     submitted = {"privacy-unit": "none", "epsilon": 8.0, "secagg": False}
-    node = {"partition-id": 1, "num-partitions": 3, "privacy-unit": "user", "epsilon": 4.0, "secagg": True,
-            "state-dir": "/srv/state"}
+    node = {
+        "partition-id": 1,
+        "num-partitions": 3,
+        "privacy-unit": "user",
+        "epsilon": 4.0,
+        "secagg": True,
+        "state-dir": "/srv/state",
+    }
     context = Context(run_id=1, node_id=1, node_config=node, state=RecordDict(), run_config=submitted)
     config = platform_config(context)
-    assert (config.privacy.privacy_unit, config.privacy.epsilon, config.secure_aggregation.secagg,
-            config.data.num_platforms) == ("user", 4.0, True, 3)
+    assert (
+        config.privacy.privacy_unit,
+        config.privacy.epsilon,
+        config.secure_aggregation.secagg,
+        config.data.num_platforms,
+    ) == ("user", 4.0, True, 3)
 
 
 def test_scoring_the_whole_catalog_equals_scoring_it_pair_by_pair(dataset):
-    model = build_model(RunConfig().model, dataset.num_items, dataset.item_features, dataset.num_users,
-                        dataset.user_features, seed=3).eval()
+    model = build_model(
+        RunConfig().model, dataset.num_items, dataset.item_features, dataset.num_users, dataset.user_features, seed=3
+    ).eval()
     users = torch.arange(5)
     pairs = model(users, torch.arange(dataset.num_items).expand(len(users), -1))
     torch.testing.assert_close(model.score(users, None), pairs)

@@ -23,8 +23,16 @@ def test_start_up_is_timed_apart_from_the_epochs(run, movielens_dir, tmp_path, m
         return load(config)
 
     monkeypatch.setattr(crossfed.simulations.baselines, "load_platforms", slow_load)
-    config = RunConfig().replace(data_dir=str(movielens_dir), run_dir=str(tmp_path), max_users=60, num_platforms=2,
-                                 partition="iid", num_server_rounds=2, embedding_dim=8, mlp_layers="16,8")
+    config = RunConfig().replace(
+        data_dir=str(movielens_dir),
+        run_dir=str(tmp_path),
+        max_users=60,
+        num_platforms=2,
+        partition="iid",
+        num_server_rounds=2,
+        embedding_dim=8,
+        mlp_layers="16,8",
+    )
     summary = run(config)
     elapsed = [entry["elapsed_seconds"] for entry in summary["history"]]
     assert len(elapsed) == 2 and 0 < elapsed[0] < elapsed[1]

@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from crossfed.shared.protocol.keys import PREPARE_MESSAGE_TYPE
 from crossfed.shared.config import RunConfig
 from crossfed.shared.data.datasets import load_platforms
+from crossfed.shared.evaluation.per_user_results import PerUserResults
 from crossfed.shared.model.recommender import build_model
 from crossfed.shared.model.sharing import shared_arrays
-from crossfed.shared.evaluation.per_user_results import PerUserResults
+from crossfed.shared.protocol.keys import PREPARE_MESSAGE_TYPE
 from crossfed.shared.storage.checkpoint import Checkpoint, FinalModel
 from crossfed.shared.storage.platform_state import PlatformState
 from crossfed.simulations.federated import run_federated
@@ -23,9 +23,20 @@ from crossfed.simulations.federated import run_federated
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
 ALLOWED_METRICS = {
-    "platform", "num-examples", "train-loss", "train-seconds", "pairs-per-second", "num-users",
-    "sampled-hr", "sampled-ndcg", "full-hr", "full-ndcg",
-    "global-sampled-hr", "global-sampled-ndcg", "global-full-hr", "global-full-ndcg",
+    "platform",
+    "num-examples",
+    "train-loss",
+    "train-seconds",
+    "pairs-per-second",
+    "num-users",
+    "sampled-hr",
+    "sampled-ndcg",
+    "full-hr",
+    "full-ndcg",
+    "global-sampled-hr",
+    "global-sampled-ndcg",
+    "global-full-hr",
+    "global-full-ndcg",
 }
 
 
@@ -77,8 +88,16 @@ def recorded_run(tmp_path_factory, name: str, mods=(), **settings):
 @pytest.fixture(scope="module")
 def federated_run(movielens_dir, tmp_path_factory):
     return recorded_run(
-        tmp_path_factory, "federated", mods=[slow_prepare], data_dir=str(movielens_dir), num_platforms=3,
-        max_users=300, num_server_rounds=3, local_epochs=2, partition="iid", seed=3,
+        tmp_path_factory,
+        "federated",
+        mods=[slow_prepare],
+        data_dir=str(movielens_dir),
+        num_platforms=3,
+        max_users=300,
+        num_server_rounds=3,
+        local_epochs=2,
+        partition="iid",
+        seed=3,
     )
 
 
@@ -104,8 +123,12 @@ def test_start_up_is_timed_apart_from_the_rounds(federated_run):
 def test_no_message_carries_user_side_data(federated_run):
     config, _summary, recorded = federated_run
     platforms = load_platforms(config)
-    expected = {name: list(a.shape) for name, a in shared_arrays(
-        build_model(config.model, platforms[0].num_items, platforms[0].item_features)).items()}
+    expected = {
+        name: list(a.shape)
+        for name, a in shared_arrays(
+            build_model(config.model, platforms[0].num_items, platforms[0].item_features)
+        ).items()
+    }
     train_replies = [m for m in recorded if m["type"] == "train"]
     evaluate_replies = [m for m in recorded if m["type"] == "evaluate"]
     assert len(train_replies) == 3 * 3  # every platform, every round
@@ -125,9 +148,10 @@ def test_no_message_carries_user_side_data(federated_run):
         assert message["arrays"] == {}
     users_per_platform = {p.platform: p.num_users for p in platforms}
     for message in recorded:
-        assert message["metrics"].get("num-users", users_per_platform[message["platform"]]) <= users_per_platform[
-            message["platform"]
-        ]
+        assert (
+            message["metrics"].get("num-users", users_per_platform[message["platform"]])
+            <= users_per_platform[message["platform"]]
+        )
 
 
 def test_the_same_seed_gives_the_same_global_model_bit_for_bit(federated_run, tmp_path):
@@ -158,9 +182,23 @@ def test_run_folder_holds_checkpoint_final_model_and_local_states(federated_run)
 def private_run(movielens_dir, tmp_path_factory):
     """User-level DP with a fixed noise multiplier and a budget that lasts two of four rounds."""
     return recorded_run(
-        tmp_path_factory, "private", data_dir=str(movielens_dir), num_platforms=3, max_users=240,
-        num_server_rounds=4, partition="iid", seed=4, privacy_unit="user", noise_multiplier=2.0, epsilon=2.5,
-        delta=1e-4, item_id_embedding=False, embedding_dim=8, mlp_layers="16", user_batch=40, finetune_epochs=1,
+        tmp_path_factory,
+        "private",
+        data_dir=str(movielens_dir),
+        num_platforms=3,
+        max_users=240,
+        num_server_rounds=4,
+        partition="iid",
+        seed=4,
+        privacy_unit="user",
+        noise_multiplier=2.0,
+        epsilon=2.5,
+        delta=1e-4,
+        item_id_embedding=False,
+        embedding_dim=8,
+        mlp_layers="16",
+        user_batch=40,
+        finetune_epochs=1,
     )
 
 
@@ -194,8 +232,14 @@ def test_under_dp_nothing_but_dp_parameters_and_privacy_status_leaves(private_ru
 
 
 def test_a_resumed_run_continues_after_its_last_checkpoint(movielens_dir, tmp_path):
-    settings = {"data_dir": str(movielens_dir), "run_dir": str(tmp_path), "num_platforms": 3, "max_users": 150,
-                "partition": "iid", "seed": 5}
+    settings = {
+        "data_dir": str(movielens_dir),
+        "run_dir": str(tmp_path),
+        "num_platforms": 3,
+        "max_users": 150,
+        "partition": "iid",
+        "seed": 5,
+    }
     first = run_federated(RunConfig().replace(num_server_rounds=2, **settings))
     resumed = run_federated(RunConfig().replace(num_server_rounds=3, resume=True, **settings))
     assert [entry["round"] for entry in resumed["history"]] == [1, 2, 3]

@@ -43,9 +43,18 @@ TIMEOUT = 1200.0
 def deployed(movielens_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("loopback") / "run"
     settings = LoopbackSettings(
-        out=out, platforms=3, rounds=ROUNDS, secagg=True, privacy_unit="user", max_users=150,
-        data_dir=str(movielens_dir), kill_after_round=1, kill_platform=RESTARTED, check_unregistered=True,
-        overrides={"embedding-dim": 8, "mlp-layers": "16,8", "seed": 1}, timeout=TIMEOUT,
+        out=out,
+        platforms=3,
+        rounds=ROUNDS,
+        secagg=True,
+        privacy_unit="user",
+        max_users=150,
+        data_dir=str(movielens_dir),
+        kill_after_round=1,
+        kill_platform=RESTARTED,
+        check_unregistered=True,
+        overrides={"embedding-dim": 8, "mlp-layers": "16,8", "seed": 1},
+        timeout=TIMEOUT,
     )
     return out, run_loopback(settings)
 
@@ -82,8 +91,9 @@ def test_restarted_platform_continues_its_ledger(deployed):
     assert summary["privacy"]["epsilon"][str(RESTARTED)] == pytest.approx(after["epsilon"])
     # Its own log: training rounds go on after the restart, none is trained twice.
     log = out / "platforms" / f"platform-{RESTARTED}" / "metrics.jsonl"
-    trained = [json.loads(line)["round"] for line in log.read_text().splitlines()
-               if json.loads(line)["stage"] == "train"]
+    trained = [
+        json.loads(line)["round"] for line in log.read_text().splitlines() if json.loads(line)["stage"] == "train"
+    ]
     assert trained == sorted(set(trained)) and trained[-1] == ROUNDS and trained[0] == 1
 
 

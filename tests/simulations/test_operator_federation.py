@@ -24,9 +24,15 @@ def own_files(movielens_dir, tmp_path_factory):
 def test_platforms_train_a_federation_on_their_own_files(own_files, tmp_path):
     root, catalog = own_files
     config = RunConfig().replace(
-        run_dir=str(tmp_path / "run"), num_platforms=2, num_server_rounds=2, min_platforms=2,
-        operator_data=str(root / "platform-{partition-id}"), catalog=str(catalog), catalog_version=CATALOG_VERSION,
-        embedding_dim=8, mlp_layers="16,8",
+        run_dir=str(tmp_path / "run"),
+        num_platforms=2,
+        num_server_rounds=2,
+        min_platforms=2,
+        operator_data=str(root / "platform-{partition-id}"),
+        catalog=str(catalog),
+        catalog_version=CATALOG_VERSION,
+        embedding_dim=8,
+        mlp_layers="16,8",
     )
     summary = run_federated(config)
     assert summary["rounds_completed"] == 2
@@ -42,5 +48,5 @@ def test_own_files_need_the_catalog_and_an_interactions_file(own_files, tmp_path
     empty = tmp_path / "empty"
     empty.mkdir()
     config = RunConfig().replace(operator_data=str(empty), catalog=str(catalog), catalog_version=CATALOG_VERSION)
-    with pytest.raises(DataValidationError, match="no interactions.csv or interactions.parquet"):
+    with pytest.raises(DataValidationError, match=r"no interactions\.csv or interactions\.parquet"):
         own_platform(config.data, 0)

@@ -60,22 +60,62 @@ def test_simulation_runs_against_a_running_ray_head(movielens_dir: Path, tmp_pat
     address = f"127.0.0.1:{port}"
     # Ray's socket paths must stay short (< 108 bytes), so not under pytest's long tmp_path.
     temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
-    env = {**os.environ, "RAY_DISABLE_USAGE_STATS": "1", "FLWR_TELEMETRY_ENABLED": "0",
-           "FLWR_DISABLE_UPDATE_CHECK": "1", "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1"}
+    env = {
+        **os.environ,
+        "RAY_DISABLE_USAGE_STATS": "1",
+        "FLWR_TELEMETRY_ENABLED": "0",
+        "FLWR_DISABLE_UPDATE_CHECK": "1",
+        "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
+    }
     env.pop("RAY_ADDRESS", None)
     head = subprocess.Popen(
-        [ray, "start", "--head", "--block", f"--port={port}", f"--temp-dir={temp_dir}", "--num-cpus=2",
-         "--include-dashboard=false", "--disable-usage-stats"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        [
+            ray,
+            "start",
+            "--head",
+            "--block",
+            f"--port={port}",
+            f"--temp-dir={temp_dir}",
+            "--num-cpus=2",
+            "--include-dashboard=false",
+            "--disable-usage-stats",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     try:
         _wait_until_up(address, head)
         out = tmp_path / "run"
         result = subprocess.run(
-            [crossfed_command, "run", "--mode", "federated", "--platforms", "2", "--rounds", "1",
-             "--max-users", "40", "--partition", "iid", "--embedding-dim", "8", "--mlp-layers", "16,8",
-             "--data-dir", str(movielens_dir), "--out", str(out), "--quiet"],
-            env={**env, "RAY_ADDRESS": address}, capture_output=True, text=True, timeout=240,
+            [
+                crossfed_command,
+                "run",
+                "--mode",
+                "federated",
+                "--platforms",
+                "2",
+                "--rounds",
+                "1",
+                "--max-users",
+                "40",
+                "--partition",
+                "iid",
+                "--embedding-dim",
+                "8",
+                "--mlp-layers",
+                "16,8",
+                "--data-dir",
+                str(movielens_dir),
+                "--out",
+                str(out),
+                "--quiet",
+            ],
+            env={**env, "RAY_ADDRESS": address},
+            capture_output=True,
+            text=True,
+            timeout=240,
             cwd=Path(__file__).resolve().parents[2],
         )
         assert result.returncode == 0, result.stderr[-3000:]

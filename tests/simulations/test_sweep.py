@@ -38,14 +38,17 @@ def test_every_shipped_experiment_loads() -> None:
 def test_the_acceptance_experiment_is_the_main_job_in_every_mode_over_three_seeds(tmp_path: Path) -> None:
     experiment = load_experiment(ROOT / "simulations" / "experiments" / "acceptance.toml")
     assert sorted((cell.mode, cell.seed) for cell in experiment.cells) == sorted(
-        (mode, seed) for mode in MODES for seed in (0, 1, 2))
+        (mode, seed) for mode in MODES for seed in (0, 1, 2)
+    )
     main_job = RunConfig.from_mapping({"run-dir": str(tmp_path)})
     for cell in experiment.cells:
         assert cell.config(tmp_path) == main_job.replace(seed=cell.seed)
 
 
 def test_grid_expands_to_arms_times_points_times_modes_times_seeds(tmp_path: Path) -> None:
-    path = _write(tmp_path, """
+    path = _write(
+        tmp_path,
+        """
         seeds = [0, 1]
         [base]
         num-server-rounds = 3
@@ -58,7 +61,8 @@ def test_grid_expands_to_arms_times_points_times_modes_times_seeds(tmp_path: Pat
         modes = ["federated"]
         set = { privacy-unit = "user" }
         grid = { epsilon = [1.0, inf], num-platforms = [3, 5] }
-    """)
+    """,
+    )
     experiment = load_experiment(path)
     assert experiment.name == "exp"
     names = [cell.name for cell in experiment.cells]
@@ -66,24 +70,33 @@ def test_grid_expands_to_arms_times_points_times_modes_times_seeds(tmp_path: Pat
     assert "ref_local-only_seed4" in names and "dp_federated_epsilon=inf_num-platforms=5_seed1" in names
     cell = next(c for c in experiment.cells if c.name == "dp_federated_epsilon=inf_num-platforms=5_seed1")
     config = cell.config(tmp_path / "run")
-    assert (config.federation.num_server_rounds, config.privacy.privacy_unit, config.data.num_platforms,
-            config.experiment.seed) == (3, "user", 5, 1)
+    assert (
+        config.federation.num_server_rounds,
+        config.privacy.privacy_unit,
+        config.data.num_platforms,
+        config.experiment.seed,
+    ) == (3, "user", 5, 1)
     assert math.isinf(config.privacy.epsilon)
 
 
-@pytest.mark.parametrize(("text", "names"), [
-    ("[[arm]]\nname = 'a'\nmodes = ['federated']\nset = { num-rounds = 3 }", ["num-rounds"]),
-    ("[base]\nlearning-rat = 0.1\n[[arm]]\nname = 'a'\nmodes = ['federated']",
-     ["base.learning-rat", "did you mean 'learning-rate'?"]),
-    ("[[arm]]\nname = 'a'\nmodes = ['federated']\ngrid = { num-platforms = [0, 2] }", ["num-platforms"]),
-    ("[[arm]]\nname = 'a'\nmodes = ['fedrated']", ["modes"]),
-    ("[[arm]]\nname = 'a'\nmodes = ['federated']\ngrid = { epsilon = 1.0 }", ["grid.epsilon"]),
-    ("[[arm]]\nname = 'a'\nmodes = ['federated']\nset = { seed = 3 }", ["seed", "seeds"]),
-    ("[[arm]]\nname = 'a'\nmodes = ['federated']\ncolour = 'red'", ["colour"]),
-    ("seeds = [0]\n", ["[[arm]]"]),
-    ("[[arm]]\nname = 'a'\nmodes = ['federated']\n[[arm]]\nname = 'a'\nmodes = ['local-only']", ["'a'"]),
-    ("[[arm\nname = 'a'", ["not valid TOML"]),
-])
+@pytest.mark.parametrize(
+    ("text", "names"),
+    [
+        ("[[arm]]\nname = 'a'\nmodes = ['federated']\nset = { num-rounds = 3 }", ["num-rounds"]),
+        (
+            "[base]\nlearning-rat = 0.1\n[[arm]]\nname = 'a'\nmodes = ['federated']",
+            ["base.learning-rat", "did you mean 'learning-rate'?"],
+        ),
+        ("[[arm]]\nname = 'a'\nmodes = ['federated']\ngrid = { num-platforms = [0, 2] }", ["num-platforms"]),
+        ("[[arm]]\nname = 'a'\nmodes = ['fedrated']", ["modes"]),
+        ("[[arm]]\nname = 'a'\nmodes = ['federated']\ngrid = { epsilon = 1.0 }", ["grid.epsilon"]),
+        ("[[arm]]\nname = 'a'\nmodes = ['federated']\nset = { seed = 3 }", ["seed", "seeds"]),
+        ("[[arm]]\nname = 'a'\nmodes = ['federated']\ncolour = 'red'", ["colour"]),
+        ("seeds = [0]\n", ["[[arm]]"]),
+        ("[[arm]]\nname = 'a'\nmodes = ['federated']\n[[arm]]\nname = 'a'\nmodes = ['local-only']", ["'a'"]),
+        ("[[arm\nname = 'a'", ["not valid TOML"]),
+    ],
+)
 def test_a_bad_experiment_is_rejected_naming_file_and_key(tmp_path: Path, text: str, names: list[str]) -> None:
     path = _write(tmp_path, text, "bad.toml")
     with pytest.raises(ExperimentError) as error:
@@ -109,21 +122,41 @@ def test_time_to_reach_pairs_every_federated_arm_with_every_centralized_arm() ->
     from crossfed.simulations.tidy import Tables
 
     def cell(name: str, arm: str, mode: str, startup: float = math.nan) -> dict:
-        return {"cell": name, "arm": arm, "mode": mode, "privacy_unit": "none", "seed": 0, "platforms": 5,
-                "partition": "natural", "startup_seconds": startup}
+        return {
+            "cell": name,
+            "arm": arm,
+            "mode": mode,
+            "privacy_unit": "none",
+            "seed": 0,
+            "platforms": 5,
+            "partition": "natural",
+            "startup_seconds": startup,
+        }
 
     curves = {  # (elapsed seconds, validation HR@10) per round or epoch
         "fed-a": [(10, 0.50), (20, 0.60), (30, 0.58)],  # final 0.58, first reached at 20 s
-        "fed-b": [(5, 0.55), (10, 0.65)],               # final 0.65 at 10 s
+        "fed-b": [(5, 0.55), (10, 0.65)],  # final 0.65 at 10 s
         "cen-a": [(4, 0.40), (8, 0.59), (12, 0.66)],
-        "cen-b": [(3, 0.62), (6, 0.64)],                # never reaches 0.65
-        "fed-c": [(7, math.nan)],                       # no validation metric at all (e.g. under DP)
+        "cen-b": [(3, 0.62), (6, 0.64)],  # never reaches 0.65
+        "fed-c": [(7, math.nan)],  # no validation metric at all (e.g. under DP)
     }
     alone = {**cell("fed-c", "fc", "federated"), "platforms": 20}  # no centralized cell to compare with
-    cells = pd.DataFrame([cell("fed-a", "fa", "federated", startup=6), cell("fed-b", "fb", "federated"), alone,
-                          cell("cen-a", "ca", "centralized", startup=2), cell("cen-b", "cb", "centralized")])
-    history = pd.DataFrame([{"cell": name, "round": i + 1, "elapsed_seconds": t, "val_sampled_hr": hr}
-                            for name, curve in curves.items() for i, (t, hr) in enumerate(curve)])
+    cells = pd.DataFrame(
+        [
+            cell("fed-a", "fa", "federated", startup=6),
+            cell("fed-b", "fb", "federated"),
+            alone,
+            cell("cen-a", "ca", "centralized", startup=2),
+            cell("cen-b", "cb", "centralized"),
+        ]
+    )
+    history = pd.DataFrame(
+        [
+            {"cell": name, "round": i + 1, "elapsed_seconds": t, "val_sampled_hr": hr}
+            for name, curve in curves.items()
+            for i, (t, hr) in enumerate(curve)
+        ]
+    )
     reach = time_to_reach(Tables(cells, pd.DataFrame(), history)).set_index(["federated_arm", "centralized_arm"])
     assert len(reach) == 4
     assert reach.loc[("fa", "ca"), "federated_seconds"] == 20 and reach.loc[("fa", "ca"), "centralized_seconds"] == 8
@@ -140,8 +173,11 @@ def test_time_to_reach_pairs_every_federated_arm_with_every_centralized_arm() ->
 def test_report_only_runs_nothing(movielens_dir: Path, tmp_path: Path, crossfed_command: str) -> None:
     out = tmp_path / "sweep"
     result = subprocess.run(
-        [crossfed_command, "sweep", str(QUICK), "--out", str(out), "--data-dir", str(movielens_dir),
-         "--report-only"], cwd=ROOT, capture_output=True, text=True, timeout=600,
+        [crossfed_command, "sweep", str(QUICK), "--out", str(out), "--data-dir", str(movielens_dir), "--report-only"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert f"0 of {len(load_experiment(QUICK).cells)} cells finished" in result.stdout
@@ -166,17 +202,20 @@ def test_memory_is_measured_over_the_whole_process_tree() -> None:
 
 def _sweep(crossfed_command: str, out: Path, data_dir: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [crossfed_command, "sweep", str(QUICK), "--out", str(out), "--data-dir", str(data_dir),
-         "--quiet"],
-        cwd=ROOT, capture_output=True, text=True, timeout=3600,  # a hang guard, not a speed check
+        [crossfed_command, "sweep", str(QUICK), "--out", str(out), "--data-dir", str(data_dir), "--quiet"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=3600,  # a hang guard, not a speed check
         env={**os.environ, "FLWR_TELEMETRY_ENABLED": "0", "FLWR_DISABLE_UPDATE_CHECK": "1"},
     )
 
 
 @pytest.mark.slow
 @pytest.mark.ray
-def test_quick_sweep_runs_every_cell_tabulates_plots_and_resumes(movielens_dir: Path, tmp_path: Path,
-                                                                 crossfed_command: str) -> None:
+def test_quick_sweep_runs_every_cell_tabulates_plots_and_resumes(
+    movielens_dir: Path, tmp_path: Path, crossfed_command: str
+) -> None:
     out = tmp_path / "quick"
     first = _sweep(crossfed_command, out, movielens_dir)
     assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-3000:]

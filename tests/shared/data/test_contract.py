@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pickle
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -13,28 +13,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from crossfed.shared.data import (
-
     DataValidationError,
-
     ValidationReport,
-
     infer_feature_kind,
-
     load_tables,
-
     read_table,
-
     validate,
-
 )
 from crossfed.shared.data.contract import _parse_timestamps
 
-ITEMS_CSV = (
-    "item_id,title,price,color,tags\n"
-    "i1,Red shoe,9.5,red,a|b\n"
-    "i2,Blue hat,,blue,b\n"
-    "i3,Green cap,3,,\n"
-)
+ITEMS_CSV = "item_id,title,price,color,tags\ni1,Red shoe,9.5,red,a|b\ni2,Blue hat,,blue,b\ni3,Green cap,3,,\n"
 USERS_CSV = "user_id,age,country\nu1,30,DE\nu2,,FR\n"
 
 
@@ -87,7 +75,11 @@ def test_valid_csv_is_normalised(tmp_path: Path, catalog: Path, users_file: Path
     }
     assert tables.items["price"].dtype == np.float64
     assert tables.report == ValidationReport(
-        rows_read=3, duplicates_dropped=0, users=2, items=3, items_interacted=2,
+        rows_read=3,
+        duplicates_dropped=0,
+        users=2,
+        items=3,
+        items_interacted=2,
         missing_values={
             "items": {"title": 0, "price": 1, "color": 1, "tags": 1},
             "users": {"age": 1, "country": 0},
@@ -213,9 +205,7 @@ def test_blank_interior_line_keeps_row_numbers(tmp_path: Path, catalog: Path) ->
         ("weight", "inf", "weight"),
     ],
 )
-def test_wrong_type(
-    tmp_path: Path, catalog: Path, header: str, bad_value: str, column: str
-) -> None:
+def test_wrong_type(tmp_path: Path, catalog: Path, header: str, bad_value: str, column: str) -> None:
     inter = write(
         tmp_path / "interactions.csv",
         f"user_id,item_id,{header}\nu1,i1,1\nu1,i2,2\nu2,i3,{bad_value}\n",
@@ -241,9 +231,7 @@ def test_unknown_item_message(tmp_path: Path, catalog: Path) -> None:
     inter = write(tmp_path / "interactions.csv", "user_id,item_id\nu1,i1\nu1,abc\n")
     err = load_error(inter, catalog)
     assert (err.file, err.row, err.column) == (str(inter), 2, "item_id")
-    assert str(err) == (
-        f"{inter}, row 2, column 'item_id': item 'abc' is not in the item catalog ({catalog})"
-    )
+    assert str(err) == (f"{inter}, row 2, column 'item_id': item 'abc' is not in the item catalog ({catalog})")
 
 
 def test_unknown_item_message_with_relative_names(tmp_path: Path, monkeypatch) -> None:
@@ -252,10 +240,7 @@ def test_unknown_item_message_with_relative_names(tmp_path: Path, monkeypatch) -
     lines = "".join(f"u1,i{1 + k % 3}\n" for k in range(16))
     write(tmp_path / "interactions.csv", "user_id,item_id\n" + lines + "u1,abc\n")
     err = load_error(Path("interactions.csv"), Path("items.csv"))
-    assert str(err) == (
-        "interactions.csv, row 17, column 'item_id': item 'abc' is not in the item catalog "
-        "(items.csv)"
-    )
+    assert str(err) == ("interactions.csv, row 17, column 'item_id': item 'abc' is not in the item catalog (items.csv)")
 
 
 def test_unknown_user(tmp_path: Path, catalog: Path, users_file: Path) -> None:
@@ -285,7 +270,9 @@ def test_declared_numeric_feature_with_text(tmp_path: Path) -> None:
     inter = pd.DataFrame({"user_id": ["u"], "item_id": ["a"]})
     with pytest.raises(DataValidationError) as info:
         validate(
-            inter, items, sources={"items": "items.csv"},
+            inter,
+            items,
+            sources={"items": "items.csv"},
             feature_kinds={"items": {"price": "numeric"}},
         )
     assert (info.value.file, info.value.row, info.value.column) == ("items.csv", 3, "price")
@@ -314,9 +301,7 @@ def test_missing_file(tmp_path: Path) -> None:
         read_table(tmp_path / "nope.csv")
 
 
-@pytest.mark.parametrize(
-    ("suffix", "content"), [(".csv", b""), (".csv", b"\n\n  \n"), (".parquet", b"")]
-)
+@pytest.mark.parametrize(("suffix", "content"), [(".csv", b""), (".csv", b"\n\n  \n"), (".parquet", b"")])
 def test_empty_file(tmp_path: Path, suffix: str, content: bytes) -> None:
     path = write(tmp_path / f"interactions{suffix}", content)
     with pytest.raises(DataValidationError, match="file is empty") as info:
@@ -364,15 +349,11 @@ def test_parquet_missing_column(tmp_path: Path, catalog: Path) -> None:
 
 def test_parquet_wrong_column_types(tmp_path: Path, catalog: Path) -> None:
     inter = tmp_path / "interactions.parquet"
-    pd.DataFrame(
-        {"user_id": ["u1", "u2"], "item_id": ["i1", "i2"], "timestamp": [True, False]}
-    ).to_parquet(inter)
+    pd.DataFrame({"user_id": ["u1", "u2"], "item_id": ["i1", "i2"], "timestamp": [True, False]}).to_parquet(inter)
     err = load_error(inter, catalog)
     assert (err.file, err.row, err.column) == (str(inter), 1, "timestamp")
 
-    pd.DataFrame(
-        {"user_id": ["u1", "u2"], "item_id": ["i1", "i2"], "rating": [[1, 2], [3]]}
-    ).to_parquet(inter)
+    pd.DataFrame({"user_id": ["u1", "u2"], "item_id": ["i1", "i2"], "rating": [[1, 2], [3]]}).to_parquet(inter)
     err = load_error(inter, catalog)
     assert (err.file, err.row, err.column) == (str(inter), 1, "rating")
 
@@ -410,7 +391,7 @@ def test_inputs_not_modified() -> None:
         st.datetimes(
             min_value=datetime(1900, 1, 1),
             max_value=datetime(2200, 1, 1),
-            timezones=st.just(timezone.utc),
+            timezones=st.just(UTC),
         ).map(lambda d: d.replace(microsecond=0)),
         min_size=1,
         max_size=20,

@@ -78,9 +78,7 @@ def test_aligned_to_requested_ids_and_unknown_ids_are_missing() -> None:
 
 
 def test_encoding_does_not_depend_on_row_order() -> None:
-    t = table(
-        color=["red", "green", "blue", NAN], tags=["a|b", "b", NAN, "c"], size=[1.0, NAN, 3, 4]
-    )
+    t = table(color=["red", "green", "blue", NAN], tags=["a|b", "b", NAN, "c"], size=[1.0, NAN, 3, 4])
     kinds = {"color": "categorical", "tags": "multi", "size": "numeric"}
     ids = list("dcba")
     first = encode_features(t, "id", ids, kinds)
@@ -95,11 +93,7 @@ def test_unknown_kind_is_rejected() -> None:
 
 
 @settings(max_examples=50, deadline=None)
-@given(
-    st.lists(
-        st.one_of(st.none(), st.sampled_from(["x", "y", "zz", "Ä", "10"])), min_size=1, max_size=30
-    )
-)
+@given(st.lists(st.one_of(st.none(), st.sampled_from(["x", "y", "zz", "Ä", "10"])), min_size=1, max_size=30))
 def test_categorical_codes_decode_to_values(values: list[str | None]) -> None:
     ids = [f"id{k}" for k in range(len(values))]
     t = pd.DataFrame({"id": ids, "v": pd.Series(values, dtype="str")})
@@ -113,9 +107,7 @@ def test_categorical_codes_decode_to_values(values: list[str | None]) -> None:
 
 
 def small_tables(with_users: bool = True):
-    items = pd.DataFrame(
-        {"item_id": ["i3", "i1", "i2"], "genre": ["a|b", "b", NAN], "price": [1.0, 2.0, 3.0]}
-    )
+    items = pd.DataFrame({"item_id": ["i3", "i1", "i2"], "genre": ["a|b", "b", NAN], "price": [1.0, 2.0, 3.0]})
     users = pd.DataFrame({"user_id": ["u2", "u10", "u1", "idle"], "region": ["n", "s", NAN, "s"]})
     inter = pd.DataFrame(
         {

@@ -20,30 +20,18 @@ import pandas as pd
 import pytest
 
 from crossfed.shared.data import (
-
     ML100K_URL,
-
     DatasetChecksumError,
-
     DatasetUnavailableError,
-
     DataValidationError,
-
     EncodedDataset,
-
     Tables,
-
     encode,
-
     load_movielens_100k,
-
     load_tables,
-
+    movielens,
     resolve_data_dir,
-
 )
-
-from crossfed.shared.data import movielens
 
 REAL_DIR = os.environ.get("CROSSFED_DATA_DIR")
 needs_real_data = pytest.mark.skipif(
@@ -130,9 +118,7 @@ def test_md5_mismatch_keeps_nothing(isolated_env: Path, tmp_path: Path, monkeypa
     assert list(isolated_env.iterdir()) == []
 
 
-def test_download_verifies_and_extracts_once(
-    isolated_env: Path, tmp_path: Path, monkeypatch
-) -> None:
+def test_download_verifies_and_extracts_once(isolated_env: Path, tmp_path: Path, monkeypatch) -> None:
     payload = fake_zip(tmp_path)
     monkeypatch.setattr(movielens, "ML100K_MD5", hashlib.md5(payload).hexdigest())
     calls = serve(monkeypatch, payload)
@@ -163,9 +149,7 @@ def test_explicit_dir_wins_over_env(isolated_env: Path, tmp_path: Path, monkeypa
 
 
 @pytest.mark.parametrize("via_env", [False, True])
-def test_named_dir_without_files(
-    isolated_env: Path, tmp_path: Path, monkeypatch, via_env: bool
-) -> None:
+def test_named_dir_without_files(isolated_env: Path, tmp_path: Path, monkeypatch, via_env: bool) -> None:
     if via_env:
         monkeypatch.setenv("CROSSFED_DATA_DIR", str(tmp_path))
     with pytest.raises(DatasetUnavailableError) as info:
@@ -338,7 +322,9 @@ def assert_same_dataset(a: EncodedDataset, b: EncodedDataset) -> None:
         assert fa.keys() == fb.keys()
         for column in fa:
             assert (fa[column].kind, fa[column].vocabulary, fa[column].cardinality) == (
-                fb[column].kind, fb[column].vocabulary, fb[column].cardinality
+                fb[column].kind,
+                fb[column].vocabulary,
+                fb[column].cardinality,
             ), column
             np.testing.assert_array_equal(fa[column].values, fb[column].values, err_msg=column)
     pd.testing.assert_frame_equal(a.user_attributes, b.user_attributes)

@@ -16,7 +16,11 @@ def test_leave_last_out_takes_latest_as_test_and_second_latest_as_validation():
     assert split.test_items.tolist() == [10, 21, -1]
     assert split.validation_items.tolist() == [12, 20, -1]
     assert sorted(zip(split.train.users.tolist(), split.train.items.tolist())) == [
-        (0, 11), (0, 13), (1, 22), (2, 30), (2, 31)
+        (0, 11),
+        (0, 13),
+        (1, 22),
+        (2, 30),
+        (2, 31),
     ]
     assert sorted(split.history("test").items[split.history("test").users == 0].tolist()) == [11, 12, 13]
 
@@ -62,7 +66,7 @@ def test_pool_keeps_platform_users_distinct(dataset):
     assert pooled.num_users == sum(p.num_users for p in platforms)
     first = platforms[0]
     np.testing.assert_array_equal(pooled.interactions.users[: len(first.interactions)], first.interactions.users)
-    assert (pooled.interactions.users[len(first.interactions):] >= first.num_users).all()
+    assert (pooled.interactions.users[len(first.interactions) :] >= first.num_users).all()
 
 
 def test_negatives_avoid_known_items():
@@ -102,8 +106,14 @@ def test_pad_catalog_grows_the_catalog_and_keeps_every_interaction(dataset):
 
 @pytest.mark.parametrize(
     ("key", "value"),
-    [("num-platforms", 0), ("partition", "by-magic"), ("fraction-train", 1.5), ("learning-rate", -1),
-     ("mlp-layers", "64,x"), ("server-optimizer", "sgd")],
+    [
+        ("num-platforms", 0),
+        ("partition", "by-magic"),
+        ("fraction-train", 1.5),
+        ("learning-rate", -1),
+        ("mlp-layers", "64,x"),
+        ("server-optimizer", "sgd"),
+    ],
 )
 def test_out_of_range_config_is_rejected_with_the_key_name(key, value):
     with pytest.raises(ConfigError, match=key):
@@ -115,7 +125,9 @@ def test_pyproject_defaults_match_the_config_object():
     import tomllib
     from pathlib import Path
 
-    declared = tomllib.loads((Path(__file__).parents[3] / "pyproject.toml").read_text())["tool"]["flwr"]["app"]["config"]
+    declared = tomllib.loads((Path(__file__).parents[3] / "pyproject.toml").read_text())["tool"]["flwr"]["app"][
+        "config"
+    ]
     defaults = RunConfig().to_flat()
     assert set(declared) == set(defaults)
     for key, value in declared.items():
@@ -155,12 +167,15 @@ def test_the_coordinator_builds_the_padded_catalog_the_platforms_train_on(moviel
     from crossfed.shared.model.recommender import build_model
     from crossfed.shared.model.sharing import shared_arrays
 
-    config = RunConfig.from_mapping({"data-dir": str(movielens_dir), "extra-items": 40, "embedding-dim": 4,
-                                     "mlp-layers": "8"})
+    config = RunConfig.from_mapping(
+        {"data-dir": str(movielens_dir), "extra-items": 40, "embedding-dim": 4, "mlp-layers": "8"}
+    )
     platform = load_platforms(config)[0]
-    local = build_model(config.model, platform.num_items, platform.item_features, platform.num_users,
-                        platform.user_features)
+    local = build_model(
+        config.model, platform.num_items, platform.item_features, platform.num_users, platform.user_features
+    )
     coordinator = initial_arrays(config)
     assert platform.num_items == 1682 + 40
     assert {name: array.shape for name, array in coordinator.items()} == {
-        name: array.shape for name, array in shared_arrays(local).items()}
+        name: array.shape for name, array in shared_arrays(local).items()
+    }

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from crossfed.shared.evaluation.ranking import evaluate_ranking, hit_rate, ndcg, rank_of_first
 from crossfed.shared.data.interactions import Interactions, leave_last_out
+from crossfed.shared.evaluation.ranking import evaluate_ranking, hit_rate, ndcg, rank_of_first
 
 
 def test_hit_rate_and_ndcg_hand_computed():
@@ -25,8 +25,11 @@ def test_constant_model_gets_no_credit():
     interactions = Interactions(users, items, np.tile(np.arange(4), 5), 5, 200)
     split = leave_last_out(interactions)
     results = evaluate_ranking(
-        lambda u, i: torch.zeros(len(u), 200 if i is None else i.shape[1]), split, interactions,
-        k=10, eval_negatives=99,
+        lambda u, i: torch.zeros(len(u), 200 if i is None else i.shape[1]),
+        split,
+        interactions,
+        k=10,
+        eval_negatives=99,
     )
     assert results.hits["sampled"].sum() == 0 and results.hits["full"].sum() == 0
 

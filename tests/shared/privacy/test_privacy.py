@@ -16,16 +16,23 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from crossfed.shared.config import ConfigError, RunConfig
 from crossfed.shared.data.interactions import platform_view
-from crossfed.shared.trainer import PlatformTrainer
+from crossfed.shared.model.sharing import shared_arrays
 from crossfed.shared.privacy import BudgetExceeded, PrivacyLedger
 from crossfed.shared.privacy.bags import BagLoss, user_bags
 from crossfed.shared.privacy.dp_sgd import UserLevelCore, plan, refresh_user_embeddings, train_private_round
-from crossfed.shared.model.sharing import shared_arrays
+from crossfed.shared.trainer import PlatformTrainer
 from tests.helpers import make_dataset
 
 PRIVATE = RunConfig().replace(
-    privacy_unit="user", epsilon=8.0, delta=1e-3, embedding_dim=4, mlp_layers="8", user_batch=10,
-    bag_positives=4, num_server_rounds=5, learning_rate=0.01,
+    privacy_unit="user",
+    epsilon=8.0,
+    delta=1e-3,
+    embedding_dim=4,
+    mlp_layers="8",
+    user_batch=10,
+    bag_positives=4,
+    num_server_rounds=5,
+    learning_rate=0.01,
 )
 
 
@@ -97,8 +104,15 @@ def _clipped_sum(model, users: np.ndarray, items, targets, clip: float) -> torch
     optimizer = torch.optim.SGD(core.parameters(), lr=0.0)
     loader = DataLoader(TensorDataset(torch.arange(len(users))), batch_size=len(users))
     module, dp_optimizer, criterion, _ = PrivacyEngine().make_private(
-        module=core, optimizer=optimizer, criterion=BagLoss(reduction="sum"), data_loader=loader, noise_multiplier=0.0,
-        max_grad_norm=clip, grad_sample_mode="ghost", loss_reduction="sum", poisson_sampling=False,
+        module=core,
+        optimizer=optimizer,
+        criterion=BagLoss(reduction="sum"),
+        data_loader=loader,
+        noise_multiplier=0.0,
+        max_grad_norm=clip,
+        grad_sample_mode="ghost",
+        loss_reduction="sum",
+        poisson_sampling=False,
     )
     ids = model.user_tower.ids.weight[torch.as_tensor(users)].detach()
     criterion(module(ids, torch.as_tensor(users), items), targets).backward()
@@ -113,8 +127,9 @@ def test_one_users_contribution_to_the_clipped_sum_never_exceeds_the_clip(seed, 
     trainer = _trainer(seed=seed % 7)
     rng = np.random.default_rng(seed)
     users = np.sort(rng.choice(trainer.data.num_users, size=6, replace=False))
-    items, targets = user_bags(users, trainer.split.train.items_per_user(), trainer.split.train,
-                               positives=4, negatives=2, rng=rng)
+    items, targets = user_bags(
+        users, trainer.split.train.items_per_user(), trainer.split.train, positives=4, negatives=2, rng=rng
+    )
     with_everyone = _clipped_sum(trainer.model, users, items, targets, clip)
     for drop in range(len(users)):
         keep = np.arange(len(users)) != drop
@@ -151,15 +166,20 @@ def test_zero_noise_and_infinite_clip_reproduce_non_private_training():
     private, plain = _trainer(config), _trainer(config)
     ledger = PrivacyLedger("user", math.inf, config.privacy.delta)
     ledger.noise_multiplier = 0.0
-    train_private_round(private.model, private.optimizer, private.split.train, ledger, config,
-                        np.random.default_rng(5))
+    train_private_round(private.model, private.optimizer, private.split.train, ledger, config, np.random.default_rng(5))
 
     # The same round by hand, without Opacus: same bags, same refresh, plain mean of per-user losses.
     rng = np.random.default_rng(5)
     train = plain.split.train
     users = np.arange(train.num_users)
-    items, targets = user_bags(users, train.items_per_user(), train, positives=config.privacy.bag_positives,
-                               negatives=config.training.negatives, rng=rng)
+    items, targets = user_bags(
+        users,
+        train.items_per_user(),
+        train,
+        positives=config.privacy.bag_positives,
+        negatives=config.training.negatives,
+        rng=rng,
+    )
     core = UserLevelCore(plain.model)
     user_tensor = torch.as_tensor(users)
     ids = refresh_user_embeddings(plain.model, _NoHooks(core), user_tensor, items, targets, config.privacy)
@@ -191,8 +211,9 @@ def test_a_changed_sampling_plan_is_refused_mid_run(tmp_path):
         changed.train(5, salt=2)
 
 
-DISTRIBUTED = PRIVATE.replace(secagg=True, noise_mode="distributed", noise_multiplier=3.0, min_platforms=4,
-                              clip_norm=0.5)
+DISTRIBUTED = PRIVATE.replace(
+    secagg=True, noise_mode="distributed", noise_multiplier=3.0, min_platforms=4, clip_norm=0.5
+)
 
 
 def test_distributed_noise_takes_one_step_per_round_and_accounts_the_full_noise():
@@ -251,8 +272,14 @@ def test_a_ledger_started_with_other_noise_settings_refuses_to_train():
 
 
 @settings(max_examples=30, deadline=None)
-@given(samples=st.integers(1, 5), rows=st.integers(1, 12), inputs=st.integers(1, 40), outputs=st.integers(1, 40),
-       sequence=st.booleans(), seed=st.integers(0, 2**16))
+@given(
+    samples=st.integers(1, 5),
+    rows=st.integers(1, 12),
+    inputs=st.integers(1, 40),
+    outputs=st.integers(1, 40),
+    sequence=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
 def test_cost_aware_linear_norms_equal_opacus_and_the_materialised_gradient(
     samples, rows, inputs, outputs, sequence, seed
 ):
@@ -284,8 +311,10 @@ def test_embedding_norms_equal_opacus_with_repeated_ids(samples, rows, vocabular
     layer = torch.nn.Embedding(vocabulary, 3)
     ids = torch.randint(0, vocabulary, (samples, rows), generator=generator)  # small vocabulary: many repeats
     backprops = torch.randn(samples, rows, 3, generator=generator)
-    torch.testing.assert_close(embedding_norm_sample(layer, [ids], backprops)[layer.weight],
-                               compute_embedding_norm_sample(layer, [ids], backprops)[layer.weight])
+    torch.testing.assert_close(
+        embedding_norm_sample(layer, [ids], backprops)[layer.weight],
+        compute_embedding_norm_sample(layer, [ids], backprops)[layer.weight],
+    )
 
 
 def test_private_training_uses_the_cost_aware_norm_samplers():
@@ -293,11 +322,13 @@ def test_private_training_uses_the_cost_aware_norm_samplers():
     import subprocess
     import sys
 
-    check = ("import torch, crossfed.shared.privacy.dp_sgd\n"
-             "from opacus.grad_sample.grad_sample_module_fast_gradient_clipping import "
-             "GradSampleModuleFastGradientClipping as G\n"
-             "for layer in (torch.nn.Linear, torch.nn.Embedding):\n"
-             "    assert G.NORM_SAMPLERS[layer].__module__ == 'crossfed.shared.privacy.norm_samplers', layer\n")
+    check = (
+        "import torch, crossfed.shared.privacy.dp_sgd\n"
+        "from opacus.grad_sample.grad_sample_module_fast_gradient_clipping import "
+        "GradSampleModuleFastGradientClipping as G\n"
+        "for layer in (torch.nn.Linear, torch.nn.Embedding):\n"
+        "    assert G.NORM_SAMPLERS[layer].__module__ == 'crossfed.shared.privacy.norm_samplers', layer\n"
+    )
     subprocess.run([sys.executable, "-c", check], check=True, cwd=Path(__file__).resolve().parents[3])
 
 

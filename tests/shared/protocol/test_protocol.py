@@ -24,9 +24,18 @@ from crossfed.shared.protocol.replies import (
 
 #: One value for every metric a platform may send without DP.
 PLAIN = {
-    keys.PLATFORM: 2, keys.NUM_EXAMPLES: 50, keys.DECLINED: 0, keys.EPSILON: 1.5, keys.EPSILON_ALONE: 2.5,
-    keys.NOISE_MULTIPLIER: 0.8, keys.DELTA: 1e-5, keys.TRAIN_LOSS: 0.3, keys.TRAIN_SECONDS: 4.0,
-    keys.PAIRS_PER_SECOND: 900.0, keys.NUM_USERS: 10, **{key: 0.25 for key in keys.RANKING_METRICS},
+    keys.PLATFORM: 2,
+    keys.NUM_EXAMPLES: 50,
+    keys.DECLINED: 0,
+    keys.EPSILON: 1.5,
+    keys.EPSILON_ALONE: 2.5,
+    keys.NOISE_MULTIPLIER: 0.8,
+    keys.DELTA: 1e-5,
+    keys.TRAIN_LOSS: 0.3,
+    keys.TRAIN_SECONDS: 4.0,
+    keys.PAIRS_PER_SECOND: 900.0,
+    keys.NUM_USERS: 10,
+    **{key: 0.25 for key in keys.RANKING_METRICS},
 }
 
 
@@ -78,8 +87,9 @@ def test_every_metric_the_outbox_lets_out_is_read_by_the_coordinator_s_parser():
     evaluation = parse_evaluate_reply(outbox.build_reply(request(MessageType.EVALUATE), private, private=True))
     assert evaluation.served is None and evaluation.global_model is None and evaluation.privacy.epsilon == 1.5
 
-    ready = parse_prepare_reply(outbox.build_reply(request(keys.PREPARE_MESSAGE_TYPE), {keys.PLATFORM: 2},
-                                                   private=True))
+    ready = parse_prepare_reply(
+        outbox.build_reply(request(keys.PREPARE_MESSAGE_TYPE), {keys.PLATFORM: 2}, private=True)
+    )
     assert (ready.node_id, ready.platform) == (5, 2)
 
 
@@ -116,18 +126,25 @@ MALFORMED = {
     "train-loss infinite": (lambda: train_reply_with(keys.TRAIN_LOSS, math.inf), lambda r: r.train_loss),
     "train-loss a list": (lambda: train_reply_with(keys.TRAIN_LOSS, [0.1, 0.2]), lambda r: r.train_loss),
     "epsilon NaN": (lambda: train_reply_with(keys.EPSILON, math.nan), lambda r: r.privacy.epsilon),
-    "noise-multiplier infinite": (lambda: train_reply_with(keys.NOISE_MULTIPLIER, math.inf),
-                                  lambda r: r.privacy.noise_multiplier),
+    "noise-multiplier infinite": (
+        lambda: train_reply_with(keys.NOISE_MULTIPLIER, math.inf),
+        lambda r: r.privacy.noise_multiplier,
+    ),
     "arrays undecodable": (unreadable_arrays, lambda r: r.arrays),
     "num-users infinite": (lambda: evaluate_reply_with(keys.NUM_USERS, math.inf), lambda r: r.served),
     "num-users negative": (lambda: evaluate_reply_with(keys.NUM_USERS, -4), lambda r: r.served),
-    "ranking metric infinite": (lambda: evaluate_reply_with(keys.ranking_metric("sampled", "hr"), math.inf),
-                                lambda r: r.served),
-    "ranking metric a list": (lambda: evaluate_reply_with(keys.ranking_metric("full", "hr"), [0.1]),
-                              lambda r: r.served),
+    "ranking metric infinite": (
+        lambda: evaluate_reply_with(keys.ranking_metric("sampled", "hr"), math.inf),
+        lambda r: r.served,
+    ),
+    "ranking metric a list": (
+        lambda: evaluate_reply_with(keys.ranking_metric("full", "hr"), [0.1]),
+        lambda r: r.served,
+    ),
     "global ranking metric NaN": (
         lambda: evaluate_reply_with(keys.ranking_metric("sampled", "ndcg", keys.GLOBAL_PREFIX), math.nan),
-        lambda r: r.global_model),
+        lambda r: r.global_model,
+    ),
 }
 
 
@@ -143,9 +160,18 @@ def test_parsing_reads_a_malformed_field_as_absent_and_keeps_the_rest(case):
 
 
 def test_a_secagg_result_is_read_by_the_same_rules_and_weighs_what_the_workflow_used():
-    result = FitRes(Status(Code.OK, ""), Parameters([], ""), 40,
-                    {keys.PLATFORM: 3, keys.NUM_EXAMPLES: 1e9, keys.TRAIN_LOSS: b"0.3", keys.DECLINED: True,
-                     keys.EPSILON: math.inf})
+    result = FitRes(
+        Status(Code.OK, ""),
+        Parameters([], ""),
+        40,
+        {
+            keys.PLATFORM: 3,
+            keys.NUM_EXAMPLES: 1e9,
+            keys.TRAIN_LOSS: b"0.3",
+            keys.DECLINED: True,
+            keys.EPSILON: math.inf,
+        },
+    )
     parsed = parse_secure_train_result(9, result)
     assert (parsed.node_id, parsed.platform, parsed.num_examples, parsed.arrays) == (9, 3, 40, None)
     assert parsed.train_loss is None and parsed.declined is False  # bytes and bools are no numbers
