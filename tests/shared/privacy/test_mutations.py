@@ -18,6 +18,7 @@ import secrets
 import numpy as np
 import pytest
 import torch
+from flwr.app import Context, RecordDict
 
 from crossfed.client import task
 from crossfed.shared.config import RunConfig
@@ -138,9 +139,9 @@ def test_one_users_data_moves_the_shared_parameters_only_through_the_clipped_ste
     included.
     """
     dataset = make_dataset(USERS, ITEMS)
-    original, _ = _private_round(_platform(dataset), USER_LEVEL, noise_multiplier=0.0)[:2]
-    neighbour, _ = _private_round(_platform(_with_other_items_for_last_user(dataset)), USER_LEVEL,
-                                  noise_multiplier=0.0)[:2]
+    original, _change, _ledger = _private_round(_platform(dataset), USER_LEVEL, noise_multiplier=0.0)
+    neighbour, _change, _ledger = _private_round(_platform(_with_other_items_for_last_user(dataset)), USER_LEVEL,
+                                                 noise_multiplier=0.0)
     bound = 2 * USER_LEVEL.clip_norm / USERS * (1 + 1e-3)
     a, b = shared_arrays(original), shared_arrays(neighbour)
     moved = {name: float(np.linalg.norm(a[name] - b[name])) for name in a}
@@ -153,15 +154,12 @@ def test_a_platform_sends_an_update_no_longer_than_max_update_norm(monkeypatch, 
     """Catches: the client-side update bound removed from a round.
 
     A plain round at a high learning rate moves the shared parameters far; what
-    ``crossfed.client.task.train`` leaves in the model (and saves as its reply) must be at
-    exactly the bound.
+    ``crossfed.client.task.train`` leaves in the model to send must be at exactly the bound.
     """
     config = RunConfig(embedding_dim=4, mlp_layers="8", batch_size=16, learning_rate=0.1, local_epochs=2,
                        max_update_norm=0.01)
     platform = _platform(make_dataset(USERS, ITEMS))
     monkeypatch.setattr(task, "load_platforms", lambda _config: (platform,))
-    from flwr.app import Context, RecordDict
-
     context = Context(run_id=1, node_id=1, node_config={"partition-id": 0, "state-dir": str(tmp_path)},
                       state=RecordDict(), run_config=config.to_flat())
     sent = shared_arrays(build_model(config, platform.num_items, platform.item_features))
