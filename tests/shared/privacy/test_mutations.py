@@ -31,9 +31,16 @@ from tests.helpers import make_dataset
 
 USERS, ITEMS = 20, 50
 
-USER_LEVEL = RunConfig(
-    privacy_unit="user", epsilon=8.0, delta=1e-3, embedding_dim=4, mlp_layers="8", bag_positives=4,
-    negatives=2, user_batch=USERS, clip_norm=1e-3,
+USER_LEVEL = RunConfig().replace(
+    privacy_unit="user",
+    epsilon=8.0,
+    delta=1e-3,
+    embedding_dim=4,
+    mlp_layers="8",
+    bag_positives=4,
+    negatives=2,
+    user_batch=USERS,
+    clip_norm=1e-3,
 )
 
 
@@ -50,13 +57,14 @@ def _private_round(
     data: PlatformData, config: RunConfig, noise_multiplier: float, bag_seed: int = 5
 ) -> tuple[Recommender, np.ndarray, PrivacyLedger]:
     """One private round with SGD at learning rate 1; returns the model, the change of ``_flat`` and the ledger."""
-    model = build_model(config, data.num_items, data.item_features, data.num_users, data.user_features, seed=0)
+    model = build_model(config.model, data.num_items, data.item_features, data.num_users, data.user_features, seed=0)
     optimizer = torch.optim.SGD(dp_sgd.private_parameters(model, "user"), lr=1.0)
-    ledger = PrivacyLedger("user", math.inf, config.delta)
+    ledger = PrivacyLedger("user", math.inf, config.privacy.delta)
     ledger.noise_multiplier = noise_multiplier
     before = _flat(model)
-    dp_sgd.train_private_round(model, optimizer, leave_last_out(data.interactions).train, ledger, config,
-                               np.random.default_rng(bag_seed))
+    dp_sgd.train_private_round(
+        model, optimizer, leave_last_out(data.interactions).train, ledger, config, np.random.default_rng(bag_seed)
+    )
     return model, _flat(model) - before, ledger
 
 
@@ -74,7 +82,7 @@ def test_every_users_gradient_is_clipped_inside_the_private_round():
     this model are orders of magnitude longer than the tiny clip.
     """
     _model, change, _ledger = _private_round(_platform(make_dataset(USERS, ITEMS)), USER_LEVEL, noise_multiplier=0.0)
-    assert np.linalg.norm(change) <= USER_LEVEL.clip_norm * (1 + 1e-4), np.linalg.norm(change)
+    assert np.linalg.norm(change) <= USER_LEVEL.privacy.clip_norm * (1 + 1e-4), np.linalg.norm(change)
 
 
 def test_the_noise_added_is_the_noise_the_ledger_accounts_for(fixed_private_randomness):
@@ -90,7 +98,7 @@ def test_the_noise_added_is_the_noise_the_ledger_accounts_for(fixed_private_rand
     _model, change, ledger = _private_round(_platform(make_dataset(USERS, ITEMS)), config, noise_multiplier=sigma)
     [(accounted_noise, rate, steps)] = ledger.history
     assert (accounted_noise, rate, steps) == (sigma, 0.25, 8)
-    expected = math.sqrt(steps) * sigma * config.clip_norm / (USERS * rate)
+    expected = math.sqrt(steps) * sigma * config.privacy.clip_norm / (USERS * rate)
     assert float(np.std(change)) == pytest.approx(expected, rel=0.15)
 
 
@@ -140,9 +148,10 @@ def test_one_users_data_moves_the_shared_parameters_only_through_the_clipped_ste
     """
     dataset = make_dataset(USERS, ITEMS)
     original, _change, _ledger = _private_round(_platform(dataset), USER_LEVEL, noise_multiplier=0.0)
-    neighbour, _change, _ledger = _private_round(_platform(_with_other_items_for_last_user(dataset)), USER_LEVEL,
-                                                 noise_multiplier=0.0)
-    bound = 2 * USER_LEVEL.clip_norm / USERS * (1 + 1e-3)
+    neighbour, _change, _ledger = _private_round(
+        _platform(_with_other_items_for_last_user(dataset)), USER_LEVEL, noise_multiplier=0.0
+    )
+    bound = 2 * USER_LEVEL.privacy.clip_norm / USERS * (1 + 1e-3)
     a, b = shared_arrays(original), shared_arrays(neighbour)
     moved = {name: float(np.linalg.norm(a[name] - b[name])) for name in a}
     assert max(moved.values()) > 0  # the changed user does take part
@@ -156,15 +165,21 @@ def test_a_platform_sends_an_update_no_longer_than_max_update_norm(monkeypatch, 
     A plain round at a high learning rate moves the shared parameters far; what
     ``crossfed.client.task.train`` leaves in the model to send must be at exactly the bound.
     """
-    config = RunConfig(embedding_dim=4, mlp_layers="8", batch_size=16, learning_rate=0.1, local_epochs=2,
-                       max_update_norm=0.01)
+    config = RunConfig().replace(
+        embedding_dim=4, mlp_layers="8", batch_size=16, learning_rate=0.1, local_epochs=2, max_update_norm=0.01
+    )
     platform = _platform(make_dataset(USERS, ITEMS))
     monkeypatch.setattr(task, "load_platforms", lambda _config: (platform,))
-    context = Context(run_id=1, node_id=1, node_config={"partition-id": 0, "state-dir": str(tmp_path)},
-                      state=RecordDict(), run_config=config.to_flat())
-    sent = shared_arrays(build_model(config, platform.num_items, platform.item_features))
+    context = Context(
+        run_id=1,
+        node_id=1,
+        node_config={"partition-id": 0, "state-dir": str(tmp_path)},
+        state=RecordDict(),
+        run_config=config.to_flat(),
+    )
+    sent = shared_arrays(build_model(config.model, platform.num_items, platform.item_features))
     trainer, _metrics, trained = task.train(sent, 1, context)
     assert trained
     after = shared_arrays(trainer.model)
     norm = math.sqrt(sum(float(np.sum((after[n].astype(np.float64) - sent[n]) ** 2)) for n in sent))
-    assert norm == pytest.approx(config.max_update_norm, rel=1e-4)
+    assert norm == pytest.approx(config.robustness.max_update_norm, rel=1e-4)
