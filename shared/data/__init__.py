@@ -1,7 +1,9 @@
-"""Data layer: the validation contract, MovieLens 100K loading and feature encoding.
+"""Data: from a platform's files (or a built-in dataset) to one platform's encoded interactions.
 
-Everything a caller needs is re-exported here, so that ``from crossfed.shared.data import ...`` is the
-only import other packages use.
+Every table goes through :mod:`.contract` (validation, the same for operators' exports and
+MovieLens), then :mod:`.features` (deterministic codes); :mod:`.catalog` fixes every item's global
+id; :mod:`.datasets` and :mod:`.partition` make simulated platforms, :mod:`.platform_files` reads an
+operator's own; :mod:`.interactions` holds a platform's interactions and its split.
 """
 
 from .contract import (
