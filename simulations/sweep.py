@@ -36,10 +36,11 @@ from typing import Any
 import numpy as np
 
 from crossfed.shared.evaluation.results import SUMMARY_FILE
+from crossfed.shared.runtime.monitor import TreeMonitor
+from crossfed.shared.runtime.proc import tree_pids
 from crossfed.shared.storage.checked import atomic_write_bytes
 from crossfed.shared.storage.checkpoint import Checkpoint
 from crossfed.simulations.experiment import Cell, Experiment, ExperimentError
-from crossfed.simulations.process_tree import TreeMonitor, tree_pids
 
 logger = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from crossfed.simulations.process_tree import tree_pids
+from crossfed.shared.runtime.proc import tree_pids
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 

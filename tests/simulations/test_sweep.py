@@ -13,8 +13,9 @@ import pandas as pd
 import pytest
 
 from crossfed.shared.config import MODES, RunConfig
+from crossfed.shared.runtime.monitor import sample
+from crossfed.shared.runtime.proc import tree_pids
 from crossfed.simulations.experiment import ExperimentError, load_experiment
-from crossfed.simulations.process_tree import sample, tree_pids
 from crossfed.simulations.sweep import CELL_FILE, cell_dir, run_sweep
 
 ROOT = Path(__file__).resolve().parents[2]
