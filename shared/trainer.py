@@ -23,6 +23,21 @@ from crossfed.shared.training.private_copy import private_copy
 from crossfed.shared.training.seeds import evaluation_seed, platform_seed
 
 
+def platform_model(data: PlatformData, config: RunConfig) -> Recommender:
+    """A platform's fresh model: the one its trainer starts from and its service loads state into.
+
+    Both must build it alike (same shapes, same seed) so a saved state fits the served model.
+    """
+    return build_model(
+        config.model,
+        data.num_items,
+        data.item_features,
+        data.num_users,
+        data.user_features,
+        seed=platform_seed(config.experiment, data.platform),
+    )
+
+
 class PlatformTrainer:
     """A platform's recommender over its own leave-last-out split."""
 
@@ -30,14 +45,7 @@ class PlatformTrainer:
         self.data = data
         self.config = config
         self.split: LeaveLastOutSplit = leave_last_out(data.interactions)
-        self.model = build_model(
-            config.model,
-            data.num_items,
-            data.item_features,
-            data.num_users,
-            data.user_features,
-            seed=platform_seed(config.experiment, data.platform),
-        )
+        self.model = platform_model(data, config)
         self.ledger: PrivacyLedger | None = None
         if config.private:
             dp_sgd = _private_training()

@@ -38,15 +38,14 @@ from crossfed.client.serving.scoring import CatalogScorer
 from crossfed.shared.config import RunConfig
 from crossfed.shared.data.platform_files import OperatorData
 from crossfed.shared.errors import CrossfedError
-from crossfed.shared.model.recommender import build_model
 from crossfed.shared.model.sharing import load_local_parameters, load_shared_arrays
 from crossfed.shared.storage.checked import atomic_write_bytes, read_record
 from crossfed.shared.storage.checkpoint import Checkpoint, FinalModel
 from crossfed.shared.storage.foldins import FoldIns
 from crossfed.shared.storage.platform_state import PlatformState, PlatformUsersError
 from crossfed.shared.storage.served_copy import PrivateCopy
+from crossfed.shared.trainer import platform_model
 from crossfed.shared.training.private_copy import private_copy
-from crossfed.shared.training.seeds import platform_seed
 
 logger = logging.getLogger(__name__)
 
@@ -125,14 +124,7 @@ class RecommendationService:
                 f"the global model was trained on catalog version {config.data.catalog_version!r}, the "
                 f"platform's catalog is {platform.catalog.version!r}; serve with the matching catalog"
             )
-        self.global_model = build_model(
-            config.model,
-            data.num_items,
-            data.item_features,
-            data.num_users,
-            data.user_features,
-            seed=platform_seed(config.experiment, data.platform),
-        )
+        self.global_model = platform_model(data, config)
         try:
             load_shared_arrays(self.global_model, global_parameters.arrays)
         except ValueError as error:
