@@ -18,6 +18,12 @@ from flwr.app import Context, Message
 from crossfed.client.bound import bound_update
 from crossfed.client.replay import SavedReply, saved_reply
 from crossfed.shared.config import ExperimentConfig, RunConfig, pinned_run_config
+from crossfed.shared.config.node import deployed_state_dir, is_deployed, without_platform_paths
+from crossfed.shared.config.trust import (
+    refuse_revealing_settings,
+    refuse_unpinned_privacy_settings,
+    trusts_distributed_noise,
+)
 from crossfed.shared.data.datasets import load_platforms
 from crossfed.shared.data.interactions import PlatformData
 from crossfed.shared.data.platform_files import own_platform
@@ -63,12 +69,29 @@ def platform_config(context: Context, overrides: Mapping[str, Any] | None = None
     may also be pinned in the SuperNode's node config (``--node-config 'privacy-unit="user"
     epsilon=4.0 secagg=true'``), and the operator's value wins. A node-config key that is
     neither a run-config key nor one Flower or the platform itself uses is refused.
+
+    A deployed platform (:func:`~crossfed.shared.config.node.is_deployed`) also ignores the
+    paths the run config names and refuses a privacy-relevant value the operator did not pin
+    (:mod:`crossfed.shared.config.trust`); a simulation's run config is the researcher's own.
     """
     node = context.node_config
     local = pinned_run_config(node)
     if "num-partitions" in node:
         local["num-platforms"] = node["num-partitions"]
-    return RunConfig.from_mapping(context.run_config, overrides, local)
+    if not is_deployed(node):
+        return RunConfig.from_mapping(context.run_config, overrides, local)
+    submitted = without_platform_paths(context.run_config)
+    ignored = sorted(set(context.run_config) - set(submitted))
+    if ignored:
+        logger.info("paths in the coordinator's run config ignored (node config names them): %s", ignored)
+    config = RunConfig.from_mapping(submitted, overrides, local)
+    refuse_unpinned_privacy_settings(config, operator_pins(context, overrides))
+    return config
+
+
+def operator_pins(context: Context, overrides: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The keys the platform's side set: its node config and the local overrides."""
+    return {**(overrides or {}), **pinned_run_config(context.node_config)}
 
 
 def platform_index(context: Context) -> int:
@@ -76,9 +99,10 @@ def platform_index(context: Context) -> int:
 
 
 def state_dir(context: Context, experiment: ExperimentConfig, platform: int) -> Path:
-    """The platform's private directory: ``state-dir`` from node config, else under the run folder."""
-    if "state-dir" in context.node_config:
-        return Path(str(context.node_config["state-dir"]))
+    """The platform's private directory: ``state-dir`` from node config (required when deployed), else
+    under the run folder of a simulation."""
+    if is_deployed(context.node_config):
+        return deployed_state_dir(context.node_config)
     return platform_dir(experiment.run_dir, platform)
 
 
@@ -91,6 +115,11 @@ def build_trainer(context: Context, overrides: Mapping[str, Any] | None) -> tupl
         own_platform(config.data, platform) if config.data.operator_data else load_platforms(config)[platform]
     )
     trainer = PlatformTrainer(data, config)
+    if is_deployed(context.node_config):
+        pins = operator_pins(context, overrides)
+        trainer.budget_on_own_noise = not trusts_distributed_noise(config, pins)
+        if "eval-negatives" not in pins:
+            refuse_revealing_settings(config, data.num_items)
     directory = state_dir(context, config.experiment, platform)
     saved = PlatformState.load_for_users(directory, data.user_ids)
     if saved is not None:
