@@ -16,7 +16,7 @@ import torch
 from flwr.app import Context, Message
 
 from crossfed.client.bound import bound_update
-from crossfed.client.replay import SavedReply, saved_reply
+from crossfed.client.replay import SavedReply, arrays_digest, saved_reply
 from crossfed.shared.config import ExperimentConfig, RunConfig, pinned_run_config
 from crossfed.shared.config.node import deployed_state_dir, is_deployed, without_platform_paths
 from crossfed.shared.config.trust import (
@@ -168,7 +168,11 @@ def train(
     platform = trainer.data.platform
     # Under SecAgg+ a repeated round is trained (and charged) again: the same update under fresh masks,
     # summed with a different set of platforms, would let the coordinator isolate it.
-    earlier = None if config.secure_aggregation.secagg else saved_reply(directory, server_round)
+    earlier = (
+        None
+        if config.secure_aggregation.secagg
+        else saved_reply(directory, server_round, context.run_id, arrays, resumed=config.experiment.resume)
+    )
     if earlier is not None:  # a restarted coordinator asks again: same reply, no second charge
         load_shared_arrays(trainer.model, earlier.arrays)
         return trainer, earlier.metrics, True
@@ -190,7 +194,9 @@ def train(
             PAIRS_PER_SECOND: result.pairs_per_second,
         }
     state = trainer.snapshot(server_round)
-    state.last_reply = SavedReply(server_round, dict(shared_arrays(trainer.model)), metrics).to_state()
+    state.last_reply = SavedReply(
+        server_round, dict(shared_arrays(trainer.model)), metrics, context.run_id, arrays_digest(arrays)
+    ).to_state()
     state.save(directory)
     record_locally(
         directory,
