@@ -5,7 +5,6 @@ The handlers in ``client_app`` only read their configuration and call these.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -16,6 +15,7 @@ import torch
 from flwr.app import Context, Message
 
 from crossfed.client.bound import bound_update
+from crossfed.client.local_metrics import record_locally
 from crossfed.client.replay import SavedReply, arrays_digest, saved_reply
 from crossfed.shared.config import ExperimentConfig, RunConfig, pinned_run_config
 from crossfed.shared.config.node import deployed_state_dir, is_deployed, without_platform_paths
@@ -55,8 +55,6 @@ from crossfed.shared.storage.platform_state import PlatformState
 from crossfed.shared.trainer import PlatformTrainer
 
 logger = logging.getLogger(__name__)
-
-LOCAL_METRICS_FILE = "metrics.jsonl"
 
 
 def platform_config(context: Context, overrides: Mapping[str, Any] | None = None) -> RunConfig:
@@ -254,10 +252,3 @@ def privacy_metrics(trainer: PlatformTrainer) -> dict[str, float]:
         NOISE_MULTIPLIER: ledger.noise_multiplier or 0.0,
         DELTA: ledger.delta,
     }
-
-
-def record_locally(directory: Path, entry: dict[str, Any]) -> None:
-    """Append to the platform's own metrics log; it never leaves the platform."""
-    directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / LOCAL_METRICS_FILE, "a") as stream:
-        stream.write(json.dumps(entry) + "\n")

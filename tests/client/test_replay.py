@@ -9,6 +9,7 @@ import pytest
 from flwr.app import Context, RecordDict
 
 from crossfed.client import task
+from crossfed.client.local_metrics import LOCAL_METRICS_FILE
 from crossfed.shared.config import RunConfig
 from crossfed.shared.data.interactions import platform_view
 from crossfed.shared.model.recommender import build_model
@@ -31,7 +32,7 @@ def _context(tmp_path, run_id: int, **settings) -> Context:
 
 
 def _trained_rounds(tmp_path) -> list[int]:
-    log = tmp_path / "platforms" / "platform-0" / task.LOCAL_METRICS_FILE
+    log = tmp_path / "platforms" / "platform-0" / LOCAL_METRICS_FILE
     return [entry["round"] for entry in map(json.loads, log.read_text().splitlines()) if entry["stage"] == "train"]
 
 
