@@ -8,6 +8,7 @@ from flwr.clientapp import ClientApp
 from flwr.clientapp.typing import Mod
 
 from crossfed.client import task
+from crossfed.client.failures import codes_only
 from crossfed.client.outbox import build_reply
 from crossfed.client.secure import guarded_secaggplus_mod, unwrap
 from crossfed.shared.protocol.keys import PREPARE_QUERY
@@ -15,9 +16,10 @@ from crossfed.shared.protocol.keys import PREPARE_QUERY
 
 def build_app(overrides: Mapping[str, Any] | None = None, mods: Sequence[Mod] = ()) -> ClientApp:
     """A ClientApp. ``overrides`` stand in for ``run_config``, which the Python simulation API
-    leaves empty; ``mods`` wrap every message outside secure aggregation (e.g. a test's recorder)."""
+    leaves empty; ``mods`` wrap every message outside secure aggregation (e.g. a test's recorder).
+    The outermost mod turns any failure into an error code (:mod:`crossfed.client.failures`)."""
     secure_aggregation = guarded_secaggplus_mod(lambda context: task.platform_config(context, overrides))
-    client_app = ClientApp(mods=[*mods, secure_aggregation])
+    client_app = ClientApp(mods=[codes_only, *mods, secure_aggregation])
 
     @client_app.train()
     def train(message: Message, context: Context) -> Message:

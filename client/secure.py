@@ -2,7 +2,9 @@
 
 A platform whose own configuration says ``secagg = true`` refuses to train on a plain
 request: a coordinator cannot quietly switch secure aggregation off and collect
-individual updates. The mod itself, key agreement, masking and quantisation are Flower's.
+individual updates. It also refuses a SecAgg+ round set up with fewer peers, shares or a
+lower threshold than its own settings (:func:`check_setup`). The mod itself, key agreement,
+masking and quantisation are Flower's.
 """
 
 from __future__ import annotations
@@ -13,18 +15,22 @@ import numpy as np
 from flwr.app import Context, Message, MessageType
 from flwr.client.mod import secaggplus_mod
 from flwr.common import parameters_to_ndarrays
-from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS
+from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS, Key, Stage
 from flwr.compat.common import recorddict_compat as compat
 
 from crossfed.client.outbox import SecureRequest
 from crossfed.shared.config import RunConfig
 from crossfed.shared.errors import CrossfedError
 from crossfed.shared.protocol.keys import LEGACY_PARAMETERS_RECORD, SERVER_ROUND, SHARED_NAMES
-from crossfed.shared.protocol.secure_aggregation import quantisation_plan
+from crossfed.shared.protocol.secure_aggregation import AnnouncedSetup, quantisation_plan, setup_problem
 
 
 class InsecureRequestError(CrossfedError, RuntimeError):
     """A plain training request reached a platform that only trains under secure aggregation."""
+
+
+class WeakSecureAggregationError(CrossfedError, RuntimeError):
+    """The coordinator announced a SecAgg+ round weaker than the platform's own settings allow."""
 
 
 def is_secure(message: Message) -> bool:
@@ -38,6 +44,7 @@ def guarded_secaggplus_mod(platform_config: Callable[[Context], RunConfig]):
         if message.metadata.message_type != MessageType.TRAIN:
             return call_next(message, context)
         if is_secure(message):
+            check_setup(message, platform_config(context))
             return secaggplus_mod(message, context, call_next)
         if platform_config(context).secure_aggregation.secagg:
             raise InsecureRequestError(
@@ -47,6 +54,19 @@ def guarded_secaggplus_mod(platform_config: Callable[[Context], RunConfig]):
         return call_next(message, context)
 
     return mod
+
+
+def check_setup(message: Message, config: RunConfig) -> None:
+    """Refuse a SecAgg+ setup whose peer count, shares or threshold fall short of the platform's settings."""
+    configs = message.content.config_records[RECORD_KEY_CONFIGS]
+    if configs.get(Key.STAGE) != Stage.SETUP:
+        return
+    announced = AnnouncedSetup(
+        int(configs[Key.SAMPLE_NUMBER]), int(configs[Key.SHARE_NUMBER]), int(configs[Key.THRESHOLD])
+    )
+    problem = setup_problem(announced, config)
+    if problem is not None:
+        raise WeakSecureAggregationError(f"SecAgg+ setup refused: {problem}")
 
 
 def unwrap(message: Message, config: RunConfig) -> tuple[dict[str, np.ndarray], int, SecureRequest] | None:

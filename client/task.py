@@ -5,7 +5,6 @@ The handlers in ``client_app`` only read their configuration and call these.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -16,8 +15,15 @@ import torch
 from flwr.app import Context, Message
 
 from crossfed.client.bound import bound_update
-from crossfed.client.replay import SavedReply, saved_reply
+from crossfed.client.local_metrics import record_locally
+from crossfed.client.replay import SavedReply, arrays_digest, saved_reply
 from crossfed.shared.config import ExperimentConfig, RunConfig, pinned_run_config
+from crossfed.shared.config.node import deployed_state_dir, is_deployed, without_platform_paths
+from crossfed.shared.config.trust import (
+    refuse_revealing_settings,
+    refuse_unpinned_privacy_settings,
+    trusts_distributed_noise,
+)
 from crossfed.shared.data.datasets import load_platforms
 from crossfed.shared.data.interactions import PlatformData
 from crossfed.shared.data.platform_files import own_platform
@@ -50,8 +56,6 @@ from crossfed.shared.trainer import PlatformTrainer
 
 logger = logging.getLogger(__name__)
 
-LOCAL_METRICS_FILE = "metrics.jsonl"
-
 
 def platform_config(context: Context, overrides: Mapping[str, Any] | None = None) -> RunConfig:
     """The platform's own configuration: run config < local overrides < node config.
@@ -63,12 +67,29 @@ def platform_config(context: Context, overrides: Mapping[str, Any] | None = None
     may also be pinned in the SuperNode's node config (``--node-config 'privacy-unit="user"
     epsilon=4.0 secagg=true'``), and the operator's value wins. A node-config key that is
     neither a run-config key nor one Flower or the platform itself uses is refused.
+
+    A deployed platform (:func:`~crossfed.shared.config.node.is_deployed`) also ignores the
+    paths the run config names and refuses a privacy-relevant value the operator did not pin
+    (:mod:`crossfed.shared.config.trust`); a simulation's run config is the researcher's own.
     """
     node = context.node_config
     local = pinned_run_config(node)
     if "num-partitions" in node:
         local["num-platforms"] = node["num-partitions"]
-    return RunConfig.from_mapping(context.run_config, overrides, local)
+    if not is_deployed(node):
+        return RunConfig.from_mapping(context.run_config, overrides, local)
+    submitted = without_platform_paths(context.run_config)
+    ignored = sorted(set(context.run_config) - set(submitted))
+    if ignored:
+        logger.info("paths in the coordinator's run config ignored (node config names them): %s", ignored)
+    config = RunConfig.from_mapping(submitted, overrides, local)
+    refuse_unpinned_privacy_settings(config, operator_pins(context, overrides))
+    return config
+
+
+def operator_pins(context: Context, overrides: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The keys the platform's side set: its node config and the local overrides."""
+    return {**(overrides or {}), **pinned_run_config(context.node_config)}
 
 
 def platform_index(context: Context) -> int:
@@ -76,9 +97,10 @@ def platform_index(context: Context) -> int:
 
 
 def state_dir(context: Context, experiment: ExperimentConfig, platform: int) -> Path:
-    """The platform's private directory: ``state-dir`` from node config, else under the run folder."""
-    if "state-dir" in context.node_config:
-        return Path(str(context.node_config["state-dir"]))
+    """The platform's private directory: ``state-dir`` from node config (required when deployed), else
+    under the run folder of a simulation."""
+    if is_deployed(context.node_config):
+        return deployed_state_dir(context.node_config)
     return platform_dir(experiment.run_dir, platform)
 
 
@@ -91,6 +113,11 @@ def build_trainer(context: Context, overrides: Mapping[str, Any] | None) -> tupl
         own_platform(config.data, platform) if config.data.operator_data else load_platforms(config)[platform]
     )
     trainer = PlatformTrainer(data, config)
+    if is_deployed(context.node_config):
+        pins = operator_pins(context, overrides)
+        trainer.budget_on_own_noise = not trusts_distributed_noise(config, pins)
+        if "eval-negatives" not in pins:
+            refuse_revealing_settings(config, data.num_items)
     directory = state_dir(context, config.experiment, platform)
     saved = PlatformState.load_for_users(directory, data.user_ids)
     if saved is not None:
@@ -139,7 +166,11 @@ def train(
     platform = trainer.data.platform
     # Under SecAgg+ a repeated round is trained (and charged) again: the same update under fresh masks,
     # summed with a different set of platforms, would let the coordinator isolate it.
-    earlier = None if config.secure_aggregation.secagg else saved_reply(directory, server_round)
+    earlier = (
+        None
+        if config.secure_aggregation.secagg
+        else saved_reply(directory, server_round, context.run_id, arrays, resumed=config.experiment.resume)
+    )
     if earlier is not None:  # a restarted coordinator asks again: same reply, no second charge
         load_shared_arrays(trainer.model, earlier.arrays)
         return trainer, earlier.metrics, True
@@ -161,7 +192,9 @@ def train(
             PAIRS_PER_SECOND: result.pairs_per_second,
         }
     state = trainer.snapshot(server_round)
-    state.last_reply = SavedReply(server_round, dict(shared_arrays(trainer.model)), metrics).to_state()
+    state.last_reply = SavedReply(
+        server_round, dict(shared_arrays(trainer.model)), metrics, context.run_id, arrays_digest(arrays)
+    ).to_state()
     state.save(directory)
     record_locally(
         directory,
@@ -219,10 +252,3 @@ def privacy_metrics(trainer: PlatformTrainer) -> dict[str, float]:
         NOISE_MULTIPLIER: ledger.noise_multiplier or 0.0,
         DELTA: ledger.delta,
     }
-
-
-def record_locally(directory: Path, entry: dict[str, Any]) -> None:
-    """Append to the platform's own metrics log; it never leaves the platform."""
-    directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / LOCAL_METRICS_FILE, "a") as stream:
-        stream.write(json.dumps(entry) + "\n")

@@ -298,30 +298,52 @@ def _platform_metrics(replies: Sequence[EvaluateReply], *, global_model: bool = 
 
 
 def privacy_block(config: RunConfig, replies: Sequence[EvaluateReply]) -> dict[str, Any]:
-    """The results contract's ``privacy`` block, from what the platforms report."""
+    """The results contract's ``privacy`` block, from what the platforms report.
+
+    Each figure is keyed by the reporting node (:func:`reporter_keys`): a platform index is
+    only what a reply claims, and one platform claiming another's index must not replace
+    that platform's ε in the summary.
+    """
     reported = [reply for reply in replies if reply.platform is not None]
+    keys = reporter_keys(reported)
     return {
         "unit": config.privacy.privacy_unit,
-        "epsilon": {str(r.platform): r.privacy.epsilon for r in reported if r.privacy.epsilon is not None},
+        "epsilon": {keys[r.node_id]: r.privacy.epsilon for r in reported if r.privacy.epsilon is not None},
         "epsilon_alone": {
-            str(r.platform): r.privacy.epsilon_alone for r in reported if r.privacy.epsilon_alone is not None
+            keys[r.node_id]: r.privacy.epsilon_alone for r in reported if r.privacy.epsilon_alone is not None
         },
         "epsilon_budget": config.privacy.epsilon,
         "noise_mode": config.secure_aggregation.noise_mode,
         "delta": config.privacy.delta,
         "noise_multiplier": {
-            str(r.platform): r.privacy.noise_multiplier for r in reported if r.privacy.noise_multiplier is not None
+            keys[r.node_id]: r.privacy.noise_multiplier for r in reported if r.privacy.noise_multiplier is not None
         },
         "clip": config.privacy.clip_norm,
         "accountant": config.privacy.accountant,
     }
 
 
-def _epsilon(replies: Sequence[TrainReply]) -> dict[int, float]:
+def reporter_keys(replies: Sequence[TrainReply | EvaluateReply]) -> dict[int, str]:
+    """Node id -> the key its figures go under: its platform index when no other node claims the same
+    index, else ``node-<id>`` for every claimant (the coordinator cannot tell which claim is true)."""
+    claimants: dict[int | None, set[int]] = {}
+    for reply in replies:
+        claimants.setdefault(reply.platform, set()).add(reply.node_id)
+    keys = {}
+    for platform, nodes in claimants.items():
+        if len(nodes) > 1:
+            logger.warning("nodes %s all claim platform %s: their figures are kept per node", sorted(nodes), platform)
+        for node in nodes:
+            keys[node] = str(platform) if len(nodes) == 1 and platform is not None else f"node-{node}"
+    return keys
+
+
+def _epsilon(replies: Sequence[TrainReply]) -> dict[int | str, float]:
+    reported = [reply for reply in replies if reply.privacy.epsilon is not None and reply.platform is not None]
+    keys = reporter_keys(reported)
     return {
-        reply.platform: reply.privacy.epsilon
-        for reply in replies
-        if reply.privacy.epsilon is not None and reply.platform is not None
+        (int(keys[reply.node_id]) if keys[reply.node_id].isdigit() else keys[reply.node_id]): reply.privacy.epsilon
+        for reply in reported
     }
 
 

@@ -50,8 +50,9 @@ def problem_with(
     for name, value in arrays.items():
         if tuple(np.shape(value)) != tuple(np.shape(reference[name])):
             return f"parameter {name!r} has shape {tuple(np.shape(value))}, expected {tuple(np.shape(reference[name]))}"
-        if not np.issubdtype(np.asarray(value).dtype, np.floating):
-            return f"parameter {name!r} has dtype {np.asarray(value).dtype}, expected floating point"
+        expected = np.asarray(reference[name]).dtype
+        if np.asarray(value).dtype != expected:
+            return f"parameter {name!r} has dtype {np.asarray(value).dtype}, expected {expected}"
         if not np.all(np.isfinite(value)):
             return f"parameter {name!r} holds NaN or Inf"
     if max_update_norm > 0:

@@ -47,6 +47,9 @@ class PlatformTrainer:
         self.split: LeaveLastOutSplit = leave_last_out(data.interactions)
         self.model = platform_model(data, config)
         self.ledger: PrivacyLedger | None = None
+        #: Price the budget on the noise this platform adds itself, not on the sum its peers
+        #: are supposed to complete: set when distributed noise was not the operator's choice.
+        self.budget_on_own_noise = False
         if config.private:
             dp_sgd = _private_training()
             privacy = config.privacy
@@ -112,10 +115,12 @@ class PlatformTrainer:
                 "the DP sampling plan (batch size, local epochs) changed since this platform's ledger "
                 "was calibrated; privacy settings are fixed for a run"
             )
-        if not self.ledger.can_train_round():
+        if not self.ledger.can_train_round(own_noise_only=self.budget_on_own_noise):
+            steps = self.ledger.steps_per_round or 0
+            spent = self.ledger.epsilon_alone(steps) if self.budget_on_own_noise else self.ledger.epsilon(steps)
             raise BudgetExceeded(
                 f"platform {self.data.platform}: another round would spend epsilon "
-                f"{self.ledger.epsilon(self.ledger.steps_per_round or 0):.3f} > budget {self.ledger.budget}"
+                f"{spent:.3f} > budget {self.ledger.budget}"
             )
         return dp_sgd.train_private_round(self.model, self.optimizer, self.split.train, self.ledger, self.config, rng)
 

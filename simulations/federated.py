@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Sequence
@@ -11,7 +10,7 @@ from typing import Any
 from flwr.clientapp.typing import Mod
 
 from crossfed.client.client_app import build_app as build_client_app
-from crossfed.client.task import LOCAL_METRICS_FILE
+from crossfed.client.local_metrics import LOCAL_METRICS_FILE, read_locally
 from crossfed.server.server_app import build_app as build_server_app
 from crossfed.shared.config import RunConfig
 from crossfed.shared.data.datasets import check_platforms_fit, load_platforms
@@ -94,7 +93,7 @@ def with_platform_reported_metrics(summary: dict[str, Any], config: RunConfig) -
     entries = {}
     for platform in range(config.data.num_platforms):
         path = platform_dir(config.experiment.run_dir, platform) / LOCAL_METRICS_FILE
-        entries[platform] = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+        entries[platform] = read_locally(path, platform)
     test = [e for lines in entries.values() for e in lines if e["stage"] == "test"]
     rebuilt = build_summary(
         mode=summary["mode"],

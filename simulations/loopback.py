@@ -27,6 +27,7 @@ from typing import Any
 
 from crossfed.server.deploy.deployment import Deployment, DeploymentError
 from crossfed.shared.config import RunConfig
+from crossfed.shared.config.trust import PRIVACY_KEYS
 from crossfed.shared.data.movielens import resolve_data_dir
 from crossfed.shared.evaluation.results import SUMMARY_FILE, platform_dir, read_summary, write_summary
 from crossfed.shared.storage.checkpoint import Checkpoint
@@ -80,6 +81,12 @@ class LoopbackSettings:
         return values
 
 
+def operator_pins(run_config: Mapping[str, Any]) -> dict[str, Any]:
+    """The privacy settings each platform's operator pins: a platform takes them from no coordinator,
+    so the loopback, playing every operator, pins the ones its run config sets."""
+    return {key: value for key, value in run_config.items() if key in PRIVACY_KEYS or key == "noise-mode"}
+
+
 _CHECKED: dict[Path, tuple[float, int]] = {}
 
 
@@ -122,7 +129,11 @@ def run_loopback(settings: LoopbackSettings) -> dict[str, Any]:
     data_dir = str(resolve_data_dir(settings.data_dir or None).resolve())
     config = settings.run_config(data_dir)
     deployment = Deployment(
-        out / "deployment", settings.platforms, data_dir, state_dir_of=lambda index: platform_dir(out, index)
+        out / "deployment",
+        settings.platforms,
+        data_dir,
+        state_dir_of=lambda index: platform_dir(out, index),
+        node_pins=operator_pins(config),
     )
     facts: dict[str, Any] = {
         "runtime": "flower-superlink + flower-supernode on 127.0.0.1",

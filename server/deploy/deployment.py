@@ -107,6 +107,8 @@ class Deployment:
     data_dir: str
     state_dir_of: Any  # Callable[[int], Path]
     timeout: float = 120.0
+    #: Run-config keys every platform's operator pins in node config (privacy settings they chose).
+    node_pins: Mapping[str, Any] = field(default_factory=dict)
     superlink_port: int = field(default_factory=free_port)
     nodes: list[SuperNodeSpec] = field(default_factory=list)
     superlink: ManagedProcess | None = None
@@ -294,6 +296,7 @@ class Deployment:
             "num-partitions": self.platforms,
             "data-dir": self.data_dir,
             "state-dir": str(node.state_dir),
+            **self.node_pins,
         }
         command = [
             executable,

@@ -144,6 +144,8 @@ def load_catalog(path: str | Path, expected_version: str = "") -> Catalog:
         document = json.loads(p.read_bytes().decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CatalogError(name, f"is not a catalog file (not UTF-8 JSON: {exc})") from exc
+    except RecursionError:  # nesting deeper than the parser's stack: no catalog is shaped like that
+        raise CatalogError(name, "is not a catalog file (JSON nested too deeply)") from None
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise CatalogError(name, f"is not a catalog file (expected format {FORMAT!r})")
     try:
@@ -151,6 +153,8 @@ def load_catalog(path: str | Path, expected_version: str = "") -> Catalog:
         digest = str(document["sha256"])
         kinds = {str(k): str(v) for k, v in dict(document["feature_kinds"]).items()}
         rows: list[dict[str, Any]] = list(document["items"])
+        if not all(isinstance(row, dict) for row in rows):
+            raise TypeError("every item must be an object of fields")
         items = pd.DataFrame(rows)
     except (KeyError, TypeError, ValueError) as exc:
         raise CatalogError(name, f"catalog file lacks or garbles a field: {exc}") from exc

@@ -24,6 +24,7 @@ by ``features.py``. Ids, timestamps and weights may not be missing.
 
 from __future__ import annotations
 
+import csv
 import io
 import logging
 import re
@@ -245,6 +246,7 @@ def _read_csv(p: Path, name: str) -> pd.DataFrame:
     text = text.removeprefix("\ufeff")  # Excel writes a byte-order mark
     if not text.strip():
         raise DataValidationError(name, "file is empty")
+    _check_header(text, name)
     try:
         df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=True, skip_blank_lines=False)
     except pd.errors.EmptyDataError as exc:
@@ -253,6 +255,16 @@ def _read_csv(p: Path, name: str) -> pd.DataFrame:
         m = re.search(r"line (\d+)", str(exc))
         row = int(m.group(1)) - 1 if m else None
         raise DataValidationError(name, f"cannot be parsed as CSV: {exc}", row=row) from exc
+    if not isinstance(df.index, pd.RangeIndex):
+        # pandas takes the leading fields as an index when the first data row is longer than the header
+        # (a later longer row is a ParserError above): every value would shift one column and a row be lost.
+        header = len(df.columns)
+        raise DataValidationError(
+            name,
+            f"has more fields than the header's {header} column(s); field {header + 1} has no column name",
+            row=1,
+            column=f"field {header + 1}",
+        )
     df.columns = [str(c).strip() for c in df.columns]
     blank = np.ones(len(df), dtype=bool)
     for column in df.columns:
@@ -261,6 +273,17 @@ def _read_csv(p: Path, name: str) -> pd.DataFrame:
         filled = np.flatnonzero(~blank)
         df = df.iloc[: (filled[-1] + 1) if len(filled) else 0]
     return df
+
+
+def _check_header(text: str, name: str) -> None:
+    """Refuse a header naming a column twice: pandas would silently rename the second ``name.1``."""
+    first_line = next(iter(text.splitlines()), "")
+    names = [field.strip() for field in next(csv.reader([first_line]), [])]
+    seen: set[str] = set()
+    for column in names:
+        if column in seen:
+            raise DataValidationError(name, "the header names this column more than once", column=column)
+        seen.add(column)
 
 
 # --------------------------------------------------------------------------------------------

@@ -21,7 +21,8 @@ class RoundReport:
     train_loss: float
     validation: list[PlatformMetrics]
     elapsed: float
-    epsilon: Mapping[int, float] = field(default_factory=dict)
+    #: By platform index, or ``node-<id>`` for nodes that claimed the same index.
+    epsilon: Mapping[int | str, float] = field(default_factory=dict)
     declined: Sequence[int] = ()
 
     def as_dict(self) -> dict[str, Any]:
@@ -43,7 +44,7 @@ class RoundReport:
                 for p in self.validation
             }
         if self.epsilon:
-            entry["epsilon"] = {str(p): e for p, e in sorted(self.epsilon.items())}
+            entry["epsilon"] = {str(p): e for p, e in sorted(self.epsilon.items(), key=_reporter_order)}
         if self.declined:
             entry["declined"] = sorted(self.declined)
         return entry
@@ -64,7 +65,7 @@ class RoundReport:
                 + " ".join(f"p{p.platform} {p.hr['sampled']:.3f}/{p.ndcg['sampled']:.3f}" for p in self.validation)
             )
         if self.epsilon:
-            parts.append("ε " + " ".join(f"p{p}={e:.2f}" for p, e in sorted(self.epsilon.items())))
+            parts.append("ε " + " ".join(f"p{p}={e:.2f}" for p, e in sorted(self.epsilon.items(), key=_reporter_order)))
         if self.declined:
             parts.append(f"declined (budget spent): {sorted(self.declined)}")
         parts.append(f"{self.elapsed:6.1f}s")
@@ -72,3 +73,9 @@ class RoundReport:
         logger.info(
             " | ".join(parts), extra={"server_round": self.server_round, "rounds": config.federation.num_server_rounds}
         )
+
+
+def _reporter_order(item: tuple[int | str, float]) -> tuple[int, int, str]:
+    """Platform indices in numeric order, then nodes keyed by id."""
+    key = item[0]
+    return (0, key, "") if isinstance(key, int) else (1, 0, str(key))

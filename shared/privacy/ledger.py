@@ -52,8 +52,11 @@ class PrivacyLedger:
         accountant.history = history
         return float(accountant.get_epsilon(delta=self.delta))
 
-    def can_train_round(self) -> bool:
-        return self.epsilon(extra_steps=self._steps()) <= self.budget * (1 + 1e-9)
+    def can_train_round(self, own_noise_only: bool = False) -> bool:
+        """Whether one more round stays within the budget; ``own_noise_only`` prices it on
+        :meth:`epsilon_alone`, for a platform that does not trust its peers to add the rest."""
+        spent = self.epsilon_alone(self._steps()) if own_noise_only else self.epsilon(self._steps())
+        return spent <= self.budget * (1 + 1e-9)
 
     def record_round(self, history: list[tuple[float, float, int]], keep: bool = False) -> None:
         """Adopt the accountant's history after a round (it already holds the earlier rounds),
@@ -62,17 +65,20 @@ class PrivacyLedger:
         self.history = _merged([*self.history, *entries] if keep else entries)
         self.rounds_trained += 1
 
-    def epsilon_alone(self) -> float:
+    def epsilon_alone(self, extra_steps: int = 0) -> float:
         """Epsilon of this platform's own update, should secure aggregation fail (more than the
         threshold colluding): it carries only the platform's share of the noise."""
         if self.noise_share == 1.0:
-            return self.epsilon()
+            return self.epsilon(extra_steps)
+        history = list(self.history)
+        if extra_steps:
+            history.append((self._noise(), self._rate(), extra_steps))
         alone = PrivacyLedger(
             self.unit,
             self.budget,
             self.delta,
             self.accountant,
-            history=[(noise * self.noise_share, rate, steps) for noise, rate, steps in self.history],
+            history=[(noise * self.noise_share, rate, steps) for noise, rate, steps in history],
         )
         return alone.epsilon()
 

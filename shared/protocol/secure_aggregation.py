@@ -81,3 +81,50 @@ def ordered(arrays: Mapping[str, np.ndarray], names: Sequence[str]) -> list[np.n
         missing, unexpected = sorted(set(names) - set(arrays)), sorted(set(arrays) - set(names))
         raise ValueError(f"shared parameters do not match: missing {missing}, unexpected {unexpected}")
     return [np.asarray(arrays[name]) for name in names]
+
+
+@dataclass(frozen=True)
+class AnnouncedSetup:
+    """What the coordinator's SecAgg+ setup message says: peers in the round, shares, threshold."""
+
+    sample_num: int
+    share_num: int
+    threshold: int
+
+
+def required_shares(sample_num: int, config: RunConfig) -> tuple[int, int]:
+    """Shares and threshold this platform's own ``secagg-shares`` / ``secagg-threshold`` give for
+    ``sample_num`` peers, computed as Flower's ``SecAggPlusWorkflow`` does from fractions."""
+    secure = config.secure_aggregation
+    shares = round(secure.secagg_shares * sample_num)
+    if shares < sample_num and shares % 2 == 0:
+        shares += 1
+    if shares <= 2:
+        shares = sample_num
+    threshold = max(round(secure.secagg_threshold * shares), 2)
+    return shares, threshold
+
+
+def setup_problem(announced: AnnouncedSetup, config: RunConfig) -> str | None:
+    """Why a platform must refuse the announced SecAgg+ setup, or ``None`` when it meets its own settings.
+
+    Fewer peers than ``min-platforms`` let the sum reveal more of each update; fewer shares or
+    a lower threshold than the platform's own let fewer (possibly Sybil) peers unmask it. The
+    platform cannot tell a real peer from a coordinator's puppet: that is what
+    ``tolerated-colluders`` and a pinned ``min-platforms`` account for.
+    """
+    minimum = config.federation.min_platforms
+    if announced.sample_num < minimum:
+        return f"the round has {announced.sample_num} peer(s), fewer than this platform's min-platforms = {minimum}"
+    shares, threshold = required_shares(announced.sample_num, config)
+    if announced.share_num < shares or announced.share_num > announced.sample_num:
+        return (
+            f"masks shared with {announced.share_num} of {announced.sample_num} peers; this platform's "
+            f"secagg-shares = {config.secure_aggregation.secagg_shares} needs {shares}"
+        )
+    if not threshold <= announced.threshold <= announced.share_num:
+        return (
+            f"threshold {announced.threshold} of {announced.share_num} shares; this platform's "
+            f"secagg-threshold = {config.secure_aggregation.secagg_threshold} needs at least {threshold}"
+        )
+    return None

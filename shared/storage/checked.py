@@ -23,7 +23,7 @@ import os
 import pickle
 import tempfile
 from collections.abc import Mapping
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any, ClassVar, Self, TypeVar
 
@@ -184,6 +184,35 @@ def read_record(path: str | Path, *kinds: type[Record]) -> Record:
     if kind is None:
         raise CorruptStateError(f"{path}: holds a {payload['record']!r} record, expected {names}")
     try:
-        return kind(**payload["fields"])
+        record = kind(**payload["fields"])
     except TypeError as error:
         raise CorruptStateError(f"{path}: its fields do not match a {kind.FILE_NAME} record ({error})") from None
+    for declared in fields(record):  # type: ignore[arg-type]
+        problem = _field_problem(str(declared.type), getattr(record, declared.name))
+        if problem:
+            raise CorruptStateError(f"{path}: field {declared.name!r} of the {kind.FILE_NAME} record {problem}")
+    return record
+
+
+_KINDS: dict[str, tuple[type, ...]] = {"dict": (dict,), "list": (list,), "int": (int,), "float": (int, float)}
+
+
+def _field_problem(annotation: str, value: Any) -> str | None:
+    """Why ``value`` cannot be a field declared as ``annotation`` (its outer type), or ``None``.
+
+    A record is read from a file another party may have written; a field of the wrong shape
+    (a list where parameter arrays belong) must stop here, not as a traceback deep in a round.
+    """
+    if value is None and "None" in annotation:
+        return None
+    outer = annotation.split("[", 1)[0].split("|", 1)[0].strip()
+    kinds = _KINDS.get(outer)
+    if kinds is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        return f"is a {type(value).__name__}, expected {outer}"
+    if annotation.startswith("dict[str, np.ndarray]"):
+        wrong = next((key for key, item in value.items() if not isinstance(item, np.ndarray)), None)
+        if wrong is not None:
+            return f"holds {wrong!r} = a {type(value[wrong]).__name__}, expected a numpy array"
+    return None

@@ -166,7 +166,13 @@ def test_a_platform_sends_an_update_no_longer_than_max_update_norm(monkeypatch, 
     ``crossfed.client.task.train`` leaves in the model to send must be at exactly the bound.
     """
     config = RunConfig().replace(
-        embedding_dim=4, mlp_layers="8", batch_size=16, learning_rate=0.1, local_epochs=2, max_update_norm=0.01
+        embedding_dim=4,
+        mlp_layers="8",
+        batch_size=16,
+        learning_rate=0.1,
+        local_epochs=2,
+        max_update_norm=0.01,
+        eval_negatives=10,
     )
     platform = _platform(make_dataset(USERS, ITEMS))
     monkeypatch.setattr(task, "load_platforms", lambda _config: (platform,))
