@@ -169,7 +169,7 @@ def test_a_platform_sends_an_update_no_longer_than_max_update_norm(monkeypatch, 
         embedding_dim=4, mlp_layers="8", batch_size=16, learning_rate=0.1, local_epochs=2, max_update_norm=0.01
     )
     platform = _platform(make_dataset(USERS, ITEMS))
-    monkeypatch.setattr(task, "load_platforms", lambda _config: (platform,))
+    monkeypatch.setattr(task, "platform_data", lambda _config, _platform: platform)
     context = Context(
         run_id=1,
         node_id=1,
