@@ -86,7 +86,7 @@ def check_keys_for_mode(mode: str, given: Iterable[str], config: RunConfig) -> N
         ignored |= set(_section_keys(_MODEL_SECTIONS)) | {"num-server-rounds"}
     for key in sorted(set(given)):
         if key in ignored:
-            raise UsageError(f"config key {key!r} has no effect in mode {mode!r}: leave it out (or run federated)")
+            raise UsageError(f"config key {key!r} has no effect in mode {mode!r}: leave it out")
         if config.data.operator_data and key in _SPLIT_KEYS:
             raise UsageError(
                 f"config key {key!r} shapes a split of 'dataset', but 'operator-data' gives each platform "

@@ -103,10 +103,11 @@ def run(args: argparse.Namespace) -> int:
         )
     if not args.quiet:
         shape = "own files" if data.operator_data else config.data.partition
+        rounds = "no training" if args.mode == "popularity" else f"{config.federation.num_server_rounds} rounds"
         print(
             f"{args.mode}: {source} ({sum(len(p.interactions) for p in platforms):,} interactions, "
             f"{sum(p.num_users for p in platforms)} platform users, {platforms[0].num_items} items) -> "
-            f"{config.data.num_platforms} platforms ({shape}), {config.federation.num_server_rounds} rounds; "
+            f"{config.data.num_platforms} platforms ({shape}), {rounds}; "
             f"results in {out}",
             flush=True,
         )
@@ -148,10 +149,12 @@ def print_summary(summary: dict[str, Any]) -> None:
             print("  ".join("-" * width for width in widths))
     if summary.get("global_metrics") and summary["global_metrics"] != summary["metrics"]:
         g = summary["global_metrics"]["sampled"]
-        print(
-            f"served = private fine-tuned copies; the global model alone: HR@{k} {g[f'hr@{k}']:.4f} "
-            f"NDCG@{k} {g[f'ndcg@{k}']:.4f}"
+        served, alone = (
+            ("each platform's own counts", "counts over all platforms")
+            if summary["mode"] == "popularity"
+            else ("private fine-tuned copies", "the global model alone")
         )
+        print(f"served = {served}; {alone}: HR@{k} {g[f'hr@{k}']:.4f} NDCG@{k} {g[f'ndcg@{k}']:.4f}")
     if "privacy" in summary:
         p = summary["privacy"]
         spent = " ".join(f"p{k_}={float(v):.3f}" for k_, v in p["epsilon"].items())
