@@ -16,7 +16,8 @@ from crossfed.shared.config import ConfigError, RunConfig
 from crossfed.shared.data.catalog import publish
 from crossfed.shared.data.interactions import leave_last_out
 from crossfed.shared.data.loader import LEAVE_LAST_OUT, all_platforms, platform_data
-from crossfed.simulations.runner import run_mode
+from crossfed.shared.errors import UsageError
+from crossfed.simulations.runner import check_keys_for_mode, run_mode
 from crossfed.simulations.synthetic import SyntheticSpec, write_music_dataset
 
 SMALL = {"users": 48, "items": 30, "min_interactions": 5, "max_interactions": 9}
@@ -168,3 +169,23 @@ def test_local_only_trains_on_operator_files(tmp_path):
     assert summary["data"]["source"] == "operator-data" and "v1" in summary["dataset"]
     assert summary["data"]["users"] == SMALL["users"] * 2
     assert summary["data"]["items"] == SMALL["items"]
+
+
+@pytest.mark.parametrize(
+    ("mode", "key"),
+    [("centralized", "privacy-unit"), ("local-only", "secagg"), ("popularity", "learning-rate")],
+)
+def test_a_key_the_mode_cannot_honour_is_named(mode, key):
+    with pytest.raises(UsageError, match=rf"'{key}' has no effect in mode '{mode}'"):
+        check_keys_for_mode(mode, {key}, RunConfig())
+
+
+def test_keys_the_mode_honours_pass():
+    check_keys_for_mode("local-only", {"num-server-rounds", "learning-rate", "dataset"}, RunConfig())
+    check_keys_for_mode("federated", {"privacy-unit", "secagg"}, RunConfig())
+
+
+def test_split_keys_beside_operator_data_are_named(tmp_path):
+    config = RunConfig().replace(operator_data=str(tmp_path), catalog=str(tmp_path / "catalog.json"))
+    with pytest.raises(UsageError, match="'partition' shapes a split"):
+        check_keys_for_mode("local-only", {"partition", "num-platforms"}, config)
