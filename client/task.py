@@ -24,9 +24,8 @@ from crossfed.shared.config.trust import (
     refuse_unpinned_privacy_settings,
     trusts_distributed_noise,
 )
-from crossfed.shared.data.datasets import load_platforms
 from crossfed.shared.data.interactions import PlatformData
-from crossfed.shared.data.platform_files import own_platform
+from crossfed.shared.data.loader import platform_data
 from crossfed.shared.evaluation.per_user_results import GlobalPerUserResults, PerUserResults
 from crossfed.shared.evaluation.results import PlatformMetrics, platform_dir
 from crossfed.shared.model.sharing import load_shared_arrays, shared_arrays
@@ -109,9 +108,7 @@ def build_trainer(context: Context, overrides: Mapping[str, Any] | None) -> tupl
     torch.set_num_threads(1)  # one simulated platform per core; avoid oversubscription
     config = platform_config(context, overrides)
     platform = platform_index(context)
-    data: PlatformData = (
-        own_platform(config.data, platform) if config.data.operator_data else load_platforms(config)[platform]
-    )
+    data: PlatformData = platform_data(config, platform)
     trainer = PlatformTrainer(data, config)
     if is_deployed(context.node_config):
         pins = operator_pins(context, overrides)
@@ -139,7 +136,7 @@ def prepare(context: Context, overrides: Mapping[str, Any] | None = None) -> tup
 
     A platform whose files or settings are broken fails here, before any round, and the
     coordinator knows which. In a simulation the Ray worker lives on and keeps the dataset
-    it loaded (``load_platforms`` caches per process), so round 1 costs what every other
+    it loaded (``platform_data`` caches per process), so round 1 costs what every other
     round does. Returns the metrics to send (only the platform's index) and whether it is private.
     """
     trainer, _directory, _config = build_trainer(context, overrides)

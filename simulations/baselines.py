@@ -4,9 +4,11 @@
   (users stay distinct per platform; nobody links identities).
 * ``local-only``: each platform trains the whole model alone - what a platform has
   without crossfed.
+* ``popularity``: no model; items ranked by how often they were trained on, per platform
+  and over all platforms - the reference a learned model must beat.
 
-Both train for ``num-server-rounds x local-epochs`` epochs, the federated run's budget,
-and rank exactly the same candidate lists as the federated run.
+The two models train for ``num-server-rounds x local-epochs`` epochs, the federated run's
+budget; all three rank exactly the same candidate lists as the federated run.
 """
 
 from __future__ import annotations
@@ -15,10 +17,11 @@ import time
 from typing import Any
 
 import numpy as np
+import torch
 
 from crossfed.shared.config import RunConfig
-from crossfed.shared.data.datasets import load_platforms
 from crossfed.shared.data.interactions import PlatformData, leave_last_out, pool
+from crossfed.shared.data.loader import all_platforms
 from crossfed.shared.evaluation.per_user_results import GlobalPerUserResults, PerUserResults
 from crossfed.shared.evaluation.progress import RoundReport
 from crossfed.shared.evaluation.ranking import UserResults, evaluate_ranking
@@ -29,7 +32,7 @@ from crossfed.shared.training.seeds import evaluation_seed
 
 def run_local_only(config: RunConfig) -> dict[str, Any]:
     run_started = time.perf_counter()
-    trainers = [PlatformTrainer(data, config) for data in load_platforms(config)]
+    trainers = [PlatformTrainer(data, config) for data in all_platforms(config)]
     started = time.perf_counter()  # the history's clock: training, as in the federated run
     history: list[dict[str, Any]] = []
     for block in range(1, config.federation.num_server_rounds + 1):
@@ -41,7 +44,7 @@ def run_local_only(config: RunConfig) -> dict[str, Any]:
 
 def run_centralized(config: RunConfig) -> dict[str, Any]:
     run_started = time.perf_counter()
-    platforms = load_platforms(config)
+    platforms = all_platforms(config)
     pooled_data = pool(list(platforms))
     trainer = PlatformTrainer(pooled_data, config)
     offsets = np.cumsum([0] + [p.num_users for p in platforms])
@@ -53,6 +56,50 @@ def run_centralized(config: RunConfig) -> dict[str, Any]:
         validation = [e.validate() for e in evaluators]
         _record(history, RoundReport(block, loss, validation, time.perf_counter() - started), config)
     return _test_and_finish("centralized", config, evaluators, history, run_started=run_started, started=started)
+
+
+def run_popularity(config: RunConfig) -> dict[str, Any]:
+    """Rank items by how often they were trained on: the reference any learned model must beat.
+
+    ``metrics`` rank by the platform's own training counts (what a platform has alone),
+    ``global_metrics`` by the counts over every platform's training data (what pooling counts
+    gives); both on the same split and candidate lists as the models.
+    """
+    run_started = time.perf_counter()
+    platforms = all_platforms(config)
+    testers = [_PopularityTester(data, config) for data in platforms]
+    everywhere = np.sum([t.counts for t in testers], axis=0)
+    for tester in testers:
+        tester.everywhere = everywhere
+    summary = _test_and_finish("popularity", config, testers, [], run_started=run_started, started=time.perf_counter())
+    summary.update(rounds=0, local_epochs=0)  # nothing is trained
+    write_summary(config.experiment.run_dir, summary)
+    return summary
+
+
+class _PopularityTester:
+    """One platform's popularity rankings: by its own training counts and by everyone's."""
+
+    def __init__(self, data: PlatformData, config: RunConfig) -> None:
+        self.data, self.config = data, config
+        self.split = leave_last_out(data.interactions)
+        self.counts = np.bincount(self.split.train.items, minlength=data.num_items).astype(np.float32)
+        self.everywhere = self.counts
+
+    def _evaluate(self, counts: np.ndarray) -> UserResults:
+        scores = torch.as_tensor(counts)
+        return evaluate_ranking(
+            lambda users, items: scores.expand(len(users), -1),
+            self.split,
+            self.data.interactions,
+            stage="test",
+            k=self.config.evaluation.top_k,
+            eval_negatives=self.config.evaluation.eval_negatives,
+            seed=evaluation_seed(self.config.experiment, self.data.platform),
+        )
+
+    def test(self) -> tuple[UserResults, UserResults]:
+        return self._evaluate(self.counts), self._evaluate(self.everywhere)
 
 
 class _PooledEvaluator:
@@ -86,7 +133,7 @@ class _PooledEvaluator:
 def _test_and_finish(
     mode: str,
     config: RunConfig,
-    testers: list[PlatformTrainer] | list[_PooledEvaluator],
+    testers: list[PlatformTrainer] | list[_PooledEvaluator] | list[_PopularityTester],
     history: list[dict[str, Any]],
     *,
     run_started: float,

@@ -13,7 +13,8 @@ from crossfed.client.client_app import build_app as build_client_app
 from crossfed.client.local_metrics import LOCAL_METRICS_FILE, read_locally
 from crossfed.server.server_app import build_app as build_server_app
 from crossfed.shared.config import RunConfig
-from crossfed.shared.data.datasets import check_platforms_fit, load_platforms
+from crossfed.shared.data.datasets import check_platforms_fit
+from crossfed.shared.data.loader import all_platforms
 from crossfed.shared.evaluation.progress import RoundReport
 from crossfed.shared.evaluation.results import (
     PlatformMetrics,
@@ -45,7 +46,7 @@ def run_federated(config: RunConfig, cpus: int | None = None, client_mods: Seque
     from flwr.simulation import run_simulation  # after the environment is set
 
     if not config.data.operator_data:  # platforms with their own files check themselves
-        check_platforms_fit(config.privacy, load_platforms(config))  # before Ray starts or any round runs
+        check_platforms_fit(config.privacy, all_platforms(config))  # before Ray starts or any round runs
     backend_config = ray_backend_config(cpus)
     run_simulation(
         server_app=build_server_app(config.to_flat()),

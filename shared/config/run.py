@@ -29,7 +29,7 @@ from crossfed.shared.config.sections import (
 )
 from crossfed.shared.config.values import Section, check, coerce, key_of, unknown_key
 
-MODES = ("federated", "centralized", "local-only")
+MODES = ("federated", "centralized", "local-only", "popularity")
 
 
 @dataclass(frozen=True)

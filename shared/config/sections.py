@@ -52,8 +52,14 @@ class DataConfig(Section):
 
     title = "Data and platforms"
 
-    dataset: str = setting("ml-100k", "dataset name")
-    data_dir: str = setting("", "local dataset copy; empty: `$CROSSFED_DATA_DIR`, else download into the cache")
+    dataset: str = setting(
+        "ml-100k",
+        "a built-in (`ml-100k`) or a folder in the data contract (`interactions`, `items` or `catalog.json`, "
+        "optional `users`; CSV or Parquet)",
+    )
+    data_dir: str = setting(
+        "", "local copy of a built-in dataset; empty: `$CROSSFED_DATA_DIR`, else download into the cache"
+    )
     max_users: int = setting(0, "keep a random subset of users (0 = all); for quick tests")
     extra_items: int = setting(
         0,

@@ -165,6 +165,8 @@ class Tables:
     * ``users``: ``user_id`` (str) + feature columns, or ``None``.
     * ``feature_kinds``: ``{"items": {column: kind}, "users": {column: kind}}``, kinds from
       :data:`FEATURE_KINDS`. Numeric features are float64, all others str (missing = NaN).
+    * ``has_timestamps``: whether the source had a ``timestamp`` column (the split needs to know
+      whether "latest" means anything).
     """
 
     interactions: pd.DataFrame
@@ -173,6 +175,7 @@ class Tables:
     feature_kinds: dict[str, dict[str, str]]
     report: ValidationReport
     name: str
+    has_timestamps: bool = True
 
 
 # --------------------------------------------------------------------------------------------
@@ -666,6 +669,7 @@ def validate(
         feature_kinds={"items": item_kinds, "users": user_kinds},
         report=report,
         name=name,
+        has_timestamps=has_timestamp,
     )
 
 

@@ -1,23 +1,29 @@
-"""Named datasets and their platform split, cached per process.
+"""Datasets (a built-in or any folder in the data contract) and their platform split, cached per process.
 
 Flower keeps a simulated platform's process (a Ray actor) alive across rounds, so
-parsing and partitioning happen once per process, not once per round.
+parsing and partitioning happen once per process, not once per round. A built-in is
+only an adapter into the data contract: a folder and MovieLens take the same path from
+here on (the same encoding, partitions, split and protocols).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
 from crossfed.shared.config import ConfigError, PrivacyConfig, RunConfig
 from crossfed.shared.data.features import EncodedDataset, EncodedFeature, encode
+from crossfed.shared.data.folder import DatasetFolder
 from crossfed.shared.data.interactions import PlatformData, platform_view
 from crossfed.shared.data.movielens import load_movielens_100k, resolve_data_dir
 from crossfed.shared.data.partition import PartitionSpec, assign_platforms
 
-DATASETS = ("ml-100k",)
+BUILT_IN_DATASETS = ("ml-100k",)
+#: Salt of the seeded order that stands in for time when a dataset has no timestamps.
+_SPLIT_SALT = 0x5EED
 
 #: User columns kept for partitioning but not fed to the model. Raw zip codes are near
 #: identifiers (796 values for 943 users): they add nothing the user-id embedding lacks,
@@ -25,11 +31,29 @@ DATASETS = ("ml-100k",)
 _PARTITION_ONLY_USER_COLUMNS = {"ml-100k": ("zip",)}
 
 
-@lru_cache(maxsize=2)
 def load_dataset(name: str, data_dir: str = "") -> EncodedDataset:
-    """Dataset ``name`` encoded for the model; ``data_dir`` empty means env var or cache."""
-    if name != "ml-100k":
-        raise ConfigError(f"config key 'dataset' = {name!r} is not known: expected one of {DATASETS}")
+    """Dataset ``name`` encoded for the model: a built-in (``data_dir`` empty means env var or
+    cache) or a folder in the data contract (``data_dir`` is for built-ins only)."""
+    return _load_dataset(name, data_dir, folder_stamp(name))
+
+
+def folder_stamp(name: str) -> tuple[tuple[str, int, int], ...]:
+    """Path, size and modification time of a folder dataset's files (empty for a built-in):
+    part of every cache key, so a changed file is read again."""
+    if name in BUILT_IN_DATASETS or not Path(name).is_dir():
+        return ()
+    return tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in DatasetFolder.find(name).files())
+
+
+@lru_cache(maxsize=2)
+def _load_dataset(name: str, data_dir: str, stamp: tuple[tuple[str, int, int], ...]) -> EncodedDataset:
+    if name not in BUILT_IN_DATASETS:
+        if data_dir:
+            raise ConfigError(
+                f"config key 'data-dir' = {data_dir!r} names a copy of a built-in dataset, but 'dataset' = "
+                f"{name!r} is a folder: leave 'data-dir' out"
+            )
+        return encode(dataset_folder(name).tables())
     dataset = encode(load_movielens_100k(resolve_data_dir(data_dir or None)))
     hidden = _PARTITION_ONLY_USER_COLUMNS.get(name, ())
     return dataclasses.replace(
@@ -37,15 +61,44 @@ def load_dataset(name: str, data_dir: str = "") -> EncodedDataset:
     )
 
 
+def dataset_folder(name: str) -> DatasetFolder:
+    """The contract folder config key ``dataset`` names (anything but a built-in name)."""
+    if not Path(name).is_dir():
+        raise ConfigError(
+            f"config key 'dataset' = {name!r} is neither a built-in dataset {BUILT_IN_DATASETS} "
+            "nor a folder in the data contract (interactions, items or catalog.json, optional users)"
+        )
+    return DatasetFolder.find(name)
+
+
+def held_out_in_random_order(interactions: int, seed: int) -> np.ndarray:
+    """A seeded random order standing in for time: leave-last-out over it holds out random items.
+
+    Without timestamps file order says nothing about which interaction came last, so the
+    split must not pretend it does; a seeded order keeps the split reproducible.
+    """
+    return np.random.default_rng([seed, _SPLIT_SALT]).permutation(interactions).astype(np.int64)
+
+
 @lru_cache(maxsize=4)
 def _platforms(
-    name: str, data_dir: str, spec: PartitionSpec, max_users: int, extra_items: int
+    name: str,
+    data_dir: str,
+    spec: PartitionSpec,
+    max_users: int,
+    extra_items: int,
+    stamp: tuple[tuple[str, int, int], ...],
 ) -> tuple[PlatformData, ...]:
     dataset = _simulated_catalog(name, data_dir, extra_items, spec.seed)
+    if not dataset.has_timestamps:
+        dataset = dataclasses.replace(dataset, timestamps=held_out_in_random_order(len(dataset.users), spec.seed))
     if max_users:
         dataset = subsample_users(dataset, max_users, spec.seed)
     assignment = assign_platforms(dataset, spec)
-    return tuple(platform_view(dataset, assignment, p) for p in range(spec.num_platforms))
+    return tuple(
+        dataclasses.replace(platform_view(dataset, assignment, p), timestamped=dataset.has_timestamps)
+        for p in range(spec.num_platforms)
+    )
 
 
 def partition_spec(config: RunConfig) -> PartitionSpec:
@@ -62,7 +115,14 @@ def partition_spec(config: RunConfig) -> PartitionSpec:
 def load_platforms(config: RunConfig) -> tuple[PlatformData, ...]:
     """Every platform's data under the configured partition (simulation only: one machine holds all)."""
     data = config.data
-    return _platforms(data.dataset, data.data_dir, partition_spec(config), data.max_users, data.extra_items)
+    return _platforms(
+        data.dataset,
+        data.data_dir,
+        partition_spec(config),
+        data.max_users,
+        data.extra_items,
+        folder_stamp(data.dataset),
+    )
 
 
 def item_side(config: RunConfig) -> tuple[int, dict[str, EncodedFeature]]:

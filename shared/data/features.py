@@ -135,7 +135,7 @@ class EncodedDataset:
     id order; items in catalog order, every catalog item included (never-interacted items stay
     recommendable). ``user_attributes`` is the user table indexed by user code (for
     partitioning clients by attribute, e.g. region); it has no columns if there is no user
-    table.
+    table. ``has_timestamps`` is false when the source had none (``timestamps`` is then file order).
     """
 
     name: str
@@ -148,6 +148,7 @@ class EncodedDataset:
     user_features: dict[str, EncodedFeature]
     item_features: dict[str, EncodedFeature]
     user_attributes: pd.DataFrame
+    has_timestamps: bool = True
 
     @property
     def num_users(self) -> int:
@@ -206,4 +207,5 @@ def encode(tables: Tables, *, max_text_tokens: int = DEFAULT_TEXT_TOKENS) -> Enc
         user_features=user_features,
         item_features=item_features,
         user_attributes=attributes,
+        has_timestamps=tables.has_timestamps,
     )

@@ -58,6 +58,9 @@ class PlatformData:
     item_features: dict[str, EncodedFeature]
     #: The platform's own user id of each local user code (row ``u`` of the user tower is ``user_ids[u]``).
     user_ids: np.ndarray
+    #: False when the data had no timestamps: ``interactions.timestamps`` is then a seeded random
+    #: order, so leave-last-out holds out random items instead of the latest.
+    timestamped: bool = True
 
     @property
     def num_users(self) -> int:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from crossfed.shared.config import PARTITION_SCHEMES
+from crossfed.shared.config import PARTITION_SCHEMES, ConfigError
 from crossfed.shared.data.features import EncodedDataset
 
 logger = logging.getLogger(__name__)
@@ -73,9 +73,10 @@ def assign_platforms(dataset: EncodedDataset, spec: PartitionSpec) -> np.ndarray
 def _user_attribute(dataset: EncodedDataset, attribute: str) -> pd.Series:
     table = dataset.user_attributes
     if attribute not in table.columns:
-        raise ValueError(
-            f"partition attribute {attribute!r} is not a user feature of {dataset.name}; "
-            f"available: {sorted(table.columns)}"
+        available = sorted(table.columns)
+        raise ConfigError(
+            f"config key 'partition-attribute' = {attribute!r} is not a column of {dataset.name}'s user table; "
+            + (f"available: {available}" if available else "it has no user table: use partition 'iid' or 'overlap'")
         )
     return table[attribute].astype("string").fillna("<missing>").reset_index(drop=True)
 

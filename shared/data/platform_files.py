@@ -16,8 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from crossfed.shared.config import DataConfig
-from crossfed.shared.data.catalog import Catalog, load_catalog
+from crossfed.shared.data.catalog import Catalog
 from crossfed.shared.data.contract import DataValidationError, Tables, ValidationReport, read_table, validate
 from crossfed.shared.data.features import EncodedDataset, encode
 from crossfed.shared.data.interactions import Interactions, PlatformData
@@ -131,28 +130,3 @@ def from_tables(tables: Tables, catalog: Catalog | None, platform: int = 0) -> O
     data = PlatformData(platform, interactions, encoded.user_features, encoded.item_features, user_ids=encoded.user_ids)
     attributes = encoded.user_attributes if tables.users is not None else None
     return OperatorData(data, encoded.user_ids, encoded.item_ids, tables, catalog, attributes)
-
-
-def own_platform(data: DataConfig, platform: int) -> PlatformData:
-    """A platform's training data from its own files (``operator-data``), coded against the run's catalog.
-
-    The folder holds ``interactions`` and optionally ``users``, each ``.csv`` or ``.parquet``;
-    ``{partition-id}`` in the path lets one simulated run point every platform at its own folder.
-    """
-    folder = Path(data.operator_data.replace("{partition-id}", str(platform)))
-    catalog = load_catalog(data.catalog, data.catalog_version)
-    return load_operator_data(
-        _one_file(folder, "interactions", required=True),
-        catalog,
-        users=_one_file(folder, "users", required=False),
-        platform=platform,
-    ).data
-
-
-def _one_file(folder: Path, stem: str, *, required: bool) -> Path | None:
-    found = [folder / f"{stem}{suffix}" for suffix in (".csv", ".parquet") if (folder / f"{stem}{suffix}").is_file()]
-    if len(found) > 1:
-        raise DataValidationError(str(folder), f"both {found[0].name} and {found[1].name}: keep one")
-    if not found and required:
-        raise DataValidationError(str(folder), f"no {stem}.csv or {stem}.parquet (config key 'operator-data')")
-    return found[0] if found else None

@@ -1,7 +1,10 @@
-"""``crossfed run``: one experiment in any mode (federated, centralized, local-only), written to the results contract.
+"""``crossfed run``: one experiment in any mode (federated, centralized, local-only, popularity), written to the
+results contract.
 
-Every run-config key of ``[tool.flwr.app.config]`` is a flag (``--learning-rate`` for
-``learning-rate``). The run folder (``--out``) holds ``summary.json``, the checkpoint and
+``--dataset`` names a built-in (``ml-100k``) or any folder in the data contract; ``--operator-data``
+gives each platform its own files instead. Every run-config key of ``[tool.flwr.app.config]`` is a
+flag (``--learning-rate`` for ``learning-rate``); a key the chosen mode cannot honour is refused.
+The run folder (``--out``) holds ``summary.json``, the checkpoint and
 each platform's files; a new run refuses a folder that is not empty, ``--resume``
 continues the federated run whose checkpoint it holds. Prints the test metrics per platform.
 """
@@ -41,7 +44,9 @@ _OWN_FLAGS = {"mode", "out", "quiet", "resume", "run", "command", "options"}
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mode", choices=MODES, default="federated")
-    parser.add_argument("--out", help="run folder (default runs/<mode>-<dataset>-<partition>-<N>p-seed<S>)")
+    parser.add_argument(
+        "--out", help="run folder (default runs/<mode>-<dataset or folder name>-<partition>-<N>p-seed<S>)"
+    )
     parser.add_argument("--resume", action="store_true", help="federated: continue from the run folder's checkpoint")
     parser.add_argument("--quiet", action="store_true", help="only the summary table")
     add_config_flags(parser)
@@ -69,33 +74,41 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from crossfed.shared.data.datasets import load_dataset
-    from crossfed.simulations.runner import configure_logging, run_mode
+    from crossfed.shared.data.datasets import BUILT_IN_DATASETS
+    from crossfed.shared.data.loader import all_platforms
+    from crossfed.simulations.runner import check_keys_for_mode, configure_logging, run_mode
 
     configure_logging(args.quiet)
     overrides = {key: value for key, value in vars(args).items() if value is not None and key not in _OWN_FLAGS}
     config = RunConfig.from_mapping(overrides)
+    check_keys_for_mode(args.mode, overrides, config)
+    if args.resume and args.mode != "federated":
+        raise UsageError(f"--resume continues a federated run; mode {args.mode!r} has no checkpoint to resume")
     data = config.data
+    source = "operator-data" if data.operator_data else Path(data.dataset).name
     out = Path(
-        args.out
-        or f"runs/{args.mode}-{data.dataset}-{data.partition}-{data.num_platforms}p-seed{config.experiment.seed}"
+        args.out or f"runs/{args.mode}-{source}-{data.partition}-{data.num_platforms}p-seed{config.experiment.seed}"
     )
     config = config.replace(
         run_dir=str(out.resolve()),
         data_dir=str(Path(data.data_dir).resolve()) if data.data_dir else "",
+        dataset=data.dataset if data.dataset in BUILT_IN_DATASETS else str(Path(data.dataset).resolve()),
         resume=args.resume,
     )
-    dataset = load_dataset(config.data.dataset, config.data.data_dir)  # fail fast, before any worker starts
+    platforms = all_platforms(config)  # fail fast, before any worker starts
     if out.exists() and any(out.iterdir()) and not args.resume:
         raise UsageError(
             f"run folder {out} is not empty: pass --resume to continue that run, "
             f"or another --out (a new run never inherits an old run's platform state)"
         )
     if not args.quiet:
+        shape = "own files" if data.operator_data else config.data.partition
+        rounds = "no training" if args.mode == "popularity" else f"{config.federation.num_server_rounds} rounds"
         print(
-            f"{args.mode}: {dataset.name} ({len(dataset.users):,} interactions, {dataset.num_users} users, "
-            f"{dataset.num_items} items) -> {config.data.num_platforms} platforms ({config.data.partition}), "
-            f"{config.federation.num_server_rounds} rounds; results in {out}",
+            f"{args.mode}: {source} ({sum(len(p.interactions) for p in platforms):,} interactions, "
+            f"{sum(p.num_users for p in platforms)} platform users, {platforms[0].num_items} items) -> "
+            f"{config.data.num_platforms} platforms ({shape}), {rounds}; "
+            f"results in {out}",
             flush=True,
         )
     print_summary(run_mode(args.mode, config))
@@ -121,20 +134,27 @@ def print_summary(summary: dict[str, Any]) -> None:
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    data = summary.get("data", {})
+    shape = "own files" if data.get("source") == "operator-data" else summary["partition"]
     print(
-        f"\n{summary['mode']} | {summary['dataset']} | {summary['partition']} x {summary['platforms']} | "
-        f"{summary['rounds']} rounds | seed {summary['seed']} | test set (sampled = 1 + 99 negatives)"
+        f"\n{summary['mode']} | {summary['dataset']} | {shape} x {summary['platforms']} | "
+        f"{summary['rounds']} rounds | seed {summary['seed']} | test set "
+        f"(sampled = 1 + {summary['config']['eval-negatives']} negatives)"
     )
+    if "split" in data:
+        print(f"split: {data['split']}")
     for i, row in enumerate(rows):
         print("  ".join(cell.rjust(width) for cell, width in zip(row, widths)))
         if i == 0 or i == len(rows) - 2:
             print("  ".join("-" * width for width in widths))
     if summary.get("global_metrics") and summary["global_metrics"] != summary["metrics"]:
         g = summary["global_metrics"]["sampled"]
-        print(
-            f"served = private fine-tuned copies; the global model alone: HR@{k} {g[f'hr@{k}']:.4f} "
-            f"NDCG@{k} {g[f'ndcg@{k}']:.4f}"
+        served, alone = (
+            ("each platform's own counts", "counts over all platforms")
+            if summary["mode"] == "popularity"
+            else ("private fine-tuned copies", "the global model alone")
         )
+        print(f"served = {served}; {alone}: HR@{k} {g[f'hr@{k}']:.4f} NDCG@{k} {g[f'ndcg@{k}']:.4f}")
     if "privacy" in summary:
         p = summary["privacy"]
         spent = " ".join(f"p{k_}={float(v):.3f}" for k_, v in p["epsilon"].items())
@@ -150,7 +170,7 @@ def print_summary(summary: dict[str, Any]) -> None:
 
 command = Command(
     "run",
-    "run one experiment: federated, centralized or local-only",
+    "run one experiment: federated, centralized, local-only or popularity",
     "researcher",
     add_arguments,
     run,

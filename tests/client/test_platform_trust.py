@@ -77,7 +77,7 @@ def test_noise_scaling_keys_must_be_pinned_once_the_operator_chose_distributed_n
 def test_distributed_noise_the_operator_did_not_choose_is_priced_on_the_platforms_own_share(monkeypatch, tmp_path):
     dataset = make_dataset(20, 50)
     platform = platform_view(dataset, np.zeros(len(dataset.users), np.int64), 0)
-    monkeypatch.setattr(task, "load_platforms", lambda _config: (platform,))
+    monkeypatch.setattr(task, "platform_data", lambda _config, _platform: platform)
     pins = {"privacy-unit": "user", "secagg": True, "noise-multiplier": 1.0, "delta": 1e-3, "eval-negatives": 10}
     submitted = {**pins, "noise-mode": "distributed", "min-platforms": 100, "embedding-dim": 4, "mlp-layers": "8"}
     trusted, _directory, _config = task.build_trainer(
@@ -150,7 +150,7 @@ def test_a_failure_reaches_the_coordinator_as_a_code_without_its_text(error, cod
 def test_eval_negatives_is_bounded_by_the_catalog_size_on_a_deployed_platform(monkeypatch, tmp_path):
     dataset = make_dataset(20, 50)
     platform = platform_view(dataset, np.zeros(len(dataset.users), np.int64), 0)
-    monkeypatch.setattr(task, "load_platforms", lambda _config: (platform,))
+    monkeypatch.setattr(task, "platform_data", lambda _config, _platform: platform)
     small = {"embedding-dim": 4, "mlp-layers": "8"}
     with pytest.raises(RevealingSettingError, match="eval-negatives"):
         task.build_trainer(_deployed({**small, "eval-negatives": 49}, **{"state-dir": str(tmp_path)}), None)

@@ -21,7 +21,7 @@ from tests.helpers import make_dataset
 def platform(monkeypatch):
     dataset = make_dataset(20, 50)
     data = platform_view(dataset, np.zeros(len(dataset.users), np.int64), 0)
-    monkeypatch.setattr(task, "load_platforms", lambda _config: (data,))
+    monkeypatch.setattr(task, "platform_data", lambda _config, _platform: data)
     return data
 
 

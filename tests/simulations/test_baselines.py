@@ -16,13 +16,13 @@ LOAD_DELAY = 2.0
 
 @pytest.mark.parametrize("run", [run_centralized, run_local_only])
 def test_start_up_is_timed_apart_from_the_epochs(run, movielens_dir, tmp_path, monkeypatch):
-    load = crossfed.simulations.baselines.load_platforms
+    load = crossfed.simulations.baselines.all_platforms
 
     def slow_load(config):
         time.sleep(LOAD_DELAY)
         return load(config)
 
-    monkeypatch.setattr(crossfed.simulations.baselines, "load_platforms", slow_load)
+    monkeypatch.setattr(crossfed.simulations.baselines, "all_platforms", slow_load)
     config = RunConfig().replace(
         data_dir=str(movielens_dir),
         run_dir=str(tmp_path),

@@ -6,7 +6,7 @@ import pytest
 
 from crossfed.shared.config import ConfigError, RunConfig
 from crossfed.shared.data.contract import DataValidationError
-from crossfed.shared.data.platform_files import own_platform
+from crossfed.shared.data.loader import platform_data
 from crossfed.simulations.federated import run_federated
 from crossfed.simulations.operator_demo import CATALOG_VERSION, export_movielens
 
@@ -37,7 +37,7 @@ def test_platforms_train_a_federation_on_their_own_files(own_files, tmp_path):
     summary = run_federated(config)
     assert summary["rounds_completed"] == 2
     users = {entry["platform"]: entry["users"] for entry in summary["per_platform"]}
-    assert users == {0: own_platform(config.data, 0).num_users, 1: own_platform(config.data, 1).num_users}
+    assert users == {0: platform_data(config, 0).num_users, 1: platform_data(config, 1).num_users}
     assert all(0 <= entry["metrics"]["sampled"]["hr@10"] <= 1 for entry in summary["per_platform"])
 
 
@@ -49,4 +49,4 @@ def test_own_files_need_the_catalog_and_an_interactions_file(own_files, tmp_path
     empty.mkdir()
     config = RunConfig().replace(operator_data=str(empty), catalog=str(catalog), catalog_version=CATALOG_VERSION)
     with pytest.raises(DataValidationError, match=r"no interactions\.csv or interactions\.parquet"):
-        own_platform(config.data, 0)
+        platform_data(config, 0)

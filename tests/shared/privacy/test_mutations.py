@@ -175,7 +175,7 @@ def test_a_platform_sends_an_update_no_longer_than_max_update_norm(monkeypatch, 
         eval_negatives=10,
     )
     platform = _platform(make_dataset(USERS, ITEMS))
-    monkeypatch.setattr(task, "load_platforms", lambda _config: (platform,))
+    monkeypatch.setattr(task, "platform_data", lambda _config, _platform: platform)
     context = Context(
         run_id=1,
         node_id=1,
