@@ -54,11 +54,13 @@ class DataConfig(Section):
 
     dataset: str = setting(
         "ml-100k",
-        "a built-in (`ml-100k`) or a folder in the data contract (`interactions`, `items` or `catalog.json`, "
-        "optional `users`; CSV or Parquet)",
+        "a built-in (`ml-100k`, `ml-1m`: MovieLens 100K or 1M, the same features) or a folder in the data "
+        "contract (`interactions`, `items` or `catalog.json`, optional `users`; CSV or Parquet)",
     )
     data_dir: str = setting(
-        "", "local copy of a built-in dataset; empty: `$CROSSFED_DATA_DIR`, else download into the cache"
+        "",
+        "local copy of a built-in dataset (the folder holding its files); empty: `$CROSSFED_DATA_DIR` (that "
+        "folder, or its `ml-100k/` or `ml-1m/` subfolder), else download into the cache",
     )
     max_users: int = setting(0, "keep a random subset of users (0 = all); for quick tests")
     extra_items: int = setting(

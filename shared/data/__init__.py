@@ -18,6 +18,8 @@ from .contract import (
 )
 from .features import EncodedDataset, EncodedFeature, encode, encode_features
 from .movielens import (
+    ML1M_MD5,
+    ML1M_URL,
     ML100K_MD5,
     ML100K_URL,
     DatasetChecksumError,
@@ -25,9 +27,12 @@ from .movielens import (
     load_movielens_100k,
     resolve_data_dir,
 )
+from .movielens_1m import load_movielens_1m
 
 __all__ = [
     "FEATURE_KINDS",
+    "ML1M_MD5",
+    "ML1M_URL",
     "ML100K_MD5",
     "ML100K_URL",
     "DataValidationError",
@@ -40,6 +45,7 @@ __all__ = [
     "encode",
     "encode_features",
     "infer_feature_kind",
+    "load_movielens_1m",
     "load_movielens_100k",
     "load_tables",
     "read_table",

@@ -9,26 +9,34 @@ here on (the same encoding, partitions, split and protocols).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
 from crossfed.shared.config import ConfigError, PrivacyConfig, RunConfig
+from crossfed.shared.data.contract import Tables
 from crossfed.shared.data.features import EncodedDataset, EncodedFeature, encode
 from crossfed.shared.data.folder import DatasetFolder
 from crossfed.shared.data.interactions import PlatformData, platform_view
-from crossfed.shared.data.movielens import load_movielens_100k, resolve_data_dir
+from crossfed.shared.data.movielens import load_movielens_100k
+from crossfed.shared.data.movielens_1m import load_movielens_1m
 from crossfed.shared.data.partition import PartitionSpec, assign_platforms
 
-BUILT_IN_DATASETS = ("ml-100k",)
+#: Each built-in's adapter into the data contract: its argument is the local copy ("" or None: env var or cache).
+_BUILT_IN_LOADERS: dict[str, Callable[[str | None], Tables]] = {
+    "ml-100k": load_movielens_100k,
+    "ml-1m": load_movielens_1m,
+}
+BUILT_IN_DATASETS = tuple(_BUILT_IN_LOADERS)
 #: Salt of the seeded order that stands in for time when a dataset has no timestamps.
 _SPLIT_SALT = 0x5EED
 
 #: User columns kept for partitioning but not fed to the model. Raw zip codes are near
 #: identifiers (796 values for 943 users): they add nothing the user-id embedding lacks,
 #: and under DP they would be a per-user parameter. The zip region carries location.
-_PARTITION_ONLY_USER_COLUMNS = {"ml-100k": ("zip",)}
+_PARTITION_ONLY_USER_COLUMNS = {"ml-100k": ("zip",), "ml-1m": ("zip",)}
 
 
 def load_dataset(name: str, data_dir: str = "") -> EncodedDataset:
@@ -54,7 +62,7 @@ def _load_dataset(name: str, data_dir: str, stamp: tuple[tuple[str, int, int], .
                 f"{name!r} is a folder: leave 'data-dir' out"
             )
         return encode(dataset_folder(name).tables())
-    dataset = encode(load_movielens_100k(resolve_data_dir(data_dir or None)))
+    dataset = encode(_BUILT_IN_LOADERS[name](data_dir or None))
     hidden = _PARTITION_ONLY_USER_COLUMNS.get(name, ())
     return dataclasses.replace(
         dataset, user_features={k: v for k, v in dataset.user_features.items() if k not in hidden}
