@@ -1,4 +1,4 @@
-"""Shared fixtures. Tests that need MovieLens read it from ``CROSSFED_DATA_DIR`` (CI: ../shared)."""
+"""Shared fixtures. Tests that need MovieLens read it from ``CROSSFED_DATA_DIR`` (CI: ../shared/datasets/ml-100k)."""
 
 from __future__ import annotations
 
@@ -18,9 +18,23 @@ def movielens_dir() -> Path:
     from crossfed.shared.data.movielens import DatasetUnavailableError, resolve_data_dir
 
     try:
-        return resolve_data_dir(os.environ.get("CROSSFED_DATA_DIR") or None)
+        return resolve_data_dir(None)
     except DatasetUnavailableError as error:
         pytest.skip(f"MovieLens-100K unavailable: {error}")
+
+
+@pytest.fixture(scope="session")
+def movielens_1m_dir() -> Path:
+    """The MovieLens-1M folder ``CROSSFED_DATA_DIR`` leads to (itself, its ``ml-1m/``, or an ``ml-100k``
+    folder's sibling); never downloaded, since 1M ratings are too much to fetch for a test."""
+    from crossfed.shared.data.movielens import DatasetUnavailableError, resolve_data_dir
+
+    if not os.environ.get("CROSSFED_DATA_DIR"):
+        pytest.skip("MovieLens-1M tests need CROSSFED_DATA_DIR naming a folder with ml-1m (or an ml-100k beside it)")
+    try:
+        return resolve_data_dir(None, "ml-1m")
+    except DatasetUnavailableError as error:
+        pytest.skip(f"MovieLens-1M unavailable: {error}")
 
 
 @pytest.fixture(scope="session")

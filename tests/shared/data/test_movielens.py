@@ -7,6 +7,7 @@ they are skipped otherwise. No test touches the network: ``urlopen`` is always f
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import logging
@@ -36,7 +37,7 @@ from crossfed.shared.data import (
 REAL_DIR = os.environ.get("CROSSFED_DATA_DIR")
 needs_real_data = pytest.mark.skipif(
     not REAL_DIR,
-    reason="set CROSSFED_DATA_DIR to an unzipped ml-100k folder to test against the real data",
+    reason="set CROSSFED_DATA_DIR to an unzipped ml-100k folder (or one holding ml-100k/) to test the real data",
 )
 
 GENRES = ["unknown", "Action", "Comedy"]
@@ -120,7 +121,9 @@ def test_md5_mismatch_keeps_nothing(isolated_env: Path, tmp_path: Path, monkeypa
 
 def test_download_verifies_and_extracts_once(isolated_env: Path, tmp_path: Path, monkeypatch) -> None:
     payload = fake_zip(tmp_path)
-    monkeypatch.setattr(movielens, "ML100K_MD5", hashlib.md5(payload).hexdigest())
+    monkeypatch.setattr(
+        movielens, "ML100K", dataclasses.replace(movielens.ML100K, md5=hashlib.md5(payload).hexdigest())
+    )
     calls = serve(monkeypatch, payload)
     directory = resolve_data_dir(None)
     assert directory == isolated_env / "ml-100k"
@@ -218,7 +221,7 @@ def test_altered_copy_is_warned_about(tmp_path: Path, caplog) -> None:
 def ml100k() -> Tables:
     if not REAL_DIR:
         pytest.skip("CROSSFED_DATA_DIR is not set")
-    return load_movielens_100k(REAL_DIR)
+    return load_movielens_100k(None)
 
 
 @pytest.fixture(scope="module")
@@ -243,7 +246,7 @@ def test_real_counts(ml100k: Tables, ml100k_encoded: EncodedDataset) -> None:
 @needs_real_data
 def test_real_files_are_the_official_ones(caplog) -> None:
     with caplog.at_level(logging.WARNING, logger="crossfed.shared.data.movielens"):
-        movielens._check_sha256(Path(REAL_DIR))
+        movielens.check_sha256(movielens.ML100K, resolve_data_dir(None))
     assert caplog.text == ""
 
 
