@@ -1,8 +1,9 @@
-"""MovieLens 100K: locate (or fetch) the raw files and turn them into contract :class:`Tables`.
+"""MovieLens: locate (or fetch) a built-in's raw files; turn ML-100K's into contract :class:`Tables`.
 
 Why this goes through :func:`~crossfed.shared.data.contract.validate`: MovieLens is our stand-in for an
-operator's export, so it must take exactly the path their data takes. This module only knows
-the raw ``u.*`` formats; every check that applies to all data lives in the contract.
+operator's export, so it must take exactly the path their data takes. This module knows where
+the GroupLens archives live and the raw ``u.*`` formats (ML-1M's ``*.dat`` are parsed by
+:mod:`.movielens_1m` with the helpers here); every check that applies to all data lives in the contract.
 
 The data are never stored in the repository (the licence forbids redistribution): point
 ``--data-dir DIR`` / ``CROSSFED_DATA_DIR=DIR`` at an unzipped copy, or let
