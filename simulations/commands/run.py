@@ -1,7 +1,7 @@
 """``crossfed run``: one experiment in any mode (federated, centralized, local-only, popularity), written to the
 results contract.
 
-``--dataset`` names a built-in (``ml-100k``) or any folder in the data contract; ``--operator-data``
+``--dataset`` names a built-in (``ml-100k``, ``ml-1m``) or any folder in the data contract; ``--operator-data``
 gives each platform its own files instead. Every run-config key of ``[tool.flwr.app.config]`` is a
 flag (``--learning-rate`` for ``learning-rate``); a key the chosen mode cannot honour is refused.
 The run folder (``--out``) holds ``summary.json``, the checkpoint and
