@@ -33,6 +33,7 @@ import torch
 from flwr.app import Message, MessageType
 from provenance import markdown, provenance
 
+from crossfed.client.local_metrics import LOCAL_METRICS_FILE, read_locally
 from crossfed.shared.config import RunConfig
 from crossfed.shared.data.datasets import load_dataset, load_platforms
 from crossfed.shared.evaluation.results import platform_dir
@@ -174,9 +175,8 @@ def missing_updates(config: RunConfig) -> int:
     """Training rounds some platform did not contribute (failures), from the platforms' own logs."""
     trained = 0
     for platform in range(config.data.num_platforms):
-        path = platform_dir(config.experiment.run_dir, platform) / "metrics.jsonl"
-        lines = path.read_text().splitlines() if path.exists() else []
-        trained += sum(1 for line in lines if json.loads(line)["stage"] == "train")
+        path = platform_dir(config.experiment.run_dir, platform) / LOCAL_METRICS_FILE
+        trained += sum(1 for entry in read_locally(path, platform) if entry["stage"] == "train")
     return config.data.num_platforms * config.federation.num_server_rounds - trained
 
 
