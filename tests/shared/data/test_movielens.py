@@ -12,7 +12,6 @@ import hashlib
 import io
 import logging
 import os
-import urllib.error
 import zipfile
 from pathlib import Path
 
@@ -59,20 +58,6 @@ def write_mini(directory: Path, *, items=ITEM_ROWS, users=USER_ROWS, data=DATA_R
         (directory / name).write_bytes(("\n".join(lines) + "\n").encode("latin-1"))
     (directory / "u.genre").write_bytes(genre_text.encode("latin-1"))
     return directory
-
-
-@pytest.fixture
-def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """No CROSSFED_DATA_DIR, cache under tmp_path, and a network that always fails."""
-    monkeypatch.delenv("CROSSFED_DATA_DIR", raising=False)
-    cache = tmp_path / "cache"
-    monkeypatch.setenv("CROSSFED_CACHE", str(cache))
-
-    def offline(*args, **kwargs):
-        raise urllib.error.URLError("network is unreachable")
-
-    monkeypatch.setattr("urllib.request.urlopen", offline)
-    return cache
 
 
 def serve(monkeypatch: pytest.MonkeyPatch, payload: bytes) -> list[str]:

@@ -11,7 +11,6 @@ import dataclasses
 import hashlib
 import io
 import logging
-import urllib.error
 import zipfile
 from pathlib import Path
 
@@ -57,20 +56,6 @@ def write_mini_100k(directory: Path) -> Path:
     for name in ("u.data", "u.item", "u.user", "u.genre"):
         (directory / name).write_text("")
     return directory
-
-
-@pytest.fixture
-def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """No CROSSFED_DATA_DIR, cache under tmp_path, and a network that always fails."""
-    monkeypatch.delenv("CROSSFED_DATA_DIR", raising=False)
-    cache = tmp_path / "cache"
-    monkeypatch.setenv("CROSSFED_CACHE", str(cache))
-
-    def offline(*args, **kwargs):
-        raise urllib.error.URLError("network is unreachable")
-
-    monkeypatch.setattr("urllib.request.urlopen", offline)
-    return cache
 
 
 # ------------------------------------------------------------------------- finding the files
