@@ -3,9 +3,12 @@
 Trains one platform's model (platform 0 of the default 5-platform natural split) for a
 few epochs in each setting and prints scored (user, item) pairs per second - the unit
 both paths share: a positive or a sampled negative scored once in a training step.
-Settings: non-private; user-level DP-SGD with Opacus ghost clipping; the same with
-Opacus' default hooks mode; interaction-level DP-SGD (ghost and hooks). It writes nothing:
-the figures are printed, headed by the date, commit and machine.
+Settings: non-private; user-level and interaction-level DP-SGD with crossfed's one-pass
+ghost clipping (``crossfed.shared.privacy.clipping``); the same with Opacus' own ghost
+clipping (two backward passes) and with Opacus' default hooks mode. Every setting runs
+``--repeats`` times, the settings interleaved, so a load change on a shared machine hits
+them alike; the medians are compared. It writes nothing: the figures are printed, headed
+by the date, commit and machine.
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--platform", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (a simulated platform gets 1)")
+    parser.add_argument("--repeats", type=int, default=1, help="runs of every setting (medians reported)")
     parser.add_argument("--skip-hooks", action="store_true", help="skip Opacus' slow default hooks mode")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="run-config overrides")
     args = parser.parse_args(argv)
@@ -68,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         ("non-private", base.replace(privacy_unit="none"), "ghost"),
         ("user-level DP, ghost", base.replace(privacy_unit="user"), "ghost"),
         ("interaction-level DP, ghost", base.replace(privacy_unit="interaction"), "ghost"),
+        ("user-level DP, Opacus ghost", base.replace(privacy_unit="user"), "opacus-ghost"),
+        ("interaction-level DP, Opacus ghost", base.replace(privacy_unit="interaction"), "opacus-ghost"),
     ]
     if not args.skip_hooks:
         settings += [
@@ -75,20 +81,22 @@ def main(argv: list[str] | None = None) -> int:
             ("interaction-level DP, hooks", base.replace(privacy_unit="interaction"), "hooks"),
         ]
     print(markdown(provenance()), flush=True)
-    rows = {}
-    for name, config, mode in settings:
-        started = time.perf_counter()
-        rows[name] = measure(config, args.platform, args.epochs, mode)
-        print(
-            f"{name:30s} {rows[name]['pairs_per_second']:>12,.0f} pairs/s  "
-            f"({rows[name]['pairs']:,} pairs in {rows[name]['seconds']:.1f}s; "
-            f"total {time.perf_counter() - started:.1f}s)",
-            flush=True,
-        )
-    reference = rows["non-private"]["pairs_per_second"]
-    for name, row in rows.items():
-        print(f"{name:30s} {row['pairs_per_second'] / reference:6.2f} x non-private")
-    print(json.dumps({name: round(row["pairs_per_second"]) for name, row in rows.items()}))
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name, _config, _mode in settings}
+    for repeat in range(args.repeats):
+        for name, config, mode in settings:
+            started = time.perf_counter()
+            row = measure(config, args.platform, args.epochs, mode)
+            runs[name].append(row)
+            print(
+                f"[{repeat + 1}/{args.repeats}] {name:36s} {row['pairs_per_second']:>12,.0f} pairs/s  "
+                f"({row['pairs']:,} pairs in {row['seconds']:.1f}s; total {time.perf_counter() - started:.1f}s)",
+                flush=True,
+            )
+    medians = {name: float(np.median([row["pairs_per_second"] for row in rows])) for name, rows in runs.items()}
+    reference = medians["non-private"]
+    for name, median in medians.items():
+        print(f"{name:36s} {median:>12,.0f} pairs/s (median)  {median / reference:6.2f} x non-private")
+    print(json.dumps({name: round(median) for name, median in medians.items()}))
     return 0
 
 

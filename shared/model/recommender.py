@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from crossfed.shared.config import ModelConfig
@@ -83,6 +84,66 @@ class SharedScorer(nn.Module):
         user_vectors = user_vectors.unsqueeze(1).expand(-1, items.shape[1], -1)
         logits = self.prediction(self.interaction(user_vectors, item_vectors)) + self.item_bias(items)
         return logits.squeeze(-1)
+
+
+class FixedItemScorer:
+    """Logits of changing user vectors against fixed items, the shared weights frozen.
+
+    Refreshing a user's own vector scores the same bag again and again with only the user
+    side changing, so whatever depends on the items alone - the item tower, the item half
+    of the first MLP layer, the item bias - is computed once here, and the first layer's
+    user half runs once per user rather than once per (user, item) pair. Every weight is
+    detached: gradients reach the user vectors only, and no module hook sees these passes.
+    """
+
+    def __init__(self, shared: SharedScorer, items: torch.Tensor, item_vectors: torch.Tensor | None = None) -> None:
+        interaction = shared.interaction
+        self.dim = dim = interaction.dim
+        with torch.no_grad():
+            if item_vectors is None:
+                item_vectors = shared.item_tower(items)
+            item_vectors = item_vectors.detach()
+            weight = shared.prediction.weight.detach()[0]
+            self.item_gmf = item_vectors[..., :dim] * weight[:dim]  # GMF's prediction weights folded in
+            self.mlp_weight = weight[dim:]
+            self.offset = shared.prediction.bias.detach() + shared.item_bias(items).detach().squeeze(-1)
+            layers = list(interaction.mlp)
+            if not layers:
+                self.user_weight, self.item_hidden = None, item_vectors[..., dim:]
+            else:
+                first = _linear(layers[0])
+                self.user_weight = first.weight.detach()[:, :dim]
+                self.item_hidden = F.linear(
+                    item_vectors[..., dim:], first.weight.detach()[:, dim:], first.bias.detach()
+                )
+            self.rest = [_frozen(layer) for layer in layers[1:]]
+
+    def __call__(self, user_vectors: torch.Tensor) -> torch.Tensor:
+        """Logits ``[U, K]`` for user vectors ``[U, 2*dim]`` (the id embedding plus the user features)."""
+        gmf = torch.bmm(self.item_gmf, user_vectors[:, : self.dim, None]).squeeze(-1)
+        user_mlp = user_vectors[:, None, self.dim :]
+        if self.user_weight is None:
+            hidden = torch.cat([user_mlp.expand(-1, self.item_hidden.shape[1], -1), self.item_hidden], dim=-1)
+        else:
+            hidden = self.item_hidden + F.linear(user_mlp, self.user_weight)
+        for layer in self.rest:
+            hidden = layer(hidden)
+        return gmf + F.linear(hidden, self.mlp_weight) + self.offset
+
+
+def _linear(layer: nn.Module) -> nn.Linear:
+    if not isinstance(layer, nn.Linear):
+        raise TypeError(f"the interaction MLP starts with {type(layer).__name__}, expected nn.Linear")
+    return layer
+
+
+def _frozen(layer: nn.Module):
+    """``layer`` as a function of its input alone, with its weights detached."""
+    if isinstance(layer, nn.ReLU):
+        return torch.relu
+    linear = _linear(layer)
+    weight, bias = linear.weight.detach(), None if linear.bias is None else linear.bias.detach()
+    return lambda hidden: F.linear(hidden, weight, bias)
 
 
 class Recommender(nn.Module):

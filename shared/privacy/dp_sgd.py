@@ -27,17 +27,22 @@ import numpy as np
 import torch
 from opacus import GradSampleModule, PrivacyEngine
 from opacus.data_loader import DPDataLoader
+from opacus.optimizers import DPOptimizer, DPOptimizerFastGradientClipping
 from torch import nn
 from torch.utils.data import TensorDataset
 
 from crossfed.shared.config import PrivacyConfig, RunConfig
 from crossfed.shared.data.interactions import Interactions
-from crossfed.shared.model.recommender import Recommender
+from crossfed.shared.model.recommender import FixedItemScorer, Recommender
 from crossfed.shared.privacy import norm_samplers  # noqa: F401 - registers the cheaper ghost-clipping norms
 from crossfed.shared.privacy.bags import BagLoss, user_bags
+from crossfed.shared.privacy.clipping import ClippedGradients
 from crossfed.shared.privacy.ledger import PrivacyLedger
 from crossfed.shared.training.fit import FitResult
 from crossfed.shared.training.sampling import sample_negatives
+
+#: How per-user gradients are clipped (see :func:`train_private_round`); all give the same clipped sums.
+GRAD_SAMPLE_MODES = ("ghost", "opacus-ghost", "hooks")
 
 
 class UserLevelCore(nn.Module):
@@ -125,14 +130,19 @@ def train_private_round(
 ) -> FitResult:
     """One round of DP-SGD; the ledger's accountant continues from the earlier rounds.
 
-    ``grad_sample_mode="ghost"`` (ghost clipping) never materialises per-sample gradients
-    of the embedding tables; ``"hooks"`` (Opacus' default) is there for comparison.
+    ``grad_sample_mode="ghost"`` (ghost clipping in one backward pass,
+    :mod:`crossfed.shared.privacy.clipping`) never materialises per-sample gradients;
+    ``"opacus-ghost"`` (Opacus' own ghost clipping, two backward passes) and ``"hooks"``
+    (Opacus' default, per-sample gradients materialised) compute the same clipped sums
+    and are there for comparison.
 
     Poisson sampling and noise draw from a generator seeded with OS entropy, never from
     the run seed: the coordinator knows the run seed, and noise it can predict protects
     nothing. (Opacus' ``secure_mode`` would need ``torchcsprng``, which has no build for
     this torch.) ``rng`` - seeded - drives only the bags' negatives and the refresh.
     """
+    if grad_sample_mode not in GRAD_SAMPLE_MODES:
+        raise ValueError(f"grad_sample_mode {grad_sample_mode!r} is not one of {GRAD_SAMPLE_MODES}")
     step_plan = plan(config, train)
     share = noise_share(config)
     engine = PrivacyEngine(accountant=ledger.accountant)
@@ -144,25 +154,26 @@ def train_private_round(
     if len(loader) != step_plan.steps_per_epoch:
         raise RuntimeError(f"DP loader takes {len(loader)} steps per epoch, the plan {step_plan.steps_per_epoch}")
     core: nn.Module = model if config.privacy.privacy_unit == "interaction" else UserLevelCore(model)
+    noise_multiplier = ledger.noise_multiplier * share
     model.train()
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*Secure RNG.*")
-        warnings.filterwarnings("ignore", message=".*Optimal order.*")
-        wrapped = engine.make_private(
-            module=core,
-            optimizer=optimizer,
-            criterion=BagLoss(),
-            data_loader=loader,
-            noise_multiplier=ledger.noise_multiplier * share,
+    if grad_sample_mode == "ghost":
+        clipper = ClippedGradients(core, config.privacy.clip_norm)
+        private_optimizer = DPOptimizerFastGradientClipping(
+            optimizer.original_optimizer if isinstance(optimizer, DPOptimizer) else optimizer,
+            noise_multiplier=noise_multiplier,
             max_grad_norm=config.privacy.clip_norm,
-            grad_sample_mode=grad_sample_mode,
-            poisson_sampling=False,
-            noise_generator=generator,
+            expected_batch_size=int(step_plan.population * step_plan.sample_rate),
+            loss_reduction="mean",
+            generator=generator,
         )
-    if grad_sample_mode == "ghost":  # the criterion comes back wrapped: its backward() clips
-        private_module, private_optimizer, criterion, private_loader = wrapped
+        private_optimizer.attach_step_hook(engine.accountant.get_optimizer_hook_fn(sample_rate=step_plan.sample_rate))
+        backward: ClippedBackward = _one_pass_backward(core, clipper)
+        close = clipper.close
     else:
-        (private_module, private_optimizer, private_loader), criterion = wrapped, BagLoss()
+        private_module, private_optimizer, backward = _opacus_backward(
+            engine, core, optimizer, loader, noise_multiplier, config, generator, grad_sample_mode
+        )
+        close = private_module._close  # remove Opacus hooks: the model is reused after the round
     step = _user_level_step if config.privacy.privacy_unit == "user" else _interaction_level_step
     items_by_user = train.items_per_user()
     started, pairs, losses = time.perf_counter(), 0, []
@@ -174,22 +185,20 @@ def train_private_round(
 
     try:
         for _epoch in range(1 if step_plan.single_step else config.training.local_epochs):
-            for (rows,) in private_loader:
+            for (rows,) in loader:
                 private_optimizer.zero_grad(set_to_none=True)
                 if len(rows) == 0:  # an empty Poisson draw still releases a (pure-noise) step
                     for parameter in private_optimizer.params:
                         parameter.grad = torch.zeros_like(parameter)
                 else:
-                    loss, scored = step(
-                        model, private_module, criterion, rows.numpy(), train, items_by_user, config, rng
-                    )
+                    loss, scored = step(model, backward, rows.numpy(), train, items_by_user, config, rng)
                     losses.append(loss)
                     pairs += scored
                 apply_step()
                 if step_plan.single_step:
                     break
     finally:
-        private_module._close()  # remove Opacus hooks: the model is reused after the round
+        close()
         model.eval()
     if share == 1.0:
         ledger.record_round(engine.accountant.history)
@@ -204,6 +213,60 @@ def train_private_round(
         pairs,
         time.perf_counter() - started,
     )
+
+
+#: ``backward(forward, targets)``: runs ``forward()`` (the trained module's logits ``[samples, K]``), leaves
+#: the sum of per-sample clipped gradients in ``.grad`` and returns the mean per-sample loss.
+ClippedBackward = Callable[[Callable[[], torch.Tensor], torch.Tensor], float]
+
+
+def _one_pass_backward(core: nn.Module, clipper: ClippedGradients) -> ClippedBackward:
+    def backward(forward: Callable[[], torch.Tensor], targets: torch.Tensor) -> float:
+        with clipper.recording():
+            logits = forward()
+        loss_per_sample = BagLoss(reduction="none")(logits, targets)
+        clipper.backward(loss_per_sample)
+        return float(loss_per_sample.detach().mean())
+
+    return backward
+
+
+def _opacus_backward(
+    engine: PrivacyEngine,
+    core: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loader: DPDataLoader,
+    noise_multiplier: float,
+    config: RunConfig,
+    generator: torch.Generator,
+    grad_sample_mode: str,
+) -> tuple[GradSampleModule, DPOptimizer, ClippedBackward]:
+    """Opacus' own clipping (``"opacus-ghost"``: two backward passes; ``"hooks"``: per-sample gradients)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*Secure RNG.*")
+        warnings.filterwarnings("ignore", message=".*Optimal order.*")
+        wrapped = engine.make_private(
+            module=core,
+            optimizer=optimizer,
+            criterion=BagLoss(),
+            data_loader=loader,
+            noise_multiplier=noise_multiplier,
+            max_grad_norm=config.privacy.clip_norm,
+            grad_sample_mode="ghost" if grad_sample_mode == "opacus-ghost" else grad_sample_mode,
+            poisson_sampling=False,
+            noise_generator=generator,
+        )
+    if grad_sample_mode == "opacus-ghost":  # the criterion comes back wrapped: its backward() clips
+        private_module, private_optimizer, criterion, _loader = wrapped
+    else:
+        (private_module, private_optimizer, _loader), criterion = wrapped, BagLoss()
+
+    def backward(forward: Callable[[], torch.Tensor], targets: torch.Tensor) -> float:
+        loss = criterion(forward(), targets)
+        loss.backward()
+        return float(loss.detach())
+
+    return private_module, private_optimizer, backward
 
 
 def distributed_step(
@@ -238,8 +301,7 @@ def distributed_step(
 
 def _user_level_step(
     model: Recommender,
-    private_module: GradSampleModule,
-    criterion: Callable,
+    backward: ClippedBackward,
     users: np.ndarray,
     train: Interactions,
     items_by_user: list[np.ndarray],
@@ -255,38 +317,41 @@ def _user_level_step(
         rng=rng,
     )
     user_tensor = torch.as_tensor(users)
-    id_vectors = refresh_user_embeddings(model, private_module, user_tensor, items, targets, config.privacy)
-    loss = criterion(private_module(id_vectors, user_tensor, items), targets)
-    loss.backward()
-    return float(loss.detach()), int((targets >= 0).sum())
+    core = UserLevelCore(model)
+
+    def forward() -> torch.Tensor:
+        item_vectors = model.shared.item_tower(items)  # once per step: the refresh reuses it, detached
+        scorer = FixedItemScorer(model.shared, items, item_vectors)
+        id_vectors = refresh_user_embeddings(model, scorer, user_tensor, targets, config.privacy)
+        return core(id_vectors, user_tensor, items, item_vectors)
+
+    loss = backward(forward, targets)
+    return loss, int((targets >= 0).sum())
 
 
 def refresh_user_embeddings(
     model: Recommender,
-    private_module: GradSampleModule,
+    scorer: FixedItemScorer,
     users: torch.Tensor,
-    items: torch.Tensor,
     targets: torch.Tensor,
     privacy: PrivacyConfig,
 ) -> torch.Tensor:
     """A few gradient steps on each sampled user's own id embedding, everything else frozen.
 
-    The loss is summed over users, so each row's gradient is that user's alone. Opacus'
-    hooks are off meanwhile: these passes are not part of the private step.
+    The loss is summed over users, so each row's gradient is that user's alone. ``scorer``
+    holds the bag's items with the shared weights detached: these passes compute gradients
+    for the user vectors only, never for a parameter, and no clipping hook sees them.
     """
     table = model.user_tower.ids.weight
     vectors = table[users].detach().clone()
-    private_module.disable_hooks()
-    try:
-        with torch.no_grad():  # the items are fixed during the refresh: their tower runs once
-            item_vectors = model.shared.item_tower(items)
-        for _ in range(privacy.refresh_steps):
-            vectors.requires_grad_(True)
-            loss = BagLoss(reduction="none")(private_module(vectors, users, items, item_vectors), targets).sum()
-            (gradient,) = torch.autograd.grad(loss, vectors)
-            vectors = (vectors - privacy.refresh_learning_rate * gradient).detach()
-    finally:
-        private_module.enable_hooks()
+    with torch.no_grad():
+        features = model.user_tower.features(users)
+    for _ in range(privacy.refresh_steps):
+        vectors.requires_grad_(True)
+        inputs = vectors if features is None else vectors + features
+        loss = BagLoss(reduction="none")(scorer(inputs), targets).sum()
+        (gradient,) = torch.autograd.grad(loss, vectors)
+        vectors = (vectors - privacy.refresh_learning_rate * gradient).detach()
     with torch.no_grad():
         table[users] = vectors
     return vectors
@@ -294,8 +359,7 @@ def refresh_user_embeddings(
 
 def _interaction_level_step(
     model: Recommender,
-    private_module: GradSampleModule,
-    criterion: Callable,
+    backward: ClippedBackward,
     rows: np.ndarray,
     train: Interactions,
     _items_by_user: list[np.ndarray],
@@ -307,6 +371,5 @@ def _interaction_level_step(
     items = torch.as_tensor(np.concatenate([train.items[rows, None], negatives], axis=1))
     targets = torch.zeros(items.shape)
     targets[:, 0] = 1.0
-    loss = criterion(private_module(torch.as_tensor(users), items), targets)
-    loss.backward()
-    return float(loss.detach()), items.numel()
+    loss = backward(lambda: model(torch.as_tensor(users), items), targets)
+    return loss, items.numel()

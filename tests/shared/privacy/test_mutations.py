@@ -114,9 +114,9 @@ def test_users_are_poisson_sampled_at_the_accounted_rate(monkeypatch, fixed_priv
     batches: list[np.ndarray] = []
     real_step = dp_sgd._user_level_step
 
-    def recording_step(model, private_module, criterion, users, *rest):
+    def recording_step(model, backward, users, *rest):
         batches.append(np.array(users))
-        return real_step(model, private_module, criterion, users, *rest)
+        return real_step(model, backward, users, *rest)
 
     monkeypatch.setattr(dp_sgd, "_user_level_step", recording_step)
     config = USER_LEVEL.replace(user_batch=10, local_epochs=15, refresh_steps=0, clip_norm=1.0)

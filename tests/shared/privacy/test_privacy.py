@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from crossfed.shared.config import ConfigError, RunConfig
 from crossfed.shared.data.interactions import platform_view
+from crossfed.shared.model.recommender import FixedItemScorer
 from crossfed.shared.model.sharing import shared_arrays
 from crossfed.shared.privacy import BudgetExceeded, PrivacyLedger
 from crossfed.shared.privacy.bags import BagLoss, user_bags
@@ -148,22 +149,6 @@ def test_noise_is_present_the_same_bags_give_different_updates():
     assert any(not np.allclose(a[name], b[name]) for name in a)
 
 
-class _NoHooks:
-    """Stand-in for Opacus' module wrapper when no private step is taken."""
-
-    def __init__(self, module):
-        self.module = module
-
-    def __call__(self, *args):
-        return self.module(*args)
-
-    def disable_hooks(self):
-        pass
-
-    def enable_hooks(self):
-        pass
-
-
 def test_zero_noise_and_infinite_clip_reproduce_non_private_training():
     config = PRIVATE.replace(user_batch=1000, noise_multiplier=0.0, clip_norm=1e9, refresh_steps=2)
     private, plain = _trainer(config), _trainer(config)
@@ -185,7 +170,8 @@ def test_zero_noise_and_infinite_clip_reproduce_non_private_training():
     )
     core = UserLevelCore(plain.model)
     user_tensor = torch.as_tensor(users)
-    ids = refresh_user_embeddings(plain.model, _NoHooks(core), user_tensor, items, targets, config.privacy)
+    scorer = FixedItemScorer(plain.model.shared, items)
+    ids = refresh_user_embeddings(plain.model, scorer, user_tensor, targets, config.privacy)
     plain.optimizer.zero_grad()
     BagLoss(reduction="none")(core(ids, user_tensor, items), targets).mean().backward()
     plain.optimizer.step()
