@@ -8,7 +8,7 @@ the user tower can be refreshed on its own with the shared part frozen.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -108,36 +108,27 @@ class FixedItemScorer:
             self.mlp_weight = weight[dim:]
             self.offset = shared.prediction.bias.detach() + shared.item_bias(items).detach().squeeze(-1)
             layers = list(interaction.mlp)
-            if not layers:
-                self.user_weight, self.item_hidden = None, item_vectors[..., dim:]
-            else:
-                first = _linear(layers[0])
-                self.user_weight = first.weight.detach()[:, :dim]
-                self.item_hidden = F.linear(
-                    item_vectors[..., dim:], first.weight.detach()[:, dim:], first.bias.detach()
-                )
+            first = _linear(layers[0] if layers else None)
+            self.user_weight = first.weight.detach()[:, :dim]
+            self.item_hidden = F.linear(item_vectors[..., dim:], first.weight.detach()[:, dim:], first.bias.detach())
             self.rest = [_frozen(layer) for layer in layers[1:]]
 
     def __call__(self, user_vectors: torch.Tensor) -> torch.Tensor:
         """Logits ``[U, K]`` for user vectors ``[U, 2*dim]`` (the id embedding plus the user features)."""
         gmf = torch.bmm(self.item_gmf, user_vectors[:, : self.dim, None]).squeeze(-1)
-        user_mlp = user_vectors[:, None, self.dim :]
-        if self.user_weight is None:
-            hidden = torch.cat([user_mlp.expand(-1, self.item_hidden.shape[1], -1), self.item_hidden], dim=-1)
-        else:
-            hidden = self.item_hidden + F.linear(user_mlp, self.user_weight)
+        hidden = self.item_hidden + F.linear(user_vectors[:, None, self.dim :], self.user_weight)
         for layer in self.rest:
             hidden = layer(hidden)
         return gmf + F.linear(hidden, self.mlp_weight) + self.offset
 
 
-def _linear(layer: nn.Module) -> nn.Linear:
+def _linear(layer: nn.Module | None) -> nn.Linear:
     if not isinstance(layer, nn.Linear):
-        raise TypeError(f"the interaction MLP starts with {type(layer).__name__}, expected nn.Linear")
+        raise TypeError(f"expected an nn.Linear in the interaction MLP, found {type(layer).__name__}")
     return layer
 
 
-def _frozen(layer: nn.Module):
+def _frozen(layer: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
     """``layer`` as a function of its input alone, with its weights detached."""
     if isinstance(layer, nn.ReLU):
         return torch.relu
