@@ -28,6 +28,7 @@ import torch
 from opacus import GradSampleModule, PrivacyEngine
 from opacus.data_loader import DPDataLoader
 from opacus.optimizers import DPOptimizer, DPOptimizerFastGradientClipping
+from opacus.utils.uniform_sampler import UniformWithReplacementSampler
 from torch import nn
 from torch.utils.data import TensorDataset
 
@@ -148,11 +149,12 @@ def train_private_round(
     engine = PrivacyEngine(accountant=ledger.accountant)
     engine.accountant.history = list(ledger.history)
     generator = torch.Generator().manual_seed(secrets.randbits(63))
-    loader = DPDataLoader(
-        TensorDataset(torch.arange(step_plan.population)), sample_rate=step_plan.sample_rate, generator=generator
+    # Opacus' Poisson sampler, read directly: its DataLoader would fetch and collate every index one by one.
+    sampler = UniformWithReplacementSampler(
+        num_samples=step_plan.population, sample_rate=step_plan.sample_rate, generator=generator
     )
-    if len(loader) != step_plan.steps_per_epoch:
-        raise RuntimeError(f"DP loader takes {len(loader)} steps per epoch, the plan {step_plan.steps_per_epoch}")
+    if len(sampler) != step_plan.steps_per_epoch:
+        raise RuntimeError(f"DP sampler takes {len(sampler)} steps per epoch, the plan {step_plan.steps_per_epoch}")
     core: nn.Module = model if config.privacy.privacy_unit == "interaction" else UserLevelCore(model)
     noise_multiplier = ledger.noise_multiplier * share
     model.train()
@@ -171,7 +173,7 @@ def train_private_round(
         close = clipper.close
     else:
         private_module, private_optimizer, backward = _opacus_backward(
-            engine, core, optimizer, loader, noise_multiplier, config, generator, grad_sample_mode
+            engine, core, optimizer, sampler, noise_multiplier, config, generator, grad_sample_mode
         )
         close = private_module._close  # remove Opacus hooks: the model is reused after the round
     step = _user_level_step if config.privacy.privacy_unit == "user" else _interaction_level_step
@@ -185,13 +187,14 @@ def train_private_round(
 
     try:
         for _epoch in range(1 if step_plan.single_step else config.training.local_epochs):
-            for (rows,) in loader:
+            for indices in sampler:
+                rows = np.asarray(indices, dtype=np.int64)
                 private_optimizer.zero_grad(set_to_none=True)
                 if len(rows) == 0:  # an empty Poisson draw still releases a (pure-noise) step
                     for parameter in private_optimizer.params:
                         parameter.grad = torch.zeros_like(parameter)
                 else:
-                    loss, scored = step(model, backward, rows.numpy(), train, items_by_user, config, rng)
+                    loss, scored = step(model, backward, rows, train, items_by_user, config, rng)
                     losses.append(loss)
                     pairs += scored
                 apply_step()
@@ -235,7 +238,7 @@ def _opacus_backward(
     engine: PrivacyEngine,
     core: nn.Module,
     optimizer: torch.optim.Optimizer,
-    loader: DPDataLoader,
+    sampler: UniformWithReplacementSampler,
     noise_multiplier: float,
     config: RunConfig,
     generator: torch.Generator,
@@ -249,7 +252,10 @@ def _opacus_backward(
             module=core,
             optimizer=optimizer,
             criterion=BagLoss(),
-            data_loader=loader,
+            # Read for its length and dataset size only (the expected batch size); the round iterates ``sampler``.
+            data_loader=DPDataLoader(
+                TensorDataset(torch.arange(sampler.num_samples)), sample_rate=sampler.sample_rate, generator=generator
+            ),
             noise_multiplier=noise_multiplier,
             max_grad_norm=config.privacy.clip_norm,
             grad_sample_mode="ghost" if grad_sample_mode == "opacus-ghost" else grad_sample_mode,
