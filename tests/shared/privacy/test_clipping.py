@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import secrets
+
 import numpy as np
 import pytest
 import torch
@@ -11,9 +14,10 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from crossfed.shared.config import RunConfig
 from crossfed.shared.data.interactions import platform_view
+from crossfed.shared.privacy import PrivacyLedger
 from crossfed.shared.privacy.bags import BagLoss, user_bags
 from crossfed.shared.privacy.clipping import ClippedGradients
-from crossfed.shared.privacy.dp_sgd import UserLevelCore
+from crossfed.shared.privacy.dp_sgd import GRAD_SAMPLE_MODES, UserLevelCore, private_parameters, train_private_round
 from crossfed.shared.trainer import PlatformTrainer
 from tests.helpers import make_dataset
 
@@ -112,3 +116,30 @@ def test_forward_passes_outside_recording_are_not_clipped():
     torch.testing.assert_close(norms, torch.full((2,), 2.0))  # |(1, 1, 1)| for the weight and 1 for the bias
     torch.testing.assert_close(layer.weight.grad, torch.full((1, 3), 2 * 0.5))
     clipper.close()
+
+
+@pytest.mark.parametrize("unit", ["user", "interaction"])
+def test_every_grad_sample_mode_takes_the_same_private_round(unit, monkeypatch):
+    """No noise, the same Poisson draws and bags: one-pass, Opacus ghost and Opacus hooks clipping agree."""
+    monkeypatch.setattr(secrets, "randbits", lambda bits: 20_251_202)
+    config = CONFIG.replace(privacy_unit=unit, user_batch=4, batch_size=16, clip_norm=0.05, local_epochs=2)
+    rounds = {}
+    for mode in GRAD_SAMPLE_MODES:
+        dataset = make_dataset(num_users=12)
+        trainer = PlatformTrainer(platform_view(dataset, np.zeros(len(dataset.users), np.int64), 0), config)
+        optimizer = torch.optim.SGD(private_parameters(trainer.model, unit), lr=1.0)
+        ledger = PrivacyLedger(unit, math.inf, config.privacy.delta)
+        ledger.noise_multiplier = 0.0
+        train_private_round(
+            trainer.model, optimizer, trainer.split.train, ledger, config, np.random.default_rng(3), mode
+        )
+        rounds[mode] = torch.cat([p.detach().reshape(-1) for p in trainer.model.parameters()])
+    assert not torch.equal(rounds["ghost"], _fresh_parameters(config))
+    for mode in GRAD_SAMPLE_MODES:
+        torch.testing.assert_close(rounds[mode], rounds["ghost"], rtol=1e-4, atol=1e-6)
+
+
+def _fresh_parameters(config: RunConfig) -> torch.Tensor:
+    dataset = make_dataset(num_users=12)
+    trainer = PlatformTrainer(platform_view(dataset, np.zeros(len(dataset.users), np.int64), 0), config)
+    return torch.cat([p.detach().reshape(-1) for p in trainer.model.parameters()])
