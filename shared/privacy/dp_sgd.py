@@ -160,6 +160,10 @@ def train_private_round(
     model.train()
     if grad_sample_mode == "ghost":
         clipper = ClippedGradients(core, config.privacy.clip_norm)
+        clipped = {id(parameter) for parameter in clipper.parameters}
+        if any(id(p) not in clipped for group in optimizer.param_groups for p in group["params"]):
+            clipper.close()
+            raise ValueError("the optimizer updates parameters the private step does not clip")
         private_optimizer = DPOptimizerFastGradientClipping(
             optimizer.original_optimizer if isinstance(optimizer, DPOptimizer) else optimizer,
             noise_multiplier=noise_multiplier,

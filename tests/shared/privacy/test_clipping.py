@@ -143,3 +143,14 @@ def _fresh_parameters(config: RunConfig) -> torch.Tensor:
     dataset = make_dataset(num_users=12)
     trainer = PlatformTrainer(platform_view(dataset, np.zeros(len(dataset.users), np.int64), 0), config)
     return torch.cat([p.detach().reshape(-1) for p in trainer.model.parameters()])
+
+
+def test_an_optimizer_over_parameters_the_step_does_not_clip_is_refused():
+    """User level clips the shared scorer and user features; the user-id table must not be stepped with them."""
+    dataset = make_dataset(num_users=12)
+    trainer = PlatformTrainer(platform_view(dataset, np.zeros(len(dataset.users), np.int64), 0), CONFIG)
+    ledger = PrivacyLedger("user", math.inf, CONFIG.privacy.delta)
+    ledger.noise_multiplier = 1.0
+    optimizer = torch.optim.SGD(trainer.model.parameters(), lr=1.0)
+    with pytest.raises(ValueError, match="does not clip"):
+        train_private_round(trainer.model, optimizer, trainer.split.train, ledger, CONFIG, np.random.default_rng(0))
