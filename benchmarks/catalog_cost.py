@@ -12,7 +12,9 @@ the driver, Ray and its workers) and prints:
 * the run at 10^5 items: the final test (every test user ranked against the whole catalog,
   streamed in user x item blocks) and the run's peak memory.
 
-Start-up (Ray's workers, imports, data loaded and checked) is reported apart from the rounds.
+Start-up (Ray's workers, imports, data loaded and checked) is reported apart from the rounds,
+and a fresh process times what a platform's worker does before its first round and again on
+every later message: imports, the platform's data, the trainer, the candidate lists.
 The figures, with the date, commit and machine, go to ``DIR/catalog_cost.json`` and
 ``DIR/catalog_cost.md`` (default ``runs/benchmarks/catalog``, which git ignores); a rerun
 keeps the cells already finished there.
@@ -22,7 +24,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +75,49 @@ def cell_figures(out: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def report(rows: list[dict[str, Any]], block: dict[str, Any]) -> str:
+def worker_startup(extra_items: int, data_dir: str, results: Any) -> None:
+    """In a fresh process: each step a platform's worker takes, first (start-up) and again (a later message)."""
+    steps: dict[str, float] = {}
+
+    def timed(name: str, step: Any) -> Any:
+        started = time.perf_counter()
+        value = step()
+        steps[name] = round(time.perf_counter() - started, 3)
+        return value
+
+    timed("imports (crossfed.client.task, torch, flwr)", lambda: __import__("crossfed.client.task"))
+    import torch
+
+    from crossfed.shared.config import RunConfig
+    from crossfed.shared.data.loader import platform_data
+    from crossfed.shared.evaluation.ranking import candidate_lists
+    from crossfed.shared.trainer import PlatformTrainer
+
+    torch.set_num_threads(1)
+    config = RunConfig().replace(extra_items=extra_items, data_dir=data_dir)
+    data = timed("platform data, first (read, check, encode, split)", lambda: platform_data(config, 0))
+    timed("platform data, again (a later message)", lambda: platform_data(config, 0))
+    trainer = timed("trainer, first (torch.optim imports torch._dynamo)", lambda: PlatformTrainer(data, config))
+    trainer = timed("trainer, again (a later message)", lambda: PlatformTrainer(data, config))
+    for attempt in ("first", "again"):
+        timed(
+            f"validation candidate lists, {attempt}",
+            lambda: candidate_lists(trainer.split, data.interactions, "validation", 99, 0),
+        )
+    results.put(steps)
+
+
+def startup_breakdown(extra_items: int, data_dir: str) -> dict[str, float]:
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    child = context.Process(target=worker_startup, args=(extra_items, data_dir, results))
+    child.start()
+    steps = results.get()
+    child.join()
+    return steps
+
+
+def report(rows: list[dict[str, Any]], startup: dict[str, float], block: dict[str, Any]) -> str:
     lines = [
         markdown(block),
         "",
@@ -100,6 +146,14 @@ def report(rows: list[dict[str, Any]], block: dict[str, Any]) -> str:
                 f"final full-catalog test at {r['items']:,} items: {r['test_seconds']:.0f} s; run's peak memory "
                 f"PSS {r['peak_pss_mb'] / 1024:.2f} GiB, RSS {r['peak_rss_mb'] / 1024:.2f} GiB (target < 4 GiB)"
             )
+    lines += [
+        "",
+        "A platform's worker, platform 0 at 17,632 items, in a fresh process:",
+        "",
+        "| step | s |",
+        "|---|---|",
+    ]
+    lines += [f"| {step} | {seconds:.3f} |" for step, seconds in startup.items()]
     return "\n".join(lines)
 
 
@@ -112,10 +166,13 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     outcomes = run_sweep(load_experiment(args.experiment), out, args.data_dir, progress=False, on_event=print)
     rows = cell_figures(out)
+    startup = startup_breakdown(15950, args.data_dir)
     block = provenance()
-    text = report(rows, block)
+    text = report(rows, startup, block)
     print(text)
-    (out / "catalog_cost.json").write_text(json.dumps({"provenance": block, "cells": rows}, indent=1) + "\n")
+    (out / "catalog_cost.json").write_text(
+        json.dumps({"provenance": block, "cells": rows, "worker_startup_seconds": startup}, indent=1) + "\n"
+    )
     (out / "catalog_cost.md").write_text(text + "\n")
     print(f"wrote {out / 'catalog_cost.json'} and {out / 'catalog_cost.md'}")
     return 0 if all(o.status != "failed" for o in outcomes) else 1
