@@ -216,11 +216,11 @@ def evaluate(
     platform-level means; under DP it sends none of them.
     """
     arrays, server_round = request_contents(message)
-    trainer, directory, _config = open_trainer(arrays, context, overrides)
+    trainer, directory, config = open_trainer(arrays, context, overrides)
     stage = str(message.content[CONFIG_RECORD].get(STAGE, STAGE_VALIDATION))
     platform = trainer.data.platform
     if stage == STAGE_VALIDATION:
-        results = trainer.evaluate(STAGE_VALIDATION)
+        results = trainer.evaluate(STAGE_VALIDATION, full=config.evaluation.full_ranking_due(server_round))
         metrics = PlatformMetrics.from_results(platform, results).to_flat()
     else:
         served, current = trainer.test()

@@ -124,7 +124,9 @@ class PlatformTrainer:
             )
         return dp_sgd.train_private_round(self.model, self.optimizer, self.split.train, self.ledger, self.config, rng)
 
-    def evaluate(self, stage: str, model: Recommender | None = None) -> UserResults:
+    def evaluate(self, stage: str, model: Recommender | None = None, *, full: bool = True) -> UserResults:
+        """Both protocols on ``stage``'s held-out items; ``full=False`` skips the whole-catalog ranking,
+        the only part whose cost grows with the catalog."""
         model = model or self.model
         model.eval()
         return evaluate_ranking(
@@ -135,6 +137,7 @@ class PlatformTrainer:
             k=self.config.evaluation.top_k,
             eval_negatives=self.config.evaluation.eval_negatives,
             seed=evaluation_seed(self.config.experiment, self.data.platform),
+            full=full,
         )
 
     def test(self) -> tuple[UserResults, UserResults]:

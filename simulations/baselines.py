@@ -37,7 +37,10 @@ def run_local_only(config: RunConfig) -> dict[str, Any]:
     history: list[dict[str, Any]] = []
     for block in range(1, config.federation.num_server_rounds + 1):
         losses = [trainer.train(config.training.local_epochs, salt=block).loss for trainer in trainers]
-        validation = [PlatformMetrics.from_results(t.data.platform, t.evaluate("validation")) for t in trainers]
+        full = config.evaluation.full_ranking_due(block)
+        validation = [
+            PlatformMetrics.from_results(t.data.platform, t.evaluate("validation", full=full)) for t in trainers
+        ]
         _record(history, RoundReport(block, float(np.mean(losses)), validation, time.perf_counter() - started), config)
     return _test_and_finish("local-only", config, trainers, history, run_started=run_started, started=started)
 
@@ -53,7 +56,7 @@ def run_centralized(config: RunConfig) -> dict[str, Any]:
     history: list[dict[str, Any]] = []
     for block in range(1, config.federation.num_server_rounds + 1):
         loss = trainer.train(config.training.local_epochs, salt=block).loss
-        validation = [e.validate() for e in evaluators]
+        validation = [e.validate(full=config.evaluation.full_ranking_due(block)) for e in evaluators]
         _record(history, RoundReport(block, loss, validation, time.perf_counter() - started), config)
     return _test_and_finish("centralized", config, evaluators, history, run_started=run_started, started=started)
 
@@ -89,7 +92,7 @@ class _PopularityTester:
     def _evaluate(self, counts: np.ndarray) -> UserResults:
         scores = torch.as_tensor(counts)
         return evaluate_ranking(
-            lambda users, items: scores.expand(len(users), -1),
+            lambda users, items: scores.expand(len(users), -1) if items is None else scores[items],
             self.split,
             self.data.interactions,
             stage="test",
@@ -109,7 +112,7 @@ class _PooledEvaluator:
         self.trainer, self.data, self.offset, self.config = trainer, data, offset, config
         self.split = leave_last_out(data.interactions)
 
-    def _evaluate(self, stage: str) -> UserResults:
+    def _evaluate(self, stage: str, full: bool = True) -> UserResults:
         model = self.trainer.model
         model.eval()
         return evaluate_ranking(
@@ -120,10 +123,11 @@ class _PooledEvaluator:
             k=self.config.evaluation.top_k,
             eval_negatives=self.config.evaluation.eval_negatives,
             seed=evaluation_seed(self.config.experiment, self.data.platform),
+            full=full,
         )
 
-    def validate(self) -> PlatformMetrics:
-        return PlatformMetrics.from_results(self.data.platform, self._evaluate("validation"))
+    def validate(self, full: bool) -> PlatformMetrics:
+        return PlatformMetrics.from_results(self.data.platform, self._evaluate("validation", full=full))
 
     def test(self) -> tuple[UserResults, UserResults]:
         final = self._evaluate("test")

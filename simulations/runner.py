@@ -83,7 +83,7 @@ def check_keys_for_mode(mode: str, given: Iterable[str], config: RunConfig) -> N
     """
     ignored = set(_section_keys(_FEDERATED_ONLY_SECTIONS)) - {"num-server-rounds"} if mode != "federated" else set()
     if mode == "popularity":
-        ignored |= set(_section_keys(_MODEL_SECTIONS)) | {"num-server-rounds"}
+        ignored |= set(_section_keys(_MODEL_SECTIONS)) | {"num-server-rounds", "full-ranking-every"}
     for key in sorted(set(given)):
         if key in ignored:
             raise UsageError(f"config key {key!r} has no effect in mode {mode!r}: leave it out")

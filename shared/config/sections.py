@@ -357,7 +357,17 @@ class EvaluationConfig(Section):
 
     eval_negatives: int = setting(99, "negatives per user in the sampled protocol")
     top_k: int = setting(10, "cut-off of HR and NDCG")
+    full_ranking_every: int = setting(
+        0,
+        "validation also ranks every user against the whole catalog every this many rounds "
+        "(0: only the final test does; the sampled protocol runs every round, at a cost independent of the catalog)",
+    )
 
     def validate(self) -> None:
         check(self.eval_negatives >= 1, "eval-negatives", self.eval_negatives, "an integer >= 1")
         check(self.top_k >= 1, "top-k", self.top_k, "an integer >= 1")
+        check(self.full_ranking_every >= 0, "full-ranking-every", self.full_ranking_every, "an integer >= 0")
+
+    def full_ranking_due(self, server_round: int) -> bool:
+        """Whether validation after ``server_round`` ranks the whole catalog too."""
+        return self.full_ranking_every > 0 and server_round % self.full_ranking_every == 0

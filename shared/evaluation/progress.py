@@ -34,10 +34,9 @@ class RoundReport:
         if self.validation:
             overall = pooled(self.validation)
             entry["validation"] = {
-                "sampled_hr": overall.hr["sampled"],
-                "sampled_ndcg": overall.ndcg["sampled"],
-                "full_hr": overall.hr["full"],
-                "full_ndcg": overall.ndcg["full"],
+                f"{protocol}_{measure}": value
+                for protocol in overall.protocols
+                for measure, value in (("hr", overall.hr[protocol]), ("ndcg", overall.ndcg[protocol]))
             }
             entry["per_platform"] = {
                 str(p.platform): {"sampled_hr": p.hr["sampled"], "sampled_ndcg": p.ndcg["sampled"]}
@@ -56,10 +55,8 @@ class RoundReport:
         if self.validation:
             k = config.evaluation.top_k
             overall = pooled(self.validation)
-            parts.append(
-                f"val HR@{k} {overall.hr['sampled']:.4f} NDCG@{k} {overall.ndcg['sampled']:.4f} "
-                f"(full {overall.hr['full']:.4f}/{overall.ndcg['full']:.4f})"
-            )
+            full = f" (full {overall.hr['full']:.4f}/{overall.ndcg['full']:.4f})" if "full" in overall.hr else ""
+            parts.append(f"val HR@{k} {overall.hr['sampled']:.4f} NDCG@{k} {overall.ndcg['sampled']:.4f}{full}")
             parts.append(
                 "per platform HR/NDCG: "
                 + " ".join(f"p{p.platform} {p.hr['sampled']:.3f}/{p.ndcg['sampled']:.3f}" for p in self.validation)

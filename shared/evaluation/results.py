@@ -29,12 +29,17 @@ def platform_dir(run_dir: str | Path, platform: int) -> Path:
 
 @dataclass(frozen=True)
 class PlatformMetrics:
-    """Platform-level means under both protocols, as reported by (or for) one platform."""
+    """Platform-level means under each protocol that ran (``sampled`` always, ``full`` when asked), as
+    reported by (or for) one platform."""
 
     platform: int
     users: int
     hr: Mapping[str, float]
     ndcg: Mapping[str, float]
+
+    @property
+    def protocols(self) -> tuple[str, ...]:
+        return tuple(p for p in PROTOCOLS if p in self.hr)
 
     @classmethod
     def from_results(cls, platform: int, results: UserResults) -> PlatformMetrics:
@@ -42,40 +47,48 @@ class PlatformMetrics:
         return cls(
             platform,
             len(results.users),
-            {p: summary[p]["hr"] for p in PROTOCOLS},
-            {p: summary[p]["ndcg"] for p in PROTOCOLS},
+            {p: summary[p]["hr"] for p in results.protocols},
+            {p: summary[p]["ndcg"] for p in results.protocols},
         )
 
     def to_flat(self, prefix: str = "") -> dict[str, float]:
         """Flat scalar metrics as a ClientApp sends them (``sampled-hr``, ``global-full-ndcg``, ...)."""
-        flat = {f"{prefix}{p}-hr": self.hr[p] for p in PROTOCOLS}
-        flat.update({f"{prefix}{p}-ndcg": self.ndcg[p] for p in PROTOCOLS})
+        flat = {f"{prefix}{p}-hr": self.hr[p] for p in self.protocols}
+        flat.update({f"{prefix}{p}-ndcg": self.ndcg[p] for p in self.protocols})
         return flat
 
     @classmethod
     def from_flat(cls, metrics: Mapping[str, float | int], prefix: str = "") -> PlatformMetrics:
+        """The sampled protocol's means are required; the full protocol's when either of them is there.
+
+        A protocol with one mean missing raises ``KeyError``: half a set is a broken report.
+        """
+        protocols = [
+            p for p in PROTOCOLS if p == "sampled" or {f"{prefix}{p}-hr", f"{prefix}{p}-ndcg"} & metrics.keys()
+        ]
         return cls(
             platform=int(metrics["platform"]),
             users=int(metrics["num-users"]),
-            hr={p: float(metrics[f"{prefix}{p}-hr"]) for p in PROTOCOLS},
-            ndcg={p: float(metrics[f"{prefix}{p}-ndcg"]) for p in PROTOCOLS},
+            hr={p: float(metrics[f"{prefix}{p}-hr"]) for p in protocols},
+            ndcg={p: float(metrics[f"{prefix}{p}-ndcg"]) for p in protocols},
         )
 
     def block(self, k: int) -> dict[str, dict[str, float]]:
-        return {p: {f"hr@{k}": self.hr[p], f"ndcg@{k}": self.ndcg[p]} for p in PROTOCOLS}
+        return {p: {f"hr@{k}": self.hr[p], f"ndcg@{k}": self.ndcg[p]} for p in self.protocols}
 
 
 def pooled(platforms: Sequence[PlatformMetrics]) -> PlatformMetrics:
-    """User-weighted mean over platforms: the metric over all test users."""
+    """User-weighted mean over platforms: the metric over all test users, under the protocols all of them ran."""
     if not platforms:
         raise ValueError("no platform metrics to pool")
     users = sum(p.users for p in platforms)
     weight = [p.users / users if users else 0.0 for p in platforms]
+    protocols = [q for q in PROTOCOLS if all(q in p.hr for p in platforms)]
     return PlatformMetrics(
         platform=-1,
         users=users,
-        hr={q: sum(w * p.hr[q] for w, p in zip(weight, platforms)) for q in PROTOCOLS},
-        ndcg={q: sum(w * p.ndcg[q] for w, p in zip(weight, platforms)) for q in PROTOCOLS},
+        hr={q: sum(w * p.hr[q] for w, p in zip(weight, platforms)) for q in protocols},
+        ndcg={q: sum(w * p.ndcg[q] for w, p in zip(weight, platforms)) for q in protocols},
     )
 
 

@@ -161,14 +161,18 @@ class Recommender(nn.Module):
     def score(self, users: torch.Tensor, items: torch.Tensor | None) -> torch.Tensor:
         """Scores for ``items [U, C]``, or for the whole catalog when ``items`` is None.
 
-        For the whole catalog the item tower runs once per item, not once per (user, item)
-        pair: per pair, the title words alone would take U x C x vocabulary floats.
+        The item tower runs once per distinct item, not once per (user, item) pair: per pair,
+        the title words alone would take U x C x vocabulary floats. Rows that are one item list
+        expanded over the users (stride 0, as whole-catalog blocks are) share a single pass.
         """
         if items is None:
-            catalog = torch.arange(self.shared.num_items)
-            item_vectors = self.shared.item_tower(catalog).expand(len(users), -1, -1)
-            return self.shared(self.user_tower(users), catalog.expand(len(users), -1), item_vectors)
-        return self(users, items)
+            items = torch.arange(self.shared.num_items).expand(len(users), -1)
+        if items.dim() == 2 and items.stride(0) == 0:
+            item_vectors = self.shared.item_tower(items[0]).expand(len(users), -1, -1)
+        else:
+            distinct, position = torch.unique(items, return_inverse=True)
+            item_vectors = self.shared.item_tower(distinct)[position]
+        return self.shared(self.user_tower(users), items, item_vectors)
 
 
 def build_model(

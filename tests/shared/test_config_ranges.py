@@ -23,6 +23,7 @@ from crossfed.shared.data.datasets import check_platforms_fit, load_platforms
         ("max-update-norm", -1.0, "a number >= 0 (0 = no bound)"),
         ("min-platforms", 0, "an integer >= 1"),
         ("fraction-train", 0.0, "a number in (0, 1]"),
+        ("full-ranking-every", -1, "an integer >= 0"),
     ],
 )
 def test_an_out_of_range_value_is_rejected_with_its_key_and_range(key, value, allowed):

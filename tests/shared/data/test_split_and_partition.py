@@ -179,3 +179,22 @@ def test_the_coordinator_builds_the_padded_catalog_the_platforms_train_on(moviel
     assert {name: array.shape for name, array in coordinator.items()} == {
         name: array.shape for name, array in shared_arrays(local).items()
     }
+
+
+def test_evaluation_candidates_are_the_draw_over_each_user_s_whole_complement():
+    """Mapping drawn positions through the history gives the lists a catalog-sized complement per user gives."""
+    rng = np.random.default_rng(4)
+    num_items = 12_000  # above numpy's 10,000-item switch to its set-based draw
+    users = rng.integers(0, 30, 2_000)
+    items = rng.integers(0, 400, 2_000)
+    known = Interactions(users, items, np.zeros(2_000, np.int64), 30, num_items)
+    targets = rng.integers(0, num_items, 30)
+    for count, size in ((99, num_items), (99, 1_682), (50, 460)):
+        known = Interactions(users, items % size, np.zeros(2_000, np.int64), 30, size)
+        draw = np.random.default_rng(9)
+        expected = [
+            draw.choice(np.setdiff1d(np.arange(size), known.items[known.users == user]), size=count, replace=False)
+            for user in range(30)
+        ]
+        candidates = evaluation_candidates(targets % size, np.arange(30), count, known, seed=9)
+        np.testing.assert_array_equal(candidates[:, 1:], np.stack(expected))
