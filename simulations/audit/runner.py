@@ -3,7 +3,8 @@
 ``run_audit`` writes the canaries into a copy of the dataset (``audit-data/``), runs the
 federation on it with a mod that records every platform's update (``audit-updates/``),
 scores each canary for each adversary and writes ``audit.json`` beside the run's
-``summary.json``, with ``canaries.json`` (every canary, its coin, platform and scores).
+``summary.json``, with ``canaries.json`` (every canary, its coin, platform and scores) and
+``item_inference.json`` (what the coordinator learns of each platform's items in round 1).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from crossfed.shared.config import RunConfig
 from crossfed.shared.data.datasets import (
     BUILT_IN_DATASETS,
@@ -23,6 +26,7 @@ from crossfed.shared.data.datasets import (
     partition_only_columns,
     source_tables,
 )
+from crossfed.shared.data.interactions import leave_last_out
 from crossfed.shared.data.loader import all_platforms, describe
 from crossfed.shared.evaluation.results import write_summary
 from crossfed.shared.storage.checkpoint import FinalModel
@@ -34,12 +38,16 @@ from crossfed.simulations.audit.canaries import (
     keep_users,
     write_audited_dataset,
 )
-from crossfed.simulations.audit.capture import load_rounds, update_recorder
+from crossfed.simulations.audit.capture import Rounds, load_rounds, update_recorder
+from crossfed.simulations.audit.items import score_inference
 from crossfed.simulations.audit.scores import coordinator_scores, fold_in_scorer
 
 logger = logging.getLogger("crossfed.audit")
 
 AUDIT_FILE = "audit.json"
+ITEM_INFERENCE_FILE = "item_inference.json"
+#: How many items the item-inference attack guesses per platform.
+ITEM_INFERENCE_K = 100
 DATA_FOLDER = "audit-data"
 UPDATES_FOLDER = "audit-updates"
 
@@ -68,6 +76,8 @@ def run_audit(config: RunConfig, count: int, items_each: int, out: Path) -> dict
     write_summary(out, summary)
     trained = time.perf_counter()
     result = score_audit(audited, canaries, out, summary)
+    inference = item_inference(audited, load_rounds(out / UPDATES_FOLDER))
+    (out / ITEM_INFERENCE_FILE).write_text(json.dumps(inference, indent=2) + "\n")
     result["seconds"] = {"run": round(trained - started, 1), "scoring": round(time.perf_counter() - trained, 1)}
     (out / AUDIT_FILE).write_text(json.dumps(result, indent=2) + "\n")
     return result
@@ -121,3 +131,25 @@ def claimed_epsilon(summary: dict[str, Any]) -> float | None:
         return None
     values = [float(v) for v in privacy["epsilon"].values()]
     return max(values) if all(math.isfinite(v) for v in values) else math.inf
+
+
+def item_inference(config: RunConfig, rounds: Rounds, k: int = ITEM_INFERENCE_K) -> dict[str, Any]:
+    """Round 1's item inference for every platform, from its own update or, under SecAgg+, from the sum."""
+    first = min(rounds)
+    _reference, updates = rounds[first]
+    secure = config.secure_aggregation.secagg
+    total = {name: sum(u[name] for u in updates.values()) for name in next(iter(updates.values()))}
+    results = []
+    for platform in all_platforms(config):
+        if platform.platform not in updates:
+            continue
+        truth = np.zeros(platform.num_items, dtype=bool)
+        truth[leave_last_out(platform.interactions).train.items] = True
+        seen = total if secure else updates[platform.platform]
+        results.append(score_inference(platform.platform, seen, truth, k).as_dict())
+    return {
+        "round": first,
+        "view": "sum over platforms (SecAgg+)" if secure else "each platform's update",
+        "private": config.private,
+        "platforms": results,
+    }

@@ -26,9 +26,9 @@ from crossfed.simulations.audit.capture import Rounds
 #: The black-box score of every canary under given shared parameters.
 FoldIn = Callable[[Mapping[str, np.ndarray]], np.ndarray]
 #: Negatives per support item, gradient steps and step size of the black-box fit.
-FIT_NEGATIVES = 20
-FIT_STEPS = 50
-FIT_LEARNING_RATE = 0.1
+FIT_NEGATIVES = 5
+FIT_STEPS = 20
+FIT_LEARNING_RATE = 0.2
 _FIT_SEED = 0xB1AC
 _SCORE_BLOCK = 256
 
