@@ -5,7 +5,7 @@
   improves the black-box score below, summed over rounds.
 * ``model`` (black-box) holds only the released global shared parameters: it fits a user vector
   to half of a canary's items against sampled negatives and ranks the canary's other items
-  among the whole catalog; the score is their mean percentile.
+  among a fixed random sample of the catalog; the score is their mean percentile.
 """
 
 from __future__ import annotations
@@ -29,8 +29,9 @@ FoldIn = Callable[[Mapping[str, np.ndarray]], np.ndarray]
 FIT_NEGATIVES = 5
 FIT_STEPS = 20
 FIT_LEARNING_RATE = 0.2
+#: Catalog items each canary's held-back items are ranked against.
+RANKED_AGAINST = 300
 _FIT_SEED = 0xB1AC
-_SCORE_BLOCK = 256
 
 
 def coordinator_scores(canaries: CanarySet, rounds: Rounds, fit: FoldIn, secure: bool = False) -> np.ndarray:
@@ -86,9 +87,13 @@ def fold_in_scorer(
         items[row, : len(picked)] = picked
         targets[row, : len(chosen)] = 1.0
         mask[row, : len(picked)] = 1.0
-    others = np.ones((len(support), num_items), dtype=bool)
-    for row, chosen in enumerate(support):
-        others[row, chosen] = False
+    # Each canary's query items are ranked against a fixed random sample of the catalog (its support
+    # items excluded): the percentile estimates the full-catalog one at a fraction of the cost.
+    compared = np.stack([_sample_excluding(rng, num_items, chosen, RANKED_AGAINST) for chosen in support])
+    query_width = max(len(q) for q in query)
+    queried = np.array([q + [q[0]] * (query_width - len(q)) for q in query], dtype=np.int64)
+    query_mask = np.array([[1.0] * len(q) + [0.0] * (query_width - len(q)) for q in query])
+    ranked_t = torch.as_tensor(np.concatenate([queried, compared], axis=1))
     catalog = torch.arange(num_items)
     user_dim = model.user_tower(torch.zeros(1, dtype=torch.long)).shape[-1]
     items_t, targets_t, mask_t = torch.as_tensor(items), torch.as_tensor(targets), torch.as_tensor(mask)
@@ -105,17 +110,17 @@ def fold_in_scorer(
             logits = model.shared(vectors, items_t, item_vectors[items_t])
             bce_loss(logits, targets_t, mask_t).backward()
             optimizer.step()
-        scores = np.empty(len(support))
         with torch.no_grad():
-            for start in range(0, len(support), _SCORE_BLOCK):
-                block = vectors.detach()[start : start + _SCORE_BLOCK]
-                logits = model.shared(
-                    block, catalog.expand(len(block), -1), item_vectors.expand(len(block), -1, -1)
-                ).numpy()
-                for offset, row in enumerate(logits):
-                    index = start + offset
-                    ranked = row[others[index]]
-                    scores[index] = float(np.mean([(ranked < row[q]).mean() for q in query[index]]))
+            logits = model.shared(vectors.detach(), ranked_t, item_vectors[ranked_t]).numpy()
+        query_logits, sample_logits = logits[:, :query_width], logits[:, query_width:]
+        percentiles = (sample_logits[:, None, :] < query_logits[:, :, None]).mean(axis=2)
+        scores = (percentiles * query_mask).sum(axis=1) / query_mask.sum(axis=1)
         return scores
 
     return score
+
+
+def _sample_excluding(rng: np.random.Generator, num_items: int, excluded: list[int], size: int) -> np.ndarray:
+    """``size`` distinct items not in ``excluded`` (all of them when the catalog is smaller)."""
+    allowed = np.setdiff1d(np.arange(num_items), excluded)
+    return rng.choice(allowed, size=min(size, len(allowed)), replace=False)
