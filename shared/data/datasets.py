@@ -69,6 +69,18 @@ def _load_dataset(name: str, data_dir: str, stamp: tuple[tuple[str, int, int], .
     )
 
 
+def source_tables(name: str, data_dir: str = "") -> Tables:
+    """Dataset ``name`` as validated contract tables, before encoding: what a tool that adds rows starts from."""
+    if name in BUILT_IN_DATASETS:
+        return _BUILT_IN_LOADERS[name](data_dir or None)
+    return dataset_folder(name).tables()
+
+
+def partition_only_columns(name: str) -> tuple[str, ...]:
+    """User columns of built-in ``name`` that partition platforms but never reach the model."""
+    return _PARTITION_ONLY_USER_COLUMNS.get(name, ())
+
+
 def dataset_folder(name: str) -> DatasetFolder:
     """The contract folder config key ``dataset`` names (anything but a built-in name)."""
     if not Path(name).is_dir():

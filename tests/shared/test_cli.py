@@ -27,7 +27,18 @@ from crossfed.shared.storage.checked import CorruptStateError, StateWriteError
 from crossfed.simulations.experiment import ExperimentError
 
 ROOT = Path(__file__).resolve().parents[2]
-COMMANDS = {"run", "sweep", "loopback", "synthetic-dataset", "catalog", "certs", "validate", "recommend", "fold-in"}
+COMMANDS = {
+    "run",
+    "sweep",
+    "loopback",
+    "audit",
+    "synthetic-dataset",
+    "catalog",
+    "certs",
+    "validate",
+    "recommend",
+    "fold-in",
+}
 HEAVY = ("torch", "flwr", "ray", "opacus")
 
 
