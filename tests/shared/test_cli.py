@@ -27,7 +27,19 @@ from crossfed.shared.storage.checked import CorruptStateError, StateWriteError
 from crossfed.simulations.experiment import ExperimentError
 
 ROOT = Path(__file__).resolve().parents[2]
-COMMANDS = {"run", "sweep", "loopback", "synthetic-dataset", "catalog", "certs", "validate", "recommend", "fold-in"}
+COMMANDS = {
+    "run",
+    "sweep",
+    "loopback",
+    "synthetic-dataset",
+    "catalog",
+    "certs",
+    "gateway",
+    "validate",
+    "recommend",
+    "fold-in",
+    "vet",
+}
 HEAVY = ("torch", "flwr", "ray", "opacus")
 
 
