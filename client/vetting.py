@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import warnings
 from pathlib import Path
 
 from crossfed.shared.errors import CrossfedError
@@ -77,7 +78,9 @@ def build_bundle(source: Path) -> bytes:
     if source.is_dir():
         from flwr.cli.build import build_fab_from_disk
 
-        return build_fab_from_disk(source)
+        with warnings.catch_warnings():  # Flower 1.42's .gitignore matching uses a pattern class pathspec deprecates
+            warnings.filterwarnings("ignore", category=DeprecationWarning, module="pathspec")
+            return build_fab_from_disk(source)
     return source.read_bytes()
 
 
