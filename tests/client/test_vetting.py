@@ -81,3 +81,11 @@ def test_vet_add_lists_a_reviewed_fab_once(tmp_path, capsys):
     assert "already in" in capsys.readouterr().out
     assert read_vetted(vetted) == {hashlib.sha256(VETTED).hexdigest()}
     assert cli.main(["vet", "add", str(tmp_path / "missing.fab"), "--list", str(vetted)]) == 2
+
+
+def test_vet_launcher_refuses_a_malformed_list_before_writing_anything(tmp_path, capsys):
+    vetted = tmp_path / "vetted.txt"
+    vetted.write_text("0123\n")
+    assert cli.main(["vet", "launcher", "--list", str(vetted), "--bin", str(tmp_path / "bin")]) == 1
+    assert "vetted.txt, line 1" in capsys.readouterr().err
+    assert not (tmp_path / "bin").exists()

@@ -63,3 +63,13 @@ def test_a_path_cannot_climb_out_of_the_fleet_prefix():
     assert is_fleet_path("/v1/fleet/pull-messages")
     assert not is_fleet_path("/v1/fleet/../control/start-run")
     assert not is_fleet_path("/v1/fleetx/pull-messages")
+
+
+def test_the_gateway_command_names_missing_certificates(tmp_path, capsys):
+    from crossfed.shared import cli
+
+    (tmp_path / "ca.crt").write_text("")
+    argv = ["gateway", "--listen", "127.0.0.1:9092", "--superlink", "127.0.0.1:9093", "--certs", str(tmp_path)]
+    assert cli.main(argv) == 2
+    assert "missing server.pem, server.key" in capsys.readouterr().err
+    assert cli.main([*argv[:2], "9092", *argv[3:]]) == 2
