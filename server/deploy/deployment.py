@@ -2,9 +2,10 @@
 
 Unlike the simulation engine, every platform here is its own ``flower-supernode``
 process with its own key, its own Flower home and its own state directory, talking
-HTTPS to a ``flower-superlink`` that admits only registered keys. The coordinator's
-side is driven through the ``flwr`` CLI, exactly as an operator would (see README,
-"Deployment"). :mod:`crossfed.simulations.loopback` uses this to run the app end to end.
+HTTPS through ``crossfed gateway`` (the Fleet API only) to a ``flower-superlink`` on
+127.0.0.1 that admits only registered keys. The coordinator's side is driven through the
+``flwr`` CLI against the SuperLink itself, exactly as the coordinator would (see
+docs/deployment.md). :mod:`crossfed.simulations.loopback` uses this to run the app end to end.
 """
 
 from __future__ import annotations
