@@ -12,7 +12,13 @@ top-10 over the full catalog (items they have not interacted with) contains the 
 and honest test HR@10, with no defence, with norm bounding, with coordinate-wise
 median and with trimmed mean, for 1 malicious platform of 5 and of 20.
 
-    python benchmarks/item_promotion.py [--run-dir DIR] [--out STEM]
+With ``--secagg`` every run aggregates with SecAgg+: the coordinator sees only the sum, so it
+can neither check a norm nor take a median (both are refused with SecAgg+). The hostile
+platform then replaces its update inside the ClientApp, before Flower's SecAgg+ mod quantises
+and masks it (the stock mod, unchanged), and ignores the ``max-update-norm`` that every honest
+platform enforces on itself (``crossfed.client.bound``): its own code is its operator's to change.
+
+    python benchmarks/item_promotion.py [--secagg] [--run-dir DIR] [--out STEM]
 
 The federations' run folders go under ``--run-dir``; the figures go to ``STEM.json`` and
 ``STEM.md`` (default under ``runs/``, which git ignores), headed by the date, commit and machine.
@@ -31,6 +37,8 @@ from typing import Any
 import numpy as np
 import torch
 from flwr.app import Message, MessageType
+from flwr.common import Code, FitRes, Status, ndarrays_to_parameters, parameters_to_ndarrays
+from flwr.compat.common import recorddict_compat as compat
 from provenance import markdown, provenance
 
 from crossfed.client.local_metrics import LOCAL_METRICS_FILE, read_locally
@@ -38,7 +46,7 @@ from crossfed.shared.config import RunConfig
 from crossfed.shared.data.datasets import load_dataset, load_platforms
 from crossfed.shared.evaluation.results import platform_dir
 from crossfed.shared.model.sharing import load_shared_arrays, update_norm
-from crossfed.shared.protocol.keys import ARRAYS_RECORD
+from crossfed.shared.protocol.keys import ARRAYS_RECORD, LEGACY_PARAMETERS_RECORD, SHARED_NAMES
 from crossfed.shared.protocol.records import from_array_record, to_array_record
 from crossfed.shared.storage.checkpoint import FinalModel
 from crossfed.shared.storage.platform_state import PlatformState
@@ -56,6 +64,10 @@ DEFENCES: dict[str, dict[str, Any]] = {
     # 0.25, not 0.2: Flower cuts int(fraction * answering) per tail, and 0.2 of 4 cuts nothing.
     "trimmed-mean": {"aggregation": "trimmed-mean", "trim_fraction": 0.25},
 }
+
+
+#: Under SecAgg+ a norm bound holds only where a platform's own code enforces it.
+SELF_ENFORCED = " (self-enforced; the attacker ignores it)"
 
 
 def pick_target(config: RunConfig) -> int:
@@ -110,6 +122,57 @@ def promotion_mod(malicious: set[int], target: int, amplification: float, bound:
         global_arrays = from_array_record(message.content[ARRAYS_RECORD])
         trained = from_array_record(reply.content[ARRAYS_RECORD])
         reply.content[ARRAYS_RECORD] = to_array_record(poisoned(global_arrays, trained, target, amplification, bound))
+        return reply
+
+    return mod
+
+
+def _unmasked_update(message: Message, reply: Message) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], FitRes]:
+    """Inside SecAgg+: the global arrays of a training request and the update (trained - global) of its reply."""
+    instructions = compat.recorddict_to_fitins(message.content, keep_input=True)
+    names = str(instructions.config[SHARED_NAMES]).split(",")
+    global_arrays = dict(zip(names, parameters_to_ndarrays(instructions.parameters), strict=True))
+    result = compat.recorddict_to_fitres(reply.content, keep_input=True)
+    return global_arrays, dict(zip(names, parameters_to_ndarrays(result.parameters), strict=True)), result
+
+
+def _is_secure_training(message: Message, reply: Message) -> bool:
+    return (
+        message.metadata.message_type == MessageType.TRAIN
+        and LEGACY_PARAMETERS_RECORD in message.content.array_records
+        and not reply.has_error()
+    )
+
+
+def secure_promotion_mod(malicious: set[int], target: int, amplification: float):
+    """Inside SecAgg+ (an inner mod): the listed platforms replace their update before it is masked."""
+
+    def mod(message: Message, context, call_next) -> Message:
+        reply = call_next(message, context)
+        if not _is_secure_training(message, reply) or int(context.node_config["partition-id"]) not in malicious:
+            return reply
+        global_arrays, update, result = _unmasked_update(message, reply)
+        trained = {name: global_arrays[name] + update[name] for name in global_arrays}
+        attack = poisoned(global_arrays, trained, target, amplification, bound=0.0)
+        names = list(global_arrays)
+        delta = [(attack[name] - global_arrays[name]).astype(global_arrays[name].dtype) for name in names]
+        replaced = FitRes(Status(Code.OK, ""), ndarrays_to_parameters(delta), result.num_examples, result.metrics)
+        reply.content = compat.fitres_to_recorddict(replaced, keep_input=True)
+        return reply
+
+    return mod
+
+
+def secure_norm_recorder(directory: str):
+    """Inside SecAgg+ (an inner mod): each honest update's L2 norm, as :func:`norm_recorder` outside it."""
+
+    def mod(message: Message, context, call_next) -> Message:
+        reply = call_next(message, context)
+        if _is_secure_training(message, reply):
+            _, update, _ = _unmasked_update(message, reply)
+            norm = float(np.sqrt(sum(float(np.sum(np.square(value, dtype=np.float64))) for value in update.values())))
+            with open(Path(directory) / f"norms-{os.getpid()}.txt", "a") as stream:
+                stream.write(f"{norm}\n")
         return reply
 
     return mod
@@ -185,10 +248,12 @@ def agreed_bound(directory: Path, quantile: float) -> float:
     return float(np.quantile(norms, quantile))
 
 
-def run_case(base: RunConfig, out: Path, name: str, mods: list, **changes: Any) -> tuple[RunConfig, dict[str, Any]]:
+def run_case(
+    base: RunConfig, out: Path, name: str, mods: list, inner_mods: list | None = None, **changes: Any
+) -> tuple[RunConfig, dict[str, Any]]:
     config = base.replace(run_dir=str(out / name), **changes)
     started = time.perf_counter()
-    summary = run_federated(config, client_mods=mods)
+    summary = run_federated(config, client_mods=mods, inner_client_mods=inner_mods or [])
     logging.getLogger(__name__).info("%s done in %.0f s", name, time.perf_counter() - started)
     return config, summary
 
@@ -207,12 +272,17 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
             embedding_dim=16,
             mlp_layers="32,16",
             min_platforms=max(2, platforms // 2),
+            secagg=args.secagg,
         )
         target, malicious = pick_target(base), {platforms - 1}
         honest = [p for p in range(platforms) if p not in malicious]
-        norms = out / f"norms-{platforms}p"
+        prefix = f"{platforms}p{'-secagg' if args.secagg else ''}"
+        norms = out / f"norms-{prefix}"
         norms.mkdir(parents=True, exist_ok=True)
-        config, summary = run_case(base, out, f"{platforms}p-honest", [norm_recorder(str(norms))])
+        if args.secagg:
+            config, summary = run_case(base, out, f"{prefix}-honest", [], [secure_norm_recorder(str(norms))])
+        else:
+            config, summary = run_case(base, out, f"{prefix}-honest", [norm_recorder(str(norms))])
         bound = agreed_bound(norms, args.bound_quantile)
         rows.append(
             {
@@ -227,16 +297,24 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
             }
         )
         for defence, settings in DEFENCES.items():
+            if args.secagg and settings["aggregation"] != "mean":
+                continue  # refused with SecAgg+: the coordinator has only the sum
             case_bound = bound if defence == "norm-bound" else 0.0
-            mod = promotion_mod(malicious, target, amplification=float(platforms), bound=case_bound)
-            config, summary = run_case(
-                base, out, f"{platforms}p-{defence}", [mod], max_update_norm=case_bound, **settings
-            )
+            if args.secagg:  # the attacker ignores the bound the honest platforms enforce on themselves
+                inner = [secure_promotion_mod(malicious, target, amplification=float(platforms))]
+                config, summary = run_case(
+                    base, out, f"{prefix}-{defence}", [], inner, max_update_norm=case_bound, **settings
+                )
+            else:
+                mod = promotion_mod(malicious, target, amplification=float(platforms), bound=case_bound)
+                config, summary = run_case(
+                    base, out, f"{prefix}-{defence}", [mod], max_update_norm=case_bound, **settings
+                )
             rows.append(
                 {
                     "platforms": platforms,
                     "malicious": 1,
-                    "defence": defence,
+                    "defence": f"{defence}{SELF_ENFORCED if args.secagg and case_bound else ''}",
                     "bound": round(case_bound, 4) if case_bound else None,
                     "hr@10": honest_hr(summary, honest),
                     **exposure(config, target, honest),
@@ -245,6 +323,7 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
                 }
             )
     return {
+        "secagg": args.secagg,
         "rounds": args.rounds,
         "max_users": args.max_users,
         "seed": args.seed,
@@ -256,6 +335,9 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python benchmarks/item_promotion.py", description=__doc__.splitlines()[0])
     parser.add_argument("--platforms", type=int, nargs="+", default=[5, 20])
+    parser.add_argument(
+        "--secagg", action="store_true", help="every run with SecAgg+ (median and trimmed mean skipped)"
+    )
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--max-users", type=int, default=600)
     parser.add_argument("--seed", type=int, default=0)
@@ -277,7 +359,10 @@ def main(argv: list[str] | None = None) -> int:
     result["wall_seconds"] = round(time.perf_counter() - started, 1)
     block = provenance()
     lines = [
-        (f"# Item promotion (1 hostile platform), {args.rounds} rounds, max-users {args.max_users}, seed {args.seed}"),
+        (
+            f"# Item promotion (1 hostile platform){', SecAgg+' if args.secagg else ''}, {args.rounds} rounds, "
+            f"max-users {args.max_users}, seed {args.seed}"
+        ),
         "",
         markdown(block),
         "",

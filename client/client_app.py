@@ -14,12 +14,16 @@ from crossfed.client.secure import guarded_secaggplus_mod, unwrap
 from crossfed.shared.protocol.keys import PREPARE_QUERY
 
 
-def build_app(overrides: Mapping[str, Any] | None = None, mods: Sequence[Mod] = ()) -> ClientApp:
+def build_app(
+    overrides: Mapping[str, Any] | None = None, mods: Sequence[Mod] = (), inner_mods: Sequence[Mod] = ()
+) -> ClientApp:
     """A ClientApp. ``overrides`` stand in for ``run_config``, which the Python simulation API
-    leaves empty; ``mods`` wrap every message outside secure aggregation (e.g. a test's recorder).
-    The outermost mod turns any failure into an error code (:mod:`crossfed.client.failures`)."""
+    leaves empty; ``mods`` wrap every message outside secure aggregation (e.g. a test's recorder),
+    ``inner_mods`` inside it, where a training reply is still unmasked (a benchmark's hostile
+    platform under SecAgg+). The outermost mod turns any failure into an error code
+    (:mod:`crossfed.client.failures`)."""
     secure_aggregation = guarded_secaggplus_mod(lambda context: task.platform_config(context, overrides))
-    client_app = ClientApp(mods=[codes_only, *mods, secure_aggregation])
+    client_app = ClientApp(mods=[codes_only, *mods, secure_aggregation, *inner_mods])
 
     @client_app.train()
     def train(message: Message, context: Context) -> Message:

@@ -23,6 +23,7 @@ exclude_patterns = [
     "results/acceptance-*.md",
     "results/foldin.md",
     "results/item_promotion.md",
+    "results/item_promotion_secagg.md",
     "results/soak.md",
     "results/*/report.md",
 ]

@@ -35,8 +35,13 @@ FLOWER_ENVIRONMENT = {
 }
 
 
-def run_federated(config: RunConfig, cpus: int | None = None, client_mods: Sequence[Mod] = ()) -> dict[str, Any]:
+def run_federated(
+    config: RunConfig, cpus: int | None = None, client_mods: Sequence[Mod] = (), inner_client_mods: Sequence[Mod] = ()
+) -> dict[str, Any]:
     """Simulate ``num-platforms`` platforms; returns the run's ``summary.json`` content.
+
+    ``client_mods`` and ``inner_client_mods`` are the ClientApp's mods outside and inside secure
+    aggregation (:func:`crossfed.client.client_app.build_app`).
 
     Each simulated platform gets one CPU, so at most ``cpus`` train at once. Ray is
     started and shut down by Flower inside this call: nothing keeps running after it.
@@ -50,7 +55,7 @@ def run_federated(config: RunConfig, cpus: int | None = None, client_mods: Seque
     backend_config = ray_backend_config(cpus)
     run_simulation(
         server_app=build_server_app(config.to_flat()),
-        client_app=build_client_app(config.to_flat(), client_mods),
+        client_app=build_client_app(config.to_flat(), client_mods, inner_client_mods),
         num_supernodes=config.data.num_platforms,
         backend_config=backend_config,
     )

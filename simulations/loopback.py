@@ -2,11 +2,15 @@
 
 :func:`run_loopback` (the command ``crossfed loopback``) makes the CA, server certificate and
 platform keys (:mod:`crossfed.server.deploy.certs`), starts the SuperLink with
-``--enable-supernode-auth``, registers each platform's key with ``flwr supernode register``,
-starts one ``flower-supernode`` per platform (node config: ``partition-id``,
-``num-partitions``, ``data-dir``, ``state-dir``), submits the app with ``flwr run`` and waits
-for it. ``kill_after_round = R`` stops one SuperNode once round R is checkpointed and starts
-it again with the same key and state directory - the restart a platform operator would do.
+``--enable-supernode-auth`` on 127.0.0.1 and ``crossfed gateway`` (the platforms' address: Fleet
+API only), registers each platform's key with ``flwr supernode register``, has every operator
+vet the app bundle built from this tree and starts one ``flower-supernode`` per platform behind
+the vetted ``flwr-clientapp`` launcher (node config: ``partition-id``, ``num-partitions``,
+``data-dir``, ``state-dir``), submits the app with ``flwr run`` and waits for it.
+``check_foreign_bundle`` then submits a bundle no operator vetted and ``check_control_api``
+tries the Control API with a platform operator's credentials; both are recorded.
+``kill_after_round = R`` stops one SuperNode once round R is checkpointed and starts it again
+with the same key and state directory - the restart a platform operator would do.
 The results contract's ``summary.json`` lands in the run folder (``out``) with a ``deployment``
 block (per-round wall time, restarts). Every process it started is stopped before it returns,
 whatever happens.
@@ -32,6 +36,7 @@ from crossfed.shared.data.movielens import resolve_data_dir
 from crossfed.shared.evaluation.results import SUMMARY_FILE, platform_dir, read_summary, write_summary
 from crossfed.shared.storage.checkpoint import Checkpoint
 from crossfed.shared.storage.platform_state import PlatformState
+from crossfed.simulations.vetted_bundles import try_foreign_bundle, vet_app
 
 logger = logging.getLogger("crossfed.deploy")
 
@@ -62,6 +67,11 @@ class LoopbackSettings:
     resume_after_round: int = 0
     #: Also start a SuperNode with an unregistered key and record that the SuperLink refused it.
     check_unregistered: bool = False
+    #: After the run, submit a bundle no operator vetted and record that every platform refused it.
+    check_foreign_bundle: bool = False
+    #: After the run, try the Control API as a platform operator would (``ca.crt``, the platforms'
+    #: address) and record what the gateway answered.
+    check_control_api: bool = False
     overrides: Mapping[str, Any] = field(default_factory=dict)
     timeout: float = 1800.0
 
@@ -134,11 +144,14 @@ def run_loopback(settings: LoopbackSettings) -> dict[str, Any]:
         data_dir,
         state_dir_of=lambda index: platform_dir(out, index),
         node_pins=operator_pins(config),
+        prepare_operators=lambda deployed: vetted.append(vet_app(deployed)),
     )
+    vetted: list[str] = []
     facts: dict[str, Any] = {
         "runtime": "flower-superlink + flower-supernode on 127.0.0.1",
         "tls": True,
         "supernode_auth": True,
+        "fleet_gateway": True,
         "secagg": settings.secagg,
         "restarts": [],
         "serverapp_restarts": [],
@@ -147,6 +160,7 @@ def run_loopback(settings: LoopbackSettings) -> dict[str, Any]:
     with deployment:
         # SuperLink and SuperNodes up; not the run's own start-up (``startup_seconds`` of the summary).
         facts["launch_seconds"] = round(time.perf_counter() - started, 3)
+        facts["vetted_bundle"] = vetted[0]
         # The probe runs beside the run (it exits on its own once refused): no wall time added.
         probe = deployment.start_unregistered() if settings.check_unregistered else None
         run_ids = [deployment.submit(config)]
@@ -156,6 +170,10 @@ def run_loopback(settings: LoopbackSettings) -> dict[str, Any]:
         finally:
             (deployment.logs / "serverapp.log").write_text("\n".join(deployment.run_log(i) for i in run_ids))
         run_id = facts["run_id"] = run_ids[-1]
+        if settings.check_control_api:
+            facts["control_api_from_platform"] = deployment.try_control_api_as_platform()
+        if settings.check_foreign_bundle and status == "finished:completed":
+            facts["foreign_bundle"] = try_foreign_bundle(deployment, config, deployment.root / "foreign-run")
         if probe is not None:
             code = probe.wait(60.0)
             probe.stop()

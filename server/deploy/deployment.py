@@ -2,9 +2,10 @@
 
 Unlike the simulation engine, every platform here is its own ``flower-supernode``
 process with its own key, its own Flower home and its own state directory, talking
-HTTPS to a ``flower-superlink`` that admits only registered keys. The coordinator's
-side is driven through the ``flwr`` CLI, exactly as an operator would (see README,
-"Deployment"). :mod:`crossfed.simulations.loopback` uses this to run the app end to end.
+HTTPS through ``crossfed gateway`` (the Fleet API only) to a ``flower-superlink`` on
+127.0.0.1 that admits only registered keys. The coordinator's side is driven through the
+``flwr`` CLI against the SuperLink itself, exactly as the coordinator would (see
+docs/deployment.md). :mod:`crossfed.simulations.loopback` uses this to run the app end to end.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
@@ -93,6 +94,19 @@ class SuperNodeSpec:
     process: ManagedProcess | None = None
     starts: int = 0
 
+    @property
+    def operator_dir(self) -> Path:
+        """The operator's own files beside the Flower home: the vetted list and the launcher folder."""
+        return self.flwr_home.parent
+
+    @property
+    def vetted_list(self) -> Path:
+        return self.operator_dir / "vetted-bundles.txt"
+
+    @property
+    def launcher_dir(self) -> Path:
+        return self.operator_dir / "bin"
+
 
 @dataclass
 class Deployment:
@@ -110,8 +124,16 @@ class Deployment:
     #: Run-config keys every platform's operator pins in node config (privacy settings they chose).
     node_pins: Mapping[str, Any] = field(default_factory=dict)
     superlink_port: int = field(default_factory=free_port)
+    #: The platforms' address: ``crossfed gateway`` forwarding the Fleet API only.
+    gateway_port: int = field(default_factory=free_port)
     nodes: list[SuperNodeSpec] = field(default_factory=list)
     superlink: ManagedProcess | None = None
+    gateway: ManagedProcess | None = None
+    #: Called once every platform is registered and before any SuperNode starts: what each operator
+    #: sets up on their own machine (the loopback's vetted list and ``flwr-clientapp`` launcher).
+    prepare_operators: Callable[[Deployment], None] | None = None
+    #: The folder ``flwr run`` builds the app bundle from (a loopback's operators vet a snapshot of it).
+    app_dir: Path = APP_DIR
     #: Processes started besides the platforms' SuperNodes (the unregistered probe).
     others: list[ManagedProcess] = field(default_factory=list)
 
@@ -131,12 +153,20 @@ class Deployment:
 
     @property
     def address(self) -> str:
+        """The SuperLink itself (Fleet, Control and Runtime API on one port): the coordinator's CLI only."""
         return f"127.0.0.1:{self.superlink_port}"
 
-    def environment(self, flwr_home: Path) -> dict[str, str]:
+    @property
+    def fleet_address(self) -> str:
+        """What the platforms dial: the gateway, which forwards the Fleet API and refuses the Control API."""
+        return f"127.0.0.1:{self.gateway_port}"
+
+    def environment(self, flwr_home: Path, first_on_path: Path | None = None) -> dict[str, str]:
         """Inherited environment plus Flower's switches; this interpreter's bin first, since Flower
-        spawns ``flower-superexec``, ``flwr-serverapp`` and ``flwr-clientapp`` by name."""
-        path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+        spawns ``flower-superexec``, ``flwr-serverapp`` and ``flwr-clientapp`` by name - after
+        ``first_on_path`` (a platform's vetted ``flwr-clientapp`` launcher) when given."""
+        folders = [str(first_on_path)] if first_on_path is not None else []
+        path = os.pathsep.join([*folders, str(Path(sys.executable).parent), os.environ.get("PATH", "")])
         return {**os.environ, **FLOWER_ENVIRONMENT, "FLWR_HOME": str(flwr_home), "PATH": path}
 
     # -- lifecycle ------------------------------------------------------------
@@ -152,6 +182,10 @@ class Deployment:
             self.root,
         )
         _wait_for("the SuperLink to listen", self._superlink_listening, self.timeout)
+        self.gateway = ManagedProcess(
+            "gateway", self._gateway_command(), self.logs / "gateway.log", self.environment(self.flwr_home), self.root
+        )
+        _wait_for("the gateway to listen", self._gateway_listening, self.timeout)
         for index, pair in enumerate(keys):
             node = SuperNodeSpec(
                 index,
@@ -163,6 +197,8 @@ class Deployment:
             )
             node.node_id = self.register(pair.public_key)
             self.nodes.append(node)
+        if self.prepare_operators is not None:
+            self.prepare_operators(self)
         for node in self.nodes:
             self.start_supernode(node.index)
         self.wait_online([node.node_id for node in self.nodes])
@@ -171,6 +207,8 @@ class Deployment:
         """Stop every SuperNode, then the SuperLink (and the ServerApp it runs); no process is left behind."""
         for process in [*(n.process for n in self.nodes if n.process), *self.others]:
             process.stop()
+        if self.gateway is not None:
+            self.gateway.stop()
         if self.superlink is not None:
             self.superlink.stop()
 
@@ -187,7 +225,7 @@ class Deployment:
 
     def leftovers(self) -> list[int]:
         processes = [n.process for n in self.nodes if n.process] + self.others
-        processes += [self.superlink] if self.superlink else []
+        processes += [p for p in (self.gateway, self.superlink) if p is not None]
         return [pid for process in processes for pid in process.leftovers()]
 
     # -- SuperLink ------------------------------------------------------------
@@ -213,6 +251,32 @@ class Deployment:
             str(self.root / "coordinator" / "superlink.db"),
         ]
 
+    def _gateway_command(self) -> list[str]:
+        executable = flower_executable("crossfed")
+        if executable is None:
+            raise DeploymentError("the crossfed command is not installed beside this interpreter")
+        return [
+            executable,
+            "gateway",
+            "--listen",
+            self.fleet_address,
+            "--superlink",
+            self.address,
+            "--certs",
+            str(self.certs_dir),
+        ]
+
+    def _gateway_listening(self) -> bool:
+        assert self.gateway is not None
+        if not self.gateway.running():
+            raise DeploymentError(
+                f"crossfed gateway exited with code {self.gateway.process.returncode}:\n"
+                f"{self.gateway.log_text()[-3000:]}"
+            )
+        with socket.socket() as sock:
+            sock.settimeout(1.0)
+            return sock.connect_ex(("127.0.0.1", self.gateway_port)) == 0
+
     def _superlink_listening(self) -> bool:
         assert self.superlink is not None
         if not self.superlink.running():
@@ -224,19 +288,25 @@ class Deployment:
             sock.settimeout(1.0)
             return sock.connect_ex(("127.0.0.1", self.superlink_port)) == 0
 
-    def _write_connection(self) -> None:
-        """The coordinator's ``config.toml``: one SuperLink connection, verified against the federation's CA."""
-        self.flwr_home.mkdir(parents=True, exist_ok=True)
+    def _write_connection(self, flwr_home: Path | None = None, address: str | None = None) -> None:
+        """A ``config.toml`` with one connection verified against the federation's CA: by default the
+        coordinator's, to the SuperLink itself."""
+        home = flwr_home or self.flwr_home
+        home.mkdir(parents=True, exist_ok=True)
         config = {
             "superlink": {
                 "default": CONNECTION,
-                CONNECTION: {"address": self.address, "root-certificates": str(self.certs_dir / certs.CA_CERT)},
+                CONNECTION: {
+                    "address": address or self.address,
+                    "root-certificates": str(self.certs_dir / certs.CA_CERT),
+                },
             }
         }
-        (self.flwr_home / "config.toml").write_text(tomli_w.dumps(config))
+        (home / "config.toml").write_text(tomli_w.dumps(config))
 
-    def flwr(self, *args: str, timeout: float | None = None) -> dict[str, Any]:
-        """Run a ``flwr`` CLI command against this SuperLink with ``--format json``; its parsed answer."""
+    def flwr(self, *args: str, timeout: float | None = None, flwr_home: Path | None = None) -> dict[str, Any]:
+        """Run a ``flwr`` CLI command with ``--format json`` (as the coordinator unless ``flwr_home`` is
+        another party's); its parsed answer."""
         executable = flower_executable("flwr")
         if executable is None:
             raise DeploymentError("the flwr CLI is not installed")
@@ -247,7 +317,7 @@ class Deployment:
             text=True,
             check=False,
             timeout=timeout or self.timeout,
-            env=self.environment(self.flwr_home),
+            env=self.environment(flwr_home or self.flwr_home),
             cwd=self.root,
         )
         try:
@@ -275,6 +345,10 @@ class Deployment:
     def node_status(self) -> dict[int, str]:
         return {int(n["node-id"]): str(n["status"]) for n in self.flwr("supernode", "ls", CONNECTION)["nodes"]}
 
+    def wait_until(self, what: str, check: Callable[[], Any], timeout: float) -> Any:
+        """Poll ``check`` every second until it is true; :class:`DeploymentError` after ``timeout`` seconds."""
+        return _wait_for(what, check, timeout, interval=1.0)
+
     def wait_online(self, node_ids: list[int | None], online: bool = True) -> None:
         wanted = "online" if online else "offline"
         _wait_for(
@@ -301,7 +375,7 @@ class Deployment:
         command = [
             executable,
             "--superlink",
-            self.address,
+            self.fleet_address,
             "--root-certificates",
             str(self.certs_dir / certs.CA_CERT),
             "--auth-supernode-private-key",
@@ -325,7 +399,7 @@ class Deployment:
             f"supernode-{index}",
             self.supernode_command(node),
             self.logs / f"supernode-{index}{suffix}.log",
-            self.environment(node.flwr_home),
+            self.environment(node.flwr_home, node.launcher_dir if node.launcher_dir.is_dir() else None),
             self.root,
         )
         return node.process
@@ -361,6 +435,34 @@ class Deployment:
         self.others.append(process)
         return process
 
+    def try_control_api_as_platform(self) -> dict[str, Any]:
+        """What a platform operator holding ``ca.crt`` (and their own SuperNode key) gets from the address
+        they were given: each attempt's error, and how many requests the gateway refused meanwhile."""
+        operator = self.root / "operator-probe"
+        self._write_connection(operator / "flwr-home", self.fleet_address)
+        stranger = certs.make_platform_keys(operator, "stranger")
+        refused_before = self._gateway_refusals()
+        attempts = {
+            "register": ("supernode", "register", str(stranger.public_key), CONNECTION),
+            "list_runs": ("ls", CONNECTION),
+            "submit_run": ("run", str(self.app_dir), CONNECTION),
+        }
+        answers: dict[str, Any] = {}
+        for name, args in attempts.items():
+            try:
+                answers[name] = {"accepted": True, "answer": self.flwr(*args, flwr_home=operator / "flwr-home")}
+            except DeploymentError as error:
+                answers[name] = {"accepted": False, "error": str(error)[-500:]}
+        answers["gateway_refusals"] = self._gateway_refusals() - refused_before
+        return answers
+
+    def _gateway_refusals(self) -> int:
+        from crossfed.server.deploy.gateway import REFUSED
+
+        if self.gateway is None:
+            return 0
+        return sum(1 for line in self.gateway.log_text().splitlines() if f" {REFUSED} " in f" {line} ")
+
     def try_unregistered(self, timeout: float = 90.0) -> tuple[int | None, str]:
         """Start a SuperNode whose key was never registered and wait; its exit code and log."""
         process = self.start_unregistered()
@@ -373,7 +475,9 @@ class Deployment:
         """``flwr run`` the app with ``run_config`` (written as TOML); returns at once with the run id."""
         path = self.root / "coordinator" / f"run-config-{int(time.time() * 1000)}.toml"
         path.write_text(tomli_w.dumps(dict(run_config)))
-        answer = self.flwr("run", str(APP_DIR), CONNECTION, "--run-config", str(path), timeout=max(self.timeout, 300))
+        answer = self.flwr(
+            "run", str(self.app_dir), CONNECTION, "--run-config", str(path), timeout=max(self.timeout, 300)
+        )
         return int(answer["run-id"])
 
     def run_status(self, run_id: int) -> str:
@@ -412,7 +516,8 @@ class Deployment:
 
     def remember_processes(self) -> None:
         """Note every process alive in each tree (Flower detaches its app processes)."""
-        for process in [n.process for n in self.nodes if n.process] + ([self.superlink] if self.superlink else []):
+        others = [p for p in (self.gateway, self.superlink) if p is not None]
+        for process in [n.process for n in self.nodes if n.process] + others:
             process.remember()
 
 

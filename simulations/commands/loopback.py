@@ -49,6 +49,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="also show that a SuperNode with an unregistered key is refused",
     )
     parser.add_argument(
+        "--check-foreign-bundle",
+        action="store_true",
+        help="after the run, show that every platform refuses an app bundle its operator did not vet",
+    )
+    parser.add_argument(
+        "--check-control-api",
+        action="store_true",
+        help="after the run, show that a platform operator cannot register nodes or submit runs",
+    )
+    parser.add_argument(
         "--set",
         action="append",
         default=[],
@@ -87,6 +97,8 @@ def run(args: argparse.Namespace) -> int:
         restart_delay=args.restart_delay,
         resume_after_round=args.resume_after_round,
         check_unregistered=args.check_unregistered,
+        check_foreign_bundle=args.check_foreign_bundle,
+        check_control_api=args.check_control_api,
         overrides=config_overrides(args.set),
         timeout=args.timeout,
     )
@@ -111,6 +123,13 @@ def run(args: argparse.Namespace) -> int:
         )
     if "unregistered_node" in facts:
         print(f"unregistered SuperNode refused: {facts['unregistered_node']['refused']}")
+    if "foreign_bundle" in facts:
+        foreign = facts["foreign_bundle"]
+        print(f"unvetted bundle {foreign['digest'][:12]} refused by platforms {foreign['refused_by']}")
+    if "control_api_from_platform" in facts:
+        attempts = facts["control_api_from_platform"]
+        accepted = [name for name, answer in attempts.items() if isinstance(answer, dict) and answer["accepted"]]
+        print(f"Control API as a platform operator: accepted {accepted or 'nothing'}")
     if summary.get("metrics"):
         print(f"test HR@10 (sampled) {summary['metrics']['sampled']['hr@10']:.4f}")
     return 0

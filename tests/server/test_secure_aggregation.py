@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS
@@ -9,16 +11,35 @@ from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFI
 from crossfed.shared.config import ConfigError, RunConfig
 from crossfed.shared.protocol.secure_aggregation import QuantisationPlan, clip_update, quantisation_plan
 from crossfed.shared.storage.checkpoint import Checkpoint
-from tests.simulations.test_federation import recorded_run
+from tests.simulations.test_federation import recorded_run, recording_mod
 
 SETTINGS = dict(num_platforms=3, num_server_rounds=1, max_users=150, seed=3, min_platforms=2)
 
 
 @pytest.fixture(scope="module")
-def plain_and_secure(movielens_dir, tmp_path_factory):
+def inside_folder(tmp_path_factory):
+    """Where a mod inside secure aggregation writes what it saw in the secure run."""
+    return tmp_path_factory.mktemp("inside-secure-aggregation")
+
+
+@pytest.fixture(scope="module")
+def plain_and_secure(movielens_dir, tmp_path_factory, inside_folder):
     plain = recorded_run(tmp_path_factory, "plain", data_dir=str(movielens_dir), **SETTINGS)
-    secure = recorded_run(tmp_path_factory, "secure", data_dir=str(movielens_dir), secagg=True, **SETTINGS)
+    secure = recorded_run(
+        tmp_path_factory,
+        "secure",
+        inner_mods=[recording_mod(str(inside_folder))],
+        data_dir=str(movielens_dir),
+        secagg=True,
+        **SETTINGS,
+    )
     return plain, secure
+
+
+@pytest.fixture(scope="module")
+def recorded_inside(plain_and_secure, inside_folder):
+    """What the mod inside secure aggregation saw (after the runs of ``plain_and_secure``)."""
+    return [json.loads(line) for path in inside_folder.glob("*.jsonl") for line in path.read_text().splitlines()]
 
 
 @pytest.mark.slow
@@ -46,6 +67,17 @@ def test_no_update_leaves_a_platform_unmasked(plain_and_secure):
     assert all(not r["arrays"] for r in train), "a SecAgg+ reply carried parameters in the clear"
     stages = [r for r in train if RECORD_KEY_CONFIGS in r["configs"]]
     assert len(stages) == len(train)
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_a_mod_inside_secure_aggregation_sees_the_update_before_it_is_masked(plain_and_secure, recorded_inside):
+    """Where a benchmark's hostile platform acts (benchmarks/item_promotion.py --secagg): the update is plain there."""
+    inside = [r for r in recorded_inside if r["type"] == "train"]
+    assert {r["platform"] for r in inside} == {0, 1, 2}
+    assert all(r["arrays"] for r in inside), "a training reply inside secure aggregation had no update"
+    _, (_, _, outside) = plain_and_secure
+    assert all(not r["arrays"] for r in outside if r["type"] == "train")
 
 
 def test_clip_update_counts_and_bounds_what_it_clips():

@@ -35,9 +35,11 @@ COMMANDS = {
     "synthetic-dataset",
     "catalog",
     "certs",
+    "gateway",
     "validate",
     "recommend",
     "fold-in",
+    "vet",
 }
 HEAVY = ("torch", "flwr", "ray", "opacus")
 

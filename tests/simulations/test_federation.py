@@ -76,11 +76,15 @@ def slow_prepare(message, context, call_next):
     return call_next(message, context)
 
 
-def recorded_run(tmp_path_factory, name: str, mods=(), **settings):
-    """Run a simulation with every client reply recorded; returns (config, summary, recorded replies)."""
+def recorded_run(tmp_path_factory, name: str, mods=(), inner_mods=(), **settings):
+    """Run a simulation with every client reply recorded; returns (config, summary, recorded replies).
+
+    ``inner_mods`` run inside secure aggregation (``build_app``'s ``inner_mods``)."""
     messages = tmp_path_factory.mktemp(f"{name}-messages")
     config = RunConfig().replace(run_dir=str(tmp_path_factory.mktemp(name)), **settings)
-    summary = run_federated(config, client_mods=[*mods, recording_mod(str(messages))])
+    summary = run_federated(
+        config, client_mods=[*mods, recording_mod(str(messages))], inner_client_mods=list(inner_mods)
+    )
     recorded = [json.loads(line) for path in messages.glob("*.jsonl") for line in path.read_text().splitlines()]
     return config, summary, recorded
 

@@ -5,7 +5,9 @@ stops platform 2's SuperNode once round 1 is checkpointed and starts it again wi
 key and state directory. Then: the run completed every round; the restarted platform's
 privacy ledger went on from where it stopped (more epsilon, more rounds, the same state
 file) instead of starting over; a SuperNode whose key was never registered was refused;
-and no process the loopback started is still running. That secure aggregation equals
+every platform ran the bundle its operator vetted and refused one it did not; a platform
+operator's credentials got nothing from the Control API; and no process the loopback
+started is still running. That secure aggregation equals
 plain aggregation is tests/server/test_secure_aggregation.py's job, not this file's.
 
 Slow by nature (every Flower message starts a ClientApp process): one run, tiny model,
@@ -53,6 +55,8 @@ def deployed(movielens_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> t
         kill_after_round=1,
         kill_platform=RESTARTED,
         check_unregistered=True,
+        check_foreign_bundle=True,
+        check_control_api=True,
         overrides={"embedding-dim": 8, "mlp-layers": "16,8", "seed": 1},
         timeout=TIMEOUT,
     )
@@ -102,6 +106,30 @@ def test_unregistered_supernode_is_refused(deployed):
     refused = summary["deployment"]["unregistered_node"]
     assert refused["refused"], refused
     assert refused["exit_code"] not in (None, 0)
+
+
+def test_platforms_run_only_the_bundle_their_operators_vetted(deployed):
+    out, summary = deployed
+    facts = summary["deployment"]
+    vetted, foreign = facts["vetted_bundle"], facts["foreign_bundle"]
+    assert len(vetted) == 64 and len(foreign["digest"]) == 64 and foreign["digest"] != vetted
+    # The run above completed through every platform's launcher, which checked the bundle first ...
+    for index in range(3):
+        log = (out / "deployment" / "logs" / f"supernode-{index}.log").read_text()
+        assert f"app bundle sha256 {vetted} is vetted" in log
+    # ... and the foreign bundle was refused by every platform before any of its code ran.
+    assert foreign["refused_by"] == [0, 1, 2]
+    assert foreign["status_when_refused"] != "finished:completed"
+    assert not any((out / "deployment" / "foreign-run").glob("*.pt"))
+
+
+def test_a_platform_operator_cannot_use_the_control_api(deployed):
+    _, summary = deployed
+    attempts = summary["deployment"]["control_api_from_platform"]
+    for name in ("register", "list_runs", "submit_run"):
+        assert attempts[name]["accepted"] is False, attempts[name]
+        assert "403" in attempts[name]["error"]
+    assert attempts["gateway_refusals"] >= 3
 
 
 def test_no_process_is_left_behind(deployed):
