@@ -1,4 +1,4 @@
-"""The local-first served model: the platform's own local-only model, plus the global model only where validation says so."""
+"""The local-first served model: the platform's local-only model, plus the global one where validation says so."""
 
 import numpy as np
 import pytest
