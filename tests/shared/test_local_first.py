@@ -87,9 +87,11 @@ def test_a_global_model_that_helps_on_validation_gets_the_first_weight_that_help
     assert float(served.prior_weight) == 0.125  # any weight > 0 puts every validation item first; ties keep the first
 
 
-def test_building_the_served_model_leaves_the_global_model_untouched(dataset):
+def test_building_the_served_model_leaves_the_global_model_untouched_and_trainable(dataset):
     trainer = PlatformTrainer(_platform(dataset), CONFIG)
     before = shared_arrays(trainer.model)
-    local_first_copy(trainer.model, trainer.data, CONFIG, trainer.split)
+    served = local_first_copy(trainer.model, trainer.data, CONFIG, trainer.split)
     after = shared_arrays(trainer.model)
     assert all(np.array_equal(before[name], after[name]) for name in before)
+    assert all(parameter.requires_grad for parameter in trainer.model.parameters())
+    assert served.global_model is not trainer.model
