@@ -43,7 +43,12 @@ def platform_model(data: PlatformData, config: RunConfig) -> Recommender:
 
 
 def local_first_copy(
-    model: nn.Module, data: PlatformData, config: RunConfig, split: LeaveLastOutSplit | None = None
+    model: nn.Module,
+    data: PlatformData,
+    config: RunConfig,
+    split: LeaveLastOutSplit | None = None,
+    *,
+    local: nn.Module | None = None,
 ) -> StackedRecommender:
     """The platform's local-only model plus ``model``'s logits at the weight its validation users prefer.
 
@@ -52,10 +57,11 @@ def local_first_copy(
     is kept unless the global model helps on held-out users. Under DP the served model is thus
     local first and the DP global side can only add. Everything here is the platform's: its
     data, its local model, its choice; nothing of it is sent. ``split`` defaults to the
-    leave-last-out split of ``data``.
+    leave-last-out split of ``data``; ``local``, the platform's :func:`local_model` on that
+    split, is trained here unless given (a study over many global models trains it once).
     """
     split = split or leave_last_out(data.interactions)
-    served = combined_copy(model, local_model(data, split.train, config), 0.0)
+    served = combined_copy(model, local if local is not None else local_model(data, split.train, config), 0.0)
     best_weight, best_key = 0.0, (-1.0, -1.0)
     for weight in config.serving.local_first_weight_grid:
         served.prior_weight.fill_(weight)
