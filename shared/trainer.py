@@ -6,10 +6,12 @@ evaluate with the very same code, split and protocol - the comparison is honest.
 
 from __future__ import annotations
 
+import logging
 from types import ModuleType
 
 import numpy as np
 import torch
+from torch import nn
 
 from crossfed.shared.config import ConfigError, RunConfig
 from crossfed.shared.data.interactions import LeaveLastOutSplit, PlatformData, leave_last_out
@@ -19,8 +21,10 @@ from crossfed.shared.model.sharing import load_local_parameters, local_parameter
 from crossfed.shared.privacy.ledger import BudgetExceeded, PrivacyLedger
 from crossfed.shared.storage.platform_state import PlatformState
 from crossfed.shared.training.fit import FitResult, fit, make_optimizer
-from crossfed.shared.training.private_copy import private_copy
+from crossfed.shared.training.private_copy import StackedRecommender, combined_copy, local_model, private_copy
 from crossfed.shared.training.seeds import evaluation_seed, platform_seed
+
+logger = logging.getLogger(__name__)
 
 
 def platform_model(data: PlatformData, config: RunConfig) -> Recommender:
@@ -35,6 +39,66 @@ def platform_model(data: PlatformData, config: RunConfig) -> Recommender:
         data.num_users,
         data.user_features,
         seed=platform_seed(config.experiment, data.platform),
+    )
+
+
+def local_first_copy(
+    model: nn.Module,
+    data: PlatformData,
+    config: RunConfig,
+    split: LeaveLastOutSplit | None = None,
+    *,
+    local: nn.Module | None = None,
+) -> StackedRecommender:
+    """The platform's local-only model plus ``model``'s logits at the weight its validation users prefer.
+
+    Each weight of ``local-first-weights`` is scored on the platform's own validation split
+    (sampled HR@10, then NDCG@10); the first best wins, so weight 0 - the local-only model -
+    is kept unless the global model helps on held-out users. Under DP the served model is thus
+    local first and the DP global side can only add. Everything here is the platform's: its
+    data, its local model, its choice; nothing of it is sent. ``split`` defaults to the
+    leave-last-out split of ``data``; ``local``, the platform's :func:`local_model` on that
+    split, is trained here unless given (a study over many global models trains it once).
+    """
+    split = split or leave_last_out(data.interactions)
+    served = combined_copy(model, local if local is not None else local_model(data, split.train, config), 0.0)
+    best_weight, best_key = 0.0, (-1.0, -1.0)
+    for weight in config.serving.local_first_weight_grid:
+        served.prior_weight.fill_(weight)
+        summary = _ranked(served, data, split, config, "validation", full=False).summary()["sampled"]
+        key = (summary["hr"], summary["ndcg"])
+        if key > best_key:
+            best_weight, best_key = weight, key
+    served.prior_weight.fill_(best_weight)
+    logger.info(
+        "platform %d serves its local model + %g x the global model (validation HR@%d %.4f)",
+        data.platform,
+        best_weight,
+        config.evaluation.top_k,
+        best_key[0],
+    )
+    return served
+
+
+def _ranked(
+    model: nn.Module,
+    data: PlatformData,
+    split: LeaveLastOutSplit,
+    config: RunConfig,
+    stage: str,
+    *,
+    full: bool = True,
+) -> UserResults:
+    model.eval()
+    return evaluate_ranking(
+        model.score,
+        split,
+        data.interactions,
+        stage=stage,
+        k=config.evaluation.top_k,
+        eval_negatives=config.evaluation.eval_negatives,
+        seed=evaluation_seed(config.experiment, data.platform),
+        full=full,
     )
 
 
@@ -124,32 +188,25 @@ class PlatformTrainer:
             )
         return dp_sgd.train_private_round(self.model, self.optimizer, self.split.train, self.ledger, self.config, rng)
 
-    def evaluate(self, stage: str, model: Recommender | None = None, *, full: bool = True) -> UserResults:
+    def evaluate(self, stage: str, model: nn.Module | None = None, *, full: bool = True) -> UserResults:
         """Both protocols on ``stage``'s held-out items; ``full=False`` skips the whole-catalog ranking,
         the only part whose cost grows with the catalog."""
-        model = model or self.model
-        model.eval()
-        return evaluate_ranking(
-            model.score,
-            self.split,
-            self.data.interactions,
-            stage=stage,
-            k=self.config.evaluation.top_k,
-            eval_negatives=self.config.evaluation.eval_negatives,
-            seed=evaluation_seed(self.config.experiment, self.data.platform),
-            full=full,
-        )
+        return _ranked(model or self.model, self.data, self.split, self.config, stage, full=full)
 
     def test(self) -> tuple[UserResults, UserResults]:
         """Test results of the model the platform serves and of the global model.
 
-        They differ only with ``finetune-epochs > 0``: then the platform serves a private
-        copy fine-tuned on its own data (``crossfed.shared.training.private_copy``).
+        They differ under ``serve-model = local-first`` (the default under DP:
+        :func:`local_first_copy`) and with ``finetune-epochs > 0`` (a private copy fine-tuned on
+        the platform's data); both are built in ``crossfed.shared.training.private_copy``.
         """
         current = self.evaluate("test")
-        if self.config.serving.finetune_epochs == 0:
+        if self.config.served_model == "local-first":
+            private: nn.Module = local_first_copy(self.model, self.data, self.config, self.split)
+        elif self.config.serving.finetune_epochs > 0:
+            private = private_copy(self.model, self.data, self.split.train, self.config)
+        else:
             return current, current
-        private = private_copy(self.model, self.data, self.split.train, self.config)
         return self.evaluate("test", model=private), current
 
     def snapshot(self, last_round: int) -> PlatformState:

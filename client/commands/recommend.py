@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from crossfed.shared.cli import Command
+from crossfed.shared.config import SERVE_MODELS
 from crossfed.shared.errors import UsageError
 
 if TYPE_CHECKING:
@@ -31,7 +32,7 @@ def add_platform_arguments(parser: argparse.ArgumentParser) -> None:
         "--global-model", required=True, help="the run folder, or the coordinator's checkpoint or final model file"
     )
     parser.add_argument("--state-dir", required=True, help="the platform's state directory (its platform state)")
-    parser.add_argument("--serve-model", choices=("global", "fine-tuned"), help="override config key 'serve-model'")
+    parser.add_argument("--serve-model", choices=SERVE_MODELS, help="override config key 'serve-model'")
     parser.add_argument("--finetune-epochs", type=int, help="override config key 'finetune-epochs'")
     parser.add_argument("--foldin-steps", type=int, help="override config key 'foldin-steps'")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")

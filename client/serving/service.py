@@ -3,8 +3,9 @@
 Why it lives on the platform: the user tower never leaves it, so neither can serving. The
 service combines the platform's latest local state (its user tower, from ``PlatformState``)
 with the latest global parameters the coordinator distributed (its ``Checkpoint`` each round,
-its ``FinalModel`` at the end), and serves either that global model or the platform's private
-fine-tuned copy (config key ``serve-model``); the copy is cached in the platform's own state
+its ``FinalModel`` at the end), and serves either that global model or a private copy built
+from it on the platform: fine-tuned, or local first (config key ``serve-model``; under DP the
+default is local first); the copy is cached in the platform's own state
 directory (``PrivateCopy``) and never sent anywhere. A platform state is only served with the
 users it was trained on, row for row: an interactions file with other users is refused.
 
@@ -44,8 +45,8 @@ from crossfed.shared.storage.checkpoint import Checkpoint, FinalModel
 from crossfed.shared.storage.foldins import FoldIns
 from crossfed.shared.storage.platform_state import PlatformState, PlatformUsersError
 from crossfed.shared.storage.served_copy import PrivateCopy
-from crossfed.shared.trainer import platform_model
-from crossfed.shared.training.private_copy import private_copy
+from crossfed.shared.trainer import local_first_copy, platform_model
+from crossfed.shared.training.private_copy import combined_copy, local_model, private_copy
 
 logger = logging.getLogger(__name__)
 
@@ -186,31 +187,44 @@ class RecommendationService:
         return cls(platform, config, parameters, state_dir)
 
     def _served_model(self) -> nn.Module:
-        if self.config.serving.serve_model == "global":
+        kind = self.config.served_model
+        if kind == "global":
             return self.global_model
-        serving = self.config.serving
-        fingerprint = _fingerprint(
-            self.global_model,
-            serving.finetune_epochs,
-            serving.finetune_learning_rate,
-            serving.finetune_embedding_dim,
-            serving.finetune_mlp_layers,
-        )
+        fingerprint = _fingerprint(self.global_model, *self._copy_settings(kind))
         cached = PrivateCopy.load(self.state_dir)
-        copy = self._private_copy(train=cached is None or cached.fingerprint != fingerprint)
-        if cached is not None and cached.fingerprint == fingerprint:
+        fresh = cached is None or cached.fingerprint != fingerprint
+        copy = self._private_copy(kind, train=fresh)
+        if cached is not None and not fresh:
             copy.load_state_dict(cached.parameters)
             logger.info("serving the cached private copy from %s", self.state_dir / PrivateCopy.FILE_NAME)
         else:
             PrivateCopy(fingerprint, copy.state_dict()).save(self.state_dir)
-            logger.info(
-                "fine-tuned a private copy (%d epochs) and cached it in %s", serving.finetune_epochs, self.state_dir
-            )
+            logger.info("built a private %s copy and cached it in %s", kind, self.state_dir)
         copy.eval()
         return copy
 
-    def _private_copy(self, train: bool) -> nn.Module:
+    def _copy_settings(self, kind: str) -> tuple[Any, ...]:
+        """Everything besides the global model that a private copy of ``kind`` is built from."""
+        serving = self.config.serving
+        common = (kind, serving.finetune_learning_rate, serving.finetune_embedding_dim, serving.finetune_mlp_layers)
+        if kind == "fine-tuned":
+            return (*common, serving.finetune_epochs)
+        config = self.config
+        return (
+            *common,
+            serving.local_first_weights,
+            config.model,
+            config.training,
+            config.federation.num_server_rounds,
+            config.experiment.seed,
+        )
+
+    def _private_copy(self, kind: str, train: bool) -> nn.Module:
         data = self.platform.data
+        if kind == "local-first":
+            if train:
+                return local_first_copy(self.global_model, data, self.config)
+            return combined_copy(self.global_model, local_model(data, data.interactions, self.config, trained=False), 0)
         return private_copy(self.global_model, data, data.interactions, self.config, epochs=None if train else 0)
 
     # -- fold-in ---------------------------------------------------------------------------

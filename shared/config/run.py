@@ -112,6 +112,17 @@ class RunConfig:
     def private(self) -> bool:
         return self.privacy.private
 
+    @property
+    def served_model(self) -> str:
+        """What a platform serves, with ``serve-model = auto`` resolved: ``local-first`` under a privacy unit.
+
+        Under DP the global model carries noise that a platform's own data does not need; a model
+        that starts from what the platform has alone can only gain from it.
+        """
+        if self.serving.serve_model == "auto":
+            return "local-first" if self.private else "global"
+        return self.serving.serve_model
+
     def validate(self) -> None:
         """Each section checks its own keys; the rules that tie sections together are checked here."""
         for section in self.sections():

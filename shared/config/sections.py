@@ -15,7 +15,7 @@ PARTITION_SCHEMES = ("natural", "dirichlet", "iid", "overlap")
 SERVER_OPTIMIZERS = ("fedavg", "fedavgm", "fedadam")
 PRIVACY_UNITS = ("none", "user", "interaction")
 ACCOUNTANTS = ("rdp", "prv")
-SERVE_MODELS = ("global", "fine-tuned")
+SERVE_MODELS = ("auto", "global", "fine-tuned", "local-first")
 AGGREGATIONS = ("mean", "median", "trimmed-mean")
 NOISE_MODES = ("local", "distributed")
 
@@ -23,6 +23,11 @@ NOISE_MODES = ("local", "distributed")
 def layer_sizes(text: str) -> tuple[int, ...]:
     """Layer widths from their comma-separated spelling (``"64,32,16"``)."""
     return tuple(int(part) for part in text.split(",") if part.strip())
+
+
+def weight_list(text: str) -> tuple[float, ...]:
+    """Weights from their comma-separated spelling (``"0,0.5,1"``)."""
+    return tuple(float(part) for part in text.split(",") if part.strip())
 
 
 def _check_layers(key: str, text: str) -> None:
@@ -313,12 +318,24 @@ class ServingConfig(Section):
     )
     finetune_mlp_layers: str = setting("64,32,16", "MLP widths of the stacked local model")
     serve_model: str = setting(
-        "global", "what `recommend` serves: `global` or `fine-tuned` (the private copy; needs `finetune-epochs` ≥ 1)"
+        "auto",
+        "what a platform serves: `global`, `fine-tuned` (the private copy; needs `finetune-epochs` ≥ 1), "
+        "`local-first` (its own local-only model plus the global model's logits at the weight its validation "
+        "users prefer) or `auto` (`local-first` when `privacy-unit` is set, else `global`)",
+    )
+    local_first_weights: str = setting(
+        "0,0.125,0.25,0.5,1",
+        "`local-first`: weights of the global model's logits tried on the platform's validation users "
+        "(0: the local model alone)",
     )
     foldin_steps: int = setting(
         20, "Adam steps on a user's own vector when new interactions are folded in between rounds"
     )
     foldin_learning_rate: float = setting(0.05, "step size of fold-in")
+
+    @property
+    def local_first_weight_grid(self) -> tuple[float, ...]:
+        return weight_list(self.local_first_weights)
 
     @property
     def stacked_model(self) -> ModelConfig:
@@ -340,10 +357,20 @@ class ServingConfig(Section):
         check(self.finetune_learning_rate > 0, "finetune-learning-rate", self.finetune_learning_rate, "a number > 0")
         check(self.serve_model in SERVE_MODELS, "serve-model", self.serve_model, f"one of {SERVE_MODELS}")
         check(
-            self.serve_model == "global" or self.finetune_epochs >= 1,
+            self.serve_model != "fine-tuned" or self.finetune_epochs >= 1,
             "serve-model",
             self.serve_model,
-            "'global' unless finetune-epochs >= 1 (the fine-tuned copy needs local epochs)",
+            "not 'fine-tuned' unless finetune-epochs >= 1 (the fine-tuned copy needs local epochs)",
+        )
+        try:
+            weights = self.local_first_weight_grid
+        except ValueError:
+            weights = ()
+        check(
+            len(weights) >= 1 and min(weights) >= 0,
+            "local-first-weights",
+            self.local_first_weights,
+            "comma-separated numbers >= 0",
         )
         check(self.foldin_steps >= 0, "foldin-steps", self.foldin_steps, "an integer >= 0")
         check(self.foldin_learning_rate > 0, "foldin-learning-rate", self.foldin_learning_rate, "a number > 0")

@@ -1,14 +1,20 @@
-"""The model a platform serves: the global model, or a private copy fine-tuned on its own data.
+"""The model a platform serves: the global model, or a private copy built from it and its own data.
 
 The private copy never leaves the platform, so under differential privacy it needs no
 noise of its own: DP protects what is sent, and the copy is computed from that plus
-local data. Two kinds (``finetune-embedding-dim``):
+local data. Three kinds:
 
-* 0 - a copy of the global model (plus the platform's user tower), trained
-  ``finetune-epochs`` more on the platform's data;
-* d > 0 - a **stacked** copy: the global model, frozen, plus a local model of width d
-  (with item-id embeddings) trained on top of its logits. The DP global model can then
-  stay small (noise grows with its size) while the served model keeps full capacity.
+* ``finetune-embedding-dim = 0`` - a copy of the global model (plus the platform's user
+  tower), trained ``finetune-epochs`` more on the platform's data;
+* ``finetune-embedding-dim = d > 0`` - a **stacked** copy: the global model, frozen, plus a
+  local model of width d (with item-id embeddings) trained on top of its logits. The DP
+  global model can then stay small (noise grows with its size) while the served model keeps
+  full capacity;
+* ``serve-model = local-first`` - the platform's **own local-only model** (:func:`local_model`:
+  the local-only baseline's shape, seeds and epochs) plus the frozen global model's logits at a
+  fixed weight, which the platform picks on its validation users
+  (``crossfed.shared.trainer.local_first_copy``). Weight 0 is the local-only model itself, so a
+  noisy DP global model can only add what the platform's own data confirms.
 
 (Choosing a snapshot per platform by its own validation users was measured and
 rejected: with ~190 validation users the pick is mostly noise, and it served older,
@@ -26,7 +32,7 @@ from torch import nn
 
 from crossfed.shared.config import RunConfig
 from crossfed.shared.data.interactions import Interactions, PlatformData
-from crossfed.shared.model.recommender import build_model
+from crossfed.shared.model.recommender import Recommender, build_model
 from crossfed.shared.training.fit import fit, make_optimizer
 from crossfed.shared.training.seeds import platform_seed
 
@@ -65,6 +71,50 @@ def private_copy(
         )
         return stacked_copy(model, local, train, **training)
     return fine_tuned_copy(model, train, **training)
+
+
+def local_model(data: PlatformData, train: Interactions, config: RunConfig, *, trained: bool = True) -> Recommender:
+    """The model the platform trains alone: what the local-only baseline trains, non-privately, on ``train``.
+
+    Same shape (``finetune-embedding-dim`` > 0: the stacked local model's), initial weights,
+    batch order, learning rate (``finetune-learning-rate``, by default the training one) and
+    budget (``num-server-rounds`` x ``local-epochs``), so with the run's default model it *is*
+    the local-only model. It trains on local data only and never leaves the platform, so it
+    needs no noise. ``trained=False`` gives its untrained shape, for loading a cached copy.
+    """
+    shape = config.serving.stacked_model if config.serving.finetune_embedding_dim > 0 else config.model
+    experiment, training = config.experiment, config.training
+    model = build_model(
+        shape,
+        data.num_items,
+        data.item_features,
+        data.num_users,
+        data.user_features,
+        seed=platform_seed(experiment, data.platform),
+    )
+    if not trained:
+        return model
+    optimizer = make_optimizer(model, config.serving.finetune_learning_rate, training.weight_decay)
+    for block in range(1, config.federation.num_server_rounds + 1):
+        fit(
+            model,
+            optimizer,
+            train,
+            epochs=training.local_epochs,
+            batch_size=training.batch_size,
+            negatives=training.negatives,
+            rng=np.random.default_rng(platform_seed(experiment, data.platform, block)),
+        )
+    model.eval()
+    return model
+
+
+def combined_copy(model: nn.Module, local: nn.Module, weight: float) -> StackedRecommender:
+    """``weight * frozen copy of model's logits + local``; neither argument is changed or trained."""
+    combined = StackedRecommender(copy.deepcopy(model).eval(), local)
+    combined.prior_weight.requires_grad_(False)
+    combined.prior_weight.fill_(weight)
+    return combined.eval()
 
 
 def fine_tuned_copy(model: nn.Module, train: Interactions, **training: Any) -> nn.Module:

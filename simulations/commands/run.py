@@ -22,6 +22,7 @@ from crossfed.shared.config import (
     NOISE_MODES,
     PARTITION_SCHEMES,
     PRIVACY_UNITS,
+    SERVE_MODELS,
     SERVER_OPTIMIZERS,
     RunConfig,
 )
@@ -35,6 +36,7 @@ _CHOICES = {
     "privacy-unit": PRIVACY_UNITS,
     "accountant": ACCOUNTANTS,
     "noise-mode": NOISE_MODES,
+    "serve-model": SERVE_MODELS,
 }
 #: Set by the command itself (``--out``, ``--resume``), not as plain keys.
 _NOT_FLAGS = {"run-dir", "resume"}
@@ -152,7 +154,7 @@ def print_summary(summary: dict[str, Any]) -> None:
         served, alone = (
             ("each platform's own counts", "counts over all platforms")
             if summary["mode"] == "popularity"
-            else ("private fine-tuned copies", "the global model alone")
+            else ("each platform's private copy", "the global model alone")
         )
         print(f"served = {served}; {alone}: HR@{k} {g[f'hr@{k}']:.4f} NDCG@{k} {g[f'ndcg@{k}']:.4f}")
     if "privacy" in summary:

@@ -261,6 +261,25 @@ def test_the_fine_tuned_copy_is_served_and_stays_in_the_state_dir(setup, tmp_pat
     assert torch.equal(again.scorer.scores(again.scorer.user_vectors(torch.tensor([0]))), private_scores)
 
 
+def test_the_local_first_model_is_served_cached_and_kept_in_the_state_dir(setup, tmp_path):
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / PlatformState.FILE_NAME).write_bytes((setup["root"] / "state" / PlatformState.FILE_NAME).read_bytes())
+    platform = setup["platform"]
+    settings = {"serve-model": "local-first", "local-first-weights": "0.5"}
+    served = RecommendationService.open(platform, setup["root"] / "run", state, settings)
+    assert (state / PrivateCopy.FILE_NAME).is_file()
+    assert float(served.model.prior_weight) == 0.5
+    user = platform.user_ids[0]
+    scores = served.scorer.scores(served.scorer.user_vectors(torch.tensor([0])))
+    assert not torch.allclose(
+        scores, service(setup).scorer.scores(service(setup).scorer.user_vectors(torch.tensor([0])))
+    )
+    assert {r.item_id for r in served.recommend(user, 20)}.isdisjoint(served.history(user))
+    again = RecommendationService.open(platform, setup["root"] / "run", state, settings)
+    assert torch.equal(again.scorer.scores(again.scorer.user_vectors(torch.tensor([0]))), scores)
+
+
 # ------------------------------------------------------------------------- fold-in, cold start
 
 
