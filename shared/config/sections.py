@@ -162,7 +162,9 @@ class FederationConfig(Section):
 
     title = "Federation"
 
-    num_server_rounds: int = setting(30, "federation rounds (validation HR@10 still rises until about round 26)")
+    num_server_rounds: int = setting(
+        30, "most federation rounds (baselines: blocks of `local-epochs` epochs); `patience` may stop sooner"
+    )
     patience: int = setting(
         5,
         "early stopping, the same rule in every mode: stop after this many rounds (baselines: blocks of "

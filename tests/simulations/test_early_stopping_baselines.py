@@ -14,9 +14,11 @@ import torch
 
 import crossfed.simulations.baselines as baselines
 from crossfed.shared.config import RunConfig
+from crossfed.shared.errors import UsageError
 from crossfed.shared.evaluation.results import PlatformMetrics
 from crossfed.shared.trainer import PlatformTrainer
 from crossfed.simulations.baselines import run_centralized, run_local_only
+from crossfed.simulations.runner import check_keys_for_mode
 
 #: Validation HR@10 by platform, one per round: platform 0 peaks in round 2 and stops after round 4
 #: (patience 2); platform 1 improves every round and trains the whole budget of 6.
@@ -118,3 +120,10 @@ def test_each_local_only_platform_stops_on_its_own_validation(movielens_dir, tmp
 def test_the_summary_says_which_round_was_tested(run, movielens_dir, tmp_path):
     summary = run(tiny_config(movielens_dir, tmp_path).replace(num_server_rounds=2, patience=5))
     assert 1 <= summary["selected_round"] <= summary["stopped_round"] == 2
+
+
+def test_patience_is_a_key_of_every_training_mode_and_refused_without_training():
+    for mode in ("federated", "centralized", "local-only"):
+        check_keys_for_mode(mode, {"patience"}, RunConfig())
+    with pytest.raises(UsageError, match="'patience' has no effect in mode 'popularity'"):
+        check_keys_for_mode("popularity", {"patience"}, RunConfig())
