@@ -28,10 +28,11 @@ from crossfed.shared.data.interactions import PlatformData
 from crossfed.shared.data.loader import platform_data
 from crossfed.shared.evaluation.per_user_results import GlobalPerUserResults, PerUserResults
 from crossfed.shared.evaluation.results import PlatformMetrics, platform_dir
-from crossfed.shared.model.sharing import load_shared_arrays, shared_arrays
+from crossfed.shared.model.sharing import load_local_parameters, load_shared_arrays, shared_arrays
 from crossfed.shared.privacy import BudgetExceeded
 from crossfed.shared.protocol.keys import (
     ARRAYS_RECORD,
+    BEST_ROUND,
     CONFIG_RECORD,
     DECLINED,
     DELTA,
@@ -213,16 +214,21 @@ def evaluate(
 
     Returns the metrics to send and whether the platform is private. The platform always
     keeps its own figures (``metrics.jsonl`` in its directory). Without DP it sends their
-    platform-level means; under DP it sends none of them.
+    platform-level means; under DP it sends none of them. For early stopping a validation
+    keeps this round's user tower (and the best round's) on the platform's disk, and the test
+    restores the tower of the round the coordinator selected, whose shared parameters it sends.
     """
     arrays, server_round = request_contents(message)
     trainer, directory, config = open_trainer(arrays, context, overrides)
     stage = str(message.content[CONFIG_RECORD].get(STAGE, STAGE_VALIDATION))
+    best_round = int(message.content[CONFIG_RECORD].get(BEST_ROUND, 0))
     platform = trainer.data.platform
     if stage == STAGE_VALIDATION:
         results = trainer.evaluate(STAGE_VALIDATION, full=config.evaluation.full_ranking_due(server_round))
         metrics = PlatformMetrics.from_results(platform, results).to_flat()
+        keep_user_tower(directory, server_round, best_round)
     else:
+        restore_user_tower(trainer, directory, best_round)
         served, current = trainer.test()
         PerUserResults.save(directory, served)
         GlobalPerUserResults.save(directory, current)
@@ -236,6 +242,38 @@ def evaluate(
     if trainer.private:
         return {PLATFORM: platform, **privacy_metrics(trainer)}, True
     return local, False
+
+
+def keep_user_tower(directory: Path, server_round: int, best_round: int) -> None:
+    """Keep the user tower validated in ``server_round`` beside the best earlier round's; drop any other.
+
+    Early stopping may select either of the two once the coordinator has this round's figures; no
+    other round can be selected any more. A platform that has never trained has nothing to keep.
+    """
+    state = PlatformState.load(directory)
+    if state is None:
+        return
+    kept = {round_: tower for round_, tower in state.kept_towers.items() if round_ == best_round}
+    kept[server_round] = state.user_tower
+    state.kept_towers = kept
+    state.save(directory)
+
+
+def restore_user_tower(trainer: PlatformTrainer, directory: Path, selected_round: int) -> None:
+    """Give the trainer's model the user tower of ``selected_round`` (0: keep the latest one).
+
+    A platform that missed the selected round's validation (it failed, or joined later) has no tower
+    of that round; it tests with its latest one and says so.
+    """
+    if not selected_round:
+        return
+    tower = trainer.kept_towers.get(selected_round)
+    if tower is None:
+        logger.warning(
+            "%s: no user tower kept for the selected round %d; testing with the latest", directory, selected_round
+        )
+        return
+    load_local_parameters(trainer.model, tower)
 
 
 def privacy_metrics(trainer: PlatformTrainer) -> dict[str, float]:

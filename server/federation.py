@@ -1,8 +1,14 @@
 """The federation loop: train, aggregate, validate, checkpoint - round after round.
 
 Flower's strategy samples platforms and aggregates; this loop owns what a demanding
-coordinator needs around it: per-platform progress, a checkpoint every round,
-resume, a final test evaluation and the results contract.
+coordinator needs around it: per-platform progress, a checkpoint every round, early
+stopping, resume, a final test evaluation and the results contract.
+
+Early stopping follows the rule of every mode (``crossfed.shared.training.early_stopping``)
+on the validation HR@K the platforms report. The coordinator keeps the best round's global
+parameters; each platform keeps its user tower of that round (the coordinator names the
+best round in every validation request), and the test request names the selected round, so
+the platforms test the pair that belongs together. Nothing user-side travels for it.
 """
 
 from __future__ import annotations
@@ -27,12 +33,13 @@ from crossfed.server.strategy import make_strategy, restore_strategy_state, stra
 from crossfed.shared.config import FederationConfig, RunConfig
 from crossfed.shared.data.catalog import load_catalog
 from crossfed.shared.data.datasets import item_side
-from crossfed.shared.evaluation.progress import RoundReport
+from crossfed.shared.evaluation.progress import RoundReport, validation_score
 from crossfed.shared.evaluation.results import PlatformMetrics, build_summary, write_summary
 from crossfed.shared.model.recommender import build_model
 from crossfed.shared.model.sharing import shared_arrays
 from crossfed.shared.protocol.keys import (
     ARRAYS_RECORD,
+    BEST_ROUND,
     CONFIG_RECORD,
     METRICS_RECORD,
     NUM_EXAMPLES,
@@ -44,6 +51,7 @@ from crossfed.shared.protocol.keys import (
 from crossfed.shared.protocol.records import from_array_record, to_array_record
 from crossfed.shared.protocol.replies import EvaluateReply, TrainReply, parse_evaluate_reply, parse_train_reply
 from crossfed.shared.storage.checkpoint import Checkpoint, FinalModel
+from crossfed.shared.training.early_stopping import EarlyStopping
 
 logger = logging.getLogger("crossfed.server")
 
@@ -67,7 +75,8 @@ def run_federation(grid: Grid, config: RunConfig) -> dict[str, Any]:
 
     The clock of the history (``elapsed_seconds``) starts once every platform is ready;
     the start-up before it is ``startup_seconds``, and ``wall_seconds`` is both. A resumed
-    run adds to the figures its checkpoint holds, so they cover every session of the run.
+    run adds to the figures its checkpoint holds, so they cover every session of the run,
+    and continues early stopping where it left off (its best round, parameters and count).
     """
     run_started = time.perf_counter()
     strategy = make_strategy(config, config.data.num_platforms)
@@ -78,11 +87,18 @@ def run_federation(grid: Grid, config: RunConfig) -> dict[str, Any]:
         history, elapsed_before = checkpoint.history, checkpoint.elapsed_seconds
         startup_before = checkpoint.startup_seconds
         restore_strategy_state(strategy, checkpoint.strategy_state)
+        stopping = (
+            EarlyStopping.from_state(checkpoint.early_stopping, config.federation.patience)
+            if checkpoint.early_stopping
+            else EarlyStopping(config.federation.patience, best_round=checkpoint.last_round)
+        )
+        best_arrays = checkpoint.best_arrays if checkpoint.best_arrays is not None else arrays
         logger.info(
             "resuming from %s/%s after round %d", config.experiment.run_dir, Checkpoint.FILE_NAME, checkpoint.last_round
         )
     else:
         arrays, first_round, history, elapsed_before, startup_before = initial_arrays(config), 1, [], 0.0, 0.0
+        stopping, best_arrays = EarlyStopping(config.federation.patience), arrays
     await_platforms(grid, config.data.num_platforms)  # else the first round samples whoever is connected yet
     prepare_platforms(grid, config.federation)
     startup_seconds = startup_before + time.perf_counter() - run_started
@@ -92,6 +108,8 @@ def run_federation(grid: Grid, config: RunConfig) -> dict[str, Any]:
 
     rounds_completed = first_round - 1
     for server_round in range(first_round, config.federation.num_server_rounds + 1):
+        if stopping.should_stop:  # a resumed run that had already stopped
+            break
         record = to_array_record(arrays)
         # Platforms take every setting from their own run config; a round only says which round it is.
         messages = strategy.configure_train(server_round, record, ConfigRecord(), grid)
@@ -143,7 +161,7 @@ def run_federation(grid: Grid, config: RunConfig) -> dict[str, Any]:
                 break
             _require(contributing, config.federation, f"round {server_round} training")
         arrays = aggregate_updates(strategy, server_round, updates)
-        validation = evaluate_platforms(grid, arrays, server_round, STAGE_VALIDATION, config)
+        validation = evaluate_platforms(grid, arrays, server_round, STAGE_VALIDATION, config, stopping.best_round)
         report = RoundReport(
             server_round,
             _weighted_loss(replies),
@@ -155,6 +173,8 @@ def run_federation(grid: Grid, config: RunConfig) -> dict[str, Any]:
         history.append(report.as_dict())
         report.log(config)
         rounds_completed = server_round
+        if stopping.report(server_round, validation_score(validation)):
+            best_arrays = arrays
         Checkpoint(
             arrays=arrays,
             last_round=server_round,
@@ -163,10 +183,22 @@ def run_federation(grid: Grid, config: RunConfig) -> dict[str, Any]:
             strategy_state=strategy_state(strategy),
             elapsed_seconds=time.perf_counter() - started,
             startup_seconds=startup_seconds,
+            early_stopping=stopping.to_state(),
+            best_arrays=best_arrays,
         ).save(config.experiment.run_dir)
+        if stopping.should_stop:
+            logger.info(
+                "no better validation HR in %d round(s): stopping after round %d, testing round %d",
+                stopping.rounds_without_improvement,
+                server_round,
+                stopping.best_round,
+            )
+            break
 
-    FinalModel(arrays=arrays, config=round_config).save(config.experiment.run_dir)
-    replies = request_evaluation(grid, arrays, rounds_completed, STAGE_TEST, config)
+    # No round measured better than nothing (only NaN scores): the last round's model is the one to test.
+    selected, tested = (stopping.best_round, best_arrays) if stopping.best_round else (rounds_completed, arrays)
+    FinalModel(arrays=tested, config=round_config, selected_round=selected).save(config.experiment.run_dir)
+    replies = request_evaluation(grid, tested, rounds_completed, STAGE_TEST, config, selected)
     summary = build_summary(
         mode="federated",
         config=config,
@@ -177,6 +209,8 @@ def run_federation(grid: Grid, config: RunConfig) -> dict[str, Any]:
         history=history,
         extra={
             "rounds_completed": rounds_completed,
+            "selected_round": selected,
+            "stopped_round": rounds_completed,
             "secure_aggregation": config.secure_aggregation.secagg,
             "noise_mode": config.secure_aggregation.noise_mode,
             **({"privacy": privacy_block(config, replies)} if config.private else {}),
@@ -266,16 +300,20 @@ def _local_reply(content: RecordDict) -> Message:
 
 
 def evaluate_platforms(
-    grid: Grid, arrays: dict, server_round: int, stage: str, config: RunConfig
+    grid: Grid, arrays: dict, server_round: int, stage: str, config: RunConfig, best_round: int = 0
 ) -> list[PlatformMetrics]:
-    return _platform_metrics(request_evaluation(grid, arrays, server_round, stage, config))
+    return _platform_metrics(request_evaluation(grid, arrays, server_round, stage, config, best_round))
 
 
 def request_evaluation(
-    grid: Grid, arrays: dict, server_round: int, stage: str, config: RunConfig
+    grid: Grid, arrays: dict, server_round: int, stage: str, config: RunConfig, best_round: int = 0
 ) -> list[EvaluateReply]:
-    """Every connected platform ranks its own held-out items and reports platform-level means."""
-    content_config = ConfigRecord({SERVER_ROUND: server_round, STAGE: stage})
+    """Every connected platform ranks its own held-out items and reports platform-level means.
+
+    ``best_round`` (see :data:`~crossfed.shared.protocol.keys.BEST_ROUND`): for validation the best round
+    before this one, for the test the selected round; 0 names none.
+    """
+    content_config = ConfigRecord({SERVER_ROUND: server_round, STAGE: stage, BEST_ROUND: best_round})
     messages = [
         Message(
             content=RecordDict({ARRAYS_RECORD: to_array_record(arrays), CONFIG_RECORD: content_config}),
@@ -347,8 +385,9 @@ def _epsilon(replies: Sequence[TrainReply]) -> dict[int | str, float]:
     }
 
 
-#: Keys that may differ between a run and its resumption (more rounds extend a run; DP budgets still hold).
-_RESUMABLE_KEYS = frozenset({"resume", "run-dir", "data-dir", "num-server-rounds", "reply-timeout"})
+#: Keys that may differ between a run and its resumption (more rounds or more patience extend a run; DP budgets
+#: still hold).
+_RESUMABLE_KEYS = frozenset({"resume", "run-dir", "data-dir", "num-server-rounds", "patience", "reply-timeout"})
 
 
 def _check_same_run(saved: dict[str, Any], config: RunConfig) -> None:

@@ -111,6 +111,8 @@ class PlatformTrainer:
         self.split: LeaveLastOutSplit = leave_last_out(data.interactions)
         self.model = platform_model(data, config)
         self.ledger: PrivacyLedger | None = None
+        #: Earlier rounds' user towers early stopping may still select (``PlatformState.kept_towers``).
+        self.kept_towers: dict[int, dict[str, torch.Tensor]] = {}
         #: Price the budget on the noise this platform adds itself, not on the sum its peers
         #: are supposed to complete: set when distributed noise was not the operator's choice.
         self.budget_on_own_noise = False
@@ -216,6 +218,7 @@ class PlatformTrainer:
             optimizer=self.optimizer.state_dict(),
             last_round=last_round,
             ledger=self.ledger.to_state() if self.ledger is not None else None,
+            kept_towers=self.kept_towers,
         )
 
     def restore(self, state: PlatformState) -> None:
@@ -225,6 +228,7 @@ class PlatformTrainer:
             self.optimizer.load_state_dict(state.optimizer)
         if state.ledger is not None:
             self.ledger = PrivacyLedger.from_state(state.ledger)
+        self.kept_towers = dict(state.kept_towers)
 
 
 def _private_training() -> ModuleType:

@@ -7,12 +7,17 @@
 * ``popularity``: no model; items ranked by how often they were trained on, per platform
   and over all platforms - the reference a learned model must beat.
 
-The two models train for ``num-server-rounds x local-epochs`` epochs, the federated run's
-budget; all three rank exactly the same candidate lists as the federated run.
+The two models train for at most ``num-server-rounds x local-epochs`` epochs, the federated
+run's budget, in blocks of ``local-epochs`` (a round), and stop early by the federated run's
+rule (``crossfed.shared.training.early_stopping``): each is tested at its best round. A
+local-only platform stops on its own validation split, as a platform alone would: its
+neighbours' figures are not something it could see. All three rank exactly the same
+candidate lists as the federated run.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -23,26 +28,63 @@ from crossfed.shared.config import RunConfig
 from crossfed.shared.data.interactions import PlatformData, leave_last_out, pool
 from crossfed.shared.data.loader import all_platforms
 from crossfed.shared.evaluation.per_user_results import GlobalPerUserResults, PerUserResults
-from crossfed.shared.evaluation.progress import RoundReport
+from crossfed.shared.evaluation.progress import RoundReport, validation_score
 from crossfed.shared.evaluation.ranking import UserResults, evaluate_ranking
 from crossfed.shared.evaluation.results import PlatformMetrics, build_summary, platform_dir, write_summary
+from crossfed.shared.model.recommender import Recommender
 from crossfed.shared.trainer import PlatformTrainer
+from crossfed.shared.training.early_stopping import EarlyStopping
 from crossfed.shared.training.seeds import evaluation_seed
+
+logger = logging.getLogger(__name__)
+
+#: A model's parameters and buffers, copied: the best round's model while training goes on.
+ModelState = dict[str, torch.Tensor]
 
 
 def run_local_only(config: RunConfig) -> dict[str, Any]:
+    """Each platform alone, stopping on its own validation split.
+
+    A platform that stopped shows in later progress lines with its best round's figures (the model it is
+    tested with) while the others go on; the training loss is the mean over the platforms still training.
+    """
     run_started = time.perf_counter()
     trainers = [PlatformTrainer(data, config) for data in all_platforms(config)]
+    stopping = [EarlyStopping(config.federation.patience) for _ in trainers]
+    best_states: list[ModelState] = [copy_state(trainer.model) for trainer in trainers]
+    best_validation: list[PlatformMetrics | None] = [None] * len(trainers)
     started = time.perf_counter()  # the history's clock: training, as in the federated run
     history: list[dict[str, Any]] = []
     for block in range(1, config.federation.num_server_rounds + 1):
-        losses = [trainer.train(config.training.local_epochs, salt=block).loss for trainer in trainers]
+        active = [i for i, rule in enumerate(stopping) if not rule.should_stop]
+        if not active:
+            break
+        losses = [trainers[i].train(config.training.local_epochs, salt=block).loss for i in active]
         full = config.evaluation.full_ranking_due(block)
-        validation = [
-            PlatformMetrics.from_results(t.data.platform, t.evaluate("validation", full=full)) for t in trainers
-        ]
+        validation: list[PlatformMetrics] = []
+        for i, trainer in enumerate(trainers):
+            if i not in active:
+                validation.extend(metrics for metrics in [best_validation[i]] if metrics is not None)
+                continue
+            measured = PlatformMetrics.from_results(trainer.data.platform, trainer.evaluate("validation", full=full))
+            validation.append(measured)
+            if stopping[i].report(block, validation_score([measured])):
+                best_states[i], best_validation[i] = copy_state(trainer.model), measured
+            if stopping[i].should_stop:
+                _log_stop(f"platform {trainer.data.platform}", stopping[i])
         _record(history, RoundReport(block, float(np.mean(losses)), validation, time.perf_counter() - started), config)
-    return _test_and_finish("local-only", config, trainers, history, run_started=run_started, started=started)
+    for trainer, state in zip(trainers, best_states):
+        trainer.model.load_state_dict(state)
+    outcome = {trainer.data.platform: rule.outcome() for trainer, rule in zip(trainers, stopping)}
+    extra = {
+        "selected_round": max(o["selected_round"] for o in outcome.values()),
+        "stopped_round": max(o["stopped_round"] for o in outcome.values()),
+        "selected_rounds": {str(p): o["selected_round"] for p, o in outcome.items()},
+        "stopped_rounds": {str(p): o["stopped_round"] for p, o in outcome.items()},
+    }
+    return _test_and_finish(
+        "local-only", config, trainers, history, run_started=run_started, started=started, extra=extra
+    )
 
 
 def run_centralized(config: RunConfig) -> dict[str, Any]:
@@ -52,13 +94,23 @@ def run_centralized(config: RunConfig) -> dict[str, Any]:
     trainer = PlatformTrainer(pooled_data, config)
     offsets = np.cumsum([0] + [p.num_users for p in platforms])
     evaluators = [_PooledEvaluator(trainer, data, int(offset), config) for data, offset in zip(platforms, offsets)]
+    stopping = EarlyStopping(config.federation.patience)
+    best_state = copy_state(trainer.model)
     started = time.perf_counter()  # the history's clock: training, as in the federated run
     history: list[dict[str, Any]] = []
     for block in range(1, config.federation.num_server_rounds + 1):
         loss = trainer.train(config.training.local_epochs, salt=block).loss
         validation = [e.validate(full=config.evaluation.full_ranking_due(block)) for e in evaluators]
         _record(history, RoundReport(block, loss, validation, time.perf_counter() - started), config)
-    return _test_and_finish("centralized", config, evaluators, history, run_started=run_started, started=started)
+        if stopping.report(block, validation_score(validation)):
+            best_state = copy_state(trainer.model)
+        if stopping.should_stop:
+            _log_stop("centralized", stopping)
+            break
+    trainer.model.load_state_dict(best_state)
+    return _test_and_finish(
+        "centralized", config, evaluators, history, run_started=run_started, started=started, extra=stopping.outcome()
+    )
 
 
 def run_popularity(config: RunConfig) -> dict[str, Any]:
@@ -74,7 +126,15 @@ def run_popularity(config: RunConfig) -> dict[str, Any]:
     everywhere = np.sum([t.counts for t in testers], axis=0)
     for tester in testers:
         tester.everywhere = everywhere
-    summary = _test_and_finish("popularity", config, testers, [], run_started=run_started, started=time.perf_counter())
+    summary = _test_and_finish(
+        "popularity",
+        config,
+        testers,
+        [],
+        run_started=run_started,
+        started=time.perf_counter(),
+        extra={"selected_round": 0, "stopped_round": 0},
+    )
     summary.update(rounds=0, local_epochs=0)  # nothing is trained
     write_summary(config.experiment.run_dir, summary)
     return summary
@@ -142,8 +202,9 @@ def _test_and_finish(
     *,
     run_started: float,
     started: float,
+    extra: dict[str, Any],
 ) -> dict[str, Any]:
-    """Test each platform once, keep its per-user outcomes on its own disk, write the summary."""
+    """Test each platform once, keep its per-user outcomes on its own disk, write the summary (with ``extra``)."""
     served, final = [], []
     for tester in testers:
         platform = tester.data.platform
@@ -161,9 +222,25 @@ def _test_and_finish(
         test=served,
         global_test=final,
         history=history,
+        extra=extra,
     )
     write_summary(config.experiment.run_dir, summary)
     return summary
+
+
+def copy_state(model: Recommender) -> ModelState:
+    """A copy of ``model``'s parameters and buffers that later training steps leave as they are."""
+    return {name: value.detach().clone() for name, value in model.state_dict().items()}
+
+
+def _log_stop(who: str, stopping: EarlyStopping) -> None:
+    logger.info(
+        "%s: no better validation HR in %d round(s); stopping after round %d, testing round %d",
+        who,
+        stopping.rounds_without_improvement,
+        stopping.last_round,
+        stopping.best_round,
+    )
 
 
 def _record(history: list[dict[str, Any]], report: RoundReport, config: RunConfig) -> None:

@@ -75,15 +75,19 @@ _SPLIT_KEYS = frozenset(
 )
 
 
+#: Federation keys every model-training mode honours: the budget of rounds and early stopping's patience.
+_TRAINING_BUDGET_KEYS = frozenset({"num-server-rounds", "patience"})
+
+
 def check_keys_for_mode(mode: str, given: Iterable[str], config: RunConfig) -> None:
     """Refuse a key the researcher set that ``mode`` cannot honour, rather than run without it.
 
     Raises:
         UsageError: names the key and the mode (or ``operator-data``) that cannot honour it.
     """
-    ignored = set(_section_keys(_FEDERATED_ONLY_SECTIONS)) - {"num-server-rounds"} if mode != "federated" else set()
+    ignored = set(_section_keys(_FEDERATED_ONLY_SECTIONS)) - _TRAINING_BUDGET_KEYS if mode != "federated" else set()
     if mode == "popularity":
-        ignored |= set(_section_keys(_MODEL_SECTIONS)) | {"num-server-rounds", "full-ranking-every"}
+        ignored |= set(_section_keys(_MODEL_SECTIONS)) | _TRAINING_BUDGET_KEYS | {"full-ranking-every"}
     for key in sorted(set(given)):
         if key in ignored:
             raise UsageError(f"config key {key!r} has no effect in mode {mode!r}: leave it out")

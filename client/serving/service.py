@@ -72,6 +72,8 @@ class GlobalParameters:
     config: dict[str, Any]
     last_round: int | None
     source: str
+    #: A final model's round selected by early stopping (None for a checkpoint): its user tower goes with it.
+    selected_round: int | None = None
 
 
 def load_global_parameters(path: str | Path) -> GlobalParameters:
@@ -85,8 +87,9 @@ def load_global_parameters(path: str | Path) -> GlobalParameters:
     if not p.is_file():
         raise ServingError(f"{p}: global parameters not found")
     record = read_record(p, Checkpoint, FinalModel)
-    last_round = record.last_round if isinstance(record, Checkpoint) else None
-    return GlobalParameters(dict(record.arrays), dict(record.config), last_round, str(p))
+    if isinstance(record, Checkpoint):
+        return GlobalParameters(dict(record.arrays), dict(record.config), record.last_round, str(p))
+    return GlobalParameters(dict(record.arrays), dict(record.config), None, str(p), record.selected_round or None)
 
 
 def _fingerprint(*parts: Any) -> str:
@@ -145,8 +148,10 @@ class RecommendationService:
                 f"{self.state_dir}: no platform state ({PlatformState.FILE_NAME}); the platform must "
                 "train in at least one round before it can serve"
             )
+        # The final model is early stopping's selected round: serve it with the user tower of that round.
+        user_tower = state.kept_towers.get(global_parameters.selected_round or -1, state.user_tower)
         try:
-            load_local_parameters(self.global_model, state.user_tower)
+            load_local_parameters(self.global_model, user_tower)
         except ValueError as error:
             raise ServingError(
                 f"{self.state_dir}: the platform state does not fit the interactions file ({error}). "

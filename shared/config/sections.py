@@ -167,7 +167,16 @@ class FederationConfig(Section):
 
     title = "Federation"
 
-    num_server_rounds: int = setting(30, "federation rounds (validation HR@10 still rises until about round 26)")
+    num_server_rounds: int = setting(
+        30, "most federation rounds (baselines: blocks of `local-epochs` epochs); `patience` may stop sooner"
+    )
+    patience: int = setting(
+        5,
+        "early stopping, the same rule in every mode: stop after this many rounds (baselines: blocks of "
+        "`local-epochs` epochs) without a strict improvement of validation HR@K (sampled protocol, over all "
+        "platforms' users; local-only: each platform on its own) and test the best round's model; 0 = train "
+        "every round and still test the best. Under DP nobody sees validation figures: the whole budget runs",
+    )
     fraction_train: float = setting(1.0, "fraction of platforms sampled per round")
     min_platforms: int = setting(2, "fewest platforms a round may go on with")
     server_optimizer: str = setting(
@@ -184,6 +193,7 @@ class FederationConfig(Section):
 
     def validate(self) -> None:
         check(self.num_server_rounds >= 1, "num-server-rounds", self.num_server_rounds, "an integer >= 1")
+        check(self.patience >= 0, "patience", self.patience, "an integer >= 0 (0 = train every round)")
         check(0 < self.fraction_train <= 1, "fraction-train", self.fraction_train, "a number in (0, 1]")
         check(self.reply_timeout > 0, "reply-timeout", self.reply_timeout, "a number of seconds > 0")
         check(self.min_platforms >= 1, "min-platforms", self.min_platforms, "an integer >= 1")

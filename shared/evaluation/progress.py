@@ -13,6 +13,12 @@ from crossfed.shared.evaluation.results import PlatformMetrics, pooled
 logger = logging.getLogger("crossfed.progress")
 
 
+def validation_score(validation: Sequence[PlatformMetrics]) -> float | None:
+    """What early stopping selects on: validation HR@K under the sampled protocol over every platform's users,
+    the figure the progress line shows; ``None`` when no platform reported one (under DP)."""
+    return pooled(validation).hr["sampled"] if validation else None
+
+
 @dataclass(frozen=True)
 class RoundReport:
     """What is known after a round: validation metrics (absent under DP), epsilon spent, refusals."""

@@ -28,6 +28,10 @@ LEGACY_PARAMETERS_RECORD = "fitins.parameters"
 # setting: every setting a platform uses comes from its own configuration.
 SERVER_ROUND = "server-round"
 STAGE = "stage"
+#: Early stopping's best round so far. With a validation request: the platform keeps the user tower of that
+#: round and of this one (either may be selected). With the test request: the selected round, whose user
+#: tower the platform tests with (the coordinator sends that round's shared parameters).
+BEST_ROUND = "best-round"
 #: SecAgg+ only: the shared parameters' names, comma-separated, in the order of the legacy parameter list.
 SHARED_NAMES = "shared-names"
 

@@ -1,16 +1,17 @@
 """A platform's local state as one serialisable object, kept on the platform's own disk.
 
-Holds what must survive a SuperNode restart: the user tower (never sent anywhere),
-the optimizer, the last round trained and, with differential privacy, the ledger. It also
-holds the platform's user ids in the order of the user tower's rows: a row means a user only
-together with that list, so whoever loads the state against an interactions file checks that
-the file has the same users in the same order (:meth:`PlatformState.load_for_users`).
+Holds what must survive a SuperNode restart: the user tower (never sent anywhere), the
+optimizer, the last round trained, the user towers early stopping may still select and, with
+differential privacy, the ledger. It also holds the platform's user ids in the order of the
+user tower's rows: a row means a user only together with that list, so whoever loads the
+state against an interactions file checks that the file has the same users in the same order
+(:meth:`PlatformState.load_for_users`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
@@ -34,6 +35,9 @@ class PlatformState(CheckedRecord):
     ledger: dict[str, Any] | None = None
     #: The training reply sent for ``last_round`` (shared arrays, metrics), replayed if that round is asked again.
     last_reply: dict[str, Any] | None = None
+    #: User towers of the rounds early stopping may still select (the coordinator's best round so far and
+    #: the latest validated one), by round: the test restores the selected round's tower.
+    kept_towers: dict[int, dict[str, Any]] = field(default_factory=dict)
 
     @classmethod
     def load_for_users(cls, directory: str | Path, user_ids: Sequence[str]) -> Self | None:

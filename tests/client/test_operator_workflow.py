@@ -373,3 +373,19 @@ def test_foldin_cli_updates_users_without_touching_the_state_or_the_global_model
         history = set(served.history(user))
         assert all(r.item_id not in history for r in recommendations)
         assert all({i for i, _ in r.explanation.similar_items} <= history for r in recommendations)
+
+
+def test_the_final_model_is_served_with_the_user_tower_of_its_selected_round(setup, tmp_path):
+    """Early stopping: ``global_model.pt`` is the selected round's, and so must the user tower be."""
+    state_dir, run = tmp_path / "state", tmp_path / "run"
+    state_dir.mkdir()
+    run.mkdir()
+    state = PlatformState.load(setup["root"] / "state")
+    selected = {name: torch.randn_like(value) for name, value in state.user_tower.items()}
+    state.kept_towers = {3: selected, state.last_round: state.user_tower}
+    state.save(state_dir)
+    final = FinalModel.load(setup["root"] / "run")
+    FinalModel(arrays=final.arrays, config=final.config, selected_round=3).save(run)
+    served = RecommendationService.open(setup["platform"], run, state_dir)
+    tower = {name: value for name, value in served.global_model.state_dict().items() if name in selected}
+    assert tower.keys() == selected.keys() and all(torch.equal(tower[name], selected[name]) for name in selected)
