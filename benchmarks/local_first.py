@@ -37,8 +37,7 @@ from crossfed.shared.config import RunConfig
 from crossfed.shared.data.loader import all_platforms
 from crossfed.shared.evaluation.stats import paired_bootstrap
 from crossfed.shared.model.sharing import load_shared_arrays, shared_arrays
-from crossfed.shared.trainer import PlatformTrainer, local_first_copy
-from crossfed.shared.training.private_copy import local_model
+from crossfed.shared.trainer import PlatformTrainer, alone_model, local_first_copy
 
 
 def main() -> None:
@@ -57,7 +56,7 @@ def main() -> None:
     )
     platforms = all_platforms(base)
     started = time.perf_counter()
-    local = [local_model(data, PlatformTrainer(data, base).split.train, base) for data in platforms]
+    local = [alone_model(data, PlatformTrainer(data, base).split, base) for data in platforms]
     local_seconds = time.perf_counter() - started
     cells = []
     for epsilon in args.epsilons:

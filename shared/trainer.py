@@ -15,7 +15,9 @@ from torch import nn
 
 from crossfed.shared.config import ConfigError, RunConfig
 from crossfed.shared.data.interactions import LeaveLastOutSplit, PlatformData, leave_last_out
+from crossfed.shared.evaluation.progress import validation_score
 from crossfed.shared.evaluation.ranking import UserResults, evaluate_ranking
+from crossfed.shared.evaluation.results import PlatformMetrics
 from crossfed.shared.model.recommender import Recommender, build_model
 from crossfed.shared.model.sharing import load_local_parameters, local_parameters
 from crossfed.shared.privacy.ledger import BudgetExceeded, PrivacyLedger
@@ -61,7 +63,7 @@ def local_first_copy(
     split, is trained here unless given (a study over many global models trains it once).
     """
     split = split or leave_last_out(data.interactions)
-    served = combined_copy(model, local if local is not None else local_model(data, split.train, config), 0.0)
+    served = combined_copy(model, local if local is not None else alone_model(data, split, config), 0.0)
     best_weight, best_key = 0.0, (-1.0, -1.0)
     for weight in config.serving.local_first_weight_grid:
         served.prior_weight.fill_(weight)
@@ -78,6 +80,16 @@ def local_first_copy(
         best_key[0],
     )
     return served
+
+
+def alone_model(data: PlatformData, split: LeaveLastOutSplit, config: RunConfig) -> Recommender:
+    """:func:`local_model` stopped by the rule the local-only baseline follows, on the same validation users."""
+
+    def score(model: Recommender) -> float | None:
+        results = _ranked(model, data, split, config, "validation", full=False)
+        return validation_score([PlatformMetrics.from_results(data.platform, results)])
+
+    return local_model(data, split.train, config, validation_score=score)
 
 
 def _ranked(

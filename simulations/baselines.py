@@ -31,15 +31,11 @@ from crossfed.shared.evaluation.per_user_results import GlobalPerUserResults, Pe
 from crossfed.shared.evaluation.progress import RoundReport, validation_score
 from crossfed.shared.evaluation.ranking import UserResults, evaluate_ranking
 from crossfed.shared.evaluation.results import PlatformMetrics, build_summary, platform_dir, write_summary
-from crossfed.shared.model.recommender import Recommender
 from crossfed.shared.trainer import PlatformTrainer
-from crossfed.shared.training.early_stopping import EarlyStopping
+from crossfed.shared.training.early_stopping import EarlyStopping, ModelState, copy_state
 from crossfed.shared.training.seeds import evaluation_seed
 
 logger = logging.getLogger(__name__)
-
-#: A model's parameters and buffers, copied: the best round's model while training goes on.
-ModelState = dict[str, torch.Tensor]
 
 
 def run_local_only(config: RunConfig) -> dict[str, Any]:
@@ -226,11 +222,6 @@ def _test_and_finish(
     )
     write_summary(config.experiment.run_dir, summary)
     return summary
-
-
-def copy_state(model: Recommender) -> ModelState:
-    """A copy of ``model``'s parameters and buffers that later training steps leave as they are."""
-    return {name: value.detach().clone() for name, value in model.state_dict().items()}
 
 
 def _log_stop(who: str, stopping: EarlyStopping) -> None:

@@ -16,6 +16,12 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any, Self
 
+import torch
+from torch import nn
+
+#: A model's parameters and buffers by name, as ``state_dict`` gives them.
+ModelState = dict[str, torch.Tensor]
+
 
 @dataclass
 class EarlyStopping:
@@ -67,3 +73,8 @@ class EarlyStopping:
     def outcome(self) -> dict[str, int]:
         """What ``summary.json`` reports: the round whose model is tested and the last round trained."""
         return {"selected_round": self.best_round, "stopped_round": self.last_round}
+
+
+def copy_state(model: nn.Module) -> ModelState:
+    """A copy of ``model``'s parameters and buffers that later training steps leave as they are."""
+    return {name: value.detach().clone() for name, value in model.state_dict().items()}

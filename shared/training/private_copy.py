@@ -24,6 +24,7 @@ worse models - sampled HR@10 0.626 against 0.642 for the last round.)
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -33,6 +34,7 @@ from torch import nn
 from crossfed.shared.config import RunConfig
 from crossfed.shared.data.interactions import Interactions, PlatformData
 from crossfed.shared.model.recommender import Recommender, build_model
+from crossfed.shared.training.early_stopping import EarlyStopping, copy_state
 from crossfed.shared.training.fit import fit, make_optimizer
 from crossfed.shared.training.seeds import platform_seed
 
@@ -73,14 +75,23 @@ def private_copy(
     return fine_tuned_copy(model, train, **training)
 
 
-def local_model(data: PlatformData, train: Interactions, config: RunConfig, *, trained: bool = True) -> Recommender:
+def local_model(
+    data: PlatformData,
+    train: Interactions,
+    config: RunConfig,
+    *,
+    trained: bool = True,
+    validation_score: Callable[[Recommender], float | None] | None = None,
+) -> Recommender:
     """The model the platform trains alone: what the local-only baseline trains, non-privately, on ``train``.
 
     Same shape (``finetune-embedding-dim`` > 0: the stacked local model's), initial weights,
-    batch order, learning rate (``finetune-learning-rate``, by default the training one) and
-    budget (``num-server-rounds`` x ``local-epochs``), so with the run's default model it *is*
-    the local-only model. It trains on local data only and never leaves the platform, so it
-    needs no noise. ``trained=False`` gives its untrained shape, for loading a cached copy.
+    batch order, learning rate (``finetune-learning-rate``, by default the training one),
+    budget (``num-server-rounds`` x ``local-epochs``) and, given ``validation_score``, the same
+    early-stopping rule on it (``patience``; the best block's weights are returned), so with the
+    run's default model it *is* the local-only model. It trains on local data only and never
+    leaves the platform, so it needs no noise. ``trained=False`` gives its untrained shape, for
+    loading a cached copy.
     """
     shape = config.serving.stacked_model if config.serving.finetune_embedding_dim > 0 else config.model
     experiment, training = config.experiment, config.training
@@ -95,6 +106,7 @@ def local_model(data: PlatformData, train: Interactions, config: RunConfig, *, t
     if not trained:
         return model
     optimizer = make_optimizer(model, config.serving.finetune_learning_rate, training.weight_decay)
+    stopping, best = EarlyStopping(config.federation.patience), copy_state(model)
     for block in range(1, config.federation.num_server_rounds + 1):
         fit(
             model,
@@ -105,6 +117,14 @@ def local_model(data: PlatformData, train: Interactions, config: RunConfig, *, t
             negatives=training.negatives,
             rng=np.random.default_rng(platform_seed(experiment, data.platform, block)),
         )
+        if validation_score is None:
+            continue
+        if stopping.report(block, validation_score(model)):
+            best = copy_state(model)
+        if stopping.should_stop:
+            break
+    if validation_score is not None:
+        model.load_state_dict(best)
     model.eval()
     return model
 

@@ -8,10 +8,19 @@ from torch import nn
 from crossfed.shared.config import ConfigError, RunConfig
 from crossfed.shared.data.interactions import platform_view
 from crossfed.shared.model.sharing import shared_arrays
+from crossfed.shared.evaluation.progress import validation_score
+from crossfed.shared.evaluation.results import PlatformMetrics
 from crossfed.shared.trainer import PlatformTrainer, local_first_copy
+from crossfed.shared.training.early_stopping import EarlyStopping, copy_state
 
 CONFIG = RunConfig().replace(
-    embedding_dim=4, mlp_layers="8,4", batch_size=32, num_server_rounds=3, eval_negatives=10, serve_model="local-first"
+    embedding_dim=4,
+    mlp_layers="8,4",
+    batch_size=32,
+    num_server_rounds=6,
+    patience=1,
+    eval_negatives=10,
+    serve_model="local-first",
 )
 
 
@@ -20,10 +29,18 @@ def _platform(dataset):
 
 
 def _local_only_test(dataset, config):
-    """What the local-only baseline serves: a trainer trained one block per round, with the round as salt."""
+    """What the local-only baseline serves: one block per round with the round as salt, stopped early on
+    the platform's own validation HR@10, the best block's model tested."""
     alone = PlatformTrainer(_platform(dataset), config.replace(serve_model="global"))
+    stopping, best = EarlyStopping(config.federation.patience), copy_state(alone.model)
     for block in range(1, config.federation.num_server_rounds + 1):
         alone.train(config.training.local_epochs, salt=block)
+        validation = PlatformMetrics.from_results(0, alone.evaluate("validation", full=False))
+        if stopping.report(block, validation_score([validation])):
+            best = copy_state(alone.model)
+        if stopping.should_stop:
+            break
+    alone.model.load_state_dict(best)
     return alone.evaluate("test")
 
 
