@@ -7,9 +7,9 @@ from torch import nn
 
 from crossfed.shared.config import ConfigError, RunConfig
 from crossfed.shared.data.interactions import platform_view
-from crossfed.shared.model.sharing import shared_arrays
 from crossfed.shared.evaluation.progress import validation_score
 from crossfed.shared.evaluation.results import PlatformMetrics
+from crossfed.shared.model.sharing import shared_arrays
 from crossfed.shared.trainer import PlatformTrainer, local_first_copy
 from crossfed.shared.training.early_stopping import EarlyStopping, copy_state
 
