@@ -57,10 +57,10 @@ def test_centralized_stops_after_patience_and_tests_the_best_epoch(movielens_dir
     tested: list[list[torch.Tensor]] = []
     validate, test = baselines._PooledEvaluator.validate, baselines._PooledEvaluator.test
 
-    def recording_validate(self):
+    def recording_validate(self, full):
         if self.data.platform == 0:
             validated.append(fingerprint(self.trainer.model))
-        return validate(self)
+        return validate(self, full)
 
     def recording_test(self):
         tested.append(fingerprint(self.trainer.model))
@@ -96,12 +96,12 @@ def test_each_local_only_platform_stops_on_its_own_validation(movielens_dir, tmp
     tested: dict[int, list[torch.Tensor]] = {}
     evaluate = PlatformTrainer.evaluate
 
-    def recording_evaluate(self, stage, model=None):
+    def recording_evaluate(self, stage, model=None, *, full=True):
         if stage == "validation":
             validated[self.data.platform].append(fingerprint(self.model))
         elif stage == "test":
             tested[self.data.platform] = fingerprint(self.model)
-        return evaluate(self, stage, model)
+        return evaluate(self, stage, model, full=full)
 
     monkeypatch.setattr(PlatformTrainer, "evaluate", recording_evaluate)
     summary = run_local_only(tiny_config(movielens_dir, tmp_path))
