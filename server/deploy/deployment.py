@@ -485,7 +485,12 @@ class Deployment:
         return str(runs[0]["status"]) if runs else "unknown"
 
     def stop_run(self, run_id: int) -> None:
-        self.flwr("stop", str(run_id), CONNECTION)
+        """Stop ``run_id``; a run that finished on its own meanwhile is already where stopping would leave it."""
+        try:
+            self.flwr("stop", str(run_id), CONNECTION)
+        except DeploymentError:
+            if not self.run_status(run_id).startswith("finished"):
+                raise
 
     def serverapp_pids(self) -> list[int]:
         """The SuperLink's ``flwr-serverapp`` processes alive now."""
