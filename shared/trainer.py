@@ -7,6 +7,7 @@ evaluate with the very same code, split and protocol - the comparison is honest.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from types import ModuleType
 
 import numpy as np
@@ -102,8 +103,25 @@ def _ranked(
     full: bool = True,
 ) -> UserResults:
     model.eval()
+    return rank_on_split(model.score, data, split, config, stage, full=full)
+
+
+def rank_on_split(
+    score: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor],
+    data: PlatformData,
+    split: LeaveLastOutSplit,
+    config: RunConfig,
+    stage: str,
+    *,
+    full: bool = True,
+) -> UserResults:
+    """``score``'s ranking of ``stage``'s held-out items on one platform's split and candidate lists.
+
+    Every mode ranks through here (a platform's trainer, the pooled model's view of a platform,
+    popularity counts), so all of them rank the same candidates with the same protocol.
+    """
     return evaluate_ranking(
-        model.score,
+        score,
         split,
         data.interactions,
         stage=stage,

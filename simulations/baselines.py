@@ -29,11 +29,10 @@ from crossfed.shared.data.interactions import PlatformData, leave_last_out, pool
 from crossfed.shared.data.loader import all_platforms
 from crossfed.shared.evaluation.per_user_results import GlobalPerUserResults, PerUserResults
 from crossfed.shared.evaluation.progress import RoundReport, validation_score
-from crossfed.shared.evaluation.ranking import UserResults, evaluate_ranking
+from crossfed.shared.evaluation.ranking import UserResults
 from crossfed.shared.evaluation.results import PlatformMetrics, build_summary, platform_dir, write_summary
-from crossfed.shared.trainer import PlatformTrainer
+from crossfed.shared.trainer import PlatformTrainer, rank_on_split
 from crossfed.shared.training.early_stopping import EarlyStopping, ModelState, copy_state
-from crossfed.shared.training.seeds import evaluation_seed
 
 logger = logging.getLogger(__name__)
 
@@ -147,14 +146,12 @@ class _PopularityTester:
 
     def _evaluate(self, counts: np.ndarray) -> UserResults:
         scores = torch.as_tensor(counts)
-        return evaluate_ranking(
+        return rank_on_split(
             lambda users, items: scores.expand(len(users), -1) if items is None else scores[items],
+            self.data,
             self.split,
-            self.data.interactions,
-            stage="test",
-            k=self.config.evaluation.top_k,
-            eval_negatives=self.config.evaluation.eval_negatives,
-            seed=evaluation_seed(self.config.experiment, self.data.platform),
+            self.config,
+            "test",
         )
 
     def test(self) -> tuple[UserResults, UserResults]:
@@ -171,14 +168,12 @@ class _PooledEvaluator:
     def _evaluate(self, stage: str, full: bool = True) -> UserResults:
         model = self.trainer.model
         model.eval()
-        return evaluate_ranking(
+        return rank_on_split(
             lambda users, items: model.score(users + self.offset, items),
+            self.data,
             self.split,
-            self.data.interactions,
-            stage=stage,
-            k=self.config.evaluation.top_k,
-            eval_negatives=self.config.evaluation.eval_negatives,
-            seed=evaluation_seed(self.config.experiment, self.data.platform),
+            self.config,
+            stage,
             full=full,
         )
 
