@@ -77,13 +77,18 @@ class GlobalParameters:
 
 
 def load_global_parameters(path: str | Path) -> GlobalParameters:
-    """The coordinator's latest parameters: a run folder (its checkpoint, else its final model) or either file."""
+    """The coordinator's latest parameters: a run folder or either of its files.
+
+    In a run folder the newer file wins. A finished run writes its final model (early stopping's
+    selected round, the model it tested) after its last checkpoint, so that is what a platform
+    serves; a run still going, or resumed into the same folder, has a newer checkpoint.
+    """
     p = Path(path)
     if p.is_dir():
-        found = next((p / kind.FILE_NAME for kind in (Checkpoint, FinalModel) if (p / kind.FILE_NAME).is_file()), None)
-        if found is None:
+        present = [p / kind.FILE_NAME for kind in (FinalModel, Checkpoint) if (p / kind.FILE_NAME).is_file()]
+        if not present:
             raise ServingError(f"{p}: holds neither {Checkpoint.FILE_NAME} nor {FinalModel.FILE_NAME}")
-        p = found
+        p = max(present, key=lambda file: file.stat().st_mtime_ns)  # ties: the final model, listed first
     if not p.is_file():
         raise ServingError(f"{p}: global parameters not found")
     record = read_record(p, Checkpoint, FinalModel)

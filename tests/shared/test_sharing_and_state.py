@@ -16,7 +16,7 @@ from crossfed.shared.model.recommender import build_model
 from crossfed.shared.model.sharing import is_shared, load_shared_arrays, local_parameters, shared_arrays
 from crossfed.shared.protocol.keys import PLAIN_METRICS, PRIVATE_METRICS
 from crossfed.shared.storage.checked import CorruptStateError, UnsafeStateError, load_checked, save_checked
-from crossfed.shared.storage.checkpoint import FinalModel
+from crossfed.shared.storage.checkpoint import Checkpoint, FinalModel
 from crossfed.shared.storage.platform_state import PlatformState, PlatformUsersError
 from crossfed.shared.trainer import PlatformTrainer
 
@@ -182,6 +182,21 @@ def test_a_file_of_another_kind_is_refused(tmp_path):
     expected = f"holds a {FinalModel.FILE_NAME!r} record, expected {PlatformState.FILE_NAME}"
     with pytest.raises(CorruptStateError, match=expected):
         PlatformState.load(tmp_path)
+
+
+def test_a_finished_run_folder_serves_its_selected_model_and_a_resumed_one_its_checkpoint(tmp_path):
+    from crossfed.client.serving.service import load_global_parameters
+
+    Checkpoint(arrays={"w": np.full(2, 9.0)}, last_round=9, config={}).save(tmp_path)
+    FinalModel(arrays={"w": np.full(2, 6.0)}, config={}, selected_round=6).save(tmp_path)
+    finished = load_global_parameters(tmp_path)
+    assert (finished.selected_round, finished.last_round) == (6, None)
+    np.testing.assert_array_equal(finished.arrays["w"], np.full(2, 6.0))
+
+    later = (tmp_path / FinalModel.FILE_NAME).stat().st_mtime_ns + 10**9
+    os.utime(tmp_path / Checkpoint.FILE_NAME, ns=(later, later))  # the run resumed into the same folder
+    resumed = load_global_parameters(tmp_path)
+    assert (resumed.selected_round, resumed.last_round) == (None, 9)
 
 
 def test_failed_write_keeps_the_previous_state(tmp_path, monkeypatch):
