@@ -90,7 +90,7 @@ def worker_startup(extra_items: int, data_dir: str, results: Any) -> None:
 
     from crossfed.shared.config import RunConfig
     from crossfed.shared.data.loader import platform_data
-    from crossfed.shared.evaluation.ranking import candidate_lists
+    from crossfed.shared.evaluation.candidates import candidate_lists
     from crossfed.shared.trainer import PlatformTrainer
 
     torch.set_num_threads(1)

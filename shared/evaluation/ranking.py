@@ -13,7 +13,6 @@ everything the same gets no credit.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -21,7 +20,7 @@ import numpy as np
 import torch
 
 from crossfed.shared.data.interactions import Interactions, LeaveLastOutSplit
-from crossfed.shared.training.sampling import evaluation_candidates
+from crossfed.shared.evaluation.candidates import candidate_lists
 
 PROTOCOLS = ("sampled", "full")
 
@@ -174,34 +173,3 @@ def _rows_seen(seen_users: np.ndarray, seen_items: np.ndarray, batch: np.ndarray
     rows = np.repeat(np.arange(len(batch)), counts)
     offsets = np.arange(len(rows)) - np.repeat(np.cumsum(counts) - counts, counts)
     return rows, seen_items[np.repeat(lower, counts) + offsets]
-
-
-#: Candidate lists by what determines them, shared by every round of a run in this process.
-_CANDIDATES: OrderedDict[tuple[int, str, int, int], tuple[Interactions, np.ndarray, np.ndarray]] = OrderedDict()
-#: Two stages for each of the platforms one process may serve (a simulation's worker serves many).
-_CANDIDATE_CACHE_SIZE = 512
-
-
-def candidate_lists(
-    split: LeaveLastOutSplit, known_items: Interactions, stage: str, count: int, seed: int
-) -> np.ndarray:
-    """The sampled protocol's candidate lists of ``stage`` (see :func:`evaluation_candidates`), built once.
-
-    They are a pure function of the platform's interactions, the held-out items, ``count`` and
-    ``seed``, and every round asks for the same ones. The cache keys on that very
-    interactions object (kept alive with the entry, so its identity cannot be reused) and
-    checks the held-out items, so a run never ranks lists built from other data.
-    """
-    targets = split.targets(stage)
-    key = (id(known_items), stage, count, seed)
-    cached = _CANDIDATES.get(key)
-    if cached is not None and cached[0] is known_items and np.array_equal(cached[1], targets):
-        _CANDIDATES.move_to_end(key)
-        return cached[2]
-    users = np.flatnonzero(targets >= 0)
-    candidates = evaluation_candidates(targets, users, count, known_items, seed)
-    candidates.setflags(write=False)
-    _CANDIDATES[key] = (known_items, targets.copy(), candidates)
-    while len(_CANDIDATES) > _CANDIDATE_CACHE_SIZE:
-        _CANDIDATES.popitem(last=False)
-    return candidates

@@ -5,7 +5,8 @@ from crossfed.shared.config import ConfigError, RunConfig
 from crossfed.shared.data.datasets import pad_catalog, subsample_users
 from crossfed.shared.data.interactions import Interactions, leave_last_out, platform_view, pool
 from crossfed.shared.data.partition import PartitionSpec, assign_platforms
-from crossfed.shared.training.sampling import evaluation_candidates, sample_negatives
+from crossfed.shared.evaluation.candidates import evaluation_candidates
+from crossfed.shared.training.sampling import sample_negatives
 
 
 def test_leave_last_out_takes_latest_as_test_and_second_latest_as_validation():

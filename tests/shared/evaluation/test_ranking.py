@@ -4,7 +4,8 @@ import torch
 
 from crossfed.shared.config import ModelConfig
 from crossfed.shared.data.interactions import Interactions, leave_last_out
-from crossfed.shared.evaluation.ranking import candidate_lists, evaluate_ranking, hit_rate, ndcg, rank_of_first
+from crossfed.shared.evaluation.candidates import candidate_lists
+from crossfed.shared.evaluation.ranking import evaluate_ranking, hit_rate, ndcg, rank_of_first
 from crossfed.shared.model.recommender import build_model
 from tests.helpers import make_dataset
 
