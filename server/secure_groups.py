@@ -13,6 +13,7 @@ rerun groups the same way and a platform cannot know its group before the round.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import numpy as np
@@ -27,10 +28,12 @@ def partition_groups(node_ids: Sequence[int], groups: int, seed: int, server_rou
     """
     if groups < 1:
         raise ValueError(f"groups = {groups}: at least 1 is needed")
-    nodes = sorted(int(node) for node in node_ids)
+    nodes = sorted(int(node) for node in node_ids)  # node ids are 64-bit unsigned: kept as Python ints
     order = np.random.default_rng([seed, server_round]).permutation(len(nodes))
-    shuffled = [nodes[index] for index in order]
-    return [[int(node) for node in part] for part in np.array_split(np.asarray(shuffled, dtype=np.int64), groups)]
+    shuffled = [nodes[int(index)] for index in order]
+    size, larger = divmod(len(shuffled), groups)
+    bounds = [index * size + min(index, larger) for index in range(groups + 1)]
+    return [shuffled[start:end] for start, end in itertools.pairwise(bounds)]
 
 
 def secure_groups(node_ids: Sequence[int], groups: int, min_size: int, seed: int, server_round: int) -> list[list[int]]:
