@@ -37,12 +37,13 @@ def partition_groups(node_ids: Sequence[int], groups: int, seed: int, server_rou
 
 
 def secure_groups(node_ids: Sequence[int], groups: int, min_size: int, seed: int, server_round: int) -> list[list[int]]:
-    """The round's groups, refused when one would have fewer than ``min_size`` platforms.
+    """The round's groups, refused when one of several would have fewer than ``min_size`` platforms.
 
     The configuration already refuses a ``secagg-groups`` too large for the platforms a round
-    samples; this catches a round that sampled fewer (platforms lost before the round).
+    samples; this catches a round that sampled fewer (platforms lost before the round). One group
+    is every sampled platform, as without groups: its SecAgg+ round checks the count itself.
     """
-    if len(node_ids) // groups < min_size:
+    if groups > 1 and len(node_ids) // groups < min_size:
         raise FederationError(
             f"round {server_round}: {len(node_ids)} sampled platform(s) cannot form {groups} SecAgg+ groups of at "
             f"least min-platforms = {min_size}"
