@@ -13,12 +13,17 @@ and honest test HR@10, with no defence, with norm bounding, with coordinate-wise
 median and with trimmed mean, for 1 malicious platform of 5 and of 20.
 
 With ``--secagg`` every run aggregates with SecAgg+: the coordinator sees only the sum, so it
-can neither check a norm nor take a median (both are refused with SecAgg+). The hostile
+can neither check a norm nor take a median of the updates. The hostile
 platform then replaces its update inside the ClientApp, before Flower's SecAgg+ mod quantises
 and masks it (the stock mod, unchanged), and ignores the ``max-update-norm`` that every honest
 platform enforces on itself (``crossfed.client.bound``): its own code is its operator's to change.
+With ``--secagg-groups G`` (G > 1) median and trimmed mean run too, over the means of G disjoint
+groups, each its own SecAgg+ instance (``secagg-groups``); every run then takes
+``min-platforms`` = platforms // G, the largest group floor the platforms accept. Each row also
+gives the cost of its run: mean round seconds (rounds 2 on; round 1 carries Ray's start-up), CPU
+seconds of the whole process tree (coordinator and Ray workers) and its peak PSS.
 
-    python benchmarks/item_promotion.py [--secagg] [--run-dir DIR] [--out STEM]
+    python benchmarks/item_promotion.py [--secagg [--secagg-groups G]] [--partition P] [--run-dir DIR] [--out STEM]
 
 The federations' run folders go under ``--run-dir``; the figures go to ``STEM.json`` and
 ``STEM.md`` (default under ``runs/``, which git ignores), headed by the date, commit and machine.
@@ -48,6 +53,7 @@ from crossfed.shared.evaluation.results import platform_dir
 from crossfed.shared.model.sharing import load_shared_arrays, update_norm
 from crossfed.shared.protocol.keys import ARRAYS_RECORD, LEGACY_PARAMETERS_RECORD, SHARED_NAMES
 from crossfed.shared.protocol.records import from_array_record, to_array_record
+from crossfed.shared.runtime.monitor import TreeMonitor
 from crossfed.shared.storage.checkpoint import FinalModel
 from crossfed.shared.storage.platform_state import PlatformState
 from crossfed.shared.trainer import PlatformTrainer
@@ -251,27 +257,40 @@ def agreed_bound(directory: Path, quantile: float) -> float:
 def run_case(
     base: RunConfig, out: Path, name: str, mods: list, inner_mods: list | None = None, **changes: Any
 ) -> tuple[RunConfig, dict[str, Any]]:
+    """One federation; its summary gains ``cost``: round seconds, CPU seconds and peak PSS of the process tree."""
     config = base.replace(run_dir=str(out / name), **changes)
     started = time.perf_counter()
-    summary = run_federated(config, client_mods=mods, inner_client_mods=inner_mods or [])
-    logging.getLogger(__name__).info("%s done in %.0f s", name, time.perf_counter() - started)
+    load_before = os.getloadavg()[0]
+    with TreeMonitor(os.getpid()) as monitor:
+        summary = run_federated(config, client_mods=mods, inner_client_mods=inner_mods or [])
+        cpu = monitor.cpu_seconds()
+    elapsed = [entry["elapsed_seconds"] for entry in summary["history"]]
+    rounds = np.diff(elapsed) if len(elapsed) > 1 else np.asarray(elapsed)
+    summary["cost"] = {
+        "round_seconds": round(float(np.mean(rounds)), 2),
+        "cpu_seconds": round(cpu, 1),
+        "peak_pss_mb": round(monitor.peak.pss_mb, 1) if monitor.peak else None,
+        "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+    }
+    logging.getLogger(__name__).info("%s done in %.0f s: %s", name, time.perf_counter() - started, summary["cost"])
     return config, summary
 
 
 def benchmark(args: argparse.Namespace) -> dict[str, Any]:
     out = Path(args.run_dir)
     rows: list[dict[str, Any]] = []
+    grouped = args.secagg and args.secagg_groups > 1
     for platforms in args.platforms:
         base = RunConfig().replace(
             data_dir=args.data_dir,
             seed=args.seed,
             num_platforms=platforms,
             max_users=args.max_users,
-            partition="iid",
+            partition=args.partition,
             num_server_rounds=args.rounds,
             embedding_dim=16,
             mlp_layers="32,16",
-            min_platforms=max(2, platforms // 2),
+            min_platforms=platforms // args.secagg_groups if grouped else max(2, platforms // 2),
             secagg=args.secagg,
         )
         target, malicious = pick_target(base), {platforms - 1}
@@ -289,41 +308,51 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
                 "platforms": platforms,
                 "malicious": 0,
                 "defence": "none (no attacker)",
+                "groups": 1,
                 "bound": None,
                 "hr@10": honest_hr(summary, honest),
                 **exposure(config, target, honest),
                 "missing_updates": missing_updates(config),
                 "target": target,
+                "cost": summary["cost"],
             }
         )
         for defence, settings in DEFENCES.items():
-            if args.secagg and settings["aggregation"] != "mean":
-                continue  # refused with SecAgg+: the coordinator has only the sum
+            robust = settings["aggregation"] != "mean"
+            if args.secagg and robust and not grouped:
+                continue  # refused with one SecAgg+ instance: the coordinator has only the sum
+            if grouped and defence == "norm-bound":
+                continue  # under SecAgg+ the attacker ignores it (measured without groups)
+            groups = args.secagg_groups if grouped and robust else 1
             case_bound = bound if defence == "norm-bound" else 0.0
+            name = f"{prefix}-{defence}{f'-{groups}groups' if groups > 1 else ''}"
             if args.secagg:  # the attacker ignores the bound the honest platforms enforce on themselves
                 inner = [secure_promotion_mod(malicious, target, amplification=float(platforms))]
                 config, summary = run_case(
-                    base, out, f"{prefix}-{defence}", [], inner, max_update_norm=case_bound, **settings
+                    base, out, name, [], inner, max_update_norm=case_bound, secagg_groups=groups, **settings
                 )
             else:
                 mod = promotion_mod(malicious, target, amplification=float(platforms), bound=case_bound)
-                config, summary = run_case(
-                    base, out, f"{prefix}-{defence}", [mod], max_update_norm=case_bound, **settings
-                )
+                config, summary = run_case(base, out, name, [mod], max_update_norm=case_bound, **settings)
             rows.append(
                 {
                     "platforms": platforms,
                     "malicious": 1,
                     "defence": f"{defence}{SELF_ENFORCED if args.secagg and case_bound else ''}",
+                    "groups": groups,
                     "bound": round(case_bound, 4) if case_bound else None,
                     "hr@10": honest_hr(summary, honest),
                     **exposure(config, target, honest),
                     "missing_updates": missing_updates(config),
                     "target": target,
+                    "cost": summary["cost"],
+                    **({"secagg_groups": [e.get("secagg_groups") for e in summary["history"]]} if groups > 1 else {}),
                 }
             )
     return {
         "secagg": args.secagg,
+        "secagg_groups": args.secagg_groups,
+        "partition": args.partition,
         "rounds": args.rounds,
         "max_users": args.max_users,
         "seed": args.seed,
@@ -336,8 +365,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python benchmarks/item_promotion.py", description=__doc__.splitlines()[0])
     parser.add_argument("--platforms", type=int, nargs="+", default=[5, 20])
     parser.add_argument(
-        "--secagg", action="store_true", help="every run with SecAgg+ (median and trimmed mean skipped)"
+        "--secagg", action="store_true", help="every run with SecAgg+ (median and trimmed mean need --secagg-groups)"
     )
+    parser.add_argument(
+        "--secagg-groups",
+        type=int,
+        default=1,
+        help="with --secagg: median and trimmed mean over this many SecAgg+ groups (1: skip them)",
+    )
+    parser.add_argument("--partition", default="iid", help="how users are split over the platforms")
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--max-users", type=int, default=600)
     parser.add_argument("--seed", type=int, default=0)
@@ -361,18 +397,20 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         (
             f"# Item promotion (1 hostile platform){', SecAgg+' if args.secagg else ''}, {args.rounds} rounds, "
-            f"max-users {args.max_users}, seed {args.seed}"
+            f"{args.partition} partition, max-users {args.max_users}, seed {args.seed}"
         ),
         "",
         markdown(block),
         "",
-        "| platforms | malicious | defence | max-update-norm | target ER@10 (honest users) "
-        "| honest users' test HR@10 |",
-        "|---|---|---|---|---|---|",
+        "| platforms | malicious | defence | SecAgg+ groups | max-update-norm | target ER@10 (honest users) "
+        "| honest users' test HR@10 | round s | CPU s | peak PSS MB | load before / after |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     lines += [
-        f"| {r['platforms']} | {r['malicious']} | {r['defence']} | {r['bound'] or '-'} | {r['er@10']:.4f} "
-        f"({r['users']} users) | {r['hr@10']:.4f} |"
+        f"| {r['platforms']} | {r['malicious']} | {r['defence']} | {r['groups'] if args.secagg else '-'} "
+        f"| {r['bound'] or '-'} | {r['er@10']:.4f} ({r['users']} users) | {r['hr@10']:.4f} "
+        f"| {r['cost']['round_seconds']} | {r['cost']['cpu_seconds']} | {r['cost']['peak_pss_mb']} "
+        f"| {' / '.join(str(value) for value in r['cost']['load_average'])} |"
         for r in result["rows"]
     ]
     lines += [

@@ -24,6 +24,7 @@ exclude_patterns = [
     "results/foldin.md",
     "results/item_promotion.md",
     "results/item_promotion_secagg.md",
+    "results/item_promotion_secagg/*.md",
     "results/soak.md",
     "results/*/report.md",
 ]

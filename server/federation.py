@@ -28,6 +28,7 @@ from flwr.serverapp.strategy import Strategy
 from crossfed.server.errors import FederationError
 from crossfed.server.preparation import await_platforms, prepare_platforms
 from crossfed.server.screening import screen_updates
+from crossfed.server.secure_groups import secure_groups
 from crossfed.server.secure_round import secure_train_round
 from crossfed.server.strategy import make_strategy, restore_strategy_state, strategy_state
 from crossfed.shared.config import FederationConfig, RunConfig
@@ -113,8 +114,9 @@ def run_federation(grid: Grid, config: RunConfig) -> dict[str, Any]:
         record = to_array_record(arrays)
         # Platforms take every setting from their own run config; a round only says which round it is.
         messages = strategy.configure_train(server_round, record, ConfigRecord(), grid)
+        groups: list[list[int]] = []
         if config.secure_aggregation.secagg:
-            replies, updates = _secure_round(grid, arrays, messages, server_round, config)
+            replies, updates, groups = _secure_round(grid, arrays, messages, server_round, config)
         else:
             replies = [
                 parse_train_reply(reply)
@@ -170,7 +172,7 @@ def run_federation(grid: Grid, config: RunConfig) -> dict[str, Any]:
             epsilon=_epsilon(replies),
             declined=declined,
         )
-        history.append(report.as_dict())
+        history.append({**report.as_dict(), **({"secagg_groups": groups} if len(groups) > 1 else {})})
         report.log(config)
         rounds_completed = server_round
         if stopping.report(server_round, validation_score(validation)):
@@ -264,26 +266,53 @@ def aggregate_updates(strategy: Strategy, server_round: int, updates: Sequence[U
 
 def _secure_round(
     grid: Grid, arrays: dict, messages: Iterable[Message], server_round: int, config: RunConfig
-) -> tuple[list[TrainReply], list[Update]]:
-    """A SecAgg+ round, in the shape of a plain one: each platform's status, and one update - the
-    unmasked mean (global + mean update) with the total weight - for the strategy to aggregate."""
+) -> tuple[list[TrainReply], list[Update], list[list[int]]]:
+    """A SecAgg+ round, in the shape of a plain one: each platform's status, and one update per
+    group - the group's unmasked mean (global + mean update) with its total weight - for the strategy
+    to combine; and the groups (node ids) the round used.
+
+    With ``secagg-groups = 1`` the one group is every sampled platform. A group whose sum could
+    not be unmasked because too few of its platforms contributed adds no update; a robust rule
+    then still needs enough group means to outvote one.
+    """
     node_ids = [message.metadata.dst_node_id for message in messages]
-    outcome = secure_train_round(grid, arrays, node_ids, server_round, config)
-    if outcome.mean_update is None:
-        if outcome.contributors >= config.federation.min_platforms:
-            raise FederationError(
-                f"round {server_round}: SecAgg+ could not unmask the sum of {outcome.contributors} "
-                f"platforms ({outcome.dropped} dropped; too few key shares left)"
-            )
-        return outcome.replies, []
-    mean = {name: arrays[name] + outcome.mean_update[name].astype(arrays[name].dtype) for name in arrays}
-    return outcome.replies, [(mean, outcome.total_weight)]
+    federation = config.federation
+    groups = secure_groups(
+        node_ids,
+        config.secure_aggregation.secagg_groups,
+        federation.min_platforms,
+        config.experiment.seed,
+        server_round,
+    )
+    if len(groups) > 1:
+        logger.info("round %d: SecAgg+ groups (node ids) %s", server_round, groups)
+    replies: list[TrainReply] = []
+    updates: list[Update] = []
+    for members in groups:
+        outcome = secure_train_round(grid, arrays, members, server_round, config)
+        replies += outcome.replies
+        if outcome.mean_update is None:
+            if outcome.contributors >= federation.min_platforms:
+                raise FederationError(
+                    f"round {server_round}: SecAgg+ could not unmask the sum of {outcome.contributors} "
+                    f"platforms ({outcome.dropped} dropped; too few key shares left)"
+                )
+            continue
+        mean = {name: arrays[name] + outcome.mean_update[name].astype(arrays[name].dtype) for name in arrays}
+        updates.append((mean, outcome.total_weight))
+    needed = config.robustness.values_to_outvote_one or 1
+    if updates and len(updates) < needed:
+        raise FederationError(
+            f"round {server_round}: only {len(updates)} of {len(groups)} SecAgg+ group sums were unmasked; "
+            f"aggregation = '{config.robustness.aggregation}' needs at least {needed}"
+        )
+    return replies, updates, groups
 
 
 def _contributing(
     updates: Sequence[Update], replies: Sequence[TrainReply], declined: list[int], config: RunConfig
 ) -> int:
-    """How many platforms' updates are in this round's aggregate (under SecAgg+ one update holds them all)."""
+    """How many platforms' updates are in this round's aggregate (under SecAgg+ each update is a group's)."""
     if not config.secure_aggregation.secagg:
         return len(updates)
     return len(replies) - len(declined) if updates else 0

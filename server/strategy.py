@@ -7,8 +7,9 @@ trajectory.
 ``aggregation = mean`` is the optimizer's weighted average (FedAvg, FedAvgM, FedAdam).
 ``median`` (Flower's FedMedian, coordinate-wise) and ``trimmed-mean`` (FedTrimmedAvg,
 ``trim-fraction`` cut from each tail, per coordinate) are robust to a minority of
-hostile platforms, but need every individual update: they do not combine with secure
-aggregation, where the coordinator only sees the sum. Norm bounding
+hostile platforms. They combine whatever updates the round yields: each platform's
+without secure aggregation; under SecAgg+, the means of ``secagg-groups`` disjoint groups,
+each its own SecAgg+ instance (``crossfed.server.secure_groups``). Norm bounding
 (``max-update-norm``, enforced by each platform and checked by ``crossfed.server.screening``)
 combines with any of them and with secure aggregation.
 """

@@ -136,11 +136,13 @@ class RunConfig:
             "'mean' when server-optimizer is not plain fedavg (median and trimmed mean replace the average)",
         )
         check(
-            robustness.aggregation == "mean" or not secure.secagg,
-            "aggregation",
-            robustness.aggregation,
-            "'mean' with secagg = true (median and trimmed mean need each update; SecAgg+ reveals only the sum)",
+            secure.secagg_groups == 1 or secure.secagg,
+            "secagg-groups",
+            secure.secagg_groups,
+            "1 unless secagg = true (each group is its own SecAgg+ instance)",
         )
+        if secure.secagg:
+            self._validate_secure_groups()
         check(
             secure.noise_mode == "local" or (secure.secagg and privacy.private),
             "noise-mode",
@@ -172,6 +174,40 @@ class RunConfig:
             privacy.noise_multiplier,
             "an explicit value > 0 with noise-mode = 'distributed' (every platform's share must add up to it)",
         )
+
+    def _validate_secure_groups(self) -> None:
+        """Under SecAgg+ a robust rule combines group sums: enough groups to outvote one, each a SecAgg+
+        round every platform accepts (at least ``min-platforms`` peers, as each platform checks itself)."""
+        robustness, secure = self.robustness, self.secure_aggregation
+        needed = robustness.values_to_outvote_one
+        check(
+            needed is not None,
+            "trim-fraction",
+            robustness.trim_fraction,
+            "a number > 0 for trimmed-mean with secagg = true (cutting nothing bounds no hostile group)",
+        )
+        check(
+            robustness.aggregation == "mean" or secure.secagg_groups >= (needed or 0),
+            "secagg-groups",
+            secure.secagg_groups,
+            f"at least {needed} with aggregation = '{robustness.aggregation}' and secagg = true (the rule combines "
+            "the sums of disjoint groups, each its own SecAgg+ instance; fewer cannot outvote one hostile group)",
+        )
+        sampled = self.sampled_platforms
+        largest = sampled // self.federation.min_platforms
+        check(
+            secure.secagg_groups == 1 or secure.secagg_groups <= largest,
+            "secagg-groups",
+            secure.secagg_groups,
+            f"at most {largest}: each group of the {sampled} platforms sampled per round needs at least "
+            f"min-platforms = {self.federation.min_platforms}, or its platforms refuse the SecAgg+ round",
+        )
+
+    @property
+    def sampled_platforms(self) -> int:
+        """Platforms a round samples, as Flower's strategies count them."""
+        federation, platforms = self.federation, self.data.num_platforms
+        return max(int(platforms * federation.fraction_train), min(federation.min_platforms, platforms))
 
 
 @cache

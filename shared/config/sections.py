@@ -232,6 +232,25 @@ class RobustnessConfig(Section):
         "(0 = no bound)",
     )
 
+    @property
+    def values_to_outvote_one(self) -> int | None:
+        """Fewest values the rule must combine so that one arbitrary value among them cannot move the
+        result outside the range of the others (``None``: no count does, as for a trimmed mean that cuts nothing).
+
+        A median needs 3; a trimmed mean needs enough values that Flower's ``int(trim-fraction * n)``
+        cuts at least one from each tail; a mean is never robust, so any count will do for it.
+        """
+        if self.aggregation == "median":
+            return 3
+        if self.aggregation == "trimmed-mean":
+            if self.trim_fraction <= 0:
+                return None
+            count = 3
+            while int(self.trim_fraction * count) < 1:
+                count += 1
+            return count
+        return 1
+
     def validate(self) -> None:
         check(self.aggregation in AGGREGATIONS, "aggregation", self.aggregation, f"one of {AGGREGATIONS}")
         check(0 <= self.trim_fraction < 0.5, "trim-fraction", self.trim_fraction, "a number in [0, 0.5)")
@@ -295,6 +314,12 @@ class SecureAggregationConfig(Section):
     secagg_threshold: float = setting(
         0.5, "fraction of those shares needed to unmask; dropouts are tolerated while enough remain"
     )
+    secagg_groups: int = setting(
+        1,
+        "disjoint groups of the sampled platforms, each its own SecAgg+ instance: the coordinator learns "
+        "each group's sum and combines the group means by `aggregation` (at least 3 for `median`; "
+        "each group at least `min-platforms`)",
+    )
     noise_mode: str = setting(
         "local",
         "`local`: each platform adds all the DP noise; `distributed`: each adds "
@@ -313,6 +338,7 @@ class SecureAggregationConfig(Section):
         check(0 < self.secagg_shares <= 1, "secagg-shares", self.secagg_shares, "a fraction in (0, 1]")
         check(0 < self.secagg_threshold <= 1, "secagg-threshold", self.secagg_threshold, "a fraction in (0, 1]")
         check(self.noise_mode in NOISE_MODES, "noise-mode", self.noise_mode, f"one of {NOISE_MODES}")
+        check(self.secagg_groups >= 1, "secagg-groups", self.secagg_groups, "an integer >= 1")
 
 
 @dataclass(frozen=True)

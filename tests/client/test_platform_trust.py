@@ -13,6 +13,7 @@ from flwr.supercore.task_identity import TaskIdentity
 from crossfed.client import task
 from crossfed.client.failures import codes_only
 from crossfed.client.secure import WeakSecureAggregationError, check_setup
+from crossfed.server.secure_groups import partition_groups
 from crossfed.shared.config import ConfigError, RunConfig
 from crossfed.shared.config.node import is_deployed
 from crossfed.shared.config.trust import RevealingSettingError, UnpinnedPrivacySetting
@@ -108,6 +109,25 @@ def test_a_secagg_setup_weaker_than_the_platforms_own_settings_is_refused():
     assert "min-platforms" in setup_problem(_setup(4, 4, 2), config)
     assert "secagg-shares" in setup_problem(_setup(8, 3, 2), config)
     assert "secagg-threshold" in setup_problem(_setup(8, shares, 2), config)
+
+
+def test_each_platform_refuses_a_secagg_group_smaller_than_its_own_min_platforms():
+    """Groups (``secagg-groups``) are SecAgg+ instances: the platform checks the one it is in, whatever the
+    coordinator's configuration said, so a hostile coordinator cutting 15 platforms into groups of 2 is refused."""
+    config = RunConfig().replace(secagg=True, num_platforms=15, min_platforms=3, secagg_groups=5, aggregation="median")
+    for group in partition_groups(list(range(15)), 7, seed=0, server_round=1):  # groups of 2 or 3
+        shares, threshold = required_shares(len(group), config)
+        problem = setup_problem(_setup(len(group), shares, threshold), config)
+        assert (problem is None) == (len(group) >= 3)
+        if problem is not None:
+            assert "min-platforms = 3" in problem
+    shares, threshold = required_shares(3, config)
+    record = ConfigRecord(
+        {Key.STAGE: Stage.SETUP, Key.SAMPLE_NUMBER: 2, Key.SHARE_NUMBER: 2, Key.THRESHOLD: 2}
+    )  # one group of 2: each member would see the other's update from the group sum
+    message = Message(content=RecordDict({RECORD_KEY_CONFIGS: record}), dst_node_id=1, message_type=MessageType.TRAIN)
+    with pytest.raises(WeakSecureAggregationError, match="2 peer"):
+        check_setup(message, config)
 
 
 def test_the_guard_refuses_the_setup_message_itself():

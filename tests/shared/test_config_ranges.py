@@ -78,11 +78,50 @@ def test_the_cli_rejects_a_bad_value_before_creating_the_run_folder(tmp_path, ca
     assert not out.exists()
 
 
-def test_median_and_trimmed_mean_refuse_secure_aggregation():
+def test_median_and_trimmed_mean_refuse_one_secagg_instance():
     for aggregation in ("median", "trimmed-mean"):
-        with pytest.raises(ConfigError, match=r"'aggregation'.*SecAgg"):
+        with pytest.raises(ConfigError, match=r"'secagg-groups' = 1 .*at least \d with aggregation"):
             RunConfig.from_mapping({"aggregation": aggregation, "secagg": True})
     RunConfig.from_mapping({"aggregation": "mean", "secagg": True, "max-update-norm": 2.0})  # norm bound combines
+
+
+GROUPED = {"secagg": True, "num-platforms": 15, "min-platforms": 3}
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"aggregation": "median", "secagg-groups": 2}, r"'secagg-groups' = 2 .*expected at least 3"),
+        (  # int(0.2 * 4) cuts nothing from either tail
+            {"aggregation": "trimmed-mean", "trim-fraction": 0.2, "secagg-groups": 4},
+            r"'secagg-groups' = 4 .*expected at least 5",
+        ),
+        ({"aggregation": "trimmed-mean", "trim-fraction": 0.0, "secagg-groups": 5}, r"'trim-fraction' = 0.0 "),
+        (  # 15 platforms cannot form 6 groups of min-platforms = 3
+            {"aggregation": "median", "secagg-groups": 6},
+            r"'secagg-groups' = 6 .*expected at most 5: each group of the 15 platforms",
+        ),
+        (  # half of 15 sampled: 7 platforms, 2 groups of 3 at most
+            {"aggregation": "median", "secagg-groups": 3, "fraction-train": 0.5},
+            r"expected at most 2: each group of the 7",
+        ),
+    ],
+)
+def test_too_few_secagg_groups_or_groups_too_small_are_refused(settings, message):
+    with pytest.raises(ConfigError, match=message):
+        RunConfig.from_mapping({**GROUPED, **settings})
+
+
+def test_groups_that_can_outvote_one_and_meet_min_platforms_are_accepted():
+    assert RunConfig.from_mapping({**GROUPED, "aggregation": "median", "secagg-groups": 5}).secure_aggregation
+    RunConfig.from_mapping({**GROUPED, "aggregation": "median", "secagg-groups": 3})
+    RunConfig.from_mapping({**GROUPED, "aggregation": "trimmed-mean", "trim-fraction": 0.25, "secagg-groups": 4})
+    RunConfig.from_mapping({**GROUPED, "aggregation": "mean", "secagg-groups": 5})  # legal, though it only costs
+
+
+def test_secagg_groups_need_secure_aggregation():
+    with pytest.raises(ConfigError, match=r"'secagg-groups' = 3 .*1 unless secagg = true"):
+        RunConfig.from_mapping({"num-platforms": 15, "secagg-groups": 3})
 
 
 def test_a_misspelled_run_config_key_is_refused_with_the_nearest_valid_name():
