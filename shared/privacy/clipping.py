@@ -162,6 +162,13 @@ def _rows_per_sample(
     ``table()`` is the gradient ``[vocabulary, d]`` to add the clipped rows into, read when
     the sum is assembled (the gradients are allocated after every norm is known).
     """
+    if len(keys) == samples * vocabulary:  # every (sample, id): a dense [samples, vocabulary * d] table
+        dense = rows.reshape(samples, vocabulary * rows.shape[1])
+
+        def assemble_dense(factors: torch.Tensor) -> None:
+            table().add_((factors @ dense).reshape(vocabulary, rows.shape[1]))
+
+        return dense.pow(2).sum(dim=1), assemble_dense
     owner, ids = torch.div(keys, vocabulary, rounding_mode="floor"), keys % vocabulary
 
     def assemble(factors: torch.Tensor) -> None:
