@@ -139,12 +139,12 @@ def _per_sample(
 ) -> tuple[torch.Tensor, Assemble]:
     """The layer's per-sample squared gradient norms ``[n]`` (all its trained parameters) and its clipped sum."""
     samples = backprops.shape[0]
+    if isinstance(layer, MultiHotEmbedding | nn.Embedding) and not layer.weight.requires_grad:
+        return torch.zeros(samples, dtype=backprops.dtype), _nothing
     if isinstance(layer, MultiHotEmbedding):  # its weight is [dim, V]: the rows are those of its transpose
         keys, rows = multi_hot_rows(layer, activations, backprops)
         return _rows_per_sample(keys, rows, samples, layer.in_features, lambda: layer.weight.grad.t())
     if isinstance(layer, nn.Embedding):
-        if not layer.weight.requires_grad:
-            return torch.zeros(samples, dtype=backprops.dtype), _nothing
         keys, rows = embedding_rows(activations[0], backprops, layer.num_embeddings)
         return _rows_per_sample(keys, rows, samples, layer.num_embeddings, lambda: layer.weight.grad)
     return _linear_per_sample(layer, activations[0], backprops)
