@@ -1,9 +1,10 @@
 """Where a local round's CPU time goes, private and not: ``python benchmarks/dp_profile.py``.
 
 Trains platform 0 (default 5-platform natural split, default model) for ``--epochs`` epochs
-after one warm-up epoch, once non-privately and once with user-level DP-SGD (one-pass ghost
-clipping), and prints each component's CPU seconds per million scored pairs - the unit
-``benchmarks/throughput.py`` counts - so the two settings compare directly. Components are
+after one warm-up epoch, once per privacy unit of ``--units`` (by default non-private and
+user-level DP-SGD with one-pass ghost clipping), and prints each component's CPU seconds per
+million scored pairs - the unit ``benchmarks/throughput.py`` counts - so the settings compare
+directly. Components are
 timed by wrapping the functions that implement them (self time: a wrapped call inside
 another is subtracted from it); "other" is the rest of the round (the remaining forward
 pass, the loss, Python). One thread, as a simulated platform has. It writes nothing.
@@ -144,12 +145,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--data-dir", default="")
     parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument(
+        "--units", default="none,user", help="privacy units to profile, comma-separated: none, user, interaction"
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore")
     base = RunConfig.from_mapping({"data-dir": args.data_dir}, {})
     print(markdown(provenance()), flush=True)
-    for name, unit in (("non-private", "none"), ("user-level DP, one-pass ghost clipping", "user")):
+    names = {
+        "none": "non-private",
+        "user": "user-level DP, one-pass ghost clipping",
+        "interaction": "interaction-level DP, one-pass ghost clipping",
+    }
+    for unit in args.units.split(","):
+        name = names[unit]
         pairs, cpu, seconds = profile(base.replace(privacy_unit=unit), args.epochs)
         print(f"{name}: {pairs:,} pairs in {cpu:.2f} CPU s = {pairs / cpu:,.0f} pairs / CPU s")
         print(f"  {'component':42s} {'CPU s / M pairs':>16s} {'share':>7s}")
