@@ -35,3 +35,12 @@ def make_dataset(num_users: int = 40, num_items: int = 30, per_user: int = 8, se
         },
         user_attributes=pd.DataFrame({"region": region, "occupation": [f"o{u % 4}" for u in range(num_users)]}),
     )
+
+
+def multi_hot_table(rows: int, vocabulary: int, seed: int) -> np.ndarray:
+    """Mean-normalised indicator rows with 0 to 4 words each (some rows empty), as the towers build them."""
+    rng = np.random.default_rng(seed)
+    values = np.zeros((rows, vocabulary), dtype=np.float32)
+    for row in range(rows):
+        values[row, rng.choice(vocabulary, size=rng.integers(0, 5), replace=False)] = 1.0
+    return values / np.maximum(values.sum(axis=1, keepdims=True), 1.0)

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from crossfed.shared.data.features import EncodedFeature
+from crossfed.shared.model.multi_hot import MultiHotEmbedding, index_bags
 
 EMBEDDING_INIT_STD = 0.01
 
@@ -21,8 +22,9 @@ class FeatureEmbedding(nn.Module):
     """Sum of learned embeddings of a row's encoded features.
 
     Categorical features use ``nn.Embedding`` (index 0 = missing), multi-hot features
-    (genres, title words) a bias-free ``nn.Linear`` over the row's mean-normalised
-    indicator vector, and all numeric features together one ``nn.Linear``.
+    (genres, title words) a bias-free linear map of the row's mean-normalised indicator
+    vector, computed from its non-zero entries only (:class:`MultiHotEmbedding`), and all
+    numeric features together one ``nn.Linear``.
     """
 
     def __init__(self, features: dict[str, EncodedFeature], dim: int) -> None:
@@ -39,9 +41,11 @@ class FeatureEmbedding(nn.Module):
                 self.register_buffer(f"values_{key}", torch.as_tensor(feature.values, dtype=torch.long))
                 self.categorical_names.append(key)
             elif feature.kind == "multi_hot":
-                self.multi_hot[key] = nn.Linear(feature.values.shape[1], dim, bias=False)
                 counts = np.maximum(feature.values.sum(axis=1, keepdims=True), 1.0)
-                self.register_buffer(f"values_{key}", torch.as_tensor(feature.values / counts, dtype=torch.float32))
+                self.multi_hot[key] = MultiHotEmbedding(feature.values.shape[1], dim)
+                tokens, weights = index_bags(feature.values / counts)
+                self.register_buffer(f"tokens_{key}", tokens)
+                self.register_buffer(f"token_weights_{key}", weights)
                 self.multi_hot_names.append(key)
             elif feature.kind == "numeric":
                 numeric_columns.append(np.asarray(feature.values, dtype=np.float32))
@@ -55,7 +59,10 @@ class FeatureEmbedding(nn.Module):
 
     def forward(self, rows: torch.Tensor) -> torch.Tensor | None:
         parts = [self.categorical[key](getattr(self, f"values_{key}")[rows]) for key in self.categorical_names]
-        parts += [self.multi_hot[key](getattr(self, f"values_{key}")[rows]) for key in self.multi_hot_names]
+        parts += [
+            self.multi_hot[key](getattr(self, f"tokens_{key}")[rows], getattr(self, f"token_weights_{key}")[rows])
+            for key in self.multi_hot_names
+        ]
         if self.numeric is not None:
             parts.append(self.numeric(self.values_numeric[rows]))
         if not parts:

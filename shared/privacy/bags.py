@@ -31,12 +31,11 @@ def user_bags(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``items [U, L]`` and ``targets [U, L]`` (1 positive, 0 negative, -1 padding)."""
     chosen = [rng.choice(items_by_user[u], size=min(positives, len(items_by_user[u])), replace=False) for u in users]
-    # Negatives are drawn after every user's positives: the order the random stream is consumed in.
-    rows = [
-        (pos, sample_negatives(np.full(len(pos), user), negatives, train, rng).ravel() if len(pos) else pos)
-        for user, pos in zip(users, chosen)
-    ]
-    return pack_bags(rows)
+    # Every user's negatives in one vectorised draw, after all the positives: the order the stream is consumed in.
+    counts = np.array([len(pos) for pos in chosen], dtype=np.int64)
+    drawn = sample_negatives(np.repeat(np.asarray(users, dtype=np.int64), counts), negatives, train, rng)
+    splits = np.split(drawn.reshape(-1), np.cumsum(counts * negatives)[:-1]) if len(chosen) else []
+    return pack_bags(list(zip(chosen, splits, strict=True)))
 
 
 def pack_bags(rows: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[torch.Tensor, torch.Tensor]:

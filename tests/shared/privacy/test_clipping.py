@@ -14,12 +14,13 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from crossfed.shared.config import RunConfig
 from crossfed.shared.data.interactions import platform_view
+from crossfed.shared.model.multi_hot import MultiHotEmbedding, index_bags
 from crossfed.shared.privacy import PrivacyLedger
 from crossfed.shared.privacy.bags import BagLoss, user_bags
 from crossfed.shared.privacy.clipping import ClippedGradients
 from crossfed.shared.privacy.dp_sgd import GRAD_SAMPLE_MODES, UserLevelCore, private_parameters, train_private_round
 from crossfed.shared.trainer import PlatformTrainer
-from tests.helpers import make_dataset
+from tests.helpers import make_dataset, multi_hot_table
 
 CONFIG = RunConfig().replace(privacy_unit="user", embedding_dim=4, mlp_layers="8,4", bag_positives=4)
 
@@ -36,22 +37,34 @@ def _batch(seed: int):
     return trainer.model, torch.as_tensor(users), items, targets
 
 
-def _opacus_clipped_sum(core: nn.Module, inputs: tuple, targets: torch.Tensor, clip: float) -> torch.Tensor:
+def _opacus_clipped_sum(
+    core: nn.Module, inputs: tuple, targets: torch.Tensor, clip: float, mode: str = "ghost"
+) -> torch.Tensor:
     for parameter in core.parameters():
         parameter.grad = None
     loader = DataLoader(TensorDataset(torch.arange(len(targets))), batch_size=len(targets))
-    module, optimizer, criterion, _ = PrivacyEngine().make_private(
+    private = PrivacyEngine().make_private(
         module=core,
         optimizer=torch.optim.SGD(core.parameters(), lr=0.0),
         criterion=BagLoss(reduction="sum"),
         data_loader=loader,
         noise_multiplier=0.0,
         max_grad_norm=clip,
-        grad_sample_mode="ghost",
+        grad_sample_mode=mode,
         loss_reduction="sum",
         poisson_sampling=False,
     )
+    if mode == "hooks":  # per-sample gradients materialised; the optimizer clips them. Per-sample losses summed:
+        module, optimizer, _ = private
+
+        def criterion(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+            return BagLoss(reduction="none")(logits, targets).sum()
+
+    else:  # the wrapped criterion (its per-sample losses: reduction "none") clips in its backward
+        module, optimizer, criterion, _ = private
     criterion(module(*inputs), targets).backward()
+    if mode == "hooks":
+        optimizer.pre_step()
     flat = torch.cat([p.grad.reshape(-1) for p in optimizer.params])
     module._close()
     return flat
@@ -88,6 +101,35 @@ def test_interaction_level_clipped_sum_equals_opacus_ghost_clipping(clip):
     rows = torch.arange(len(items)) % model.user_tower.num_ids  # one row per sample, each with its own user
     ours = _one_pass_clipped_sum(model, (rows, items), targets, clip)
     theirs = _opacus_clipped_sum(model, (rows, items), targets, clip)
+    torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-7)
+
+
+class _TitleScorer(nn.Module):
+    """Logits ``[users, bag]`` from a multi-hot item feature, as dense indicator rows or as index bags."""
+
+    def __init__(self, table: np.ndarray, bags: bool) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.words = MultiHotEmbedding(table.shape[1], 4) if bags else nn.Linear(table.shape[1], 4, bias=False)
+        self.head = nn.Linear(4, 1)
+        self.table = torch.as_tensor(table)
+        self.tokens, self.weights = index_bags(table)
+        self.bags = bags
+
+    def forward(self, items: torch.Tensor) -> torch.Tensor:
+        words = self.words(self.tokens[items], self.weights[items]) if self.bags else self.words(self.table[items])
+        return self.head(torch.relu(words)).squeeze(-1)
+
+
+@pytest.mark.parametrize("clip", [1e-3, 0.05, 1e9])
+def test_multi_hot_bags_clip_as_opacus_clips_the_dense_layer(clip):
+    """Several words per item, words shared within a bag: the oracle is Opacus' per-sample gradients of nn.Linear."""
+    table = multi_hot_table(15, 6, 3)  # 6 words over 15 items: a user's bag repeats words
+    items = torch.as_tensor(np.random.default_rng(3).integers(0, 15, size=(5, 8)))
+    targets = (torch.arange(8) < 3).float().expand(5, -1)
+    ours = _one_pass_clipped_sum(_TitleScorer(table, bags=True), (items,), targets, clip)
+    theirs = _opacus_clipped_sum(_TitleScorer(table, bags=False), (items,), targets, clip, mode="hooks")
+    assert ours.norm() > 0
     torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-7)
 
 
