@@ -55,7 +55,8 @@ def one_round(config: RunConfig) -> tuple[Rounds, float]:
     for trainer in trainers:
         load_shared_arrays(trainer.model, {name: value.copy() for name, value in start.items()})
         trainer.train(config.training.local_epochs, salt=1)
-        updates[trainer.data.platform] = {name: value - start[name] for name, value in shared_arrays(trainer.model).items()}
+        trained = shared_arrays(trainer.model)
+        updates[trainer.data.platform] = {name: trained[name] - value for name, value in start.items()}
     return {1: (start, updates)}, max(trainer.ledger.epsilon() for trainer in trainers)
 
 
