@@ -11,9 +11,10 @@
 Training the canary's positives raises its items' biases; nothing else does. Other users'
 sampled negatives lower them whether the canary trains or not, and the item-feature tower
 moves every item alike but lives outside the per-item rows. The bias is read rather than the
-id-embedding row because it starts at zero: weight decay and Adam's momentum move an
-untouched row in proportion to its random start or its past gradients, never a zero bias the
-canary's positives did not lift, and the bias exists with or without item-id embeddings.
+id-embedding row because it starts at zero for every item: weight decay moves an id row in
+proportion to its random start and leaves a zero bias where it is, and Adam's momentum only
+carries on past gradients, which on an excluded canary's items are sampled negatives (down).
+The bias also exists with or without item-id embeddings.
 
 ``random`` canaries share their items with real users and are scored by a fold-in instead:
 
