@@ -136,19 +136,19 @@ def draw_canaries(
     two held-out ones are distinct catalog items. ``random``: all are distinct catalog items.
 
     Raises:
-        UsageError: an unknown kind, too few items per canary to keep any in training, or more
-            catalog items than the catalog holds.
+        UsageError: an unknown kind, too few items per canary to keep any in training, or (random
+            canaries) more items than the catalog holds.
     """
     if kind not in CANARY_KINDS:
         raise UsageError(f"--canary-kind {kind!r} is not one of {', '.join(CANARY_KINDS)}")
     unit = "interaction" if unit == "interaction" else "user"
     smallest = _HELD_OUT + 2  # two training items: one to fit from and one to rank, or a row beside the audited one
     catalog = tables.items["item_id"].to_numpy(dtype=str)
-    largest = len(catalog) if kind == RANDOM_ITEMS else 10_000
-    if not smallest <= items_each <= largest or len(catalog) < _HELD_OUT:
+    if items_each < smallest:
+        raise UsageError(f"--canary-items {items_each} is out of range: expected at least {smallest}")
+    if kind == RANDOM_ITEMS and items_each > len(catalog):
         raise UsageError(
-            f"--canary-items {items_each} is out of range: expected {smallest} to {largest}"
-            + (" (the catalog's size)" if kind == RANDOM_ITEMS else "")
+            f"--canary-items {items_each} is out of range: expected at most {len(catalog)} (the catalog's size)"
         )
     if count < 2:
         raise UsageError(f"--canaries {count} is out of range: expected at least 2")
