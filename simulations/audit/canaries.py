@@ -1,8 +1,18 @@
 """Canaries: extra users (or extra interaction rows) whose inclusion in training is a coin flip.
 
-Each canary is a new user with ``k`` catalog items drawn uniformly at random; it copies the
-user features of a random real user (so it lands on that user's platform under a natural
-partition). A coin with probability 1/2, from a recorded seed, decides whether it is in the
+Each canary is a new user that copies the user features of a random real user (so it lands on
+that user's platform under a natural partition). Two kinds:
+
+* ``own-items`` (the default): the canary's training items are new catalog items that nobody
+  else rates, each with the features of a random real item. Every canary's items are in the
+  catalog whether or not its coin includes it, so the catalog reveals nothing; but the rows
+  of those items (their bias, their id embedding) receive a positive gradient only when the
+  canary trains. That is the easiest signal to detect a recommender can offer, as the
+  crafted canaries of Steinke et al. are for image models.
+* ``random``: ``k`` existing catalog items drawn uniformly at random; its signal drowns among
+  the real users who rate the same items.
+
+A coin with probability 1/2, from a recorded seed, decides whether a canary is in the
 training data. The privacy unit decides what the coin covers: the whole user for ``user``
 (and for a non-private run, whose natural unit is the user), one interaction row for
 ``interaction``.
@@ -13,7 +23,8 @@ names that folder. Nothing in a normal run changes.
 
 Leave-last-out keeps a user's two latest interactions for validation and test, so a canary's
 items are time-ordered and its two latest are never audited: the first ``k - 2`` are its
-training items.
+training items. An ``own-items`` canary's two held-out items are existing catalog items: they
+are never trained on, so new items there would only grow the catalog.
 """
 
 from __future__ import annotations
@@ -29,8 +40,10 @@ import pandas as pd
 from crossfed.shared.data.contract import Tables
 from crossfed.shared.data.interactions import PlatformData
 from crossfed.shared.errors import UsageError
+from crossfed.simulations.audit.kinds import CANARY_KINDS, OWN_ITEMS, RANDOM_ITEMS
 
 CANARY_PREFIX = "canary-"
+CANARY_ITEM_PREFIX = "canary-item-"
 CANARIES_FILE = "canaries.json"
 #: Salt of the canaries' random stream, so they never reuse the run seed's draws.
 _CANARY_SALT = 0xCA7A
@@ -42,13 +55,18 @@ _SPACING = 60
 
 @dataclass(frozen=True)
 class Canary:
-    """One canary: its user id, items in time order, the coin's outcome and where it trains."""
+    """One canary: its user id, items in time order, the coin's outcome and where it trains.
+
+    ``item_templates`` name, for each of the canary's own new items (its first items), the real
+    item whose features it copies; empty for a ``random`` canary.
+    """
 
     user_id: str
     items: tuple[str, ...]
     included: bool
     template_user: str
     platform: int = -1
+    item_templates: tuple[str, ...] = ()
 
     @property
     def training_items(self) -> tuple[str, ...]:
@@ -62,6 +80,7 @@ class CanarySet:
     canaries: tuple[Canary, ...]
     unit: str
     seed: int
+    kind: str = RANDOM_ITEMS
 
     def __len__(self) -> int:
         return len(self.canaries)
@@ -87,9 +106,10 @@ class CanarySet:
 
     def with_platforms(self, platforms: Sequence[int]) -> CanarySet:
         canaries = tuple(
-            Canary(c.user_id, c.items, c.included, c.template_user, int(p)) for c, p in zip(self.canaries, platforms)
+            Canary(c.user_id, c.items, c.included, c.template_user, int(p), c.item_templates)
+            for c, p in zip(self.canaries, platforms)
         )
-        return CanarySet(canaries, self.unit, self.seed)
+        return CanarySet(canaries, self.unit, self.seed, self.kind)
 
     def save(self, folder: Path, scores: dict[str, np.ndarray] | None = None) -> Path:
         """``canaries.json``: every canary, its coin, platform and (once scored) each adversary's score."""
@@ -97,26 +117,38 @@ class CanarySet:
         for index, canary in enumerate(self.canaries):
             row = asdict(canary)
             row["items"] = list(canary.items)
+            row["item_templates"] = list(canary.item_templates)
             for name, values in (scores or {}).items():
                 row[f"score_{name}"] = float(values[index])
             rows.append(row)
         path = folder / CANARIES_FILE
-        path.write_text(json.dumps({"unit": self.unit, "seed": self.seed, "canaries": rows}, indent=1) + "\n")
+        saved = {"unit": self.unit, "seed": self.seed, "kind": self.kind, "canaries": rows}
+        path.write_text(json.dumps(saved, indent=1) + "\n")
         return path
 
 
-def draw_canaries(tables: Tables, count: int, items_each: int, seed: int, unit: str) -> CanarySet:
-    """``count`` canaries of ``items_each`` distinct catalog items, each included with probability 1/2.
+def draw_canaries(
+    tables: Tables, count: int, items_each: int, seed: int, unit: str, kind: str = OWN_ITEMS
+) -> CanarySet:
+    """``count`` canaries of ``items_each`` distinct items, each included with probability 1/2.
+
+    ``own-items``: the first ``items_each - 2`` items are new (named ``canary-item-N-J``), the
+    two held-out ones are distinct catalog items. ``random``: all are distinct catalog items.
 
     Raises:
-        UsageError: too few items per canary to keep any in training, or more than the catalog holds.
+        UsageError: an unknown kind, too few items per canary to keep any in training, or (random
+            canaries) more items than the catalog holds.
     """
+    if kind not in CANARY_KINDS:
+        raise UsageError(f"--canary-kind {kind!r} is not one of {', '.join(CANARY_KINDS)}")
     unit = "interaction" if unit == "interaction" else "user"
     smallest = _HELD_OUT + 2  # two training items: one to fit from and one to rank, or a row beside the audited one
     catalog = tables.items["item_id"].to_numpy(dtype=str)
-    if not smallest <= items_each <= len(catalog):
+    if items_each < smallest:
+        raise UsageError(f"--canary-items {items_each} is out of range: expected at least {smallest}")
+    if kind == RANDOM_ITEMS and items_each > len(catalog):
         raise UsageError(
-            f"--canary-items {items_each} is out of range: expected {smallest} to {len(catalog)} (the catalog's size)"
+            f"--canary-items {items_each} is out of range: expected at most {len(catalog)} (the catalog's size)"
         )
     if count < 2:
         raise UsageError(f"--canaries {count} is out of range: expected at least 2")
@@ -125,16 +157,25 @@ def draw_canaries(tables: Tables, count: int, items_each: int, seed: int, unit: 
     width = len(str(count - 1))
     canaries = []
     for index in range(count):
-        items = rng.choice(catalog, size=items_each, replace=False)
+        user_id = f"{CANARY_PREFIX}{index:0{width}d}"
+        templates: tuple[str, ...] = ()
+        if kind == RANDOM_ITEMS:
+            items = tuple(str(i) for i in rng.choice(catalog, size=items_each, replace=False))
+        else:
+            owned = items_each - _HELD_OUT
+            templates = tuple(str(i) for i in rng.choice(catalog, size=owned))
+            held_out = tuple(str(i) for i in rng.choice(catalog, size=_HELD_OUT, replace=False))
+            items = tuple(f"{CANARY_ITEM_PREFIX}{index:0{width}d}-{j}" for j in range(owned)) + held_out
         canaries.append(
             Canary(
-                user_id=f"{CANARY_PREFIX}{index:0{width}d}",
-                items=tuple(str(i) for i in items),
+                user_id=user_id,
+                items=items,
                 included=bool(rng.random() < 0.5),
                 template_user=str(rng.choice(real_users)),
+                item_templates=templates,
             )
         )
-    return CanarySet(tuple(canaries), unit, seed)
+    return CanarySet(tuple(canaries), unit, seed, kind)
 
 
 def keep_users(tables: Tables, max_users: int, seed: int) -> Tables:
@@ -160,7 +201,8 @@ def write_audited_dataset(
 ) -> Path:
     """The dataset plus the included canaries, as a contract folder (Parquet) the run's data path reads.
 
-    ``hidden_user_columns`` are left out of the users table (a built-in's partition-only columns,
+    Every canary's own new items join the items table, included or not, each with its template
+    item's features. ``hidden_user_columns`` are left out of the users table (a built-in's partition-only columns,
     which its own loader hides from the model).
     """
     folder.mkdir(parents=True, exist_ok=True)
@@ -183,7 +225,7 @@ def write_audited_dataset(
             rows["weight"].append(1.0)
     added = pd.DataFrame(rows).astype({"timestamp": "int64", "weight": "float32"})
     pd.concat([interactions, added], ignore_index=True).to_parquet(folder / "interactions.parquet", index=False)
-    tables.items.to_parquet(folder / "items.parquet", index=False)
+    canary_items(tables.items, canaries).to_parquet(folder / "items.parquet", index=False)
     if tables.users is not None:
         users = tables.users.drop(columns=[c for c in hidden_user_columns if c in tables.users.columns])
         by_id = users.set_index("user_id")
@@ -191,6 +233,17 @@ def write_audited_dataset(
         copies.insert(0, "user_id", [c.user_id for c in present])
         pd.concat([users, copies], ignore_index=True).to_parquet(folder / "users.parquet", index=False)
     return folder
+
+
+def canary_items(items: pd.DataFrame, canaries: CanarySet) -> pd.DataFrame:
+    """The items table plus every canary's own items, each a copy of its template item's row."""
+    new_ids = [i for c in canaries.canaries for i in c.items[: len(c.item_templates)]]
+    if not new_ids:
+        return items
+    templates = [t for c in canaries.canaries for t in c.item_templates]
+    copies = items.set_index("item_id").loc[templates].reset_index(drop=True)
+    copies.insert(0, "item_id", new_ids)
+    return pd.concat([items, copies.astype(items.dtypes.to_dict())], ignore_index=True)
 
 
 def canary_platforms(canaries: CanarySet, platforms: Sequence[PlatformData]) -> list[int]:

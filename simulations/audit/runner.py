@@ -40,7 +40,13 @@ from crossfed.simulations.audit.canaries import (
 )
 from crossfed.simulations.audit.capture import Rounds, load_rounds, update_recorder
 from crossfed.simulations.audit.items import score_inference
-from crossfed.simulations.audit.scores import coordinator_scores, fold_in_scorer
+from crossfed.simulations.audit.kinds import OWN_ITEMS
+from crossfed.simulations.audit.scores import (
+    coordinator_scores,
+    fold_in_scorer,
+    own_item_coordinator_scores,
+    own_item_model_scores,
+)
 
 logger = logging.getLogger("crossfed.audit")
 
@@ -52,11 +58,13 @@ DATA_FOLDER = "audit-data"
 UPDATES_FOLDER = "audit-updates"
 
 
-def prepare_canaries(config: RunConfig, count: int, items_each: int, out: Path) -> tuple[RunConfig, CanarySet]:
+def prepare_canaries(
+    config: RunConfig, count: int, items_each: int, out: Path, kind: str = OWN_ITEMS
+) -> tuple[RunConfig, CanarySet]:
     """Draw the canaries, write the audited dataset, and the run configuration that trains on it."""
     data = config.data
     tables = keep_users(source_tables(data.dataset, data.data_dir), data.max_users, config.experiment.seed)
-    canaries = draw_canaries(tables, count, items_each, config.experiment.seed, config.privacy.privacy_unit)
+    canaries = draw_canaries(tables, count, items_each, config.experiment.seed, config.privacy.privacy_unit, kind)
     hidden = partition_only_columns(data.dataset) if data.dataset in BUILT_IN_DATASETS else ()
     hidden = tuple(c for c in hidden if c != data.partition_attribute)
     folder = write_audited_dataset(tables, canaries, out / DATA_FOLDER, hidden)
@@ -64,13 +72,13 @@ def prepare_canaries(config: RunConfig, count: int, items_each: int, out: Path) 
     return audited, canaries.with_platforms(canary_platforms(canaries, all_platforms(audited)))
 
 
-def run_audit(config: RunConfig, count: int, items_each: int, out: Path) -> dict[str, Any]:
+def run_audit(config: RunConfig, count: int, items_each: int, out: Path, kind: str = OWN_ITEMS) -> dict[str, Any]:
     """The audited run; returns the ``audit.json`` content (also written to ``out``)."""
     from crossfed.simulations.federated import run_federated
 
     started = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
-    audited, canaries = prepare_canaries(config, count, items_each, out)
+    audited, canaries = prepare_canaries(config, count, items_each, out, kind)
     summary = run_federated(audited, client_mods=[update_recorder(out / UPDATES_FOLDER, out.resolve())])
     summary = {**summary, **describe(audited, all_platforms(audited)).summary_entries()}
     write_summary(out, summary)
@@ -89,21 +97,35 @@ def run_audit(config: RunConfig, count: int, items_each: int, out: Path) -> dict
 
 def score_audit(config: RunConfig, canaries: CanarySet, out: Path, summary: dict[str, Any]) -> dict[str, Any]:
     """Every adversary's scores, bounds, AUROC and TPR at 1 % FPR; saves ``canaries.json`` with the scores."""
-    dataset = load_dataset(config.data.dataset)
-    item_index = {str(item): code for code, item in enumerate(dataset.item_ids)}
-    num_items, item_features = item_side(config)
-    fit = fold_in_scorer(canaries, config.model, num_items, item_features, item_index)
     final = FinalModel.load(out)
     if final is None:
         raise FileNotFoundError(f"{out / FinalModel.FILE_NAME}: the run left no global model to audit")
-    scores = {
-        "coordinator": coordinator_scores(
-            canaries, load_rounds(out / UPDATES_FOLDER), fit, secure=config.secure_aggregation.secagg
-        ),
-        "model": fit(final.arrays),
-    }
+    scores = adversary_scores(config, canaries, load_rounds(out / UPDATES_FOLDER), final.arrays)
     canaries.save(out, scores)
-    delta = config.privacy.delta
+    return audit_result(scores, canaries, config.privacy.delta, claimed_epsilon(summary))
+
+
+def adversary_scores(
+    config: RunConfig, canaries: CanarySet, rounds: Rounds, released: dict[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """Each adversary's score of every canary: from the recorded updates and the released shared parameters."""
+    dataset = load_dataset(config.data.dataset)
+    item_index = {str(item): code for code, item in enumerate(dataset.item_ids)}
+    secure = config.secure_aggregation.secagg
+    if canaries.kind == OWN_ITEMS:
+        return {
+            "coordinator": own_item_coordinator_scores(canaries, rounds, item_index, secure),
+            "model": own_item_model_scores(canaries, released, item_index),
+        }
+    num_items, item_features = item_side(config)
+    fit = fold_in_scorer(canaries, config.model, num_items, item_features, item_index)
+    return {"coordinator": coordinator_scores(canaries, rounds, fit, secure=secure), "model": fit(released)}
+
+
+def audit_result(
+    scores: dict[str, np.ndarray], canaries: CanarySet, delta: float, claimed: float | None
+) -> dict[str, Any]:
+    """The ``audit.json`` content: per adversary the bound, AUROC and TPR at 1 % FPR, beside the claim and ceiling."""
     adversaries = {}
     for name, values in scores.items():
         guess = audit_bound(values, canaries.included, delta)
@@ -122,7 +144,8 @@ def score_audit(config: RunConfig, canaries: CanarySet, out: Path, summary: dict
         )
     return {
         "canaries": len(canaries),
-        "epsilon_claimed": claimed_epsilon(summary),
+        "canary_kind": canaries.kind,
+        "epsilon_claimed": claimed,
         "ceiling": ceiling(len(canaries), delta),
         "adversaries": adversaries,
     }

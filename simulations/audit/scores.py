@@ -1,5 +1,23 @@
 """One score per canary from what each adversary sees: higher means "this canary was trained on".
 
+``own-items`` canaries (items only they rate) are scored from their own items' rows:
+
+* ``coordinator`` (white-box): the rise of the canary's audited items' biases in its platform's
+  update (under SecAgg+, in the sum over platforms), summed over rounds
+  (:func:`own_item_coordinator_scores`);
+* ``model`` (black-box): the same items' biases in the released global model, which start at
+  zero in every run (:func:`own_item_model_scores`).
+
+Training the canary's positives raises its items' biases; nothing else does. Other users'
+sampled negatives lower them whether the canary trains or not, and the item-feature tower
+moves every item alike but lives outside the per-item rows. The bias is read rather than the
+id-embedding row because it starts at zero for every item: weight decay moves an id row in
+proportion to its random start and leaves a zero bias where it is, and Adam's momentum only
+carries on past gradients, which on an excluded canary's items are sampled negatives (down).
+The bias also exists with or without item-id embeddings.
+
+``random`` canaries share their items with real users and are scored by a fold-in instead:
+
 * ``coordinator`` (white-box) sees every update a platform sends - or, under SecAgg+, only their
   sum - and the global parameters it sent: the score is how much the canary's platform's update
   improves the black-box score below, summed over rounds.
@@ -32,6 +50,47 @@ FIT_LEARNING_RATE = 0.2
 #: Catalog items each canary's held-back items are ranked against.
 RANKED_AGAINST = 300
 _FIT_SEED = 0xB1AC
+#: The per-item row the own-items scores read.
+ITEM_BIAS = "shared.item_bias.weight"
+
+
+def own_item_codes(canaries: CanarySet, item_index: Mapping[str, int]) -> list[np.ndarray]:
+    """Each canary's audited items (:meth:`CanarySet.targets`) as catalog codes."""
+    return [np.array([item_index[i] for i in canaries.targets(c)], dtype=np.int64) for c in canaries.canaries]
+
+
+def _bias_sums(bias: np.ndarray, codes: list[np.ndarray]) -> np.ndarray:
+    bias = np.asarray(bias, dtype=np.float64).ravel()
+    return np.array([bias[chosen].sum() for chosen in codes])
+
+
+def own_item_model_scores(
+    canaries: CanarySet, arrays: Mapping[str, np.ndarray], item_index: Mapping[str, int]
+) -> np.ndarray:
+    """Each canary's score from the released shared parameters: its audited items' summed bias."""
+    return _bias_sums(arrays[ITEM_BIAS], own_item_codes(canaries, item_index))
+
+
+def own_item_coordinator_scores(
+    canaries: CanarySet, rounds: Rounds, item_index: Mapping[str, int], secure: bool = False
+) -> np.ndarray:
+    """Each canary's score from what the coordinator sees: its audited items' bias rise, summed over rounds.
+
+    A canary is read in its own platform's update; under SecAgg+ in the sum over platforms.
+    """
+    if not rounds:
+        raise ValueError("no recorded updates to score")
+    codes = own_item_codes(canaries, item_index)
+    platforms = np.array([c.platform for c in canaries.canaries])
+    scores = np.zeros(len(canaries))
+    for _reference, updates in rounds.values():
+        if secure:
+            scores += _bias_sums(sum(u[ITEM_BIAS] for u in updates.values()), codes)
+            continue
+        for platform, update in updates.items():
+            chosen = platforms == platform
+            scores[chosen] += _bias_sums(update[ITEM_BIAS], codes)[chosen]
+    return scores
 
 
 def coordinator_scores(canaries: CanarySet, rounds: Rounds, fit: FoldIn, secure: bool = False) -> np.ndarray:

@@ -2,7 +2,8 @@
 
 Takes every run flag of ``crossfed run`` (``--dataset``, ``--platforms``, ``--privacy-unit``,
 ``--epsilon``, ``--secagg``, ...), plus ``--canaries M`` (extra users, each trained on with
-probability 1/2) and ``--out DIR``. Writes ``DIR/audit.json`` - the canaries, the ledger's
+probability 1/2), ``--canary-kind`` (``own-items``: each canary rates new items nobody else
+rates; ``random``: existing catalog items) and ``--out DIR``. Writes ``DIR/audit.json`` - the canaries, the ledger's
 largest epsilon, the ceiling M canaries allow, and per adversary (``coordinator``, ``model``)
 the epsilon lower bound at 95 % confidence, AUROC and TPR at 1 % FPR - beside the run's
 ``summary.json``, with ``canaries.json`` holding every canary and its scores.
@@ -16,9 +17,10 @@ from pathlib import Path
 from crossfed.shared.cli import Command
 from crossfed.shared.config import RunConfig
 from crossfed.shared.errors import UsageError
+from crossfed.simulations.audit.kinds import CANARY_KINDS, OWN_ITEMS
 from crossfed.simulations.commands.run import add_config_flags
 
-_OWN_FLAGS = {"canaries", "canary_items", "out", "quiet", "run", "command", "options"}
+_OWN_FLAGS = {"canaries", "canary_items", "canary_kind", "out", "quiet", "run", "command", "options"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,9 +29,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--canary-items",
         dest="canary_items",
         type=int,
-        default=12,
+        default=8,
         metavar="K",
-        help="catalog items per canary, the two latest held out like every user's (default 12)",
+        help="items per canary, the two latest held out like every user's (default 8)",
+    )
+    parser.add_argument(
+        "--canary-kind",
+        dest="canary_kind",
+        choices=CANARY_KINDS,
+        default=OWN_ITEMS,
+        help="own-items: each canary's training items are new items only it rates (default, detectable); "
+        "random: catalog items drawn at random",
     )
     parser.add_argument("--out", required=True, help="audit folder: the run, its canaries and audit.json")
     parser.add_argument("--quiet", action="store_true", help="only the audit table")
@@ -48,10 +58,10 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and any(out.iterdir()):
         raise UsageError(f"audit folder {out} is not empty: give another --out")
-    result = run_audit(config, args.canaries, args.canary_items, out)
+    result = run_audit(config, args.canaries, args.canary_items, out, args.canary_kind)
     claimed = result["epsilon_claimed"]
     print(
-        f"audit of {result['canaries']} canaries: claimed epsilon "
+        f"audit of {result['canaries']} {result['canary_kind']} canaries: claimed epsilon "
         f"{'none (non-private)' if claimed is None else f'{claimed:.3f}'}, ceiling {result['ceiling']:.2f}"
     )
     for name, figures in result["adversaries"].items():

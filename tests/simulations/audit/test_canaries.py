@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from crossfed.shared.config import RunConfig
@@ -29,15 +30,40 @@ def tables(tmp_path_factory):
     return source_tables(str(folder))
 
 
-def test_canaries_are_reproducible_distinct_and_half_included(tables):
-    first = draw_canaries(tables, 400, 6, seed=3, unit="user")
-    again = draw_canaries(tables, 400, 6, seed=3, unit="user")
-    other = draw_canaries(tables, 400, 6, seed=4, unit="user")
+def test_random_canaries_are_reproducible_distinct_catalog_items_and_half_included(tables):
+    first = draw_canaries(tables, 400, 6, seed=3, unit="user", kind="random")
+    again = draw_canaries(tables, 400, 6, seed=3, unit="user", kind="random")
+    other = draw_canaries(tables, 400, 6, seed=4, unit="user", kind="random")
     assert first == again and first != other
     assert all(len(set(c.items)) == 6 for c in first.canaries)
     assert 150 < first.included.sum() < 250
     catalog = set(tables.items["item_id"])
     assert all(set(c.items) <= catalog for c in first.canaries)
+
+
+def test_own_items_canaries_train_on_new_items_only_they_rate(tables, tmp_path):
+    canaries = draw_canaries(tables, 30, 6, seed=3, unit="user")
+    assert canaries.kind == "own-items" and 5 < canaries.included.sum() < 25
+    catalog = set(tables.items["item_id"])
+    owned = [set(c.training_items) for c in canaries.canaries]
+    assert all(len(items) == 4 and not items & catalog for items in owned)
+    assert len(set().union(*owned)) == 4 * 30  # no two canaries share an item
+    assert all(set(c.items[-2:]) <= catalog for c in canaries.canaries)  # held out: never trained on
+    write_audited_dataset(tables, canaries, tmp_path)
+    items = pd.read_parquet(tmp_path / "items.parquet").set_index("item_id")
+    interactions = pd.read_parquet(tmp_path / "interactions.parquet")
+    assert set(items.index) == catalog | set().union(*owned)  # every canary's items, included or not
+    for canary in canaries.canaries:
+        for item, template in zip(canary.training_items, canary.item_templates, strict=True):
+            assert items.loc[item].equals(items.loc[template])  # ordinary features: a real item's
+            assert set(interactions.loc[interactions["item_id"] == item, "user_id"]) == (
+                {canary.user_id} if canary.included else set()
+            )
+
+
+def test_an_unknown_canary_kind_is_refused(tables):
+    with pytest.raises(UsageError, match="canary-kind"):
+        draw_canaries(tables, 10, 6, seed=0, unit="user", kind="crafted")
 
 
 def test_too_few_items_per_canary_is_refused(tables):
