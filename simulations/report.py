@@ -1,5 +1,6 @@
 """The sweep's report: one Markdown table over its cells, grouped over seeds, plus the checks
-that need several cells at once (gain over local-only per platform, time to reach an HR@10).
+that need several cells at once (gain over local-only per platform, time to centralized's best
+validation HR@k).
 
 Groups are (arm, mode, gridded values); each row is the mean over the group's seeds, with
 the seed standard deviation next to the headline metric. "Gain over local-only" pairs each
