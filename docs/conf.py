@@ -27,4 +27,5 @@ exclude_patterns = [
     "results/item_promotion_secagg/*.md",
     "results/soak.md",
     "results/*/report.md",
+    "results/*/*/report.md",
 ]

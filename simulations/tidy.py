@@ -11,6 +11,9 @@ Columns (``k`` = the config's ``top-k``, 10 by default):
 * test metrics of the served model: ``sampled_hr``, ``sampled_ndcg``, ``full_hr``,
   ``full_ndcg``; of the global model: the same with a ``global_`` prefix; ``k``;
 * privacy: ``epsilon_spent_max`` (largest ε any platform spent), ``delta``;
+* early stopping: ``selected_round`` (the round or epoch whose model was tested) and
+  ``stopped_round`` (the last one trained); 0 for popularity, which trains nothing; in the
+  per-platform table a local-only platform's own rounds, since each stops on its own split;
 * cost: ``wall_seconds`` (the whole run), ``startup_seconds`` (the part of it before
   training could start: for federated, Ray's workers started and every platform ready),
   ``round_seconds`` (mean duration of rounds 2..R; results made before start-up was timed
@@ -99,6 +102,7 @@ def collect(experiment: Experiment, out: Path) -> Tables:
                 **_metrics(summary["metrics"], summary["global_metrics"], summary),
                 **_privacy(summary),
                 **_timing(summary),
+                **_stopping(summary),
                 **{key: math.nan if record.get(key) is None else record[key] for key in _COST},
             }
         )
@@ -109,6 +113,7 @@ def collect(experiment: Experiment, out: Path) -> Tables:
                     "platform": entry["platform"],
                     "users": entry["users"],
                     **_metrics(entry["metrics"], entry["global_metrics"], summary),
+                    **_stopping(summary, entry["platform"]),
                 }
             )
         for entry in summary["history"]:
@@ -178,6 +183,21 @@ def _timing(summary: dict[str, Any]) -> dict[str, Any]:
         "first_round_seconds": elapsed[0] if elapsed else math.nan,
         "round_seconds": (elapsed[-1] - elapsed[0]) / (len(elapsed) - 1) if len(elapsed) > 1 else math.nan,
     }
+
+
+def _stopping(summary: dict[str, Any], platform: int | None = None) -> dict[str, Any]:
+    """The early-stopping outcome: the round whose model was tested and the last round trained.
+
+    Local-only stops each platform on its own validation split, so a platform's row carries its
+    own rounds; every other mode stops once for the whole run. Results written before early
+    stopping existed leave both empty.
+    """
+    row = {}
+    for key in ("selected_round", "stopped_round"):
+        own = summary.get(f"{key}s", {}) if platform is not None else {}
+        value = own.get(str(platform), summary.get(key))
+        row[key] = math.nan if value is None else value
+    return row
 
 
 def _number(value: Any) -> Any:

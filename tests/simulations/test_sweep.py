@@ -119,11 +119,11 @@ def test_a_cell_finished_with_other_settings_stops_the_sweep_before_anything_run
         run_sweep(experiment, out, progress=False)
 
 
-def test_time_to_reach_pairs_every_federated_arm_with_every_centralized_arm() -> None:
-    from crossfed.simulations.report import time_to_reach
+def test_time_to_quality_is_the_time_to_centralized_s_selected_validation_hr() -> None:
+    from crossfed.simulations.report import time_to_quality_section, time_to_reach
     from crossfed.simulations.tidy import Tables
 
-    def cell(name: str, arm: str, mode: str, startup: float = math.nan) -> dict:
+    def cell(name: str, arm: str, mode: str, startup: float = math.nan, selected: float = math.nan) -> dict:
         return {
             "cell": name,
             "arm": arm,
@@ -133,22 +133,23 @@ def test_time_to_reach_pairs_every_federated_arm_with_every_centralized_arm() ->
             "platforms": 5,
             "partition": "natural",
             "startup_seconds": startup,
+            "selected_round": selected,
         }
 
     curves = {  # (elapsed seconds, validation HR@10) per round or epoch
-        "fed-a": [(10, 0.50), (20, 0.60), (30, 0.58)],  # final 0.58, first reached at 20 s
-        "fed-b": [(5, 0.55), (10, 0.65)],  # final 0.65 at 10 s
-        "cen-a": [(4, 0.40), (8, 0.59), (12, 0.66)],
-        "cen-b": [(3, 0.62), (6, 0.64)],  # never reaches 0.65
+        "fed-a": [(5, 0.50), (11, 0.60), (30, 0.66), (40, 0.64)],
+        "fed-b": [(5, 0.55), (10, 0.58), (15, 0.57)],  # best 0.58 at round 2: reaches neither target
+        "cen-a": [(4, 0.40), (8, 0.59), (12, 0.58)],  # selected epoch 2: target 0.59 reached at 8 s
+        "cen-b": [(3, 0.62), (6, 0.65), (9, 0.65)],  # no selected round recorded: the first best, epoch 2
         "fed-c": [(7, math.nan)],  # no validation metric at all (e.g. under DP)
     }
     alone = {**cell("fed-c", "fc", "federated"), "platforms": 20}  # no centralized cell to compare with
     cells = pd.DataFrame(
         [
-            cell("fed-a", "fa", "federated", startup=6),
-            cell("fed-b", "fb", "federated"),
+            cell("fed-a", "fa", "federated", startup=6, selected=3),
+            cell("fed-b", "fb", "federated", selected=2),
             alone,
-            cell("cen-a", "ca", "centralized", startup=2),
+            cell("cen-a", "ca", "centralized", startup=2, selected=2),
             cell("cen-b", "cb", "centralized"),
         ]
     )
@@ -159,17 +160,83 @@ def test_time_to_reach_pairs_every_federated_arm_with_every_centralized_arm() ->
             for i, (t, hr) in enumerate(curve)
         ]
     )
-    reach = time_to_reach(Tables(cells, pd.DataFrame(), history)).set_index(["federated_arm", "centralized_arm"])
+    tables = Tables(cells, pd.DataFrame(), history)
+    reach = time_to_reach(tables).set_index(["federated_arm", "centralized_arm"])
     assert len(reach) == 4
-    assert reach.loc[("fa", "ca"), "federated_seconds"] == 20 and reach.loc[("fa", "ca"), "centralized_seconds"] == 8
-    assert reach.loc[("fa", "ca"), "ratio"] == pytest.approx(2.5)
-    assert reach.loc[("fa", "cb"), "centralized_seconds"] == 3 and reach.loc[("fa", "cb"), "centralized_epoch"] == 1
-    assert reach.loc[("fb", "ca"), "ratio"] == pytest.approx(10 / 12)
-    assert math.isinf(reach.loc[("fb", "cb"), "ratio"]) and reach.loc[("fb", "cb"), "centralized_epoch"] == -1
-    # With start-up adds each run's start-up (a cell written before runs reported it counts none).
-    assert reach.loc[("fa", "ca"), "ratio_with_startup"] == pytest.approx((20 + 6) / (8 + 2))
-    assert reach.loc[("fa", "cb"), "ratio_with_startup"] == pytest.approx((20 + 6) / 3)
-    assert reach.loc[("fb", "ca"), "ratio_with_startup"] == pytest.approx(10 / (12 + 2))
+    fa_ca = reach.loc[("fa", "ca")]
+    assert fa_ca["target_val_hr"] == 0.59 and fa_ca["centralized_epoch"] == 2 and fa_ca["centralized_seconds"] == 8
+    assert fa_ca["federated_round"] == 2 and fa_ca["federated_seconds"] == 11  # 0.60 >= 0.59
+    assert fa_ca["ratio"] == pytest.approx(11 / 8)
+    assert fa_ca["ratio_with_startup"] == pytest.approx((11 + 6) / (8 + 2))
+    fa_cb = reach.loc[("fa", "cb")]
+    assert fa_cb["target_val_hr"] == 0.65 and fa_cb["centralized_epoch"] == 2 and fa_cb["centralized_seconds"] == 6
+    assert fa_cb["federated_round"] == 3 and fa_cb["ratio"] == pytest.approx(30 / 6)
+    # Federated's final figure (0.64 for fa, 0.57 for fb) is not the bar: it is centralized's best.
+    for centralized_arm in ("ca", "cb"):
+        never = reach.loc[("fb", centralized_arm)]
+        assert never["federated_round"] == -1 and math.isinf(never["ratio"]) and math.isnan(never["federated_seconds"])
+        assert never["federated_best_val_hr"] == 0.58 and never["federated_best_round"] == 2
+
+    table = "\n".join(time_to_quality_section(time_to_reach(tables), 10))
+    assert "| fb | ca | 0 | 5 | 0.5900 | 8.0 (2) | never | ∞ |" in table
+    assert "training 1 of 4, with start-up 0 of 4" in table
+
+
+def _fake_summary(mode: str, **stopping: object) -> dict:
+    """The parts of a run's ``summary.json`` the tidy tables read, two platforms."""
+    block = {protocol: {"hr@10": 0.5, "ndcg@10": 0.3} for protocol in ("sampled", "full")}
+    return {
+        "config": {"top-k": 10, "privacy-unit": "none"},
+        "platforms": 2,
+        "partition": "iid",
+        "rounds": 6,
+        "wall_seconds": 9.0,
+        "metrics": block,
+        "global_metrics": block,
+        "per_platform": [{"platform": p, "users": 3, "metrics": block, "global_metrics": block} for p in (0, 1)],
+        "history": [{"round": r, "elapsed_seconds": float(r), "validation": {"sampled_hr": 0.5}} for r in (1, 2)],
+        **stopping,
+    }
+
+
+def test_tidy_tables_carry_the_early_stopping_rounds_per_run_and_per_local_only_platform(tmp_path: Path) -> None:
+    from crossfed.simulations.tidy import collect
+
+    experiment = load_experiment(
+        _write(
+            tmp_path,
+            'name = "stop"\ndescription = ""\nseeds = [0]\n[base]\nnum-platforms = 2\n'
+            '[[arm]]\nname = "local-only"\nmodes = ["local-only"]\n'
+            '[[arm]]\nname = "centralized"\nmodes = ["centralized"]\n'
+            '[[arm]]\nname = "old"\nmodes = ["federated"]\n',
+        )
+    )
+    summaries = {
+        "local-only": _fake_summary(
+            "local-only",
+            selected_round=4,
+            stopped_round=6,
+            selected_rounds={"0": 4, "1": 2},
+            stopped_rounds={"0": 6, "1": 3},
+        ),
+        "centralized": _fake_summary("centralized", selected_round=3, stopped_round=5),
+        "old": _fake_summary("federated"),  # written before early stopping existed
+    }
+    for cell in experiment.cells:
+        directory = cell_dir(tmp_path / "out", cell)
+        directory.mkdir(parents=True)
+        (directory / "summary.json").write_text(json.dumps(summaries[cell.arm]))
+        (directory / CELL_FILE).write_text(json.dumps({"arm": cell.arm, "mode": cell.mode, "seed": cell.seed}))
+
+    tables = collect(experiment, tmp_path / "out")
+    runs = tables.cells.set_index("arm")
+    assert (runs.loc["local-only", "selected_round"], runs.loc["local-only", "stopped_round"]) == (4, 6)
+    assert (runs.loc["centralized", "selected_round"], runs.loc["centralized", "stopped_round"]) == (3, 5)
+    assert math.isnan(runs.loc["old", "selected_round"]) and math.isnan(runs.loc["old", "stopped_round"])
+    platforms = tables.platforms.set_index(["arm", "platform"])
+    assert list(platforms.loc["local-only", "selected_round"]) == [4, 2]
+    assert list(platforms.loc["local-only", "stopped_round"]) == [6, 3]
+    assert list(platforms.loc["centralized", "selected_round"]) == [3, 3]
 
 
 def test_report_only_runs_nothing(movielens_dir: Path, tmp_path: Path, crossfed_command: str) -> None:
