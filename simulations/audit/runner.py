@@ -40,7 +40,7 @@ from crossfed.simulations.audit.canaries import (
 )
 from crossfed.simulations.audit.capture import Rounds, load_rounds, update_recorder
 from crossfed.simulations.audit.items import score_inference
-from crossfed.simulations.audit.kinds import OWN_ITEMS
+from crossfed.simulations.audit.kinds import AUDIT_FILE, OWN_ITEMS
 from crossfed.simulations.audit.scores import (
     coordinator_scores,
     fold_in_scorer,
@@ -50,7 +50,6 @@ from crossfed.simulations.audit.scores import (
 
 logger = logging.getLogger("crossfed.audit")
 
-AUDIT_FILE = "audit.json"
 ITEM_INFERENCE_FILE = "item_inference.json"
 #: How many items the item-inference attack guesses per platform.
 ITEM_INFERENCE_K = 100
