@@ -61,3 +61,30 @@ def test_a_shadow_on_one_side_only_is_refused() -> None:
     features, included = _canaries(signal=1.0)
     with pytest.raises(ValueError, match="both sides"):
         attack_scores(features, included, np.ones(COUNT, dtype=bool))
+
+
+def test_features_come_from_the_released_model_on_real_canaries(movielens_dir, tmp_path) -> None:
+    """On ML-100K canaries: one feature row per canary, finite, repeatable, and moved by the released parameters."""
+    from crossfed.shared.config import RunConfig
+    from crossfed.shared.data.datasets import item_side, load_dataset
+    from crossfed.shared.model.recommender import build_model
+    from crossfed.shared.model.sharing import shared_arrays
+    from crossfed.simulations.audit.membership import membership_features
+    from crossfed.simulations.audit.runner import prepare_canaries
+
+    base = RunConfig.from_mapping(
+        {"dataset": "ml-100k", "data-dir": str(movielens_dir), "max-users": 100, "num-platforms": 2}
+    )
+    config, canaries = prepare_canaries(base, 20, 8, tmp_path)
+    num_items, item_features = item_side(config)
+    item_index = {str(item): code for code, item in enumerate(load_dataset(config.data.dataset).item_ids)}
+    released = dict(shared_arrays(build_model(config.model, num_items, item_features)))
+
+    def features(arrays):
+        return membership_features(canaries, arrays, config.model, num_items, item_features, item_index)
+
+    first = features(released)
+    assert first.shape[0] == len(canaries) and np.isfinite(first).all()
+    assert np.allclose(first, features(released))
+    moved = {name: value * 2.0 + 0.1 for name, value in released.items()}
+    assert not np.allclose(first, features(moved))
