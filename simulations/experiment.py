@@ -16,11 +16,16 @@ Format (every run-config key of ``[tool.flwr.app.config]`` may appear in ``base`
     set = { privacy-unit = "user" }   # optional, on top of base
     grid = { epsilon = [1.0, inf] }   # optional, the Cartesian product of the lists
     seeds = [0]                       # optional, overrides the top-level list for this arm
+    audit = { canaries = 200 }        # optional, federated arms only: run each cell as ``crossfed audit``
 
 Keys are checked against :class:`crossfed.shared.config.RunConfig` when the file is read, so a
 typo or an out-of-range value stops the sweep before anything runs, naming the file and
 the key. Keys the lead engineer adds to ``RunConfig`` (``secagg``, ``noise-mode``) are
 accepted the moment they exist; nothing here lists keys by hand.
+
+An arm's ``audit`` table (keys ``canaries``, ``canary-items``, ``canary-kind``, the flags of
+``crossfed audit`` with the same defaults) makes each of its cells an audited run: canaries in,
+``audit.json`` beside ``summary.json``, and the audit's figures in the sweep's tidy table.
 """
 
 from __future__ import annotations
@@ -37,11 +42,16 @@ from typing import Any
 from crossfed.shared.config import MODES, ConfigError, RunConfig
 from crossfed.shared.config.values import nearest_key
 from crossfed.shared.errors import UsageError
+from crossfed.simulations.audit.kinds import CANARY_KINDS, OWN_ITEMS
 
 #: Set per cell by the sweep itself, never by the experiment.
 RESERVED_KEYS = frozenset({"run-dir", "resume", "seed"})
 _TOP_KEYS = frozenset({"name", "description", "seeds", "base", "arm"})
-_ARM_KEYS = frozenset({"name", "modes", "set", "grid", "seeds"})
+_ARM_KEYS = frozenset({"name", "modes", "set", "grid", "seeds", "audit"})
+#: An arm's ``audit`` table: each key's default, as for ``crossfed audit``.
+AUDIT_DEFAULTS: Mapping[str, Any] = {"canaries": 200, "canary-items": 8, "canary-kind": OWN_ITEMS}
+#: The fewest canaries and items per canary an audit can draw (two items are held out like every user's).
+_AUDIT_MINIMUM = {"canaries": 2, "canary-items": 4}
 
 
 class ExperimentError(UsageError, ValueError):
@@ -60,6 +70,8 @@ class Cell:
     point: Mapping[str, Any]
     #: Every override (base, then the arm's ``set``, then ``point``), keyed as in pyproject.toml.
     overrides: Mapping[str, Any]
+    #: The arm's audit settings (every key of :data:`AUDIT_DEFAULTS`), or ``None`` for an ordinary run.
+    audit: Mapping[str, Any] | None = None
 
     @property
     def name(self) -> str:
@@ -125,13 +137,14 @@ def load_experiment(path: str | Path) -> Experiment:
         settings = _settings(arm.get("set", {}), where, f"{label}.set")
         grid = _grid(arm.get("grid", {}), where, f"{label}.grid")
         arm_seeds = _seeds(arm.get("seeds", seeds), where, f"{label}.seeds")
+        audit = _audit(arm["audit"], modes, where, f"{label}.audit") if "audit" in arm else None
         keys.update(dict.fromkeys(settings))
         keys.update(dict.fromkeys(grid))
         for values in itertools.product(*grid.values()):
             point = dict(zip(grid, values))
             for mode in modes:
                 for seed in arm_seeds:
-                    cell = Cell(name, arm_name, mode, seed, point, {**base, **settings, **point})
+                    cell = Cell(name, arm_name, mode, seed, point, {**base, **settings, **point}, audit)
                     _check_config(cell, where, label)
                     cells.append(cell)
     duplicates = sorted({c.name for c in cells if sum(o.name == c.name for o in cells) > 1})
@@ -172,6 +185,24 @@ def _settings(value: Any, where: str, label: str) -> dict[str, Any]:
         if isinstance(item, (dict, list)):
             raise ExperimentError(f"{where}: key '{label}.{key}' must be a single value; grid it under 'grid'")
     return dict(table)
+
+
+def _audit(value: Any, modes: list[str], where: str, label: str) -> dict[str, Any]:
+    """An arm's audit settings with defaults filled in; only a federated run has canaries to audit."""
+    table = _typed(value, dict, where, label)
+    _no_unknown(table, frozenset(AUDIT_DEFAULTS), where, label)
+    if modes != ["federated"]:
+        raise ExperimentError(f"{where}: key '{label}' needs modes = [\"federated\"] (an audit is a federated run)")
+    audit = {**AUDIT_DEFAULTS, **table}
+    for key, smallest in _AUDIT_MINIMUM.items():
+        number = audit[key]
+        if not isinstance(number, int) or isinstance(number, bool) or number < smallest:
+            raise ExperimentError(f"{where}: key '{label}.{key}' must be an integer >= {smallest}, got {number!r}")
+    if audit["canary-kind"] not in CANARY_KINDS:
+        raise ExperimentError(
+            f"{where}: key '{label}.canary-kind' must be one of {list(CANARY_KINDS)}, got {audit['canary-kind']!r}"
+        )
+    return audit
 
 
 def _grid(value: Any, where: str, label: str) -> dict[str, list[Any]]:

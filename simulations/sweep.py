@@ -9,6 +9,10 @@ gives each cell a clean slate and returns all its memory when it exits. It also 
 each cell a process tree whose peak memory and CPU time can be measured (CPU seconds per
 round are read at every round the child reports), and a log file of its own.
 The child reports finished rounds through a queue, which drives the progress bar.
+A cell of an arm with an ``audit`` table runs through the audit runner instead
+(:func:`crossfed.simulations.audit.runner.run_audit`), which writes ``audit.json`` beside
+``summary.json``; an audited cell always starts over, since its canaries are drawn into a
+fresh copy of the data.
 
 A cell is finished when its ``cell.json`` exists (written after ``summary.json``). On a
 rerun, finished cells are skipped - after checking they were run with the same settings -
@@ -104,6 +108,11 @@ def _finished(out: Path, cell: Cell) -> bool:
         return False
     recorded = json.loads(path.read_text())
     expected = jsonable(dict(cell.overrides))
+    if recorded.get("audit") != jsonable(cell.audit):
+        raise ExperimentError(
+            f"{path}: cell {cell.name} was run with other audit settings ({recorded.get('audit')} instead of "
+            f"{jsonable(cell.audit)}); use another --out, or delete that cell's folder to rerun it"
+        )
     if recorded.get("overrides") != expected:
         changed = sorted(
             k
@@ -119,7 +128,7 @@ def _finished(out: Path, cell: Cell) -> bool:
 
 def _run_cell(out: Path, cell: Cell, data_dir: str, bar: Any) -> CellOutcome:
     directory = cell_dir(out, cell)
-    resume = cell.mode == "federated" and (directory / Checkpoint.FILE_NAME).exists()
+    resume = cell.mode == "federated" and cell.audit is None and (directory / Checkpoint.FILE_NAME).exists()
     if not resume:
         shutil.rmtree(directory, ignore_errors=True)  # an interrupted baseline starts over
     directory.mkdir(parents=True, exist_ok=True)
@@ -129,7 +138,7 @@ def _run_cell(out: Path, cell: Cell, data_dir: str, bar: Any) -> CellOutcome:
     child = context.Process(
         target=_child_main,
         name=f"cell-{cell.name}",
-        args=(cell.mode, config.to_flat(), events, str(directory / LOG_FILE)),
+        args=(cell.mode, config.to_flat(), jsonable(cell.audit), events, str(directory / LOG_FILE)),
     )
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else math.nan
     started = time.perf_counter()
@@ -182,6 +191,7 @@ def _run_cell(out: Path, cell: Cell, data_dir: str, bar: Any) -> CellOutcome:
         "seed": cell.seed,
         "point": jsonable(dict(cell.point)),
         "overrides": jsonable(dict(cell.overrides)),
+        "audit": jsonable(cell.audit),
         "resumed": resume,
         "process_seconds": round(seconds, 2),
         "load_average_at_start": load,
@@ -197,20 +207,36 @@ def _run_cell(out: Path, cell: Cell, data_dir: str, bar: Any) -> CellOutcome:
     return CellOutcome(cell, "done", seconds)
 
 
-def _child_main(mode: str, flat_config: dict[str, Any], events: Any, log_path: str) -> None:
+def _child_main(
+    mode: str, flat_config: dict[str, Any], audit: Mapping[str, Any] | None, events: Any, log_path: str
+) -> None:
     """Inside the child: everything it prints goes to the cell's log, rounds go to the queue."""
     _die_with_parent()
     log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(log, 1)
     os.dup2(log, 2)
     from crossfed.shared.config import RunConfig
-    from crossfed.simulations.runner import configure_logging, run_mode
+    from crossfed.simulations.runner import configure_logging
 
     configure_logging(quiet=False)
     logging.getLogger("crossfed.progress").addHandler(_RoundForwarder(events))
     config = RunConfig.from_mapping(flat_config)
-    run_mode(mode, config)
+    run_cell_job(mode, config, audit)
     events.put(("measured", traffic(mode, config)))
+
+
+def run_cell_job(mode: str, config: Any, audit: Mapping[str, Any] | None = None) -> None:
+    """One cell's run in ``config``'s run folder: ``crossfed run`` in ``mode``, or ``crossfed audit`` with ``audit``."""
+    if audit is None:
+        from crossfed.simulations.runner import run_mode
+
+        run_mode(mode, config)
+        return
+    from crossfed.simulations.audit.runner import run_audit
+
+    if mode != "federated":
+        raise ExperimentError(f"an audited cell must be federated, not {mode!r}")
+    run_audit(config, audit["canaries"], audit["canary-items"], Path(config.experiment.run_dir), audit["canary-kind"])
 
 
 def _stop_tree(root: int) -> None:

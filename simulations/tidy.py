@@ -22,7 +22,10 @@ Columns (``k`` = the config's ``top-k``, 10 by default):
   ``cpu_seconds`` / ``round_cpu_seconds`` (CPU time of the process tree: in all, and per
   round over rounds 2..R - less sensitive than wall time to other jobs on the machine),
   ``peak_rss_mb`` / ``peak_pss_mb`` (process tree), ``bytes_up_per_round`` /
-  ``bytes_down_per_round`` (per platform, federated only), ``load_average_at_start``.
+  ``bytes_down_per_round`` (per platform, federated only), ``load_average_at_start``;
+* audit (cells of an arm with an ``audit`` table, empty elsewhere): ``canaries``, ``ceiling``,
+  ``epsilon_claimed``, and per adversary ``<adversary>_epsilon_lower_bound``,
+  ``<adversary>_auroc``, ``<adversary>_tpr_at_1pct_fpr`` (adversaries as in ``audit.json``).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ import pandas as pd
 
 from crossfed.shared.evaluation.ranking import PROTOCOLS
 from crossfed.shared.evaluation.results import SUMMARY_FILE
+from crossfed.simulations.audit.kinds import AUDIT_FILE
 from crossfed.simulations.experiment import Experiment
 from crossfed.simulations.sweep import CELL_FILE, cell_dir
 
@@ -55,6 +59,8 @@ PRIVACY_KEYS = frozenset(
         "accountant",
     }
 )
+#: Each adversary's figures in ``audit.json``, one column each.
+AUDIT_FIGURES = ("epsilon_lower_bound", "auroc", "tpr_at_1pct_fpr")
 _COST = (
     "process_seconds",
     "cpu_seconds",
@@ -104,6 +110,7 @@ def collect(experiment: Experiment, out: Path) -> Tables:
                 **_timing(summary),
                 **_stopping(summary),
                 **{key: math.nan if record.get(key) is None else record[key] for key in _COST},
+                **_audit(directory / AUDIT_FILE),
             }
         )
         for entry in summary["per_platform"]:
@@ -173,6 +180,22 @@ def _privacy(summary: dict[str, Any]) -> dict[str, Any]:
         return {"epsilon_spent_max": math.nan, "delta": math.nan}
     spent = [_number(v) for v in privacy.get("epsilon", {}).values()]
     return {"epsilon_spent_max": max(spent) if spent else math.nan, "delta": privacy.get("delta", math.nan)}
+
+
+def _audit(path: Path) -> dict[str, Any]:
+    """The audit's figures as flat columns; none for a cell that was not audited."""
+    if not path.exists():
+        return {}
+    audit = json.loads(path.read_text())
+    row: dict[str, Any] = {
+        "canaries": audit["canaries"],
+        "ceiling": _number(audit["ceiling"]),
+        "epsilon_claimed": math.nan if audit["epsilon_claimed"] is None else _number(audit["epsilon_claimed"]),
+    }
+    for adversary, figures in audit["adversaries"].items():
+        for figure in AUDIT_FIGURES:
+            row[f"{adversary}_{figure}"] = _number(figures[figure])
+    return row
 
 
 def _timing(summary: dict[str, Any]) -> dict[str, Any]:

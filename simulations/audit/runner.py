@@ -40,7 +40,8 @@ from crossfed.simulations.audit.canaries import (
 )
 from crossfed.simulations.audit.capture import Rounds, load_rounds, update_recorder
 from crossfed.simulations.audit.items import score_inference
-from crossfed.simulations.audit.kinds import OWN_ITEMS
+from crossfed.simulations.audit.kinds import AUDIT_FILE, OWN_ITEMS
+from crossfed.simulations.audit.membership import attack_scores, membership_features, shadow_split
 from crossfed.simulations.audit.scores import (
     coordinator_scores,
     fold_in_scorer,
@@ -50,7 +51,6 @@ from crossfed.simulations.audit.scores import (
 
 logger = logging.getLogger("crossfed.audit")
 
-AUDIT_FILE = "audit.json"
 ITEM_INFERENCE_FILE = "item_inference.json"
 #: How many items the item-inference attack guesses per platform.
 ITEM_INFERENCE_K = 100
@@ -102,7 +102,32 @@ def score_audit(config: RunConfig, canaries: CanarySet, out: Path, summary: dict
         raise FileNotFoundError(f"{out / FinalModel.FILE_NAME}: the run left no global model to audit")
     scores = adversary_scores(config, canaries, load_rounds(out / UPDATES_FOLDER), final.arrays)
     canaries.save(out, scores)
-    return audit_result(scores, canaries, config.privacy.delta, claimed_epsilon(summary))
+    result = audit_result(scores, canaries, config.privacy.delta, claimed_epsilon(summary))
+    result["adversaries"]["membership"] = membership_figures(config, canaries, final.arrays)
+    return result
+
+
+def membership_figures(config: RunConfig, canaries: CanarySet, released: dict[str, np.ndarray]) -> dict[str, float]:
+    """The user-membership attack (:mod:`crossfed.simulations.audit.membership`) on the half it did not train on."""
+    dataset = load_dataset(config.data.dataset)
+    item_index = {str(item): code for code, item in enumerate(dataset.item_ids)}
+    num_items, item_features = item_side(config)
+    features = membership_features(canaries, released, config.model, num_items, item_features, item_index)
+    attack = attack_scores(features, canaries.included, shadow_split(len(canaries), canaries.seed))
+    included = canaries.included[attack.scored]
+    guess = audit_bound(attack.scores, included, config.privacy.delta)
+    figures = {
+        "epsilon_lower_bound": guess.epsilon_lower_bound,
+        "auroc": auroc(attack.scores, included),
+        "tpr_at_1pct_fpr": tpr_at_fpr(attack.scores, included),
+    }
+    logger.info(
+        "audit membership: epsilon >= %.3f on the %d canaries outside the shadow, AUROC %.3f",
+        guess.epsilon_lower_bound,
+        len(included),
+        figures["auroc"],
+    )
+    return figures
 
 
 def adversary_scores(
