@@ -122,6 +122,18 @@ def test_a_streamed_body_is_cut_off_once_past_the_cap(gateway):
     assert len(sent) <= CAP // 1_000 + 2  # reading stopped just past the cap, not at the end of the stream
 
 
+def test_a_body_declared_past_the_cap_is_refused_before_it_is_read(gateway):
+    sent: list[int] = []
+
+    async def large() -> AsyncIterator[bytes]:
+        for index in range(100):
+            sent.append(index)
+            yield b"\x00" * 1_000
+
+    assert gateway.post("push-object", large(), {"content-length": str(100_000)}) == 413
+    assert sent == [] and gateway.superlink.forwarded == []
+
+
 def test_the_bytes_of_one_reply_are_bounded_across_its_requests(gateway):
     answers = [gateway.post("push-object", push_object(HONEST, 3_000)) for _ in range(4)]
     assert answers == [200, 200, 200, 413]
