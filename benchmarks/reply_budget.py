@@ -23,7 +23,7 @@ from pathlib import Path
 from provenance import markdown, provenance
 
 from crossfed.server.deploy.gateway import OVERSIZE
-from crossfed.server.deploy.reply_budget import Limits
+from crossfed.server.deploy.limits import Limits
 from crossfed.server.federation import initial_arrays
 from crossfed.shared.config import RunConfig
 

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from crossfed.server.deploy.deployment import Deployment, DeploymentError
-from crossfed.server.deploy.reply_budget import Limits
+from crossfed.server.deploy.limits import Limits
 from crossfed.shared.config import RunConfig
 from crossfed.shared.config.trust import PRIVACY_KEYS
 from crossfed.shared.data.movielens import resolve_data_dir

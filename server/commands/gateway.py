@@ -15,7 +15,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from crossfed.server.deploy.reply_budget import DEFAULT_MAX_REPLY_BYTES, DEFAULT_MAX_REQUEST_BYTES
+from crossfed.server.deploy.limits import DEFAULT_MAX_REPLY_BYTES, DEFAULT_MAX_REQUEST_BYTES
 from crossfed.shared.cli import Command
 from crossfed.shared.errors import UsageError
 
@@ -50,7 +50,7 @@ def _address(flag: str, value: str) -> str:
 def run(args: argparse.Namespace) -> int:
     from crossfed.server.deploy.certs import CA_CERT, SERVER_CERT, SERVER_KEY
     from crossfed.server.deploy.gateway import serve
-    from crossfed.server.deploy.reply_budget import Limits
+    from crossfed.server.deploy.limits import Limits
 
     listen, superlink = _address("--listen", args.listen), _address("--superlink", args.superlink)
     missing = [name for name in (CA_CERT, SERVER_CERT, SERVER_KEY) if not (args.certs / name).is_file()]

@@ -26,8 +26,8 @@ from typing import Any, Self
 import tomli_w
 
 from crossfed.server.deploy import certs
+from crossfed.server.deploy.limits import Limits
 from crossfed.server.deploy.processes import ManagedProcess
-from crossfed.server.deploy.reply_budget import Limits
 from crossfed.shared.errors import CrossfedError
 from crossfed.shared.runtime.proc import tree_pids
 

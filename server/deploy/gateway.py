@@ -30,10 +30,10 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
+from crossfed.server.deploy.limits import Limits
 from crossfed.server.deploy.reply_budget import (
     PULL_MESSAGES,
     AuthenticationFailed,
-    Limits,
     ReplyBudgets,
     claimed_node,
     delivered_runs,

@@ -14,7 +14,7 @@ from flwr.supercore.date import now
 from flwr.supercore.primitives.asymmetric import generate_key_pairs, public_key_to_bytes, sign_message
 
 from crossfed.server.deploy.gateway import create_app
-from crossfed.server.deploy.reply_budget import Limits
+from crossfed.server.deploy.limits import Limits
 
 RUN = 7
 HONEST, HOSTILE = 11, 22
