@@ -16,10 +16,11 @@ only after the gateway forwarded the request. Counting by the body's node id wou
 platform put an honest platform's id in its pushes and use up that platform's budget, so the
 honest reply is refused. The gateway therefore verifies the signature itself and counts by the
 public key: a sender can spend only the budget of a key it holds. Requests the SuperLink answers
-with an error (an unregistered key, a node id that is not the key's, an unknown run) are
-credited back, so fresh keys and invented run ids leave no counters behind and never reach the
-ServerApp. Without SuperNode authentication there is no key to count by, and the body's node id
-is used: spoofable, and said so in the threat model.
+with an error status (its authentication answers 401 for an unregistered key or a node id that
+is not the key's) stored nothing and are credited back, so fresh keys leave no counters behind.
+The signature is checked, not the timestamp's age (the SuperLink checks that): replaying a
+header needs the TLS-protected traffic it travelled in. Without SuperNode authentication there
+is no key to count by, and the body's node id is used: spoofable, and said so in the threat model.
 """
 
 from __future__ import annotations
