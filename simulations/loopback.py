@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from crossfed.server.deploy.deployment import Deployment, DeploymentError
+from crossfed.server.deploy.limits import Limits
 from crossfed.shared.config import RunConfig
 from crossfed.shared.config.trust import PRIVACY_KEYS
 from crossfed.shared.data.movielens import resolve_data_dir
@@ -97,6 +98,14 @@ def operator_pins(run_config: Mapping[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in run_config.items() if key in PRIVACY_KEYS or key == "noise-mode"}
 
 
+def gateway_limits(run_config: Mapping[str, Any]) -> Limits:
+    """The gateway's bounds for this run: from the bytes of the shared arrays the coordinator starts it with."""
+    from crossfed.server.federation import initial_arrays  # torch: only when a deployment starts
+
+    arrays = initial_arrays(RunConfig.from_mapping(run_config))
+    return Limits.for_model(sum(int(value.nbytes) for value in arrays.values()))
+
+
 _CHECKED: dict[Path, tuple[float, int]] = {}
 
 
@@ -138,6 +147,7 @@ def run_loopback(settings: LoopbackSettings) -> dict[str, Any]:
         raise DeploymentError(f"{out} is not empty: a loopback writes a fresh run folder")
     data_dir = str(resolve_data_dir(settings.data_dir or None).resolve())
     config = settings.run_config(data_dir)
+    limits = gateway_limits(config)
     deployment = Deployment(
         out / "deployment",
         settings.platforms,
@@ -145,6 +155,7 @@ def run_loopback(settings: LoopbackSettings) -> dict[str, Any]:
         state_dir_of=lambda index: platform_dir(out, index),
         node_pins=operator_pins(config),
         prepare_operators=lambda deployed: vetted.append(vet_app(deployed)),
+        limits=limits,
     )
     vetted: list[str] = []
     facts: dict[str, Any] = {
@@ -152,6 +163,7 @@ def run_loopback(settings: LoopbackSettings) -> dict[str, Any]:
         "tls": True,
         "supernode_auth": True,
         "fleet_gateway": True,
+        "gateway_limits": {"max_request_bytes": limits.max_request_bytes, "max_reply_bytes": limits.max_reply_bytes},
         "secagg": settings.secagg,
         "restarts": [],
         "serverapp_restarts": [],

@@ -26,6 +26,7 @@ from typing import Any, Self
 import tomli_w
 
 from crossfed.server.deploy import certs
+from crossfed.server.deploy.limits import Limits
 from crossfed.server.deploy.processes import ManagedProcess
 from crossfed.shared.errors import CrossfedError
 from crossfed.shared.runtime.proc import tree_pids
@@ -134,6 +135,9 @@ class Deployment:
     prepare_operators: Callable[[Deployment], None] | None = None
     #: The folder ``flwr run`` builds the app bundle from (a loopback's operators vet a snapshot of it).
     app_dir: Path = APP_DIR
+    #: The gateway's bounds on what a platform pushes (``Limits.for_model`` of the run's shared arrays);
+    #: ``None`` leaves ``crossfed gateway``'s defaults.
+    limits: Limits | None = None
     #: Processes started besides the platforms' SuperNodes (the unregistered probe).
     others: list[ManagedProcess] = field(default_factory=list)
 
@@ -255,7 +259,7 @@ class Deployment:
         executable = flower_executable("crossfed")
         if executable is None:
             raise DeploymentError("the crossfed command is not installed beside this interpreter")
-        return [
+        command = [
             executable,
             "gateway",
             "--listen",
@@ -265,6 +269,10 @@ class Deployment:
             "--certs",
             str(self.certs_dir),
         ]
+        if self.limits is not None:
+            command += ["--max-request-bytes", str(self.limits.max_request_bytes)]
+            command += ["--max-reply-bytes", str(self.limits.max_reply_bytes)]
+        return command
 
     def _gateway_listening(self) -> bool:
         assert self.gateway is not None

@@ -9,6 +9,11 @@ nothing but ``ca.crt`` can therefore register nodes and submit runs. So the Supe
 given this gateway's address: it terminates TLS with the SuperLink's certificate, forwards
 requests under :data:`FLEET_PREFIX` unchanged (SuperNode authentication signs a timestamp in
 headers, which pass through), and answers every other path 403 without forwarding it.
+
+It is also where a platform's reply is first seen, before the SuperLink and the ServerApp
+deserialise it (Flower's own limit is 2 GiB): it never buffers more than one request's cap of a
+body (read as a stream, 413 once past it) and bounds the bytes each sender pushes for one reply
+(:mod:`crossfed.server.deploy.reply_budget`), answering 413 without forwarding what is past either.
 """
 
 from __future__ import annotations
@@ -25,6 +30,17 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
+from crossfed.server.deploy.limits import Limits
+from crossfed.server.deploy.reply_budget import (
+    PULL_MESSAGES,
+    AuthenticationFailed,
+    ReplyBudgets,
+    claimed_node,
+    delivered_runs,
+    parse_push,
+    sender_of,
+)
+
 logger = logging.getLogger("crossfed.deploy.gateway")
 
 #: The Fleet API's path prefix in Flower 1.42 (``flwr.superlink.routers.fleet.router``).
@@ -35,6 +51,8 @@ HOP_HEADERS = frozenset(
 )
 #: The gateway's log line for a refused request; the loopback looks for it.
 REFUSED = "refused"
+#: The gateway's log line for a request refused for its size.
+OVERSIZE = "oversize"
 #: Upper bound on one forwarded call; Fleet calls are short request/response exchanges.
 UPSTREAM_TIMEOUT = 300.0
 
@@ -48,9 +66,33 @@ def _forwarded_headers(request: Request) -> dict[str, str]:
     return {name: value for name, value in request.headers.items() if name.lower() not in HOP_HEADERS}
 
 
-def create_app(superlink: str, ca_cert: Path | None, transport: httpx.AsyncBaseTransport | None = None) -> Starlette:
-    """The gateway application forwarding Fleet calls to ``https://{superlink}``, verified against ``ca_cert``
-    (``transport`` replaces the network, for tests)."""
+async def read_capped(request: Request, limit: int) -> bytes | None:
+    """The request's body, read as a stream; ``None`` as soon as it is past ``limit`` bytes (or declares so)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)
+
+
+def _too_large(what: str, limit: int) -> Response:
+    return PlainTextResponse(f"{what} exceeds this gateway's limit of {limit} bytes\n", status_code=413)
+
+
+def create_app(
+    superlink: str,
+    ca_cert: Path | None,
+    transport: httpx.AsyncBaseTransport | None = None,
+    limits: Limits | None = None,
+) -> Starlette:
+    """The gateway application forwarding Fleet calls to ``https://{superlink}``, verified against ``ca_cert``,
+    within ``limits`` (``transport`` replaces the network, for tests)."""
+    limits = limits or Limits()
+    budgets = ReplyBudgets(limits.max_reply_bytes)
     verify = ssl.create_default_context(cafile=str(ca_cert)) if ca_cert is not None else True
     client = httpx.AsyncClient(
         base_url=f"https://{superlink}", verify=verify, timeout=UPSTREAM_TIMEOUT, transport=transport
@@ -61,13 +103,44 @@ def create_app(superlink: str, ca_cert: Path | None, transport: httpx.AsyncBaseT
         if not is_fleet_path(path):
             logger.warning("%s %s %s from %s", REFUSED, request.method, path, request.client)
             return PlainTextResponse(f"this address serves only the Fleet API ({FLEET_PREFIX})\n", status_code=403)
-        upstream = await client.request(
-            request.method,
-            path,
-            params=request.query_params,
-            content=await request.body(),
-            headers=_forwarded_headers(request),
-        )
+        body = await read_capped(request, limits.max_request_bytes)
+        if body is None:
+            cap = limits.max_request_bytes
+            logger.warning("%s %s: body past %d bytes, from %s", OVERSIZE, path, cap, request.client)
+            return _too_large("the request body", limits.max_request_bytes)
+        push = parse_push(path, body)
+        try:
+            counted = push is not None or path == PULL_MESSAGES
+            sender = sender_of(request.headers, claimed_node(path, body, push)) if counted else None
+        except AuthenticationFailed as error:
+            logger.warning("%s %s: %s, from %s", REFUSED, path, error, request.client)
+            return PlainTextResponse("invalid SuperNode authentication\n", status_code=401)
+        charge = (sender, push.run_ids, len(body)) if push is not None and sender is not None else None
+        if charge is not None and not budgets.charge(*charge):
+            so_far = max(budgets.spent(sender, run) for run in push.run_ids)
+            logger.warning(
+                "%s %s: %s would push more than %d bytes into run(s) %s for one reply (%d so far, %d more)",
+                OVERSIZE,
+                path,
+                sender,
+                limits.max_reply_bytes,
+                list(push.run_ids),
+                so_far,
+                len(body),
+            )
+            return _too_large("this reply", limits.max_reply_bytes)
+        try:
+            upstream = await client.request(
+                request.method, path, params=request.query_params, content=body, headers=_forwarded_headers(request)
+            )
+        except BaseException:
+            if charge is not None:
+                budgets.refund(*charge)
+            raise
+        if charge is not None and upstream.status_code >= 400:
+            budgets.refund(*charge)
+        if path == PULL_MESSAGES and sender is not None and upstream.status_code == 200:
+            budgets.restart(sender, delivered_runs(upstream.content))
         headers = {name: value for name, value in upstream.headers.items() if name.lower() not in HOP_HEADERS}
         return Response(upstream.content, status_code=upstream.status_code, headers=headers)
 
@@ -80,7 +153,7 @@ def create_app(superlink: str, ca_cert: Path | None, transport: httpx.AsyncBaseT
     return Starlette(routes=[Route("/{path:path}", forward, methods=methods)], lifespan=lifespan)
 
 
-def serve(listen: str, superlink: str, certs_dir: Path) -> None:
+def serve(listen: str, superlink: str, certs_dir: Path, limits: Limits | None = None) -> None:
     """Serve the gateway on ``listen`` (``host:port``) until stopped, with the SuperLink's certificate."""
     import uvicorn
 
@@ -88,7 +161,7 @@ def serve(listen: str, superlink: str, certs_dir: Path) -> None:
 
     host, _, port = listen.rpartition(":")
     uvicorn.run(
-        create_app(superlink, certs_dir / CA_CERT),
+        create_app(superlink, certs_dir / CA_CERT, limits=limits),
         host=host.strip("[]"),
         port=int(port),
         ssl_certfile=str(certs_dir / SERVER_CERT),
