@@ -29,9 +29,8 @@ from crossfed.shared.config import ModelConfig
 from crossfed.shared.data.features import EncodedFeature
 from crossfed.shared.model.recommender import build_model
 from crossfed.shared.model.sharing import load_shared_arrays
-from crossfed.shared.training.losses import bce_loss
 from crossfed.simulations.audit.canaries import CanarySet
-from crossfed.simulations.audit.scores import FIT_LEARNING_RATE, FIT_NEGATIVES, FIT_STEPS
+from crossfed.simulations.audit.scores import fit_user_vectors, fold_in_task
 
 #: Length of the recommendation list the attacker sees.
 RECOMMENDED = 10
@@ -100,26 +99,9 @@ def _fold_in(
     model: torch.nn.Module, item_vectors: torch.Tensor, support: list[list[int]], num_items: int, seed: int
 ) -> torch.Tensor:
     """User vectors fitted to each canary's support items against sampled negatives (released model frozen)."""
-    rng = np.random.default_rng([seed, _FIT_SEED])
-    width = max(len(s) for s in support) * (1 + FIT_NEGATIVES)
-    items = np.zeros((len(support), width), dtype=np.int64)
-    targets = np.zeros(items.shape, dtype=np.float32)
-    mask = np.zeros(items.shape, dtype=np.float32)
-    for row, chosen in enumerate(support):
-        picked = np.concatenate([chosen, rng.integers(0, num_items, size=len(chosen) * FIT_NEGATIVES)])
-        items[row, : len(picked)] = picked
-        targets[row, : len(chosen)] = 1.0
-        mask[row, : len(picked)] = 1.0
-    items_t, targets_t, mask_t = torch.as_tensor(items), torch.as_tensor(targets), torch.as_tensor(mask)
-    user_dim = model.user_tower(torch.zeros(1, dtype=torch.long)).shape[-1]
-    vectors = torch.zeros(len(support), user_dim, requires_grad=True)
-    optimizer = torch.optim.Adam([vectors], lr=FIT_LEARNING_RATE)
+    task = fold_in_task(support, num_items, np.random.default_rng([seed, _FIT_SEED]))
     torch.manual_seed(seed)
-    for _ in range(FIT_STEPS):
-        optimizer.zero_grad()
-        bce_loss(model.shared(vectors, items_t, item_vectors[items_t]), targets_t, mask_t).backward()
-        optimizer.step()
-    return vectors.detach()
+    return fit_user_vectors(model, item_vectors, task)
 
 
 def attack_scores(features: np.ndarray, included: np.ndarray, shadow: np.ndarray) -> MembershipScores:

@@ -137,6 +137,41 @@ def fold_in_scorer(
     support = [[item_index[i] for i in s] for s, _q in halves]
     query = [[item_index[i] for i in q] for _s, q in halves]
     rng = np.random.default_rng([canaries.seed, _FIT_SEED])
+    task = fold_in_task(support, num_items, rng)
+    # Each canary's query items are ranked against a fixed random sample of the catalog (its support
+    # items excluded): the percentile estimates the full-catalog one at a fraction of the cost.
+    compared = np.stack([_sample_excluding(rng, num_items, chosen, RANKED_AGAINST) for chosen in support])
+    query_width = max(len(q) for q in query)
+    queried = np.array([q + [q[0]] * (query_width - len(q)) for q in query], dtype=np.int64)
+    query_mask = np.array([[1.0] * len(q) + [0.0] * (query_width - len(q)) for q in query])
+    ranked_t = torch.as_tensor(np.concatenate([queried, compared], axis=1))
+    catalog = torch.arange(num_items)
+
+    def score(arrays: Mapping[str, np.ndarray]) -> np.ndarray:
+        load_shared_arrays(model, dict(arrays))
+        torch.manual_seed(_FIT_SEED)
+        with torch.no_grad():
+            item_vectors = model.shared.item_tower(catalog)
+        vectors = fit_user_vectors(model, item_vectors, task)
+        with torch.no_grad():
+            logits = model.shared(vectors, ranked_t, item_vectors[ranked_t]).numpy()
+        query_logits, sample_logits = logits[:, :query_width], logits[:, query_width:]
+        percentiles = (sample_logits[:, None, :] < query_logits[:, :, None]).mean(axis=2)
+        scores = (percentiles * query_mask).sum(axis=1) / query_mask.sum(axis=1)
+        return scores
+
+    return score
+
+
+#: A fold-in task: each row's items (support items first, then sampled negatives), targets and mask.
+FoldInTask = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+def fold_in_task(support: list[list[int]], num_items: int, rng: np.random.Generator) -> FoldInTask:
+    """Each canary's support items against ``FIT_NEGATIVES`` random items each, padded into one batch.
+
+    The negatives are drawn once, so every parameter set a caller compares is fitted to the same task.
+    """
     width = max(len(s) for s in support) * (1 + FIT_NEGATIVES)
     items = np.zeros((len(support), width), dtype=np.int64)
     targets = np.zeros(items.shape, dtype=np.float32)
@@ -146,37 +181,20 @@ def fold_in_scorer(
         items[row, : len(picked)] = picked
         targets[row, : len(chosen)] = 1.0
         mask[row, : len(picked)] = 1.0
-    # Each canary's query items are ranked against a fixed random sample of the catalog (its support
-    # items excluded): the percentile estimates the full-catalog one at a fraction of the cost.
-    compared = np.stack([_sample_excluding(rng, num_items, chosen, RANKED_AGAINST) for chosen in support])
-    query_width = max(len(q) for q in query)
-    queried = np.array([q + [q[0]] * (query_width - len(q)) for q in query], dtype=np.int64)
-    query_mask = np.array([[1.0] * len(q) + [0.0] * (query_width - len(q)) for q in query])
-    ranked_t = torch.as_tensor(np.concatenate([queried, compared], axis=1))
-    catalog = torch.arange(num_items)
+    return torch.as_tensor(items), torch.as_tensor(targets), torch.as_tensor(mask)
+
+
+def fit_user_vectors(model: torch.nn.Module, item_vectors: torch.Tensor, task: FoldInTask) -> torch.Tensor:
+    """User vectors fitted to ``task`` from zero with the released model frozen: what a recipient can do."""
+    items, targets, mask = task
     user_dim = model.user_tower(torch.zeros(1, dtype=torch.long)).shape[-1]
-    items_t, targets_t, mask_t = torch.as_tensor(items), torch.as_tensor(targets), torch.as_tensor(mask)
-
-    def score(arrays: Mapping[str, np.ndarray]) -> np.ndarray:
-        load_shared_arrays(model, dict(arrays))
-        torch.manual_seed(_FIT_SEED)
-        with torch.no_grad():
-            item_vectors = model.shared.item_tower(catalog)
-        vectors = torch.zeros(len(support), user_dim, requires_grad=True)
-        optimizer = torch.optim.Adam([vectors], lr=FIT_LEARNING_RATE)
-        for _ in range(FIT_STEPS):
-            optimizer.zero_grad()
-            logits = model.shared(vectors, items_t, item_vectors[items_t])
-            bce_loss(logits, targets_t, mask_t).backward()
-            optimizer.step()
-        with torch.no_grad():
-            logits = model.shared(vectors.detach(), ranked_t, item_vectors[ranked_t]).numpy()
-        query_logits, sample_logits = logits[:, :query_width], logits[:, query_width:]
-        percentiles = (sample_logits[:, None, :] < query_logits[:, :, None]).mean(axis=2)
-        scores = (percentiles * query_mask).sum(axis=1) / query_mask.sum(axis=1)
-        return scores
-
-    return score
+    vectors = torch.zeros(len(items), user_dim, requires_grad=True)
+    optimizer = torch.optim.Adam([vectors], lr=FIT_LEARNING_RATE)
+    for _ in range(FIT_STEPS):
+        optimizer.zero_grad()
+        bce_loss(model.shared(vectors, items, item_vectors[items]), targets, mask).backward()
+        optimizer.step()
+    return vectors.detach()
 
 
 def _sample_excluding(rng: np.random.Generator, num_items: int, excluded: list[int], size: int) -> np.ndarray:
