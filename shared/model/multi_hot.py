@@ -28,13 +28,14 @@ def index_bags(values: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     entries of any row (at least 1).
     """
     values = np.asarray(values, dtype=np.float32)
-    width = max(1, int((values != 0).sum(axis=1).max(initial=0)))
+    rows, columns = np.nonzero(values)  # row-major: each row's columns in ascending order
+    counts = np.bincount(rows, minlength=values.shape[0])
+    width = max(1, int(counts.max(initial=0)))
+    slots = np.arange(len(rows)) - np.repeat(np.cumsum(counts) - counts, counts)
     tokens = np.zeros((values.shape[0], width), dtype=np.int64)
     weights = np.zeros((values.shape[0], width), dtype=np.float32)
-    for row, line in enumerate(values):
-        (columns,) = np.nonzero(line)
-        tokens[row, : len(columns)] = columns
-        weights[row, : len(columns)] = line[columns]
+    tokens[rows, slots] = columns
+    weights[rows, slots] = values[rows, columns]
     return torch.as_tensor(tokens), torch.as_tensor(weights)
 
 
