@@ -276,25 +276,11 @@ class Deployment:
 
     def _gateway_listening(self) -> bool:
         assert self.gateway is not None
-        if not self.gateway.running():
-            raise DeploymentError(
-                f"crossfed gateway exited with code {self.gateway.process.returncode}:\n"
-                f"{self.gateway.log_text()[-3000:]}"
-            )
-        with socket.socket() as sock:
-            sock.settimeout(1.0)
-            return sock.connect_ex(("127.0.0.1", self.gateway_port)) == 0
+        return _listening(self.gateway, "crossfed gateway", self.gateway_port)
 
     def _superlink_listening(self) -> bool:
         assert self.superlink is not None
-        if not self.superlink.running():
-            raise DeploymentError(
-                f"flower-superlink exited with code {self.superlink.process.returncode}:\n"
-                f"{self.superlink.log_text()[-3000:]}"
-            )
-        with socket.socket() as sock:
-            sock.settimeout(1.0)
-            return sock.connect_ex(("127.0.0.1", self.superlink_port)) == 0
+        return _listening(self.superlink, "flower-superlink", self.superlink_port)
 
     def _write_connection(self, flwr_home: Path | None = None, address: str | None = None) -> None:
         """A ``config.toml`` with one connection verified against the federation's CA: by default the
@@ -537,3 +523,13 @@ class Deployment:
 def node_config_string(values: Mapping[str, Any]) -> str:
     """``--node-config`` syntax: space-separated TOML ``key=value`` pairs (strings quoted)."""
     return " ".join(f"{key}={json.dumps(value)}" for key, value in values.items())
+
+
+def _listening(process: ManagedProcess, name: str, port: int) -> bool:
+    """Whether ``process`` accepts connections on ``port``; its exit is an error that carries its log,
+    so a start-up failure reads as the process's own message rather than a timeout."""
+    if not process.running():
+        raise DeploymentError(f"{name} exited with code {process.process.returncode}:\n{process.log_text()[-3000:]}")
+    with socket.socket() as sock:
+        sock.settimeout(1.0)
+        return sock.connect_ex(("127.0.0.1", port)) == 0

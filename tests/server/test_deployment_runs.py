@@ -1,10 +1,14 @@
 """Run control in a deployment: what the coordinator's tooling does when Flower's answer races it."""
 
+import os
+import socket
+import sys
 from pathlib import Path
 
 import pytest
 
-from crossfed.server.deploy.deployment import Deployment, DeploymentError
+from crossfed.server.deploy.deployment import Deployment, DeploymentError, _listening, free_port
+from crossfed.server.deploy.processes import ManagedProcess
 
 ALREADY_FINISHED = "[code: 18] Run is already finished."
 
@@ -30,3 +34,31 @@ def test_stopping_a_run_that_finished_meanwhile_is_not_an_error(tmp_path, monkey
 def test_a_refused_stop_of_a_running_run_is_an_error(tmp_path, monkeypatch):
     with pytest.raises(DeploymentError, match="flwr stop 7"):
         _deployment(tmp_path, monkeypatch, "running").stop_run(7)
+
+
+def test_a_process_that_dies_while_starting_reports_its_log_not_a_timeout(tmp_path):
+    crashed = ManagedProcess(
+        "superlink",
+        [sys.executable, "-c", "print('address already in use'); raise SystemExit(3)"],
+        tmp_path / "superlink.log",
+        os.environ,
+        tmp_path,
+    )
+    crashed.wait(30)
+    with pytest.raises(DeploymentError, match=r"(?s)exited with code 3.*address already in use"):
+        _listening(crashed, "flower-superlink", free_port())
+
+
+def test_a_running_process_listens_once_its_port_accepts(tmp_path):
+    waiting = ManagedProcess(
+        "gateway", [sys.executable, "-c", "import time; time.sleep(60)"], tmp_path / "g.log", os.environ, tmp_path
+    )
+    try:
+        with socket.socket() as server:
+            server.bind(("127.0.0.1", 0))
+            port = server.getsockname()[1]
+            assert not _listening(waiting, "crossfed gateway", port)
+            server.listen()
+            assert _listening(waiting, "crossfed gateway", port)
+    finally:
+        waiting.stop(grace=1.0)
