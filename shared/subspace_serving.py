@@ -1,0 +1,101 @@
+"""A platform's served model over the DP item subspace: its local-only model, plus the subspace where it helps.
+
+The federation releases an orthonormal item basis ``V`` (``crossfed.shared.privacy.item_subspace``).
+A platform scores its own users by ``h_u V V^T`` - ``h_u`` their history, which never leaves the
+platform - and serves ``local logits + w x standardised subspace scores``. The subspace scores are
+standardised per user over the whole catalog, so their scale does not depend on ``V``'s rank or
+noise and one weight grid fits every ε. ``w`` is picked on the platform's own validation users and
+``w = 0`` is the local-only model exactly, so the DP signal enters only as far as held-out users of
+this platform confirm it helps (the rule of ``crossfed.shared.trainer.local_first_copy``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from torch import nn
+
+from crossfed.shared.config import RunConfig
+from crossfed.shared.data.interactions import Interactions, LeaveLastOutSplit, PlatformData
+from crossfed.shared.evaluation.ranking import ScoreFn, UserResults
+from crossfed.shared.trainer import rank_on_split
+
+logger = logging.getLogger(__name__)
+
+
+class SubspaceScores:
+    """``h_u V V^T`` for a platform's users, standardised per user over the catalog.
+
+    The per-user mean and standard deviation over all items need no full score row: with ``V``
+    orthonormal, the mean is ``(h_u V) . (V^T 1) / n`` and the mean square ``||h_u V||^2 / n``.
+    """
+
+    def __init__(self, basis: np.ndarray, history: Interactions) -> None:
+        shape = (history.num_users, history.num_items)
+        rows = sp.csr_matrix((np.ones(len(history.users)), (history.users, history.items)), shape=shape)
+        rows.sum_duplicates()
+        rows.data[:] = 1.0
+        self.basis = torch.as_tensor(basis, dtype=torch.float64)
+        self.projected = torch.as_tensor(np.asarray(rows @ basis), dtype=torch.float64)
+        n = history.num_items
+        mean = self.projected @ self.basis.sum(dim=0) / n
+        variance = (self.projected**2).sum(dim=1) / n - mean**2
+        self.mean = mean
+        self.std = torch.sqrt(torch.clamp(variance, min=0.0))
+        self.std[self.std == 0] = 1.0
+
+    def __call__(self, users: torch.Tensor, items: torch.Tensor | None) -> torch.Tensor:
+        projected = self.projected[users]
+        raw = projected @ self.basis.T if items is None else torch.einsum("uk,uck->uc", projected, self.basis[items])
+        return ((raw - self.mean[users, None]) / self.std[users, None]).to(torch.float32)
+
+
+def served_scores(local: nn.Module, subspace: SubspaceScores, weight: float) -> ScoreFn:
+    """``local logits + weight x subspace``; ``weight = 0`` returns the local model's own scores."""
+
+    @torch.no_grad()
+    def score(users: torch.Tensor, items: torch.Tensor | None) -> torch.Tensor:
+        logits = local.score(users, items)
+        return logits if weight == 0 else logits + weight * subspace(users, items)
+
+    return score
+
+
+def ranked(score: ScoreFn, data: PlatformData, split: LeaveLastOutSplit, config: RunConfig, stage: str) -> UserResults:
+    """``score`` ranked on ``stage`` with the product's sampled protocol and candidates."""
+    return rank_on_split(score, data, split, config, stage, full=False)
+
+
+def chosen_weight(
+    local: nn.Module,
+    basis: np.ndarray,
+    data: PlatformData,
+    split: LeaveLastOutSplit,
+    config: RunConfig,
+    weights: Sequence[float],
+) -> float:
+    """The weight of ``weights`` whose served model ranks the platform's validation users best.
+
+    Sampled HR@10, then NDCG@10; the first best wins, so with 0 first the local-only model is
+    kept unless the subspace helps on held-out users. Only this platform's validation split is read.
+    """
+    local.eval()
+    subspace = SubspaceScores(basis, split.history("validation"))
+    best_weight, best_key = 0.0, (-1.0, -1.0)
+    for weight in weights:
+        summary = ranked(served_scores(local, subspace, weight), data, split, config, "validation").summary()
+        key = (summary["sampled"]["hr"], summary["sampled"]["ndcg"])
+        if key > best_key:
+            best_weight, best_key = weight, key
+    logger.info(
+        "platform %d serves its local model + %g x the item subspace (validation HR@%d %.4f)",
+        data.platform,
+        best_weight,
+        config.evaluation.top_k,
+        best_key[0],
+    )
+    return best_weight

@@ -1,0 +1,200 @@
+"""The DP item subspace: one user's sensitivity, convergence, calibration, noise shares, and its served model."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from crossfed.shared.config import ConfigError, RunConfig
+from crossfed.shared.data.interactions import Interactions, leave_last_out, platform_view
+from crossfed.shared.privacy.dp_sgd import noise_share
+from crossfed.shared.privacy.item_subspace import (
+    PlatformPowerStep,
+    bounded_basis,
+    gram_product,
+    initial_basis,
+    noisy_power_method,
+    orthonormal,
+    subspace_distance,
+    subspace_ledger,
+    top_eigenvectors,
+    unit_rows,
+)
+from crossfed.shared.privacy.ledger import BudgetExceeded
+from crossfed.shared.subspace_serving import SubspaceScores, chosen_weight, ranked, served_scores
+from crossfed.shared.trainer import PlatformTrainer, alone_model
+
+NUM_ITEMS = 40
+
+
+def _interactions(num_users: int, seed: int, per_user: int = 12) -> Interactions:
+    """Users whose items come from two overlapping blocks, so G has a clear top eigenspace."""
+    rng = np.random.default_rng(seed)
+    users, items = [], []
+    for user in range(num_users):
+        block = rng.integers(2) * 15
+        chosen = rng.choice(np.arange(block, block + 25), per_user, replace=False)
+        users.extend([user] * per_user)
+        items.extend(chosen.tolist())
+    users_array, items_array = np.array(users), np.array(items)
+    return Interactions(users_array, items_array, np.zeros(len(users)), num_users, NUM_ITEMS)
+
+
+def _noiseless_step(rows, epsilon: float = math.inf) -> PlatformPowerStep:
+    ledger = subspace_ledger(epsilon, 1e-5, 3, population=1000)
+    return PlatformPowerStep(rows, ledger, np.random.default_rng(0))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    rank=st.integers(1, 8),
+    items_of_user=st.integers(1, NUM_ITEMS),
+    scale=st.floats(0.1, 5.0),
+)
+def test_adding_one_user_changes_the_reply_by_at_most_one_in_frobenius_norm(seed, rank, items_of_user, scale):
+    rng = np.random.default_rng(seed)
+    others = unit_rows(_interactions(20, seed))
+    own = rng.choice(NUM_ITEMS, items_of_user, replace=False)
+    one = unit_rows(Interactions(np.zeros(items_of_user, np.int64), own, np.zeros(items_of_user), 1, NUM_ITEMS))
+    # Any basis the coordinator may send, orthonormal or not: the platform bounds it before use.
+    basis = bounded_basis(rng.standard_normal((NUM_ITEMS, rank)) * scale)
+    import scipy.sparse as sp
+
+    with_user = gram_product(sp.vstack([others, one]).tocsr(), basis)
+    without = gram_product(others, basis)
+    assert np.linalg.norm(with_user - without) <= 1.0 + 1e-9
+
+
+def test_unit_rows_have_unit_norm_and_the_cap_keeps_that_many_items():
+    interactions = _interactions(30, 1)
+    rows = unit_rows(interactions)
+    assert np.allclose(np.sqrt(np.asarray(rows.multiply(rows).sum(axis=1)).ravel()), 1.0)
+    capped = unit_rows(interactions, max_items=5, rng=np.random.default_rng(0))
+    assert (np.diff(capped.indptr) == 5).all()
+    assert np.allclose(np.sqrt(np.asarray(capped.multiply(capped).sum(axis=1)).ravel()), 1.0)
+
+
+def test_noiseless_power_iterations_converge_to_the_top_eigenvectors_of_the_gram_matrix():
+    platforms = [unit_rows(_interactions(50, seed)) for seed in range(3)]
+    gram = sum((rows.T @ rows).toarray() for rows in platforms)
+    basis = noisy_power_method([_noiseless_step(rows) for rows in platforms], NUM_ITEMS, 3, 400, seed=0)
+    assert np.allclose(basis.T @ basis, np.eye(3), atol=1e-10)
+    assert subspace_distance(basis, top_eigenvectors(gram, 3)) < 1e-4
+    # One iteration from a random start is not there yet: the test can tell convergence apart.
+    one = noisy_power_method([_noiseless_step(rows) for rows in platforms], NUM_ITEMS, 3, 1, seed=0)
+    assert subspace_distance(one, top_eigenvectors(gram, 3)) > 1e-2
+
+
+@pytest.mark.parametrize("epsilon", [1.0, 8.0])
+def test_calibrated_noise_meets_the_budget_and_grows_with_the_iterations(epsilon):
+    sigmas = []
+    for iterations in (1, 2, 4):
+        ledger = subspace_ledger(epsilon, 1e-5, iterations, population=1000)
+        step = PlatformPowerStep(unit_rows(_interactions(10, 0)), ledger, np.random.default_rng(0))
+        basis = initial_basis(NUM_ITEMS, 2, 0)
+        for _ in range(iterations):
+            step.reply(basis)
+        assert ledger.epsilon() <= epsilon * (1 + 1e-9)
+        assert ledger.epsilon() >= epsilon - 0.1  # calibrated to the budget, not far below it
+        sigmas.append(ledger.noise_multiplier)
+        with pytest.raises(BudgetExceeded):
+            step.reply(basis)  # the budget is spent: nothing more is sent
+    assert sigmas == sorted(sigmas) and len(set(sigmas)) == 3
+
+
+def test_delta_must_be_below_one_over_the_platforms_users():
+    with pytest.raises(ConfigError, match="delta"):
+        subspace_ledger(8.0, 1e-3, 2, population=1000)
+
+
+def test_a_private_reply_carries_the_calibrated_noise_and_a_noiseless_one_is_priced_infinite():
+    rows = unit_rows(_interactions(40, 2))
+    basis = initial_basis(NUM_ITEMS, 8, 0)
+    exact = gram_product(rows, basis)
+    ledger = subspace_ledger(2.0, 1e-5, 1, population=1000)
+    private = PlatformPowerStep(rows, ledger, np.random.default_rng())
+    residual = private.reply(basis) - exact
+    sigma = ledger.noise_multiplier
+    assert sigma > 1.0
+    assert abs(residual.std() / sigma - 1.0) < 0.2  # 320 entries: the noise really is there, at sigma
+    noiseless = _noiseless_step(rows)
+    assert np.allclose(noiseless.reply(basis), exact, rtol=0, atol=1e-12)
+    assert noiseless.ledger.epsilon() == math.inf  # no noise is never priced as a finite epsilon
+
+
+def test_distributed_shares_add_up_to_the_intended_noise_variance():
+    config = RunConfig().replace(
+        privacy_unit="user",
+        secagg=True,
+        noise_mode="distributed",
+        noise_multiplier=1.0,
+        min_platforms=5,
+        tolerated_colluders=1,
+    )
+    share = noise_share(config)
+    honest = 5 - 1
+    rows = unit_rows(Interactions(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0), 1, 400))
+    basis = initial_basis(400, 50, 0)
+    ledgers = [subspace_ledger(4.0, 1e-5, 1, population=1000, noise_share=share) for _ in range(honest)]
+    total = sum(
+        PlatformPowerStep(rows, ledger, np.random.default_rng(seed)).reply(basis) for seed, ledger in enumerate(ledgers)
+    )
+    sigma = ledgers[0].noise_multiplier
+    assert abs(total.var() / sigma**2 - 1.0) < 0.03  # 20,000 entries
+    assert ledgers[0].epsilon_alone() > ledgers[0].epsilon()  # one share alone protects less
+
+
+def test_a_longer_basis_is_shrunk_to_spectral_norm_one():
+    basis = orthonormal(np.random.default_rng(0).standard_normal((NUM_ITEMS, 4)))
+    assert np.array_equal(bounded_basis(basis), basis) or np.allclose(bounded_basis(basis), basis, atol=1e-12)
+    assert np.linalg.norm(bounded_basis(10 * basis), ord=2) == pytest.approx(1.0)
+
+
+def test_subspace_scores_are_standardised_over_the_catalog():
+    history = _interactions(15, 3)
+    basis = orthonormal(np.random.default_rng(1).standard_normal((NUM_ITEMS, 5)))
+    import torch
+
+    scores = SubspaceScores(basis, history)(torch.arange(15), None).double()
+    assert torch.allclose(scores.mean(dim=1), torch.zeros(15, dtype=torch.float64), atol=1e-5)
+    assert torch.allclose(scores.std(dim=1, unbiased=False), torch.ones(15, dtype=torch.float64), atol=1e-5)
+
+
+SERVING = RunConfig().replace(
+    embedding_dim=4, mlp_layers="8,4", batch_size=32, num_server_rounds=3, patience=1, eval_negatives=10
+)
+
+
+def test_weight_zero_serves_exactly_the_local_only_model(dataset):
+    data = platform_view(dataset, np.zeros(len(dataset.users), np.int64), 0)
+    split = leave_last_out(data.interactions)
+    local = alone_model(data, split, SERVING)
+    basis = orthonormal(np.random.default_rng(0).standard_normal((data.num_items, 4)))
+    subspace = SubspaceScores(basis, split.history("test"))
+    served = ranked(served_scores(local, subspace, 0.0), data, split, SERVING, "test")
+    alone = PlatformTrainer(data, SERVING).evaluate("test", local, full=False)
+    assert np.array_equal(served.hits["sampled"], alone.hits["sampled"])
+    assert np.array_equal(served.ndcgs["sampled"], alone.ndcgs["sampled"])
+    heavy = ranked(served_scores(local, subspace, 100.0), data, split, SERVING, "test")
+    assert not np.array_equal(heavy.ndcgs["sampled"], alone.ndcgs["sampled"])
+
+
+def test_the_weight_is_chosen_on_validation_and_zero_when_the_subspace_hurts(dataset):
+    data = platform_view(dataset, np.zeros(len(dataset.users), np.int64), 0)
+    split = leave_last_out(data.interactions)
+    local = alone_model(data, split, SERVING)
+    targets = split.targets("validation")
+    held_out = np.unique(targets[targets >= 0])
+    # A direction on every item but the validation items: it lifts all candidates above them.
+    hostile = np.ones((data.num_items, 1))
+    hostile[held_out, 0] = 0.0
+    assert chosen_weight(local, orthonormal(hostile), data, split, SERVING, (0.0, 10.0, 100.0)) == 0.0
+    # A direction on the validation items alone: every user's history projects on it with a
+    # non-negative weight, so it lifts the held-out items, and the first weight that helps is taken.
+    helpful = 1.0 - hostile
+    assert chosen_weight(local, orthonormal(helpful), data, split, SERVING, (0.0, 10.0, 100.0)) == 10.0
