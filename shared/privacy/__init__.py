@@ -9,6 +9,8 @@ Layers, in the spirit of Opacus' own ``PrivacyEngine``:
 * ``dp_sgd``   - a private local round: user level (refresh the user's own embedding with
                  the shared part frozen, then a clipped, noised step on the shared part) or
                  interaction level (Opacus over the whole model).
+* ``item_subspace`` - a second mechanism: the top-k item subspace of the federation's item Gram
+                 matrix by the noisy power method, accounted in the same ledger.
 """
 
 from crossfed.shared.privacy.ledger import BudgetExceeded, PrivacyLedger
