@@ -60,7 +60,7 @@ def main() -> None:
     parser.add_argument("--accountant", default="prv", choices=["rdp", "prv"])
     parser.add_argument("--ranks", nargs="+", type=int, default=[16, 32, 64], help="grid of k")
     parser.add_argument("--iterations", nargs="+", type=int, default=[1, 2, 3, 5], help="grid of T")
-    parser.add_argument("--weights", default="0,0.125,0.25,0.5,1,2", help="grid of w (first best wins)")
+    parser.add_argument("--weights", default="0,0.125,0.25,0.5,1,2,4,8", help="grid of w (first best wins)")
     parser.add_argument("--noise-mode", default="distributed", choices=["distributed", "local"])
     parser.add_argument("--local-cache", type=Path, default=None, help="folder for the local models' weights")
     parser.add_argument("--out", type=Path, default=Path("runs/dp_item_subspace.json"))
@@ -77,7 +77,10 @@ def main() -> None:
         started = time.process_time()
         local = [_local(data, split, config, args.local_cache) for data, split in zip(platforms, splits)]
         local_seconds = time.process_time() - started
-        local_test = [ranked(m.score, d, s, config, "test").hits["sampled"] for m, d, s in zip(local, platforms, splits)]
+        local_test = [
+            ranked(model.score, data, split, config, "test").hits["sampled"]
+            for model, data, split in zip(local, platforms, splits)
+        ]
         print(f"{dataset}: local models ready ({local_seconds:.0f} CPU s)", flush=True)
         for epsilon in args.epsilons:
             cell = measure(epsilon, args, config, platforms, splits, local, local_test, weights)
@@ -107,7 +110,13 @@ def _local(data: PlatformData, split: LeaveLastOutSplit, config: RunConfig, cach
 
 
 def _subspace(
-    epsilon: float, rank: int, iterations: int, args: argparse.Namespace, config: RunConfig, splits: list, platforms: Any
+    epsilon: float,
+    rank: int,
+    iterations: int,
+    args: argparse.Namespace,
+    config: RunConfig,
+    splits: list[LeaveLastOutSplit],
+    platforms: Any,
 ) -> tuple[np.ndarray, list[PlatformPowerStep]]:
     """One run of the mechanism: every platform's ledger calibrated for ``iterations`` steps."""
     share = 1.0
@@ -227,11 +236,12 @@ def table(cells: list[dict[str, Any]]) -> str:
         rows = c["platforms"]
         sigma = rows[0]["noise_multiplier"]
         kept = "-" if c["gain_kept"] is None else f"{c['gain_kept']:.0%}"
+        chosen = ", ".join(f"{r['weight']:g}" for r in rows)
         lines.append(
             f"| {c['dataset']} | {c['epsilon']:g} | {c['k']} | {c['T']} | {sigma:.3f} | "
             f"{max(r['epsilon_spent'] for r in rows):.3f} | {c['subspace']:.4f} | {c['local_only']:.4f} | "
             f"{c['served']:.4f} | {c['served'] - c['local_only']:+.4f} | {kept} | "
-            f"{', '.join(f'{r["weight"]:g}' for r in rows)} | "
+            f"{chosen} | "
             f"{', '.join(map(str, c['significantly_worse'])) or 'none'} / "
             f"{', '.join(map(str, c['significantly_better'])) or 'none'} |"
         )
