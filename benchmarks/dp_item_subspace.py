@@ -1,7 +1,8 @@
 """The DP item subspace (noisy power method) served local first, against local-only, over an epsilon grid.
 
 ``python benchmarks/dp_item_subspace.py [--datasets ml-1m ml-100k] [--epsilons 1 2 4 8 16 inf]
-[--ranks 16 32 64] [--iterations 1 2 3 5] [--noise-mode distributed|local] [--local-cache DIR] [--out FILE]``
+[--ranks 16 32 64] [--iterations 1 2 3 5] [--noise-mode distributed|local] [--max-items N]
+[--local-cache DIR] [--out FILE]``
 
 What it measures, per dataset (5 natural platforms, seed 0) and epsilon: the federation runs the
 noisy power method in process (``crossfed.shared.privacy.item_subspace``: each platform's ledger,
@@ -62,6 +63,7 @@ def main() -> None:
     parser.add_argument("--iterations", nargs="+", type=int, default=[1, 2, 3, 5], help="grid of T")
     parser.add_argument("--weights", default="0,0.125,0.25,0.5,1,2,4,8", help="grid of w (first best wins)")
     parser.add_argument("--noise-mode", default="distributed", choices=["distributed", "local"])
+    parser.add_argument("--max-items", type=int, default=0, help="cap on items per user row (0 = none)")
     parser.add_argument("--local-cache", type=Path, default=None, help="folder for the local models' weights")
     parser.add_argument("--out", type=Path, default=Path("runs/dp_item_subspace.json"))
     args = parser.parse_args()
@@ -134,7 +136,7 @@ def _subspace(
         )
     steps = [
         PlatformPowerStep(
-            unit_rows(split.train),
+            unit_rows(split.train, args.max_items, np.random.default_rng(config.experiment.seed)),
             subspace_ledger(
                 epsilon,
                 args.delta,
