@@ -6,6 +6,8 @@ import math
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -63,8 +65,6 @@ def test_adding_one_user_changes_the_reply_by_at_most_one_in_frobenius_norm(seed
     one = unit_rows(Interactions(np.zeros(items_of_user, np.int64), own, np.zeros(items_of_user), 1, NUM_ITEMS))
     # Any basis the coordinator may send, orthonormal or not: the platform bounds it before use.
     basis = bounded_basis(rng.standard_normal((NUM_ITEMS, rank)) * scale)
-    import scipy.sparse as sp
-
     with_user = gram_product(sp.vstack([others, one]).tocsr(), basis)
     without = gram_product(others, basis)
     assert np.linalg.norm(with_user - without) <= 1.0 + 1e-9
@@ -158,8 +158,6 @@ def test_a_longer_basis_is_shrunk_to_spectral_norm_one():
 def test_subspace_scores_are_standardised_over_the_catalog():
     history = _interactions(15, 3)
     basis = orthonormal(np.random.default_rng(1).standard_normal((NUM_ITEMS, 5)))
-    import torch
-
     scores = SubspaceScores(basis, history)(torch.arange(15), None).double()
     assert torch.allclose(scores.mean(dim=1), torch.zeros(15, dtype=torch.float64), atol=1e-5)
     assert torch.allclose(scores.std(dim=1, unbiased=False), torch.ones(15, dtype=torch.float64), atol=1e-5)
