@@ -1,13 +1,15 @@
 """The DP item subspace (noisy power method) served local first, against local-only, over an epsilon grid.
 
 ``python benchmarks/dp_item_subspace.py [--datasets ml-1m ml-100k] [--epsilons 1 2 4 8 16 inf]
-[--ranks 16 32 64] [--iterations 1 2 3 5] [--noise-mode distributed|local] [--max-items N]
-[--local-cache DIR] [--out FILE]``
+[--ranks 16 32 64] [--iterations 1 2 3 5] [--mechanism power|gram] [--noise-mode distributed|local]
+[--max-items N] [--local-cache DIR] [--out FILE]``
 
 What it measures, per dataset (5 natural platforms, seed 0) and epsilon: the federation runs the
-noisy power method in process (``crossfed.shared.privacy.item_subspace``: each platform's ledger,
-its unit user rows, its noise; no Flower), for every rank ``k`` and iteration count ``T`` of the
-grid; the pair whose subspace alone ranks the platforms' validation users best is kept. Then,
+mechanism in process (``crossfed.shared.privacy.item_subspace``: each platform's ledger, its unit
+user rows, its noise; no Flower): with ``--mechanism power`` the noisy power method for every
+rank ``k`` and iteration count ``T`` of the grid, with ``gram`` one release of the Gram matrix
+whose top-``k`` eigenvectors give every ``k``; the point whose subspace alone ranks the platforms'
+validation users best is kept. Then,
 per platform and averaged over platforms, on the test set (sampled HR@10): the DP subspace alone,
 the product's local-only model (``crossfed.shared.trainer.alone_model``, trained once per platform
 and reused for every epsilon), the served model (local logits + ``w`` x standardised subspace
@@ -26,6 +28,7 @@ import argparse
 import json
 import math
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +43,7 @@ from crossfed.shared.evaluation.stats import paired_bootstrap
 from crossfed.shared.privacy.dp_sgd import noise_share
 from crossfed.shared.privacy.item_subspace import (
     PlatformPowerStep,
+    gram_subspace,
     noisy_power_method,
     subspace_ledger,
     unit_rows,
@@ -62,6 +66,12 @@ def main() -> None:
     parser.add_argument("--ranks", nargs="+", type=int, default=[16, 32, 64], help="grid of k")
     parser.add_argument("--iterations", nargs="+", type=int, default=[1, 2, 3, 5], help="grid of T")
     parser.add_argument("--weights", default="0,0.125,0.25,0.5,1,2,4,8", help="grid of w (first best wins)")
+    parser.add_argument(
+        "--mechanism",
+        default="power",
+        choices=["power", "gram"],
+        help="noisy power method per (k, T), or one release of the Gram matrix (T = 1)",
+    )
     parser.add_argument("--noise-mode", default="distributed", choices=["distributed", "local"])
     parser.add_argument("--max-items", type=int, default=0, help="cap on items per user row (0 = none)")
     parser.add_argument("--local-cache", type=Path, default=None, help="folder for the local models' weights")
@@ -111,16 +121,15 @@ def _local(data: PlatformData, split: LeaveLastOutSplit, config: RunConfig, cach
     return model
 
 
-def _subspace(
+def _steps(
     epsilon: float,
-    rank: int,
     iterations: int,
     args: argparse.Namespace,
     config: RunConfig,
     splits: list[LeaveLastOutSplit],
     platforms: Any,
-) -> tuple[np.ndarray, list[PlatformPowerStep]]:
-    """One run of the mechanism: every platform's ledger calibrated for ``iterations`` steps."""
+) -> list[PlatformPowerStep]:
+    """Every platform's side of the mechanism, its ledger calibrated for ``iterations`` releases."""
     share = 1.0
     if args.noise_mode == "distributed":
         probe = subspace_ledger(epsilon, args.delta, iterations, population=min(d.num_users for d in platforms))
@@ -134,7 +143,7 @@ def _subspace(
                 min_platforms=len(platforms),
             )
         )
-    steps = [
+    return [
         PlatformPowerStep(
             unit_rows(split.train, args.max_items, np.random.default_rng(config.experiment.seed)),
             subspace_ledger(
@@ -149,8 +158,33 @@ def _subspace(
         )
         for data, split in zip(platforms, splits)
     ]
-    basis = noisy_power_method(steps, platforms[0].num_items, rank, iterations, seed=config.experiment.seed)
-    return basis, steps
+
+
+Candidate = tuple[int, int, np.ndarray, list[PlatformPowerStep], float]
+
+
+def _candidates(
+    epsilon: float, args: argparse.Namespace, config: RunConfig, splits: list[LeaveLastOutSplit], platforms: Any
+) -> Iterator[Candidate]:
+    """``(k, T, basis, steps, CPU s)`` for every point of the grid.
+
+    ``power``: one noisy power method per ``(k, T)``. ``gram``: one release of the Gram matrix
+    whose top-``k`` eigenvectors serve every ``k`` of the grid (post-processing of the same release).
+    """
+    if args.mechanism == "gram":
+        started = time.process_time()
+        steps = _steps(epsilon, 1, args, config, splits, platforms)
+        vectors, _ = gram_subspace(steps)
+        seconds = time.process_time() - started
+        for rank in args.ranks:
+            yield rank, 1, vectors[:, :rank], steps, seconds if rank == args.ranks[0] else 0.0
+        return
+    for rank in args.ranks:
+        for iterations in args.iterations:
+            started = time.process_time()
+            steps = _steps(epsilon, iterations, args, config, splits, platforms)
+            basis = noisy_power_method(steps, platforms[0].num_items, rank, iterations, seed=config.experiment.seed)
+            yield rank, iterations, basis, steps, time.process_time() - started
 
 
 def measure(
@@ -167,22 +201,19 @@ def measure(
     grid = []
     best: tuple[float, int, int, np.ndarray, list[PlatformPowerStep]] | None = None
     mechanism_seconds = 0.0
-    for rank in args.ranks:
-        for iterations in args.iterations:
-            started = time.process_time()
-            basis, steps = _subspace(epsilon, rank, iterations, args, config, splits, platforms)
-            mechanism_seconds += time.process_time() - started
-            validation = np.mean(
-                [
-                    ranked(SubspaceScores(basis, s.history("validation")), d, s, config, "validation").summary()[
-                        "sampled"
-                    ]["hr"]
-                    for d, s in zip(platforms, splits)
+    for rank, iterations, basis, steps, seconds in _candidates(epsilon, args, config, splits, platforms):
+        mechanism_seconds += seconds
+        validation = np.mean(
+            [
+                ranked(SubspaceScores(basis, s.history("validation")), d, s, config, "validation").summary()["sampled"][
+                    "hr"
                 ]
-            )
-            grid.append({"k": rank, "T": iterations, "validation_hr": float(validation)})
-            if best is None or validation > best[0]:
-                best = (float(validation), rank, iterations, basis, steps)
+                for d, s in zip(platforms, splits)
+            ]
+        )
+        grid.append({"k": rank, "T": iterations, "validation_hr": float(validation)})
+        if best is None or validation > best[0]:
+            best = (float(validation), rank, iterations, basis, steps)
     assert best is not None
     _, rank, iterations, basis, steps = best
     rows = []
@@ -212,6 +243,7 @@ def measure(
     reference = REFERENCES.get(config.data.dataset)
     return {
         "epsilon": epsilon,
+        "mechanism": args.mechanism,
         "noise_mode": args.noise_mode,
         "k": rank,
         "T": iterations,

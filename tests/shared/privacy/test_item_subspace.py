@@ -18,6 +18,7 @@ from crossfed.shared.privacy.item_subspace import (
     PlatformPowerStep,
     bounded_basis,
     gram_product,
+    gram_subspace,
     initial_basis,
     noisy_power_method,
     orthonormal,
@@ -125,6 +126,46 @@ def test_a_private_reply_carries_the_calibrated_noise_and_a_noiseless_one_is_pri
     noiseless = _noiseless_step(rows)
     assert np.allclose(noiseless.reply(basis), exact, rtol=0, atol=1e-12)
     assert noiseless.ledger.epsilon() == math.inf  # no noise is never priced as a finite epsilon
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), items_of_user=st.integers(1, NUM_ITEMS))
+def test_one_user_moves_the_released_upper_triangle_of_the_gram_matrix_by_at_most_one(seed, items_of_user):
+    rng = np.random.default_rng(seed)
+    others = _interactions(15, seed)
+    newcomer = rng.choice(NUM_ITEMS, items_of_user, replace=False)
+    joined = Interactions(
+        np.concatenate([others.users, np.full(items_of_user, others.num_users)]),
+        np.concatenate([others.items, newcomer]),
+        np.zeros(len(others.users) + items_of_user),
+        others.num_users + 1,
+        NUM_ITEMS,
+    )
+    without, with_user = (_noiseless_step(unit_rows(i)).gram_reply() for i in (others, joined))
+    released = np.triu_indices(NUM_ITEMS)
+    assert np.linalg.norm((with_user - without)[released]) <= 1.0 + 1e-9
+
+
+def test_the_gram_release_is_one_ledger_step_with_symmetric_noise_at_sigma():
+    rows = unit_rows(_interactions(40, 3))
+    exact = np.asarray((rows.T @ rows).todense())
+    ledger = subspace_ledger(4.0, 1e-5, 1, population=1000)
+    step = PlatformPowerStep(rows, ledger, np.random.default_rng())
+    residual = step.gram_reply() - exact
+    assert np.array_equal(residual, residual.T)
+    upper = residual[np.triu_indices(NUM_ITEMS)]
+    assert abs(upper.std() / ledger.noise_multiplier - 1.0) < 0.15  # 820 draws: the noise is there, at sigma
+    assert ledger.epsilon() <= 4.0 * (1 + 1e-9)
+    with pytest.raises(BudgetExceeded):
+        step.gram_reply()  # one release spends the whole budget
+
+
+def test_a_noiseless_gram_release_gives_the_exact_top_eigenvectors_of_the_federation():
+    platforms = [_noiseless_step(unit_rows(_interactions(30, seed))) for seed in (4, 5)]
+    total = sum((p.rows.T @ p.rows).toarray() for p in platforms)
+    vectors, values = gram_subspace(platforms)
+    assert np.all(np.diff(values) <= 1e-12)  # largest first
+    assert subspace_distance(vectors[:, :3], top_eigenvectors(total, 3)) < 1e-6
 
 
 def test_distributed_shares_add_up_to_the_intended_noise_variance():
