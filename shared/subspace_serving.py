@@ -22,6 +22,7 @@ from torch import nn
 from crossfed.shared.config import RunConfig
 from crossfed.shared.data.interactions import Interactions, LeaveLastOutSplit, PlatformData
 from crossfed.shared.evaluation.ranking import ScoreFn, UserResults
+from crossfed.shared.evaluation.stats import paired_bootstrap
 from crossfed.shared.trainer import rank_on_split
 
 logger = logging.getLogger(__name__)
@@ -77,20 +78,43 @@ def chosen_weight(
     split: LeaveLastOutSplit,
     config: RunConfig,
     weights: Sequence[float],
+    *,
+    confidence: float | None = 0.9,
 ) -> float:
-    """The weight of ``weights`` whose served model ranks the platform's validation users best.
+    """The weight of ``weights`` whose served model ranks the platform's validation users best,
+    kept only if its gain over local-only on those users is significant.
 
-    Sampled HR@10, then NDCG@10; the first best wins, so with 0 first the local-only model is
-    kept unless the subspace helps on held-out users. Only this platform's validation split is read.
+    Sampled HR@10, then NDCG@10, pick the best; the first best wins, so with 0 first the
+    local-only model is kept unless the subspace helps on held-out users. A few hundred
+    validation users can prefer a weight by chance that the test set then refutes, so the best
+    weight must also beat weight 0 per user: the paired bootstrap interval (``confidence``) of
+    the NDCG@10 differences must lie above 0, else local-only is served. ``None`` skips that test.
+    Only this platform's validation split is read.
     """
     local.eval()
     subspace = SubspaceScores(basis, split.history("validation"))
+    results = {
+        weight: ranked(served_scores(local, subspace, weight), data, split, config, "validation") for weight in weights
+    }
     best_weight, best_key = 0.0, (-1.0, -1.0)
-    for weight in weights:
-        summary = ranked(served_scores(local, subspace, weight), data, split, config, "validation").summary()
+    for weight, result in results.items():
+        summary = result.summary()
         key = (summary["sampled"]["hr"], summary["sampled"]["ndcg"])
         if key > best_key:
             best_weight, best_key = weight, key
+    if best_weight != 0 and confidence is not None:
+        alone = results[0.0] if 0.0 in results else ranked(local.score, data, split, config, "validation")
+        gain = results[best_weight].ndcgs["sampled"] - alone.ndcgs["sampled"]
+        interval = paired_bootstrap(gain, confidence=confidence, seed=data.platform)
+        if not interval.significantly_positive:
+            logger.info(
+                "platform %d: weight %g gains %+.4f NDCG@%d on validation, not significantly: serving local-only",
+                data.platform,
+                best_weight,
+                interval.mean,
+                config.evaluation.top_k,
+            )
+            return 0.0
     logger.info(
         "platform %d serves its local model + %g x the item subspace (validation HR@%d %.4f)",
         data.platform,
