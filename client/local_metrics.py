@@ -15,6 +15,10 @@ from pathlib import Path
 from typing import Any
 
 LOCAL_METRICS_FILE = "metrics.jsonl"
+#: Test figures a platform serving local-first keeps to itself: the weight its validation users
+#: chose for the global model, and its local-only model's means under this prefix.
+LOCAL_FIRST_WEIGHT = "local-first-weight"
+LOCAL_ONLY_PREFIX = "local-only-"
 #: Owner read/write only: the same as the platform's state files.
 PRIVATE_FILE_MODE = 0o600
 

@@ -15,7 +15,7 @@ import torch
 from flwr.app import Context, Message
 
 from crossfed.client.bound import bound_update
-from crossfed.client.local_metrics import record_locally
+from crossfed.client.local_metrics import LOCAL_FIRST_WEIGHT, LOCAL_ONLY_PREFIX, record_locally
 from crossfed.client.replay import SavedReply, arrays_digest, saved_reply
 from crossfed.shared.config import ExperimentConfig, RunConfig, pinned_run_config
 from crossfed.shared.config.node import deployed_state_dir, is_deployed, without_platform_paths
@@ -26,7 +26,11 @@ from crossfed.shared.config.trust import (
 )
 from crossfed.shared.data.interactions import PlatformData
 from crossfed.shared.data.loader import platform_data
-from crossfed.shared.evaluation.per_user_results import GlobalPerUserResults, PerUserResults
+from crossfed.shared.evaluation.per_user_results import (
+    GlobalPerUserResults,
+    LocalOnlyPerUserResults,
+    PerUserResults,
+)
 from crossfed.shared.evaluation.results import PlatformMetrics, platform_dir
 from crossfed.shared.model.sharing import load_local_parameters, load_shared_arrays, shared_arrays
 from crossfed.shared.privacy import BudgetExceeded
@@ -52,7 +56,7 @@ from crossfed.shared.protocol.keys import (
 )
 from crossfed.shared.protocol.records import from_array_record
 from crossfed.shared.storage.platform_state import PlatformState
-from crossfed.shared.trainer import PlatformTrainer
+from crossfed.shared.trainer import LocalFirstChoice, PlatformTrainer
 
 logger = logging.getLogger(__name__)
 
@@ -223,25 +227,41 @@ def evaluate(
     stage = str(message.content[CONFIG_RECORD].get(STAGE, STAGE_VALIDATION))
     best_round = int(message.content[CONFIG_RECORD].get(BEST_ROUND, 0))
     platform = trainer.data.platform
+    kept_here: dict[str, float] = {}  # the platform's own log only, never the reply
     if stage == STAGE_VALIDATION:
         results = trainer.evaluate(STAGE_VALIDATION, full=config.evaluation.full_ranking_due(server_round))
         metrics = PlatformMetrics.from_results(platform, results).to_flat()
         keep_user_tower(directory, server_round, best_round)
     else:
         restore_user_tower(trainer, directory, best_round)
-        served, current = trainer.test()
-        PerUserResults.save(directory, served)
-        GlobalPerUserResults.save(directory, current)
+        outcome = trainer.test_outcome()
+        PerUserResults.save(directory, outcome.served)
+        GlobalPerUserResults.save(directory, outcome.current)
         metrics = {
-            **PlatformMetrics.from_results(platform, served).to_flat(),
-            **PlatformMetrics.from_results(platform, current).to_flat(prefix=GLOBAL_PREFIX),
+            **PlatformMetrics.from_results(platform, outcome.served).to_flat(),
+            **PlatformMetrics.from_results(platform, outcome.current).to_flat(prefix=GLOBAL_PREFIX),
         }
-        results = served
+        results = outcome.served
+        if outcome.local_first is not None:
+            kept_here = local_first_figures(directory, platform, outcome.local_first)
     local = {PLATFORM: platform, NUM_USERS: len(results.users), **metrics}
-    record_locally(directory, {"round": server_round, "stage": stage, **local})
+    record_locally(directory, {"round": server_round, "stage": stage, **local, **kept_here})
     if trainer.private:
         return {PLATFORM: platform, **privacy_metrics(trainer)}, True
     return local, False
+
+
+def local_first_figures(directory: Path, platform: int, choice: LocalFirstChoice) -> dict[str, float]:
+    """The local-first weight and the local-only model's test figures, for the platform's own log.
+
+    Its local-only model's per-user outcomes are saved beside the served model's, so the
+    platform can test on its own users whether the global model's share helped.
+    """
+    LocalOnlyPerUserResults.save(directory, choice.local_only)
+    return {
+        LOCAL_FIRST_WEIGHT: choice.weight,
+        **PlatformMetrics.from_results(platform, choice.local_only).to_flat(prefix=LOCAL_ONLY_PREFIX),
+    }
 
 
 def keep_user_tower(directory: Path, server_round: int, best_round: int) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from types import ModuleType
 
 import numpy as np
@@ -232,14 +233,27 @@ class PlatformTrainer:
         :func:`local_first_copy`) and with ``finetune-epochs > 0`` (a private copy fine-tuned on
         the platform's data); both are built in ``crossfed.shared.training.private_copy``.
         """
+        outcome = self.test_outcome()
+        return outcome.served, outcome.current
+
+    def test_outcome(self) -> PlatformTestOutcome:
+        """:meth:`test`, plus under local-first serving the weight chosen and the local-only model's results.
+
+        The local-only results are those of the served model at weight 0, which is the
+        local-only baseline's model: a run serving local-first thus pairs its served model
+        with local-only on the same test users, without a second run.
+        """
         current = self.evaluate("test")
         if self.config.served_model == "local-first":
-            private: nn.Module = local_first_copy(self.model, self.data, self.config, self.split)
-        elif self.config.serving.finetune_epochs > 0:
+            served = local_first_copy(self.model, self.data, self.config, self.split)
+            weight = float(served.prior_weight)
+            results = self.evaluate("test", model=served)
+            served.prior_weight.fill_(0.0)
+            return PlatformTestOutcome(results, current, LocalFirstChoice(weight, self.evaluate("test", model=served)))
+        if self.config.serving.finetune_epochs > 0:
             private = private_copy(self.model, self.data, self.split.train, self.config)
-        else:
-            return current, current
-        return self.evaluate("test", model=private), current
+            return PlatformTestOutcome(self.evaluate("test", model=private), current)
+        return PlatformTestOutcome(current, current)
 
     def snapshot(self, last_round: int) -> PlatformState:
         return PlatformState(
@@ -259,6 +273,23 @@ class PlatformTrainer:
         if state.ledger is not None:
             self.ledger = PrivacyLedger.from_state(state.ledger)
         self.kept_towers = dict(state.kept_towers)
+
+
+@dataclass(frozen=True)
+class LocalFirstChoice:
+    """What a platform serving local-first chose, and what it would serve alone; both stay on the platform."""
+
+    weight: float
+    local_only: UserResults
+
+
+@dataclass(frozen=True)
+class PlatformTestOutcome:
+    """A platform's test: the served model, the global model and, under local-first serving, its choice."""
+
+    served: UserResults
+    current: UserResults
+    local_first: LocalFirstChoice | None = None
 
 
 def _private_training() -> ModuleType:

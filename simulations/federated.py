@@ -23,6 +23,7 @@ from crossfed.shared.evaluation.results import (
     read_summary,
     write_summary,
 )
+from crossfed.simulations.local_first import local_first_block
 
 FLOWER_ENVIRONMENT = {
     "FLWR_TELEMETRY_ENABLED": "0",
@@ -63,6 +64,11 @@ def run_federated(
     if summary["metrics"] is None:
         summary = with_platform_reported_metrics(summary, config)
         write_summary(config.experiment.run_dir, summary)
+    test = [e for lines in platform_entries(config).values() for e in lines if e["stage"] == "test"]
+    local_first = local_first_block(config, config.experiment.run_dir, test)
+    if local_first is not None:
+        summary = {**summary, "local_first": local_first}
+        write_summary(config.experiment.run_dir, summary)
     return summary
 
 
@@ -90,16 +96,21 @@ def ray_backend_config(cpus: int | None = None) -> dict[str, Any]:
     return {"client_resources": {"num_cpus": 1, "num_gpus": 0.0}, "init_args": init_args}
 
 
+def platform_entries(config: RunConfig) -> dict[int, list[dict[str, Any]]]:
+    """Every simulated platform's own metrics log, by platform."""
+    return {
+        platform: read_locally(platform_dir(config.experiment.run_dir, platform) / LOCAL_METRICS_FILE, platform)
+        for platform in range(config.data.num_platforms)
+    }
+
+
 def with_platform_reported_metrics(summary: dict[str, Any], config: RunConfig) -> dict[str, Any]:
     """Fill in the metrics each platform kept to itself (under DP none are sent).
 
     Only a simulation can do this - the researcher owns every platform's disk here. In a
     deployment each operator reads their own ``metrics.jsonl``.
     """
-    entries = {}
-    for platform in range(config.data.num_platforms):
-        path = platform_dir(config.experiment.run_dir, platform) / LOCAL_METRICS_FILE
-        entries[platform] = read_locally(path, platform)
+    entries = platform_entries(config)
     test = [e for lines in entries.values() for e in lines if e["stage"] == "test"]
     rebuilt = build_summary(
         mode=summary["mode"],

@@ -54,3 +54,9 @@ class GlobalPerUserResults(PerUserResults):
     """The same under the global model; it differs only when the platform serves a private copy."""
 
     FILE_NAME: ClassVar[str] = "test_per_user_global.npz"
+
+
+class LocalOnlyPerUserResults(PerUserResults):
+    """The same under the platform's local-only model, kept when it serves local-first (weight 0 of its grid)."""
+
+    FILE_NAME: ClassVar[str] = "test_per_user_local_only.npz"

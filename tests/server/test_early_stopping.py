@@ -102,7 +102,7 @@ def config_for(movielens_dir, run_dir: Path, **settings) -> RunConfig:
 def record_tests(monkeypatch) -> dict[int, dict[str, dict]]:
     """Each platform's model as tested: its user tower and its shared parameters."""
     tested: dict[int, dict[str, dict]] = {}
-    test = PlatformTrainer.test
+    test = PlatformTrainer.test_outcome
 
     def recording_test(self):
         tested[self.data.platform] = {
@@ -111,7 +111,7 @@ def record_tests(monkeypatch) -> dict[int, dict[str, dict]]:
         }
         return test(self)
 
-    monkeypatch.setattr(PlatformTrainer, "test", recording_test)
+    monkeypatch.setattr(PlatformTrainer, "test_outcome", recording_test)
     return tested
 
 

@@ -69,6 +69,21 @@ def test_weight_zero_alone_serves_exactly_the_local_only_model(dataset):
     assert _results(served) != _results(current)
 
 
+def test_the_test_outcome_pairs_the_served_model_with_the_local_only_model(dataset):
+    trainer = PlatformTrainer(_platform(dataset), CONFIG)
+    outcome = trainer.test_outcome()
+    assert outcome.local_first is not None
+    assert outcome.local_first.weight in CONFIG.serving.local_first_weight_grid
+    assert _results(outcome.local_first.local_only) == _results(_local_only_test(dataset, CONFIG))
+    served, current = trainer.test()
+    assert _results(outcome.served) == _results(served) and _results(outcome.current) == _results(current)
+
+
+def test_a_platform_serving_the_global_model_reports_no_local_first_choice(dataset):
+    trainer = PlatformTrainer(_platform(dataset), CONFIG.replace(serve_model="global"))
+    assert trainer.test_outcome().local_first is None
+
+
 class _Oracle(nn.Module):
     """A stand-in global model: logit ``sign * 100`` on each user's held-out validation item, 0 elsewhere."""
 

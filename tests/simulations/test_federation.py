@@ -220,6 +220,15 @@ def test_private_run_respects_every_budget_and_stops_cleanly(private_run):
     # Metrics were measured on the platforms, never sent: the summary says where they come from.
     assert summary["metrics_source"].startswith("platform-local")
     assert summary["global_metrics"]["sampled"]["hr@10"] >= 0
+    # Serving local-first (the default under DP), each platform paired its served model with local-only.
+    local_first = summary["local_first"]
+    assert [p["platform"] for p in local_first["per_platform"]] == [0, 1, 2]
+    for platform in local_first["per_platform"]:
+        assert platform["weight"] in config.serving.local_first_weight_grid
+        gain = platform["served_minus_local_only"]
+        assert gain["low"] <= gain["mean"] <= gain["high"]
+        served_hr = summary["per_platform"][platform["platform"]]["metrics"]["sampled"]["hr@10"]
+        assert np.isclose(served_hr - platform["local_only_metrics"]["sampled"]["hr@10"], gain["mean"])
 
 
 def test_under_dp_nothing_but_dp_parameters_and_privacy_status_leaves(private_run):
