@@ -130,6 +130,7 @@ def main() -> None:
     add_config_flags(parser)
     args = parser.parse_args()
     out = Path(args.out).resolve()
+    origin = provenance()  # before training: the commit and load the run started with
     overrides = {k: v for k, v in vars(args).items() if v is not None and k not in {"out", "train"}}
     config = RunConfig.from_mapping(overrides).replace(run_dir=str(out))
     if args.train:
@@ -158,7 +159,7 @@ def main() -> None:
     tied = np.concatenate(tied_all)
     lag = np.concatenate(lag_all)
     result: dict[str, Any] = {
-        "provenance": provenance(),
+        "provenance": origin,
         "config": dict(overrides),
         "held_out_users": len(tied),
         "tied_share": float(tied.mean()),
