@@ -204,7 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     setting = _parse_setting(args.setting) if args.setting else {knob: float(best["federated"][knob]) for knob in knobs}
     reach = time_to_quality(cells, history, setting)
     if not reach.empty:
-        reach = reach.astype({"seed": int, "centralized_epoch": int, "federated_round": int, "federated_best_round": int})
+        whole = ("seed", "centralized_epoch", "federated_round", "federated_best_round")
+        reach = reach.astype(dict.fromkeys(whole, int))
     print(
         f"\n### Time to quality at {', '.join(f'{k} {v:g}' for k, v in setting.items())}\n\n"
         "| seed | target: centralized's selected val HR@10 (epoch) | centralized s | federated reaches it "
