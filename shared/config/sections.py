@@ -147,7 +147,7 @@ class TrainingConfig(Section):
 
     local_epochs: int = setting(1, "epochs per round on each platform")
     batch_size: int = setting(
-        256, "positives per step (each with its negatives); interaction-level DP: expected rows per step"
+        64, "positives per step (each with its negatives); interaction-level DP: expected rows per step"
     )
     learning_rate: float = setting(0.002, "Adam learning rate on the platforms")
     weight_decay: float = setting(0.0, "Adam weight decay")
