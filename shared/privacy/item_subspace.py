@@ -18,11 +18,14 @@ adaptively at sample rate 1, which the platform's :class:`PrivacyLedger` account
 accounts DP-SGD steps (noise multiplier ``sigma``, rate 1, one step per iteration).
 
 **One release of the Gram matrix instead.** :meth:`PlatformPowerStep.gram_reply` sends the
-platform's whole ``G_p`` once, noised on its upper triangle (diagonal included) and mirrored, and
-:func:`gram_subspace` takes the top eigenvectors of the noised sum: one Gaussian mechanism of
-sensitivity 1 (one user changes the upper triangle of ``x_u x_u^T`` by at most
-``||x_u x_u^T||_F = 1``), so its noise is that of a single step, where ``T`` power iterations pay
-for ``T``. The price is the message: ``n_items (n_items + 1) / 2`` floats, once per run (27 MB for
+platform's whole ``G_p`` once, noised on its upper triangle and mirrored, and
+:func:`gram_subspace` takes the top eigenvectors of the noised sum: one Gaussian step, where ``T``
+power iterations pay for ``T``. The released vector is the diagonal scaled by ``1/sqrt(2)`` and the
+strict upper triangle; one user's share of it has squared norm
+``sum_i x_i^4 / 2 + sum_{i<j} x_i^2 x_j^2 = (sum_i x_i^2)^2 / 2 = 1/2``, so its sensitivity is
+``1/sqrt(2)`` and the noise the ledger calibrates for sensitivity 1 is scaled by ``1/sqrt(2)``:
+``sigma / sqrt(2)`` off the diagonal and ``sigma`` on it (once the diagonal is scaled back).
+The price is the message: ``n_items (n_items + 1) / 2`` floats, once per run (27 MB for
 MovieLens-1M's 3,706 items), against ``n_items x k`` per iteration.
 
 **Local or distributed noise.** With local noise each platform adds ``sigma`` and every single
@@ -154,15 +157,17 @@ class PlatformPowerStep:
     def gram_reply(self) -> np.ndarray:
         """This platform's ``G_p`` with symmetric noise, as one step of its ledger.
 
-        The noise is drawn for the upper triangle, diagonal included, and mirrored: the release is
-        the upper triangle (the lower one repeats it), on which one user's change has L2 norm at most
-        1, so the step is priced like one power iteration.
+        The release is the diagonal over ``sqrt(2)`` and the strict upper triangle (the lower one
+        repeats it): one user moves that vector by exactly ``1/sqrt(2)`` in L2, so the noise the
+        ledger calibrates for sensitivity 1 is scaled by ``1/sqrt(2)`` - ``noise_std / sqrt(2)`` off
+        the diagonal, ``noise_std`` on it once the diagonal is scaled back.
         """
         self._spend()
         gram = np.asarray((self.rows.T @ self.rows).todense())
         if self.noise_std > 0:
-            upper = np.triu(self.rng.normal(0.0, self.noise_std, gram.shape))
-            gram = gram + upper + np.triu(upper, 1).T
+            upper = np.triu(self.rng.normal(0.0, self.noise_std / math.sqrt(2.0), gram.shape), 1)
+            diagonal = self.rng.normal(0.0, self.noise_std, gram.shape[0])
+            gram = gram + upper + upper.T + np.diag(diagonal)
         return gram
 
     def _spend(self) -> None:
