@@ -6,7 +6,8 @@ platform - and serves ``local logits + w x standardised subspace scores``. The s
 standardised per user over the whole catalog, so their scale does not depend on ``V``'s rank or
 noise and one weight grid fits every ε. ``w`` is picked on the platform's own validation users and
 ``w = 0`` is the local-only model exactly, so the DP signal enters only as far as held-out users of
-this platform confirm it helps (the rule of ``crossfed.shared.trainer.local_first_copy``).
+this platform confirm, significantly, that it helps (a stricter rule than the first best weight of
+``crossfed.shared.trainer.local_first_copy``).
 """
 
 from __future__ import annotations
