@@ -24,7 +24,7 @@ from crossfed.shared.config import RunConfig
 from crossfed.shared.data.interactions import Interactions, LeaveLastOutSplit, PlatformData
 from crossfed.shared.evaluation.ranking import ScoreFn, UserResults
 from crossfed.shared.evaluation.stats import paired_bootstrap
-from crossfed.shared.trainer import rank_on_split
+from crossfed.shared.trainer import first_best_weight, rank_on_split
 
 logger = logging.getLogger(__name__)
 
@@ -97,12 +97,7 @@ def chosen_weight(
     results = {
         weight: ranked(served_scores(local, subspace, weight), data, split, config, "validation") for weight in weights
     }
-    best_weight, best_key = 0.0, (-1.0, -1.0)
-    for weight, result in results.items():
-        summary = result.summary()
-        key = (summary["sampled"]["hr"], summary["sampled"]["ndcg"])
-        if key > best_key:
-            best_weight, best_key = weight, key
+    best_weight, best_key = first_best_weight(results.items())
     if best_weight != 0 and confidence is not None:
         alone = results[0.0] if 0.0 in results else ranked(local.score, data, split, config, "validation")
         gain = results[best_weight].ndcgs["sampled"] - alone.ndcgs["sampled"]

@@ -7,7 +7,7 @@ evaluate with the very same code, split and protocol - the comparison is honest.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import ModuleType
 
@@ -66,13 +66,12 @@ def local_first_copy(
     """
     split = split or leave_last_out(data.interactions)
     served = combined_copy(model, local if local is not None else alone_model(data, split, config), 0.0)
-    best_weight, best_key = 0.0, (-1.0, -1.0)
-    for weight in config.serving.local_first_weight_grid:
+
+    def validated(weight: float) -> UserResults:
         served.prior_weight.fill_(weight)
-        summary = _ranked(served, data, split, config, "validation", full=False).summary()["sampled"]
-        key = (summary["hr"], summary["ndcg"])
-        if key > best_key:
-            best_weight, best_key = weight, key
+        return _ranked(served, data, split, config, "validation", full=False)
+
+    best_weight, best_key = first_best_weight((w, validated(w)) for w in config.serving.local_first_weight_grid)
     served.prior_weight.fill_(best_weight)
     logger.info(
         "platform %d serves its local model + %g x the global model (validation HR@%d %.4f)",
@@ -82,6 +81,21 @@ def local_first_copy(
         best_key[0],
     )
     return served
+
+
+def first_best_weight(results: Iterable[tuple[float, UserResults]]) -> tuple[float, tuple[float, float]]:
+    """The weight whose validation results rank best (sampled HR, then NDCG), the first of equals, and its key.
+
+    Every local-first choice picks this way, so a grid that starts at 0 keeps the local-only model
+    unless another weight does strictly better on held-out users.
+    """
+    best_weight, best_key = 0.0, (-1.0, -1.0)
+    for weight, result in results:
+        summary = result.summary()["sampled"]
+        key = (summary["hr"], summary["ndcg"])
+        if key > best_key:
+            best_weight, best_key = weight, key
+    return best_weight, best_key
 
 
 def alone_model(data: PlatformData, split: LeaveLastOutSplit, config: RunConfig) -> Recommender:
