@@ -46,3 +46,9 @@ def crossfed_command() -> str:
 @pytest.fixture
 def dataset() -> EncodedDataset:
     return make_dataset()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Deployment tests first: they are the longest (minutes of real processes), and under
+    pytest-xdist the longest file started last would be the whole suite's tail."""
+    items.sort(key=lambda item: item.get_closest_marker("deployment") is None)
