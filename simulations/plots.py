@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from crossfed.simulations.experiment import Experiment
-from crossfed.simulations.report import grid_keys
+from crossfed.simulations.report import grid_keys, local_only_partners
 from crossfed.simulations.tidy import Tables, group_mean
 
 logger = logging.getLogger(__name__)
@@ -160,18 +160,25 @@ def convergence(experiment: Experiment, tables: Tables, path: Path, title: str) 
     return _save(fig, path)
 
 
+def platform_gains(experiment: Experiment, tables: Tables) -> pd.DataFrame:
+    """Every non-local-only platform row with ``gain``: its test HR minus its local-only partner's
+    on the same platform (:func:`crossfed.simulations.report.local_only_partners`); rows without a
+    partner are left out."""
+    platforms = tables.platforms
+    others = platforms[platforms["mode"] != "local-only"]
+    if others.empty:
+        return others.assign(gain=pd.Series(dtype=float))
+    partners = local_only_partners(experiment, tables.cells)
+    reference = platforms.set_index(["cell", "platform"])["sampled_hr"]
+    index = pd.MultiIndex.from_arrays([others["cell"].map(partners), others["platform"]])
+    matched = reference.reindex(index).to_numpy()
+    return others.assign(gain=others["sampled_hr"].to_numpy() - matched).dropna(subset=["gain"])
+
+
 def platform_gain(experiment: Experiment, tables: Tables, path: Path, title: str) -> bool:
     import matplotlib.pyplot as plt
 
-    platforms = tables.platforms
-    local = platforms[platforms["mode"] == "local-only"]
-    others = platforms[platforms["mode"] != "local-only"]
-    if local.empty or others.empty:
-        return False
-    reference = local.set_index(["seed", "platforms", "partition", "platform"])["sampled_hr"]
-    index = pd.MultiIndex.from_frame(others[["seed", "platforms", "partition", "platform"]])
-    matched = reference.reindex(index).to_numpy()
-    others = others.assign(gain=others["sampled_hr"].to_numpy() - matched).dropna(subset=["gain"])
+    others = platform_gains(experiment, tables)
     if others.empty:
         return False
     keys = [key for key in grid_keys(experiment) if key in others]

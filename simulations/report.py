@@ -4,7 +4,7 @@ validation HR@k).
 
 Groups are (arm, mode, gridded values); each row is the mean over the group's seeds, with
 the seed standard deviation next to the headline metric. "Gain over local-only" pairs each
-platform with the local-only cell of the same seed; "platforms sig. worse" runs a paired
+platform with its cell's local-only partner (:func:`local_only_partners`); "platforms sig. worse" runs a paired
 bootstrap over that platform's test users on hits averaged over the shared seeds.
 """
 
@@ -57,15 +57,33 @@ def summarise(experiment: Experiment, tables: Tables, out: Path) -> pd.DataFrame
     """Mean over seeds per group, with the gain over local-only and the significance check."""
     by = group_columns(experiment)
     groups = group_mean(tables.cells, by, [c for c in _REPORTED if c in tables.cells])
+    partners = local_only_partners(experiment, tables.cells)
     gains, worse = [], []
     for _, group in groups.iterrows():
         members = _members(tables.cells, by, group)
-        gain, significantly_worse = _gain_over_local(tables, members, out)
+        gain, significantly_worse = _gain_over_local(tables, members, partners, out)
         gains.append(gain)
         worse.append(significantly_worse)
     groups["gain_over_local_only"] = gains
     groups["platforms_significantly_worse"] = worse
     return groups
+
+
+def local_only_partners(experiment: Experiment, cells: pd.DataFrame) -> pd.Series:
+    """Each cell's local-only partner, indexed by cell: the local-only cell of the same seed, platform
+    count and partition, and of the same value of every grid key the local-only cells differ on.
+
+    A tuning grid trains local-only at each batch size, so a federated cell at batch 64 must meet
+    local-only at batch 64; an epsilon grid does not apply to local-only, which then has one cell per
+    seed for every epsilon. A cell with no partner, or with several equally good ones, has none
+    (NaN) rather than an arbitrary one.
+    """
+    local = cells[cells["mode"] == "local-only"]
+    varying = [key for key in grid_keys(experiment) if key in local and local[key].nunique() > 1]
+    keys = ["seed", "platforms", "partition", *varying]
+    references = local.drop_duplicates(keys, keep=False)[[*keys, "cell"]].rename(columns={"cell": "partner"})
+    paired = cells[["cell", *keys]].merge(references, on=keys, how="left")
+    return paired.set_index("cell")["partner"]
 
 
 def _members(cells: pd.DataFrame, by: Sequence[str], group: pd.Series) -> pd.DataFrame:
@@ -80,20 +98,11 @@ def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
-def _gain_over_local(tables: Tables, members: pd.DataFrame, out: Path) -> tuple[float, str]:
+def _gain_over_local(tables: Tables, members: pd.DataFrame, partners: pd.Series, out: Path) -> tuple[float, str]:
     """Mean over platforms and seeds of (served HR - local-only HR); platforms significantly worse."""
     if members.empty or (members["mode"] == "local-only").all():
         return math.nan, ""
-    local = tables.cells[
-        (tables.cells["mode"] == "local-only")
-        & (tables.cells["platforms"] == members["platforms"].iloc[0])
-        & (tables.cells["partition"] == members["partition"].iloc[0])
-    ]
-    pairs = [
-        (cell, local[local["seed"] == seed]["cell"].iloc[0])
-        for cell, seed in zip(members["cell"], members["seed"])
-        if (local["seed"] == seed).any()
-    ]
+    pairs = [(cell, partners[cell]) for cell in members["cell"] if isinstance(partners.get(cell), str)]
     if not pairs:
         return math.nan, ""
     per_platform = tables.platforms.set_index(["cell", "platform"])["sampled_hr"]

@@ -315,3 +315,35 @@ def test_quick_sweep_runs_every_cell_tabulates_plots_and_resumes(
     assert f"0 cells run, {len(experiment.cells)} skipped" in second.stdout
     assert stamps == {cell.name: (cell_dir(out, cell) / CELL_FILE).stat().st_mtime_ns for cell in experiment.cells}
     assert pd.read_csv(out / "results.csv")[METRICS].equals(table[METRICS])
+
+
+def test_each_cell_meets_the_local_only_cell_of_its_own_grid_point(tmp_path: Path) -> None:
+    from crossfed.simulations.plots import platform_gains
+    from crossfed.simulations.tidy import collect
+
+    experiment = load_experiment(
+        _write(
+            tmp_path,
+            'name = "pairs"\ndescription = ""\nseeds = [0]\n[base]\nnum-platforms = 2\n'
+            '[[arm]]\nname = "alone"\nmodes = ["local-only"]\ngrid = { batch-size = [64, 256] }\n'
+            '[[arm]]\nname = "fed"\nmodes = ["federated"]\ngrid = { batch-size = [64, 256] }\n'
+            '[[arm]]\nname = "dp"\nmodes = ["federated"]\ngrid = { epsilon = [4.0] }\n',
+        )
+    )
+    hr = {("alone", 64): 0.40, ("alone", 256): 0.30, ("fed", 64): 0.45, ("fed", 256): 0.50, ("dp", None): 0.33}
+    for cell in experiment.cells:
+        summary = _fake_summary(cell.mode)
+        summary["config"]["batch-size"] = cell.point.get("batch-size", 64)  # the base's batch size
+        value = hr[cell.arm, cell.point.get("batch-size")]
+        for row in summary["per_platform"]:
+            row["metrics"] = {"sampled": {"hr@10": value, "ndcg@10": 0.3}, "full": {"hr@10": 0.1, "ndcg@10": 0.1}}
+        directory = cell_dir(tmp_path / "out", cell)
+        directory.mkdir(parents=True)
+        (directory / "summary.json").write_text(json.dumps(summary))
+        (directory / CELL_FILE).write_text(json.dumps({"arm": cell.arm, "mode": cell.mode, "seed": cell.seed}))
+
+    gains = platform_gains(experiment, collect(experiment, tmp_path / "out"))
+    by_cell = gains.groupby(["arm", "batch-size"], dropna=False)["gain"].unique()
+    assert by_cell["fed", 64] == pytest.approx([0.05]) and by_cell["fed", 256] == pytest.approx([0.20])
+    # The epsilon arm runs at the base's batch size, so it meets local-only at that batch size.
+    assert by_cell["dp", 64] == pytest.approx([-0.07])
