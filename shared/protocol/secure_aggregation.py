@@ -77,7 +77,7 @@ def release_plan(noise_std: float) -> QuantisationPlan:
     below any entry that moves an eigenvector. Both sides derive ``noise_std`` from the public
     settings (:func:`crossfed.shared.privacy.item_subspace.release_noise_std`), so they agree.
     """
-    return QuantisationPlan(clipping_range=RELEASE_ENTRY_BOUND + 8.0 * noise_std / np.sqrt(2.0), max_weight=1.0)
+    return QuantisationPlan(clipping_range=float(RELEASE_ENTRY_BOUND + 8.0 * noise_std / np.sqrt(2.0)), max_weight=1.0)
 
 
 def clip_update(
