@@ -99,10 +99,15 @@ def operator_pins(run_config: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def gateway_limits(run_config: Mapping[str, Any]) -> Limits:
-    """The gateway's bounds for this run: from the bytes of the shared arrays the coordinator starts it with."""
+    """The gateway's bounds for this run: from the bytes of the shared arrays the coordinator starts it with,
+    or, for a ``gram-subspace`` run, of the one Gram release over the run's catalog."""
     from crossfed.server.federation import initial_arrays  # torch: only when a deployment starts
+    from crossfed.server.gram_release import catalog_size
 
-    arrays = initial_arrays(RunConfig.from_mapping(run_config))
+    config = RunConfig.from_mapping(run_config)
+    if config.privacy.mechanism == "gram-subspace":
+        return Limits.for_release(catalog_size(config))
+    arrays = initial_arrays(config)
     return Limits.for_model(sum(int(value.nbytes) for value in arrays.values()))
 
 

@@ -24,6 +24,9 @@ from crossfed.shared.data.datasets import check_platforms_fit, load_platforms
         ("min-platforms", 0, "an integer >= 1"),
         ("fraction-train", 0.0, "a number in (0, 1]"),
         ("full-ranking-every", -1, "an integer >= 0"),
+        ("user-dp-mechanism", "laplace", "one of ('gram-subspace', 'dp-sgd')"),
+        ("subspace-ranks", "8,0", "comma-separated positive integers"),
+        ("subspace-weights", "0,-1", "comma-separated numbers >= 0"),
     ],
 )
 def test_an_out_of_range_value_is_rejected_with_its_key_and_range(key, value, allowed):
