@@ -127,11 +127,13 @@ def _plain_sum(grid: Grid, config: RunConfig, num_items: int) -> tuple[np.ndarra
         for node_id in grid.get_node_ids()
     ]
     replies = []
-    for reply in grid.send_and_receive(messages, timeout=config.federation.reply_timeout):
+    received = list(grid.send_and_receive(messages, timeout=config.federation.reply_timeout))
+    for reply in received:
         if reply.has_error():
             logger.warning("the Gram release: node %s failed: %s", reply.metadata.src_node_id, reply.error.reason)
         else:
             replies.append(parse_release_reply(reply, length))
+    _silent(messages, received, "the Gram release", config)
     keys = reporter_keys(replies)
     for reply in replies:
         if reply.unreadable is not None:
@@ -178,17 +180,28 @@ def _test(grid: Grid, basis: np.ndarray, config: RunConfig) -> list[EvaluateRepl
         for node_id in grid.get_node_ids()
     ]
     replies = []
-    for reply in grid.send_and_receive(messages, timeout=config.federation.reply_timeout):
+    received = list(grid.send_and_receive(messages, timeout=config.federation.reply_timeout))
+    for reply in received:
         if reply.has_error():
             logger.warning("the subspace test: node %s failed: %s", reply.metadata.src_node_id, reply.error.reason)
         else:
             replies.append(parse_evaluate_reply(reply))
+    _silent(messages, received, "the subspace test (each platform trains its local-only model in it)", config)
     if len(replies) < config.federation.min_platforms:
         raise FederationError(
             f"the subspace test: only {len(replies)} platform(s) answered, fewer than "
             f"min-platforms = {config.federation.min_platforms}"
         )
     return replies
+
+
+def _silent(messages: list[Message], received: list[Message], what: str, config: RunConfig) -> None:
+    """Log the nodes that did not answer within ``reply-timeout``: their figures are missing from the reply."""
+    silent = sorted({m.metadata.dst_node_id for m in messages} - {r.metadata.src_node_id for r in received})
+    if silent:
+        logger.warning(
+            "%s: nodes %s did not answer within reply-timeout = %g s", what, silent, config.federation.reply_timeout
+        )
 
 
 def _served(replies: list[EvaluateReply]) -> list[PlatformMetrics]:

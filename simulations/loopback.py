@@ -53,6 +53,8 @@ class LoopbackSettings:
     rounds: int = 3
     secagg: bool = False
     privacy_unit: str = "none"
+    #: The loopback exercises rounds (a platform stopped after one, the coordinator resumed): DP-SGD's.
+    user_dp_mechanism: str = "dp-sgd"
     max_users: int = 150
     data_dir: str = ""
     #: Stop one SuperNode once this round is checkpointed, then start it again (0 = never).
@@ -84,6 +86,7 @@ class LoopbackSettings:
             "max-users": self.max_users,
             "secagg": self.secagg,
             "privacy-unit": self.privacy_unit,
+            "user-dp-mechanism": self.user_dp_mechanism,
             "run-dir": str(self.out.resolve()),
             "data-dir": data_dir,
             **self.overrides,

@@ -277,7 +277,7 @@ class PrivacyConfig(Section):
     refresh_learning_rate: float = setting(0.5, "step size of that refresh")
     accountant: str = setting("rdp", "`rdp` or `prv` (Opacus accountants)")
     user_dp_mechanism: str = setting(
-        "dp-sgd",
+        "gram-subspace",
         "`privacy-unit = user` only: `gram-subspace` (each platform releases its noised item Gram matrix "
         "once; the coordinator sends back the top eigenvectors, which each platform serves beside its "
         "local-only model) or `dp-sgd` (every round trains the shared model with DP-SGD)",

@@ -41,8 +41,17 @@ def test_a_value_of_the_wrong_type_names_its_key():
 
 
 def test_a_user_batch_larger_than_the_smallest_platform_is_rejected(movielens_dir):
-    config = RunConfig().replace(
-        data_dir=str(movielens_dir), num_platforms=4, max_users=200, partition="iid", privacy_unit="user", user_batch=64
+    config = (
+        RunConfig()
+        .replace(
+            data_dir=str(movielens_dir),
+            num_platforms=4,
+            max_users=200,
+            partition="iid",
+            privacy_unit="user",
+            user_batch=64,
+        )
+        .replace(user_dp_mechanism="dp-sgd")
     )
     platforms = load_platforms(config)
     smallest = min(p.num_users for p in platforms)
@@ -64,6 +73,7 @@ def test_the_simulation_refuses_a_bad_user_batch_before_any_round(movielens_dir,
         max_users=200,
         partition="iid",
         privacy_unit="user",
+        user_dp_mechanism="dp-sgd",
         user_batch=500,
     )
     with pytest.raises(ConfigError, match="user-batch"):
