@@ -52,7 +52,14 @@ def main() -> None:
     print(markdown(block))
     extra = dict(item.split("=", 1) for item in args.set)
     base = RunConfig.from_mapping(
-        {"num-server-rounds": args.rounds, "privacy-unit": "user", "delta": 1e-5, **extra}, source="--set"
+        {
+            "num-server-rounds": args.rounds,
+            "privacy-unit": "user",
+            "user-dp-mechanism": "dp-sgd",
+            "delta": 1e-5,
+            **extra,
+        },
+        source="--set",
     )
     platforms = all_platforms(base)
     started = time.perf_counter()

@@ -7,11 +7,11 @@ from flwr.app import Context, Message
 from flwr.clientapp import ClientApp
 from flwr.clientapp.typing import Mod
 
-from crossfed.client import task
+from crossfed.client import subspace, task
 from crossfed.client.failures import codes_only
 from crossfed.client.outbox import build_reply
-from crossfed.client.secure import guarded_secaggplus_mod, unwrap
-from crossfed.shared.protocol.keys import PREPARE_QUERY
+from crossfed.client.secure import InsecureRequestError, guarded_secaggplus_mod, is_release, unwrap
+from crossfed.shared.protocol.keys import GRAM_RELEASE_QUERY, PREPARE_QUERY, SUBSPACE_TEST_QUERY
 
 
 def build_app(
@@ -28,6 +28,9 @@ def build_app(
     @client_app.train()
     def train(message: Message, context: Context) -> Message:
         secure_request = unwrap(message, task.platform_config(context, overrides))
+        if secure_request is not None and is_release(list(secure_request[2].names)):
+            metrics, vector = subspace.release(context, overrides)
+            return build_reply(message, metrics, private=True, secure=secure_request[2], release=vector)
         arrays, server_round, secure = secure_request or (*task.request_contents(message), None)
         trainer, metrics, trained = task.train(arrays, server_round, context, overrides)
         return build_reply(
@@ -38,6 +41,20 @@ def build_app(
     def prepare(message: Message, context: Context) -> Message:
         metrics, private = task.prepare(context, overrides)
         return build_reply(message, metrics, private=private)
+
+    @client_app.query(GRAM_RELEASE_QUERY)
+    def gram_release(message: Message, context: Context) -> Message:
+        if task.platform_config(context, overrides).secure_aggregation.secagg:
+            raise InsecureRequestError(
+                "this platform is configured with secagg = true and releases its Gram matrix only under SecAgg+; "
+                "the coordinator asked for it in the clear"
+            )
+        metrics, vector = subspace.release(context, overrides)
+        return build_reply(message, metrics, private=True, release=vector)
+
+    @client_app.query(SUBSPACE_TEST_QUERY)
+    def subspace_test(message: Message, context: Context) -> Message:
+        return build_reply(message, subspace.test(message, context, overrides), private=True)
 
     @client_app.evaluate()
     def evaluate(message: Message, context: Context) -> Message:

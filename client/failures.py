@@ -13,11 +13,13 @@ from flwr.app import Context, Error, Message
 
 from crossfed.client.outbox import LeakError
 from crossfed.client.secure import InsecureRequestError, WeakSecureAggregationError
+from crossfed.client.task import MechanismMismatch
 from crossfed.shared.config import ConfigError
 from crossfed.shared.config.trust import RevealingSettingError
 from crossfed.shared.data.catalog import CatalogError
 from crossfed.shared.data.contract import DataValidationError
 from crossfed.shared.data.movielens import DatasetUnavailableError
+from crossfed.shared.privacy.item_subspace import BasisRefused
 from crossfed.shared.protocol.failures import FailureCode, failure_reason
 from crossfed.shared.storage.checked import CorruptStateError, StateWriteError
 from crossfed.shared.storage.platform_state import PlatformUsersError
@@ -36,6 +38,8 @@ _CODES: tuple[tuple[type[BaseException], FailureCode], ...] = (
     (StateWriteError, FailureCode.STATE),
     (InsecureRequestError, FailureCode.REFUSED_REQUEST),
     (WeakSecureAggregationError, FailureCode.REFUSED_REQUEST),
+    (MechanismMismatch, FailureCode.REFUSED_REQUEST),
+    (BasisRefused, FailureCode.REFUSED_REQUEST),
     (LeakError, FailureCode.REFUSED_REPLY),
 )
 

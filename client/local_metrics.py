@@ -19,6 +19,8 @@ LOCAL_METRICS_FILE = "metrics.jsonl"
 #: chose for the global model, and its local-only model's means under this prefix.
 LOCAL_FIRST_WEIGHT = "local-first-weight"
 LOCAL_ONLY_PREFIX = "local-only-"
+#: Under ``user-dp-mechanism = gram-subspace``: the rank of the item subspace the platform's validation users chose.
+LOCAL_FIRST_RANK = "local-first-rank"
 #: Owner read/write only: the same as the platform's state files.
 PRIVATE_FILE_MODE = 0o600
 

@@ -21,8 +21,14 @@ from flwr.compat.common import recorddict_compat as compat
 from crossfed.client.outbox import SecureRequest
 from crossfed.shared.config import RunConfig
 from crossfed.shared.errors import CrossfedError
-from crossfed.shared.protocol.keys import LEGACY_PARAMETERS_RECORD, SERVER_ROUND, SHARED_NAMES
-from crossfed.shared.protocol.secure_aggregation import AnnouncedSetup, quantisation_plan, setup_problem
+from crossfed.shared.privacy.item_subspace import release_noise_std
+from crossfed.shared.protocol.keys import LEGACY_PARAMETERS_RECORD, RELEASE_ARRAY, SERVER_ROUND, SHARED_NAMES
+from crossfed.shared.protocol.secure_aggregation import (
+    AnnouncedSetup,
+    quantisation_plan,
+    release_plan,
+    setup_problem,
+)
 
 
 class InsecureRequestError(CrossfedError, RuntimeError):
@@ -69,6 +75,11 @@ def check_setup(message: Message, config: RunConfig) -> None:
         raise WeakSecureAggregationError(f"SecAgg+ setup refused: {problem}")
 
 
+def is_release(names: list[str]) -> bool:
+    """Whether a SecAgg+ request sums Gram releases (``user-dp-mechanism = gram-subspace``) rather than updates."""
+    return names == [RELEASE_ARRAY]
+
+
 def unwrap(message: Message, config: RunConfig) -> tuple[dict[str, np.ndarray], int, SecureRequest] | None:
     """A legacy SecAgg+ fit request's global parameters and round, plus what the reply needs; else ``None``."""
     if LEGACY_PARAMETERS_RECORD not in message.content.array_records:
@@ -76,5 +87,6 @@ def unwrap(message: Message, config: RunConfig) -> tuple[dict[str, np.ndarray], 
     instructions = compat.recorddict_to_fitins(message.content, keep_input=True)
     names = str(instructions.config[SHARED_NAMES]).split(",")
     reference = dict(zip(names, parameters_to_ndarrays(instructions.parameters), strict=True))
-    secure = SecureRequest(reference=reference, names=names, plan=quantisation_plan(config))
+    plan = release_plan(release_noise_std(config)) if is_release(names) else quantisation_plan(config)
+    secure = SecureRequest(reference=reference, names=names, plan=plan)
     return reference, int(instructions.config[SERVER_ROUND]), secure

@@ -26,6 +26,7 @@ from crossfed.shared.config.trust import (
 )
 from crossfed.shared.data.interactions import PlatformData
 from crossfed.shared.data.loader import platform_data
+from crossfed.shared.errors import CrossfedError
 from crossfed.shared.evaluation.per_user_results import (
     GlobalPerUserResults,
     LocalOnlyPerUserResults,
@@ -59,6 +60,10 @@ from crossfed.shared.storage.platform_state import PlatformState
 from crossfed.shared.trainer import LocalFirstChoice, PlatformTrainer
 
 logger = logging.getLogger(__name__)
+
+
+class MechanismMismatch(CrossfedError, RuntimeError):
+    """A request for one user-level DP mechanism reached a platform configured for the other."""
 
 
 def platform_config(context: Context, overrides: Mapping[str, Any] | None = None) -> RunConfig:
@@ -165,6 +170,11 @@ def train(
     nothing and sends no parameters, only its status.
     """
     trainer, directory, config = open_trainer(arrays, context, overrides)
+    if config.privacy.mechanism == "gram-subspace":
+        raise MechanismMismatch(
+            "this platform's configuration says user-dp-mechanism = 'gram-subspace': it spends its budget on one "
+            "Gram release and trains no DP-SGD round"
+        )
     platform = trainer.data.platform
     # Under SecAgg+ a repeated round is trained (and charged) again: the same update under fresh masks,
     # summed with a different set of platforms, would let the coordinator isolate it.

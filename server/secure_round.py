@@ -38,7 +38,7 @@ from crossfed.server.secagg_workflow import DropoutTolerantSecAggPlusWorkflow
 from crossfed.shared.config import RunConfig
 from crossfed.shared.protocol.keys import SERVER_ROUND, SHARED_NAMES
 from crossfed.shared.protocol.replies import TrainReply, parse_secure_train_result
-from crossfed.shared.protocol.secure_aggregation import ordered, quantisation_plan
+from crossfed.shared.protocol.secure_aggregation import QuantisationPlan, ordered, quantisation_plan
 
 logger = logging.getLogger("crossfed.server")
 
@@ -62,11 +62,20 @@ class SecureRound:
 
 
 def secure_train_round(
-    grid: Grid, arrays: dict[str, np.ndarray], node_ids: Sequence[int], server_round: int, config: RunConfig
+    grid: Grid,
+    arrays: dict[str, np.ndarray],
+    node_ids: Sequence[int],
+    server_round: int,
+    config: RunConfig,
+    plan: QuantisationPlan | None = None,
 ) -> SecureRound:
-    """Run SecAgg+ over ``node_ids``; the mean update is ``None`` when too few platforms stayed to unmask."""
+    """Run SecAgg+ over ``node_ids``; the mean update is ``None`` when too few platforms stayed to unmask.
+
+    ``plan`` overrides the training round's ranges (:func:`quantisation_plan`), for a sum of other values
+    (the Gram releases of ``user-dp-mechanism = gram-subspace``).
+    """
     names = list(arrays)
-    plan = quantisation_plan(config)
+    plan = plan or quantisation_plan(config)
     strategy = _HandOver(node_ids, grid, server_round, names)
     context = LegacyContext(
         Context(run_id=grid.run.run_id, node_id=0, node_config={}, state=RecordDict(), run_config={}),

@@ -1,4 +1,4 @@
-"""crossfed ServerApp: reads its run config and runs the federation."""
+"""crossfed ServerApp: reads its run config and runs the federation its mechanism names."""
 
 from collections.abc import Mapping
 from typing import Any
@@ -6,7 +6,7 @@ from typing import Any
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
-from crossfed.server.federation import run_federation
+from crossfed.server.mechanisms import federation_for
 from crossfed.shared.config import RunConfig
 
 
@@ -16,7 +16,8 @@ def build_app(overrides: Mapping[str, Any] | None = None) -> ServerApp:
 
     @server_app.main()
     def main(grid: Grid, context: Context) -> None:
-        run_federation(grid, RunConfig.from_mapping(context.run_config, overrides))
+        config = RunConfig.from_mapping(context.run_config, overrides)
+        federation_for(config)(grid, config)
 
     return server_app
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
@@ -98,19 +99,9 @@ def chosen_weight(
         weight: ranked(served_scores(local, subspace, weight), data, split, config, "validation") for weight in weights
     }
     best_weight, best_key = first_best_weight(results.items())
-    if best_weight != 0 and confidence is not None:
-        alone = results[0.0] if 0.0 in results else ranked(local.score, data, split, config, "validation")
-        gain = results[best_weight].ndcgs["sampled"] - alone.ndcgs["sampled"]
-        interval = paired_bootstrap(gain, confidence=confidence, seed=data.platform)
-        if not interval.significantly_positive:
-            logger.info(
-                "platform %d: weight %g gains %+.4f NDCG@%d on validation, not significantly: serving local-only",
-                data.platform,
-                best_weight,
-                interval.mean,
-                config.evaluation.top_k,
-            )
-            return 0.0
+    alone = results.get(0.0)
+    if best_weight != 0 and not _significant(results[best_weight], alone, local, data, split, config, confidence):
+        return 0.0
     logger.info(
         "platform %d serves its local model + %g x the item subspace (validation HR@%d %.4f)",
         data.platform,
@@ -119,3 +110,79 @@ def chosen_weight(
         best_key[0],
     )
     return best_weight
+
+
+@dataclass(frozen=True)
+class SubspaceChoice:
+    """The rank ``k`` of the item subspace and the weight ``w`` a platform serves; ``w = 0``: local-only."""
+
+    rank: int
+    weight: float
+
+
+def chosen_subspace(
+    local: nn.Module,
+    basis: np.ndarray,
+    data: PlatformData,
+    split: LeaveLastOutSplit,
+    config: RunConfig,
+    *,
+    confidence: float | None = 0.9,
+) -> SubspaceChoice:
+    """The rank of ``subspace-ranks`` (at most ``basis``' columns) and weight of ``subspace-weights`` whose
+    served model ranks the platform's validation users best, under :func:`chosen_weight`'s rule.
+
+    Every (k, w) is scored on this platform's validation split only; the first best wins (ranks in
+    the order given, weights too, so the local-only model at w = 0 comes first), and a winner with
+    w > 0 is kept only if its NDCG@10 gain over local-only is significant. Nothing of it leaves the platform.
+    """
+    local.eval()
+    history = split.history("validation")
+    ranks = [rank for rank in config.serving.subspace_rank_grid if rank <= basis.shape[1]] or [basis.shape[1]]
+    alone = ranked(local.score, data, split, config, "validation")
+    candidates: list[tuple[SubspaceChoice, UserResults]] = [(SubspaceChoice(ranks[0], 0.0), alone)]
+    for rank in ranks:
+        subspace = SubspaceScores(basis[:, :rank], history)
+        for weight in config.serving.subspace_weight_grid:
+            if weight != 0:
+                score = served_scores(local, subspace, weight)
+                candidates.append((SubspaceChoice(rank, weight), ranked(score, data, split, config, "validation")))
+    index, best_key = first_best_weight((float(i), results) for i, (_, results) in enumerate(candidates))
+    choice, results = candidates[int(index)]
+    if choice.weight != 0 and not _significant(results, alone, local, data, split, config, confidence):
+        return SubspaceChoice(ranks[0], 0.0)
+    logger.info(
+        "platform %d serves its local model + %g x the rank-%d item subspace (validation HR@%d %.4f)",
+        data.platform,
+        choice.weight,
+        choice.rank,
+        config.evaluation.top_k,
+        best_key[0],
+    )
+    return choice
+
+
+def _significant(
+    best: UserResults,
+    alone: UserResults | None,
+    local: nn.Module,
+    data: PlatformData,
+    split: LeaveLastOutSplit,
+    config: RunConfig,
+    confidence: float | None,
+) -> bool:
+    """Whether ``best`` beats the local-only model per validation user (paired bootstrap of NDCG@10 at
+    ``confidence``; ``None`` accepts it untested)."""
+    if confidence is None:
+        return True
+    alone = alone if alone is not None else ranked(local.score, data, split, config, "validation")
+    gain = best.ndcgs["sampled"] - alone.ndcgs["sampled"]
+    interval = paired_bootstrap(gain, confidence=confidence, seed=data.platform)
+    if not interval.significantly_positive:
+        logger.info(
+            "platform %d: the best subspace gains %+.4f NDCG@%d on validation, not significantly: serving local-only",
+            data.platform,
+            interval.mean,
+            config.evaluation.top_k,
+        )
+    return interval.significantly_positive

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from crossfed.client.local_metrics import LOCAL_FIRST_WEIGHT, LOCAL_ONLY_PREFIX
+from crossfed.client.local_metrics import LOCAL_FIRST_RANK, LOCAL_FIRST_WEIGHT, LOCAL_ONLY_PREFIX
 from crossfed.shared.config import RunConfig
 from crossfed.shared.evaluation.per_user_results import LocalOnlyPerUserResults, PerUserResults
 from crossfed.shared.evaluation.results import PlatformMetrics, platform_dir, pooled
@@ -47,6 +47,7 @@ def local_first_block(
             {
                 "platform": platform,
                 "weight": float(entry[LOCAL_FIRST_WEIGHT]),
+                **({"rank": int(entry[LOCAL_FIRST_RANK])} if LOCAL_FIRST_RANK in entry else {}),
                 "local_only_metrics": metrics.block(k),
                 "served_minus_local_only": _paired_gain(platform_dir(run_dir, platform), platform),
             }

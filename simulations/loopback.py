@@ -53,6 +53,8 @@ class LoopbackSettings:
     rounds: int = 3
     secagg: bool = False
     privacy_unit: str = "none"
+    #: The loopback exercises rounds (a platform stopped after one, the coordinator resumed): DP-SGD's.
+    user_dp_mechanism: str = "dp-sgd"
     max_users: int = 150
     data_dir: str = ""
     #: Stop one SuperNode once this round is checkpointed, then start it again (0 = never).
@@ -84,6 +86,7 @@ class LoopbackSettings:
             "max-users": self.max_users,
             "secagg": self.secagg,
             "privacy-unit": self.privacy_unit,
+            "user-dp-mechanism": self.user_dp_mechanism,
             "run-dir": str(self.out.resolve()),
             "data-dir": data_dir,
             **self.overrides,
@@ -99,10 +102,15 @@ def operator_pins(run_config: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def gateway_limits(run_config: Mapping[str, Any]) -> Limits:
-    """The gateway's bounds for this run: from the bytes of the shared arrays the coordinator starts it with."""
+    """The gateway's bounds for this run: from the bytes of the shared arrays the coordinator starts it with,
+    or, for a ``gram-subspace`` run, of the one Gram release over the run's catalog."""
     from crossfed.server.federation import initial_arrays  # torch: only when a deployment starts
+    from crossfed.server.gram_release import catalog_size
 
-    arrays = initial_arrays(RunConfig.from_mapping(run_config))
+    config = RunConfig.from_mapping(run_config)
+    if config.privacy.mechanism == "gram-subspace":
+        return Limits.for_release(catalog_size(config))
+    arrays = initial_arrays(config)
     return Limits.for_model(sum(int(value.nbytes) for value in arrays.values()))
 
 

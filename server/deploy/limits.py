@@ -38,3 +38,12 @@ class Limits:
         """Bounds no honest reply reaches for a model whose shared arrays take ``shared_bytes``."""
         bound = REPLY_MARGIN * shared_bytes + REPLY_OVERHEAD_BYTES
         return cls(max_request_bytes=bound, max_reply_bytes=bound)
+
+    @classmethod
+    def for_release(cls, num_items: int) -> Limits:
+        """Bounds no honest reply reaches in a ``gram-subspace`` run over ``num_items`` items.
+
+        Its largest reply is the one Gram release: ``n (n + 1) / 2`` floats (float32 in the clear,
+        int64 once SecAgg+ masks it, which :meth:`for_model`'s margin already covers).
+        """
+        return cls.for_model(4 * num_items * (num_items + 1) // 2)

@@ -169,10 +169,11 @@ class RunConfig:
             "the SecAgg+ range already bounds each platform)",
         )
         check(
-            secure.noise_mode == "local" or privacy.noise_multiplier > 0,
+            secure.noise_mode == "local" or privacy.noise_multiplier > 0 or privacy.mechanism == "gram-subspace",
             "noise-multiplier",
             privacy.noise_multiplier,
-            "an explicit value > 0 with noise-mode = 'distributed' (every platform's share must add up to it)",
+            "an explicit value > 0 with noise-mode = 'distributed' and DP-SGD (every platform's share must add up "
+            "to it; the one Gram release calibrates σ from epsilon and delta alone, the same on every platform)",
         )
 
     def _validate_secure_groups(self) -> None:

@@ -18,6 +18,7 @@ ACCOUNTANTS = ("rdp", "prv")
 SERVE_MODELS = ("auto", "global", "fine-tuned", "local-first")
 AGGREGATIONS = ("mean", "median", "trimmed-mean")
 NOISE_MODES = ("local", "distributed")
+USER_DP_MECHANISMS = ("gram-subspace", "dp-sgd")
 
 
 def layer_sizes(text: str) -> tuple[int, ...]:
@@ -275,10 +276,22 @@ class PrivacyConfig(Section):
     refresh_steps: int = setting(3, "gradient steps on a sampled user's own id embedding before each DP step")
     refresh_learning_rate: float = setting(0.5, "step size of that refresh")
     accountant: str = setting("rdp", "`rdp` or `prv` (Opacus accountants)")
+    user_dp_mechanism: str = setting(
+        "gram-subspace",
+        "`privacy-unit = user` only: `gram-subspace` (each platform releases its noised item Gram matrix "
+        "once; the coordinator sends back the top eigenvectors, which each platform serves beside its "
+        "local-only model) or `dp-sgd` (every round trains the shared model with DP-SGD)",
+    )
 
     @property
     def private(self) -> bool:
         return self.privacy_unit != "none"
+
+    @property
+    def mechanism(self) -> str:
+        """How the federation runs: `gram-subspace` under user-level DP when chosen, else `dp-sgd` rounds
+        (plain rounds when no privacy unit is set)."""
+        return self.user_dp_mechanism if self.privacy_unit == "user" else "dp-sgd"
 
     def validate(self) -> None:
         check(self.privacy_unit in PRIVACY_UNITS, "privacy-unit", self.privacy_unit, f"one of {PRIVACY_UNITS}")
@@ -291,6 +304,12 @@ class PrivacyConfig(Section):
         check(self.refresh_steps >= 0, "refresh-steps", self.refresh_steps, "an integer >= 0")
         check(self.refresh_learning_rate > 0, "refresh-learning-rate", self.refresh_learning_rate, "a number > 0")
         check(self.accountant in ACCOUNTANTS, "accountant", self.accountant, f"one of {ACCOUNTANTS}")
+        check(
+            self.user_dp_mechanism in USER_DP_MECHANISMS,
+            "user-dp-mechanism",
+            self.user_dp_mechanism,
+            f"one of {USER_DP_MECHANISMS}",
+        )
 
 
 @dataclass(frozen=True)
@@ -364,6 +383,16 @@ class ServingConfig(Section):
         "`local-first`: weights of the global model's logits tried on the platform's validation users "
         "(0: the local model alone)",
     )
+    subspace_ranks: str = setting(
+        "8,16,24,32,64",
+        "`gram-subspace`: ranks k of the item subspace a platform tries on its validation users "
+        "(the coordinator sends the largest)",
+    )
+    subspace_weights: str = setting(
+        "0,0.125,0.25,0.5,1,2,4,8",
+        "`gram-subspace`: weights of the standardised subspace scores tried on the platform's validation "
+        "users (0: the local model alone; another is served only if its gain there is significant)",
+    )
     foldin_steps: int = setting(
         20, "Adam steps on a user's own vector when new interactions are folded in between rounds"
     )
@@ -372,6 +401,14 @@ class ServingConfig(Section):
     @property
     def local_first_weight_grid(self) -> tuple[float, ...]:
         return weight_list(self.local_first_weights)
+
+    @property
+    def subspace_rank_grid(self) -> tuple[int, ...]:
+        return layer_sizes(self.subspace_ranks)
+
+    @property
+    def subspace_weight_grid(self) -> tuple[float, ...]:
+        return weight_list(self.subspace_weights)
 
     @property
     def stacked_model(self) -> ModelConfig:
@@ -406,6 +443,17 @@ class ServingConfig(Section):
             len(weights) >= 1 and min(weights) >= 0,
             "local-first-weights",
             self.local_first_weights,
+            "comma-separated numbers >= 0",
+        )
+        _check_layers("subspace-ranks", self.subspace_ranks)
+        try:
+            subspace_weights = self.subspace_weight_grid
+        except ValueError:
+            subspace_weights = ()
+        check(
+            len(subspace_weights) >= 1 and min(subspace_weights) >= 0,
+            "subspace-weights",
+            self.subspace_weights,
             "comma-separated numbers >= 0",
         )
         check(self.foldin_steps >= 0, "foldin-steps", self.foldin_steps, "an integer >= 0")

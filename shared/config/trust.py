@@ -38,6 +38,7 @@ PRIVACY_KEYS: dict[str, str] = {
     "clip-norm": "the sensitivity the noise is scaled to",
     "user-batch": "the sampling rate the accountant amplifies by",
     "accountant": "how the spend is counted",
+    "user-dp-mechanism": "what the budget is spent on: one Gram release or DP-SGD rounds",
     "secagg": "whether the coordinator sees each update or only the sum",
     "secagg-shares": "among how many peers a platform's mask secrets are split",
     "secagg-threshold": "how many of those peers can unmask a platform's update",

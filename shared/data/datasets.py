@@ -164,9 +164,9 @@ def check_platforms_fit(privacy: PrivacyConfig, platforms: tuple[PlatformData, .
 
     Under user-level DP a step samples users at rate 1 / ceil(users / user-batch); a batch
     larger than a platform means sampling everyone every step - no amplification, and a
-    noise calibration for a batch the platform cannot fill.
+    noise calibration for a batch the platform cannot fill. The one Gram release samples no batches.
     """
-    if privacy.privacy_unit != "user" or not platforms:
+    if privacy.privacy_unit != "user" or privacy.mechanism != "dp-sgd" or not platforms:
         return
     smallest = min(platforms, key=lambda p: p.num_users)
     if privacy.user_batch > smallest.num_users:

@@ -39,14 +39,15 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 
-from crossfed.shared.config import ConfigError
+from crossfed.shared.config import ConfigError, RunConfig
 from crossfed.shared.data.interactions import Interactions
+from crossfed.shared.errors import CrossfedError
 from crossfed.shared.privacy.ledger import BudgetExceeded, PrivacyLedger
 
 logger = logging.getLogger(__name__)
@@ -124,9 +125,46 @@ def subspace_ledger(
             f"config key 'delta' = {delta} is out of range: expected well below 1/n for this platform's "
             "number n of privacy units"
         )
+    return _calibrated(epsilon, delta, iterations, accountant, noise_share, 0.0)
+
+
+def _calibrated(
+    epsilon: float, delta: float, iterations: int, accountant: str, noise_share: float, noise_multiplier: float
+) -> PrivacyLedger:
     ledger = PrivacyLedger("user", epsilon, delta, accountant, noise_share=noise_share)
-    ledger.calibrate(sample_rate=1.0, steps_per_round=1, planned_rounds=iterations, noise_multiplier=0.0)
+    ledger.calibrate(sample_rate=1.0, steps_per_round=1, planned_rounds=iterations, noise_multiplier=noise_multiplier)
     return ledger
+
+
+def release_ledger(config: RunConfig, population: int) -> PrivacyLedger:
+    """A platform's ledger for the one Gram release of a run, from the run's privacy settings.
+
+    ``epsilon``, ``delta`` and ``accountant`` as for DP-SGD; an explicit ``noise-multiplier`` is used as
+    given; the noise share follows ``noise-mode`` (:func:`crossfed.shared.privacy.dp_sgd.noise_share`).
+    """
+    privacy = config.privacy
+    ledger = subspace_ledger(privacy.epsilon, privacy.delta, 1, population=population, accountant=privacy.accountant)
+    if privacy.noise_multiplier > 0:
+        ledger = _calibrated(privacy.epsilon, privacy.delta, 1, privacy.accountant, 1.0, privacy.noise_multiplier)
+    ledger.noise_share = _noise_share(config)
+    return ledger
+
+
+def release_noise_std(config: RunConfig) -> float:
+    """The standard deviation one platform adds to its release before scaling (σ x its noise share).
+
+    A function of the public settings alone, so the coordinator and every platform derive the same
+    SecAgg+ ranges from it (:func:`crossfed.shared.protocol.secure_aggregation.release_plan`).
+    """
+    privacy = config.privacy
+    ledger = _calibrated(privacy.epsilon, privacy.delta, 1, privacy.accountant, 1.0, privacy.noise_multiplier)
+    return float(ledger.noise_multiplier or 0.0) * _noise_share(config)
+
+
+def _noise_share(config: RunConfig) -> float:
+    from crossfed.shared.privacy.dp_sgd import noise_share  # on use: it imports opacus
+
+    return noise_share(config)
 
 
 @dataclass
@@ -141,6 +179,8 @@ class PlatformPowerStep:
     rows: sp.csr_matrix
     ledger: PrivacyLedger
     rng: np.random.Generator
+    #: Price the budget on this platform's own noise share alone (it does not trust its peers' shares).
+    own_noise_only: bool = False
 
     @property
     def noise_std(self) -> float:
@@ -155,24 +195,32 @@ class PlatformPowerStep:
         return product + noise
 
     def gram_reply(self) -> np.ndarray:
-        """This platform's ``G_p`` with symmetric noise, as one step of its ledger.
+        """This platform's ``G_p`` with symmetric noise, as one step of its ledger: :meth:`release` unpacked.
 
-        The release is the diagonal over ``sqrt(2)`` and the strict upper triangle (the lower one
-        repeats it): one user moves that vector by exactly ``1/sqrt(2)`` in L2, so the noise the
-        ledger calibrates for sensitivity 1 is scaled by ``1/sqrt(2)`` - ``noise_std / sqrt(2)`` off
-        the diagonal, ``noise_std`` on it once the diagonal is scaled back.
+        The noise is ``noise_std / sqrt(2)`` off the diagonal and ``noise_std`` on it (see :meth:`release`).
+        """
+        return gram_from_release(self.release(), self.rows.shape[1])
+
+    def release(self, spent: Callable[[PrivacyLedger], None] | None = None) -> np.ndarray:
+        """The one vector this mechanism sends: ``G_p``'s diagonal over ``sqrt(2)`` and strict upper triangle, noised.
+
+        One user moves that vector by exactly ``1/sqrt(2)`` in L2, so the noise the ledger calibrates
+        for sensitivity 1 is scaled by ``1/sqrt(2)``: every entry gets ``noise_std / sqrt(2)``, which is
+        ``noise_std`` on the diagonal once it is scaled back. Spends one step of the ledger first and
+        refuses (computing nothing) past the budget; ``spent`` is called with the ledger once the step
+        is recorded and before the release exists, so a platform can put its ledger on disk first.
         """
         self._spend()
-        gram = np.asarray((self.rows.T @ self.rows).todense())
+        if spent is not None:
+            spent(self.ledger)
+        vector = release_vector(np.asarray((self.rows.T @ self.rows).todense()))
         if self.noise_std > 0:
-            upper = np.triu(self.rng.normal(0.0, self.noise_std / math.sqrt(2.0), gram.shape), 1)
-            diagonal = self.rng.normal(0.0, self.noise_std, gram.shape[0])
-            gram = gram + upper + upper.T + np.diag(diagonal)
-        return gram
+            vector += self.rng.normal(0.0, self.noise_std / math.sqrt(2.0), vector.shape)
+        return vector
 
     def _spend(self) -> None:
-        if not self.ledger.can_train_round():
-            spent = self.ledger.epsilon(1)
+        if not self.ledger.can_train_round(own_noise_only=self.own_noise_only):
+            spent = self.ledger.epsilon_alone(1) if self.own_noise_only else self.ledger.epsilon(1)
             raise BudgetExceeded(f"another release would spend epsilon {spent:.3f} > budget {self.ledger.budget}")
         self.ledger.record_round([(float(self.ledger.noise_multiplier or 0.0), 1.0, 1)], keep=True)
 
@@ -205,6 +253,69 @@ def gram_subspace(platforms: Sequence[PlatformPowerStep]) -> tuple[np.ndarray, n
     values, vectors = np.linalg.eigh(sum(platform.gram_reply() for platform in platforms))
     order = np.argsort(values)[::-1]
     return vectors[:, order], values[order]
+
+
+def release_length(num_items: int) -> int:
+    """Entries of one release for ``num_items`` items: the diagonal and the strict upper triangle."""
+    return num_items * (num_items + 1) // 2
+
+
+def release_vector(gram: np.ndarray) -> np.ndarray:
+    """A symmetric ``gram`` as its release: the diagonal over ``sqrt(2)``, then the strict upper triangle by rows."""
+    upper = np.triu_indices(gram.shape[0], 1)
+    return np.concatenate([np.diagonal(gram) / math.sqrt(2.0), gram[upper]]).astype(np.float64)
+
+
+def gram_from_release(vector: np.ndarray, num_items: int) -> np.ndarray:
+    """The symmetric matrix a release (or a sum of releases) stands for: the inverse of :func:`release_vector`."""
+    if vector.shape != (release_length(num_items),):
+        raise ValueError(f"a release for {num_items} items has {release_length(num_items)} entries, not {vector.shape}")
+    gram = np.zeros((num_items, num_items), np.float64)
+    upper = np.triu_indices(num_items, 1)
+    gram[upper] = vector[num_items:]
+    gram += gram.T
+    gram[np.diag_indices(num_items)] = vector[:num_items] * math.sqrt(2.0)
+    return gram
+
+
+def release_subspace(total: np.ndarray, num_items: int, rank: int) -> np.ndarray:
+    """The coordinator's side of the one-release mechanism: the top-``rank`` eigenvectors of the summed releases.
+
+    Post-processing of the release, so it costs no privacy; columns are ordered by eigenvalue,
+    largest first, so any platform's top ``k`` of them are the first ``k`` columns.
+    """
+    if not 1 <= rank <= num_items:
+        raise ConfigError(f"subspace rank {rank} is out of range: expected 1 to the number of items ({num_items})")
+    values, vectors = np.linalg.eigh(gram_from_release(total, num_items))
+    return np.ascontiguousarray(vectors[:, np.argsort(values)[::-1][:rank]])
+
+
+class BasisRefused(CrossfedError, ValueError):
+    """The item basis the coordinator sent is not an orthonormal ``items x k`` matrix of finite numbers."""
+
+
+#: How far ``V^T V`` may be from the identity (largest entry) for a basis to count as orthonormal: float64
+#: eigenvectors are within 1e-12, a float32 round trip within 1e-6.
+ORTHONORMAL_TOLERANCE = 1e-4
+
+
+def checked_basis(basis: np.ndarray, num_items: int, max_rank: int) -> np.ndarray:
+    """The coordinator's basis if it is what the mechanism promises, bounded by :func:`bounded_basis`; else refused.
+
+    A platform serves ``h_u V V^T`` standardised per user, which assumes ``V`` orthonormal; a basis of
+    the wrong shape, with a non-finite entry, or whose columns are not orthonormal within
+    :data:`ORTHONORMAL_TOLERANCE` is refused (:class:`BasisRefused`) rather than served.
+    """
+    basis = np.asarray(basis)
+    if basis.ndim != 2 or basis.shape[0] != num_items or not 1 <= basis.shape[1] <= max_rank:
+        raise BasisRefused(f"item basis of shape {basis.shape}: expected ({num_items}, k) with 1 <= k <= {max_rank}")
+    if not np.issubdtype(basis.dtype, np.floating) or not np.isfinite(basis).all():
+        raise BasisRefused("item basis holds a value that is not a finite float")
+    basis = basis.astype(np.float64)
+    deviation = float(np.abs(basis.T @ basis - np.eye(basis.shape[1])).max())
+    if deviation > ORTHONORMAL_TOLERANCE:
+        raise BasisRefused(f"item basis is not orthonormal: |V^T V - I| reaches {deviation:.3g}")
+    return bounded_basis(basis)
 
 
 def top_eigenvectors(gram: np.ndarray, rank: int) -> np.ndarray:

@@ -45,6 +45,18 @@ STAGE_TEST = "test"
 PREPARE_QUERY = "prepare"
 PREPARE_MESSAGE_TYPE = f"{MessageType.QUERY}.{PREPARE_QUERY}"
 
+#: ``user-dp-mechanism = gram-subspace``: the one request for each platform's noised Gram release, and the
+#: request that hands each platform the federation's item basis to serve and test with.
+GRAM_RELEASE_QUERY = "gram_release"
+GRAM_RELEASE_MESSAGE_TYPE = f"{MessageType.QUERY}.{GRAM_RELEASE_QUERY}"
+SUBSPACE_TEST_QUERY = "subspace_test"
+SUBSPACE_TEST_MESSAGE_TYPE = f"{MessageType.QUERY}.{SUBSPACE_TEST_QUERY}"
+#: The one array of a release reply (the diagonal over sqrt(2) and the strict upper triangle of the
+#: platform's noised item Gram matrix); under SecAgg+ also the one name of the legacy parameter list.
+RELEASE_ARRAY = "gram-release"
+#: The one array of a subspace test request: the orthonormal item basis (items x k).
+BASIS_ARRAY = "item-basis"
+
 # Keys of a reply's METRICS record, written by the platform (through ``crossfed.client.outbox``)
 # and read by the coordinator (through ``crossfed.shared.protocol.replies``).
 #: The platform's index (its partition): a non-negative integer; orders replies for aggregation.

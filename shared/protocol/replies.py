@@ -38,6 +38,7 @@ from crossfed.shared.protocol.keys import (
     NUM_USERS,
     PLATFORM,
     RANKING_METRICS,
+    RELEASE_ARRAY,
     TRAIN_LOSS,
     ranking_metrics,
 )
@@ -103,6 +104,22 @@ class EvaluateReply:
     privacy: PrivacyReport
 
 
+@dataclass(frozen=True, eq=False)
+class ReleaseReply:
+    """One platform's answer to the Gram release request (``user-dp-mechanism = gram-subspace``).
+
+    ``release`` is its vector (float64) when it sent one of the expected length with finite entries;
+    ``None`` when it declined (budget spent), sent none, or sent something else, which ``unreadable`` says.
+    """
+
+    node_id: int
+    platform: int | None
+    declined: bool
+    release: np.ndarray | None
+    unreadable: str | None
+    privacy: PrivacyReport
+
+
 def numeric_metrics(metrics: Mapping[str, Any]) -> dict[str, float | int]:
     """The numbers among ``metrics``; a NaN, or a platform index that is no non-negative integer, reads as absent."""
     numbers = {
@@ -152,6 +169,29 @@ def parse_evaluate_reply(message: Message) -> EvaluateReply:
         _platform(metrics),
         _ranking(metrics, "", node_id),
         _ranking(metrics, GLOBAL_PREFIX, node_id),
+        _privacy(metrics),
+    )
+
+
+def parse_release_reply(message: Message, length: int) -> ReleaseReply:
+    """A successful reply to the Gram release request; ``length`` is ``n (n + 1) / 2`` for the run's catalog."""
+    metrics = _metrics(message)
+    release, unreadable = None, None
+    if ARRAYS_RECORD in message.content:
+        try:
+            arrays = from_array_record(message.content[ARRAYS_RECORD])
+            vector = np.asarray(arrays[RELEASE_ARRAY], dtype=np.float64)
+            if set(arrays) != {RELEASE_ARRAY} or vector.shape != (length,) or not np.isfinite(vector).all():
+                raise ValueError(f"expected only '{RELEASE_ARRAY}', {length} finite entries")
+            release = vector
+        except Exception as error:  # an undecodable or misshapen release is a broken reply like any other
+            unreadable = f"release cannot be read: {error}"
+    return ReleaseReply(
+        message.metadata.src_node_id,
+        _platform(metrics),
+        bool(_finite(metrics, DECLINED)),
+        release,
+        unreadable,
         _privacy(metrics),
     )
 

@@ -68,7 +68,15 @@ def prepare_canaries(
     hidden = partition_only_columns(data.dataset) if data.dataset in BUILT_IN_DATASETS else ()
     hidden = tuple(c for c in hidden if c != data.partition_attribute)
     folder = write_audited_dataset(tables, canaries, out / DATA_FOLDER, hidden)
-    audited = config.replace(dataset=str(folder.resolve()), data_dir="", max_users=0, run_dir=str(out.resolve()))
+    # The audit captures every round's update: it measures DP-SGD training, which has rounds; the one
+    # Gram release of ``gram-subspace`` has none to capture.
+    audited = config.replace(
+        dataset=str(folder.resolve()),
+        data_dir="",
+        max_users=0,
+        run_dir=str(out.resolve()),
+        user_dp_mechanism="dp-sgd",
+    )
     return audited, canaries.with_platforms(canary_platforms(canaries, all_platforms(audited)))
 
 

@@ -66,8 +66,20 @@ def test_a_simulated_platform_takes_the_researchers_run_config_as_it_is():
 
 
 def test_noise_scaling_keys_must_be_pinned_once_the_operator_chose_distributed_noise():
-    submitted = {"privacy-unit": "user", "secagg": True, "noise-multiplier": 1.0, "min-platforms": 10000}
-    pins = {"privacy-unit": "user", "secagg": True, "noise-multiplier": 1.0, "noise-mode": "distributed"}
+    submitted = {
+        "privacy-unit": "user",
+        "user-dp-mechanism": "dp-sgd",
+        "secagg": True,
+        "noise-multiplier": 1.0,
+        "min-platforms": 10000,
+    }
+    pins = {
+        "privacy-unit": "user",
+        "user-dp-mechanism": "dp-sgd",
+        "secagg": True,
+        "noise-multiplier": 1.0,
+        "noise-mode": "distributed",
+    }
     with pytest.raises(UnpinnedPrivacySetting, match="'min-platforms'"):
         task.platform_config(_deployed({**submitted, "noise-mode": "distributed"}, **pins))
     # under local noise min-platforms scales nothing: the coordinator may choose it
@@ -79,7 +91,14 @@ def test_distributed_noise_the_operator_did_not_choose_is_priced_on_the_platform
     dataset = make_dataset(20, 50)
     platform = platform_view(dataset, np.zeros(len(dataset.users), np.int64), 0)
     monkeypatch.setattr(task, "platform_data", lambda _config, _platform: platform)
-    pins = {"privacy-unit": "user", "secagg": True, "noise-multiplier": 1.0, "delta": 1e-3, "eval-negatives": 10}
+    pins = {
+        "privacy-unit": "user",
+        "user-dp-mechanism": "dp-sgd",
+        "secagg": True,
+        "noise-multiplier": 1.0,
+        "delta": 1e-3,
+        "eval-negatives": 10,
+    }
     submitted = {**pins, "noise-mode": "distributed", "min-platforms": 100, "embedding-dim": 4, "mlp-layers": "8"}
     trusted, _directory, _config = task.build_trainer(
         _deployed(submitted, **pins, **{"noise-mode": "distributed", "min-platforms": 100, "state-dir": str(tmp_path)}),

@@ -186,6 +186,14 @@ def test_the_bounds_for_a_model_leave_room_for_its_secagg_reply():
         Limits(max_request_bytes=0)
 
 
+def test_the_bounds_of_a_gram_subspace_run_admit_its_one_release_and_no_more():
+    release = 4 * 3706 * 3707 // 2  # MovieLens-1M: n (n + 1) / 2 float32 entries, 27.5 MB
+    limits = Limits.for_release(3706)
+    assert limits.max_reply_bytes == Limits.for_model(release).max_reply_bytes
+    assert 2 * release < limits.max_reply_bytes < 2 * 2 * release + 2 * 1024 * 1024  # SecAgg+'s int64 fits
+    assert Limits.for_release(1682).max_reply_bytes < limits.max_reply_bytes  # it follows the catalog
+
+
 def test_the_deployment_hands_its_bounds_to_the_gateway(tmp_path):
     from crossfed.server.deploy.deployment import Deployment
 

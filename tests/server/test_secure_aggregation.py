@@ -92,7 +92,9 @@ def test_distributed_noise_needs_secure_aggregation():
     with pytest.raises(ConfigError, match="noise-mode"):
         RunConfig().replace(privacy_unit="user", noise_mode="distributed").validate()
     with pytest.raises(ConfigError, match="noise-multiplier"):
-        RunConfig().replace(privacy_unit="user", noise_mode="distributed", secagg=True).validate()
+        RunConfig().replace(
+            privacy_unit="user", user_dp_mechanism="dp-sgd", noise_mode="distributed", secagg=True
+        ).validate()
     RunConfig().replace(privacy_unit="user", noise_mode="distributed", secagg=True, noise_multiplier=1.5).validate()
 
 

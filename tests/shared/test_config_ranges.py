@@ -24,6 +24,9 @@ from crossfed.shared.data.datasets import check_platforms_fit, load_platforms
         ("min-platforms", 0, "an integer >= 1"),
         ("fraction-train", 0.0, "a number in (0, 1]"),
         ("full-ranking-every", -1, "an integer >= 0"),
+        ("user-dp-mechanism", "laplace", "one of ('gram-subspace', 'dp-sgd')"),
+        ("subspace-ranks", "8,0", "comma-separated positive integers"),
+        ("subspace-weights", "0,-1", "comma-separated numbers >= 0"),
     ],
 )
 def test_an_out_of_range_value_is_rejected_with_its_key_and_range(key, value, allowed):
@@ -38,8 +41,17 @@ def test_a_value_of_the_wrong_type_names_its_key():
 
 
 def test_a_user_batch_larger_than_the_smallest_platform_is_rejected(movielens_dir):
-    config = RunConfig().replace(
-        data_dir=str(movielens_dir), num_platforms=4, max_users=200, partition="iid", privacy_unit="user", user_batch=64
+    config = (
+        RunConfig()
+        .replace(
+            data_dir=str(movielens_dir),
+            num_platforms=4,
+            max_users=200,
+            partition="iid",
+            privacy_unit="user",
+            user_batch=64,
+        )
+        .replace(user_dp_mechanism="dp-sgd")
     )
     platforms = load_platforms(config)
     smallest = min(p.num_users for p in platforms)
@@ -61,6 +73,7 @@ def test_the_simulation_refuses_a_bad_user_batch_before_any_round(movielens_dir,
         max_users=200,
         partition="iid",
         privacy_unit="user",
+        user_dp_mechanism="dp-sgd",
         user_batch=500,
     )
     with pytest.raises(ConfigError, match="user-batch"):

@@ -195,6 +195,7 @@ def private_run(movielens_dir, tmp_path_factory):
         partition="iid",
         seed=4,
         privacy_unit="user",
+        user_dp_mechanism="dp-sgd",
         noise_multiplier=2.0,
         epsilon=2.5,
         delta=1e-4,

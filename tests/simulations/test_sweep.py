@@ -61,7 +61,7 @@ def test_grid_expands_to_arms_times_points_times_modes_times_seeds(tmp_path: Pat
         [[arm]]
         name = "dp"
         modes = ["federated"]
-        set = { privacy-unit = "user" }
+        set = { privacy-unit = "user", user-dp-mechanism = "dp-sgd" }
         grid = { epsilon = [1.0, inf], num-platforms = [3, 5] }
     """,
     )

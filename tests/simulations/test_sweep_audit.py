@@ -26,7 +26,7 @@ num-server-rounds = 1
 [[arm]]
 name = "audited"
 modes = ["federated"]
-set = { privacy-unit = "user", epsilon = 8.0 }
+set = { privacy-unit = "user", user-dp-mechanism = "dp-sgd", epsilon = 8.0 }
 audit = { canaries = 20, canary-items = 4 }
 [[arm]]
 name = "plain"

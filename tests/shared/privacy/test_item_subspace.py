@@ -15,19 +15,27 @@ from crossfed.shared.config import ConfigError, RunConfig
 from crossfed.shared.data.interactions import Interactions, leave_last_out, platform_view
 from crossfed.shared.privacy.dp_sgd import noise_share
 from crossfed.shared.privacy.item_subspace import (
+    BasisRefused,
     PlatformPowerStep,
     bounded_basis,
+    checked_basis,
+    gram_from_release,
     gram_product,
     gram_subspace,
     initial_basis,
     noisy_power_method,
     orthonormal,
+    release_ledger,
+    release_length,
+    release_noise_std,
+    release_subspace,
     subspace_distance,
     subspace_ledger,
     top_eigenvectors,
     unit_rows,
 )
 from crossfed.shared.privacy.ledger import BudgetExceeded
+from crossfed.shared.protocol.secure_aggregation import RELEASE_ENTRY_BOUND, release_plan
 from crossfed.shared.subspace_serving import SubspaceScores, chosen_weight, ranked, served_scores
 from crossfed.shared.trainer import PlatformTrainer, alone_model
 
@@ -252,3 +260,59 @@ def test_a_weight_that_wins_on_validation_by_chance_is_not_served(dataset):
     weights = (0.0, 1.0, 10.0)
     assert chosen_weight(local, chance, data, split, SERVING, weights, confidence=None) == 1.0
     assert chosen_weight(local, chance, data, split, SERVING, weights) == 0.0
+
+
+def test_a_release_is_the_diagonal_over_sqrt2_and_the_upper_triangle_and_unpacks_to_the_matrix():
+    rows = unit_rows(_interactions(30, 6))
+    exact = np.asarray((rows.T @ rows).todense())
+    vector = _noiseless_step(rows).release()
+    assert vector.shape == (release_length(NUM_ITEMS),) == (NUM_ITEMS * (NUM_ITEMS + 1) // 2,)
+    assert np.allclose(vector[:NUM_ITEMS], np.diag(exact) / math.sqrt(2.0))
+    assert np.allclose(gram_from_release(vector, NUM_ITEMS), exact)
+    top = release_subspace(vector, NUM_ITEMS, 3)
+    assert subspace_distance(top, top_eigenvectors(exact, 3)) < 1e-6
+
+
+def test_the_release_ledger_is_on_record_before_the_release_exists():
+    ledger = subspace_ledger(4.0, 1e-5, 1, population=1000)
+    step = PlatformPowerStep(unit_rows(_interactions(20, 7)), ledger, np.random.default_rng())
+    seen = []
+    step.release(spent=lambda spent: seen.append(sum(steps for _, _, steps in spent.history)))
+    assert seen == [1]
+    with pytest.raises(BudgetExceeded):
+        step.release(spent=lambda _: pytest.fail("a refused release records nothing"))
+
+
+def test_the_release_noise_and_its_secagg_range_follow_the_public_settings():
+    local = RunConfig().replace(privacy_unit="user", user_dp_mechanism="gram-subspace", epsilon=8.0)
+    distributed = local.replace(secagg=True, noise_mode="distributed", min_platforms=4)
+    sigma = subspace_ledger(8.0, 1e-5, 1, population=1000).noise_multiplier
+    assert math.isclose(release_noise_std(local), sigma)
+    assert math.isclose(release_noise_std(distributed), sigma / 2.0)
+    assert release_ledger(distributed, 1000).noise_share == 0.5
+    plan = release_plan(release_noise_std(local))
+    assert plan.clipping_range >= RELEASE_ENTRY_BOUND + 8 * sigma / math.sqrt(2.0)
+    assert plan.step < 1e-3 * sigma  # quantisation far below the noise it sums
+
+
+@pytest.mark.parametrize(
+    ("basis", "problem"),
+    [
+        (np.eye(NUM_ITEMS)[:, :3].T, "shape"),  # items x k transposed
+        (np.eye(NUM_ITEMS)[:, :9], "shape"),  # more columns than the largest rank
+        (np.where(np.eye(NUM_ITEMS)[:, :3] == 1, np.nan, 0.0), "finite"),
+        (np.eye(NUM_ITEMS, dtype=np.int64)[:, :3], "finite float"),
+        (3.0 * np.eye(NUM_ITEMS)[:, :3], "orthonormal"),  # a longer basis amplifies every user
+        (np.ones((NUM_ITEMS, 2)) / math.sqrt(NUM_ITEMS), "orthonormal"),  # two equal columns
+    ],
+)
+def test_a_malformed_or_non_orthonormal_basis_is_refused(basis, problem):
+    with pytest.raises(BasisRefused, match=problem):
+        checked_basis(basis, NUM_ITEMS, max_rank=8)
+
+
+def test_an_orthonormal_basis_passes_and_stays_bounded():
+    basis = initial_basis(NUM_ITEMS, 4, seed=1)
+    checked = checked_basis(basis.astype(np.float32), NUM_ITEMS, max_rank=8)  # a float32 round trip passes
+    assert np.linalg.norm(checked, ord=2) <= 1.0 + 1e-9
+    assert np.allclose(checked, basis, atol=1e-6)

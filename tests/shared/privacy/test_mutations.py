@@ -33,6 +33,7 @@ USERS, ITEMS = 20, 50
 
 USER_LEVEL = RunConfig().replace(
     privacy_unit="user",
+    user_dp_mechanism="dp-sgd",
     epsilon=8.0,
     delta=1e-3,
     embedding_dim=4,

@@ -26,6 +26,7 @@ from tests.helpers import make_dataset
 
 PRIVATE = RunConfig().replace(
     privacy_unit="user",
+    user_dp_mechanism="dp-sgd",
     epsilon=8.0,
     delta=1e-3,
     embedding_dim=4,

@@ -39,6 +39,7 @@ def audited(movielens_dir, tmp_path_factory):
             "num-server-rounds": 1,
             "local-epochs": 2,
             "privacy-unit": "user",
+            "user-dp-mechanism": "dp-sgd",
             "epsilon": 1.0,
             "user-batch": 32,
         }
