@@ -14,9 +14,11 @@ each platform at its own selected round, pooled over the platforms' users), neve
 Prints, per mode, one row per setting: seeds, mean ± standard error over the seeds of that
 validation score, the mean selected round, the mean test HR@10 / NDCG@10 of the selected models and
 the mean CPU seconds of the cell's process tree; the setting with the best mean, and which others lie
-within one standard error of it. Then, for ``--setting`` (default: the best federated setting), issue
-16's time to quality per seed: the first federated round at or above centralized's selected
-validation HR@10, both runs' training-clock seconds to that point, and the rounds and epochs it took.
+within one standard error of it. Then, for ``--setting`` (default: the best federated setting) against
+centralized at ``--centralized-setting`` (default: the same batch size and learning rate; ``best``: its
+own best), issue 16's time to quality per seed: the first federated round at or above centralized's
+selected validation HR@10, both runs' training-clock seconds to that point, the rounds and epochs it
+took, and the CPU seconds they took at each cell's own CPU seconds per round or epoch.
 A sweep's clock measures the machine's load as much as crossfed, so ``--round-cost`` names a second
 sweep folder (``simulations/experiments/round_cost.toml``: one short federated and one short centralized
 run, back to back) whose seconds per round and per epoch turn those rounds and epochs into a ratio
@@ -116,14 +118,21 @@ def setting_label(row: Mapping[str, object], knobs: Sequence[str]) -> str:
     return ", ".join(f"{knob} {_number(row[knob])}" for knob in knobs)
 
 
-def time_to_quality(cells: pd.DataFrame, history: pd.DataFrame, setting: Mapping[str, float]) -> pd.DataFrame:
-    """Per seed at ``setting``: federated's first round at centralized's selected validation HR@10, and both clocks.
+def time_to_quality(
+    cells: pd.DataFrame,
+    history: pd.DataFrame,
+    setting: Mapping[str, float],
+    centralized_setting: Mapping[str, float] | None = None,
+) -> pd.DataFrame:
+    """Per seed: federated's first round at ``setting`` at centralized's selected validation HR@10, and both clocks.
 
-    ``local-epochs`` is federated's own knob: centralized is taken at the same batch size and learning rate.
+    Centralized is taken at ``centralized_setting``; by default at the same batch size and learning rate
+    (``local-epochs`` is federated's own knob).
     """
-    shared = {knob: value for knob, value in setting.items() if knob != "local-epochs"}
+    if centralized_setting is None:
+        centralized_setting = {knob: value for knob, value in setting.items() if knob != "local-epochs"}
     federated = _at(cells[cells["mode"] == "federated"], setting)
-    centralized = _at(cells[cells["mode"] == "centralized"], shared)
+    centralized = _at(cells[cells["mode"] == "centralized"], centralized_setting)
     rows = []
     for _, fed in federated.sort_values("seed").iterrows():
         match = centralized[centralized["seed"] == fed["seed"]]
@@ -146,6 +155,8 @@ def time_to_quality(cells: pd.DataFrame, history: pd.DataFrame, setting: Mapping
                 "federated_seconds": float(first["elapsed_seconds"]) if first is not None else math.nan,
                 "federated_best": float(fed_curve["val_sampled_hr"].max()),
                 "federated_best_round": int(fed_curve.loc[fed_curve["val_sampled_hr"].idxmax(), "round"]),
+                "federated_round_cpu": float(fed["round_cpu_seconds"]),
+                "centralized_round_cpu": float(cen["round_cpu_seconds"]),
                 "load_federated": float(fed["load_average_at_start"]),
                 "load_centralized": float(cen["load_average_at_start"]),
             }
@@ -183,7 +194,12 @@ def _parse_setting(text: str) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("sweeps", type=Path, nargs="+", metavar="sweep")
-    parser.add_argument("--setting", help="knob=value,...: the setting of the time-to-quality table")
+    parser.add_argument("--setting", help="knob=value,...: federated's setting in the time-to-quality table")
+    parser.add_argument(
+        "--centralized-setting",
+        help="knob=value,...: centralized's setting there (default: --setting's batch size and learning rate; "
+        "'best': centralized's own best)",
+    )
     parser.add_argument("--round-cost", type=Path, help="sweep folder of round_cost.toml, measured back to back")
     args = parser.parse_args(argv)
     cells, history = read_sweeps(args.sweeps)
@@ -225,28 +241,44 @@ def main(argv: list[str] | None = None) -> int:
             f"within one standard error of it: {', '.join(tied) or 'none'}."
         )
     setting = _parse_setting(args.setting) if args.setting else {knob: float(best["federated"][knob]) for knob in knobs}
-    reach = time_to_quality(cells, history, setting)
+    centralized_setting = (
+        {knob: float(best["centralized"][knob]) for knob in knobs}
+        if args.centralized_setting == "best"
+        else _parse_setting(args.centralized_setting)
+        if args.centralized_setting
+        else None
+    )
+    reach = time_to_quality(cells, history, setting, centralized_setting)
     if not reach.empty:
         whole = ("seed", "centralized_epoch", "federated_round", "federated_best_round")
         reach = reach.astype(dict.fromkeys(whole, int))
     print(
-        f"\n### Time to quality at {', '.join(f'{k} {v:g}' for k, v in setting.items())}\n\n"
+        f"\n### Time to quality: federated at {', '.join(f'{k} {v:g}' for k, v in setting.items())}; centralized at "
+        f"{', '.join(f'{k} {v:g}' for k, v in centralized_setting.items()) if centralized_setting else 'the same'}\n\n"
         "| seed | target: centralized's selected val HR@10 (epoch) | centralized s | federated reaches it "
-        "(round) | federated s | ratio (sweep clock) | federated's best (round) | load at start fed / cen |\n"
-        "|---|---|---|---|---|---|---|---|"
+        "(round) | federated s | ratio (sweep clock) | federated's best (round) | load at start fed / cen "
+        "| rounds x CPU-s/round, federated / centralized (ratio) |\n"
+        "|---|---|---|---|---|---|---|---|---|"
     )
     for r in reach.to_dict("records"):
         hit = r["federated_round"] > 0
+        central_cpu = r["centralized_epoch"] * r["centralized_round_cpu"]
+        federated_cpu = r["federated_round"] * r["federated_round_cpu"]
+        cpu = (
+            f"{federated_cpu:.0f} / {central_cpu:.0f} ({federated_cpu / central_cpu:.2f})"
+            if hit
+            else f"never / {central_cpu:.0f} (∞)"
+        )
         print(
             f"| {r['seed']} | {r['target']:.4f} ({r['centralized_epoch']}) | {r['centralized_seconds']:.1f} "
             f"| {'round ' + str(r['federated_round']) if hit else 'never'} "
             f"| {r['federated_seconds']:.1f} | {r['federated_seconds'] / r['centralized_seconds']:.2f} "
             f"| {r['federated_best']:.4f} ({r['federated_best_round']}) "
-            f"| {r['load_federated']:.1f} / {r['load_centralized']:.1f} |"
+            f"| {r['load_federated']:.1f} / {r['load_centralized']:.1f} | {cpu} |"
             if hit
             else f"| {r['seed']} | {r['target']:.4f} ({r['centralized_epoch']}) | {r['centralized_seconds']:.1f} "
             f"| never | - | ∞ | {r['federated_best']:.4f} ({r['federated_best_round']}) "
-            f"| {r['load_federated']:.1f} / {r['load_centralized']:.1f} |"
+            f"| {r['load_federated']:.1f} / {r['load_centralized']:.1f} | {cpu} |"
         )
     if args.round_cost:
         _print_round_cost(round_cost(args.round_cost), reach)

@@ -116,3 +116,4 @@ def test_each_mode_is_scored_at_its_selected_round_and_time_to_quality_follows(t
     assert "| 0 | 0.6600 (2) | 20.0 | round 3 | 30.0 | 1.50 | 0.6700 (3) |" in out
     # Seed 1: centralized's selected 0.69 (epoch 1), federated reaches it in round 2.
     assert "| 1 | 0.6900 (1) | 10.0 | round 2 | 20.0 | 2.00 | 0.7000 (2) |" in out
+    assert "| 1.0 / 1.0 | 3 / 2 (1.50) |" in out  # rounds x each cell's CPU seconds per round
