@@ -1,22 +1,29 @@
 """A sweep's tuning read out per mode: which setting wins on validation, and issue 16's time to quality on one.
 
-``python benchmarks/tuning.py SWEEP_DIR [--setting batch-size=64,learning-rate=0.002,local-epochs=1]
+``python benchmarks/tuning.py SWEEP_DIR [SWEEP_DIR ...] [--setting batch-size=64,learning-rate=0.002,local-epochs=1]
 [--round-cost COST_SWEEP_DIR]``
 
 ``SWEEP_DIR`` is a finished (or partly finished) ``crossfed sweep`` folder of an experiment that grids
 optimiser settings over the model-training modes, such as ``simulations/experiments/tuning.toml``.
+Several folders are read as one sweep (a later folder's cell replaces an earlier one of the same
+name), so new arms run into a fresh folder can be scored beside the tidy tables of an earlier run.
+A local-only cell is scored from its ``summary.json`` (its platforms stop on their own); one whose
+summary is in no folder is left out of the tables, and the output names it.
 Every cell is scored by its validation HR@10 at the round early stopping selected (a local-only cell:
 each platform at its own selected round, pooled over the platforms' users), never by a test figure.
 Prints, per mode, one row per setting: seeds, mean ± standard error over the seeds of that
 validation score, the mean selected round, the mean test HR@10 / NDCG@10 of the selected models and
 the mean CPU seconds of the cell's process tree; the setting with the best mean, and which others lie
-within one standard error of it. Then, for ``--setting`` (default: the best federated setting), issue
-16's time to quality per seed: the first federated round at or above centralized's selected
-validation HR@10, both runs' training-clock seconds to that point, and the rounds and epochs it took.
+within one standard error of it. Then, for ``--setting`` (default: the best federated setting) against
+centralized at ``--centralized-setting`` (default: the same batch size and learning rate; ``best``: its
+own best), issue 16's time to quality per seed: the first federated round at or above centralized's
+selected validation HR@10, both runs' training-clock seconds to that point, the rounds and epochs it
+took, and the CPU seconds they took at each cell's own CPU seconds per round or epoch.
 A sweep's clock measures the machine's load as much as crossfed, so ``--round-cost`` names a second
 sweep folder (``simulations/experiments/round_cost.toml``: one short federated and one short centralized
 run, back to back) whose seconds per round and per epoch turn those rounds and epochs into a ratio
-that does not depend on when each cell happened to run. It writes nothing.
+that does not depend on when each cell happened to run, in wall seconds and in CPU seconds of the
+process tree (the fair clock on a shared machine). It writes nothing.
 """
 
 from __future__ import annotations
@@ -36,16 +43,20 @@ KNOBS = ("batch-size", "learning-rate", "local-epochs")
 TUNED_MODES = ("federated", "centralized", "local-only")
 
 
-def selected_validation(cell: pd.Series, history: pd.DataFrame, sweep: Path) -> float:
+def selected_validation(cell: pd.Series, history: pd.DataFrame, sweeps: Sequence[Path]) -> float:
     """The validation HR@10 of the model a cell was tested with (its early-stopping selected round).
 
     Federated and centralized stop once for the whole run; a local-only platform stops on its own,
-    so its score is each platform's validation HR@10 at its own selected round, weighted by users.
+    so its score is each platform's validation HR@10 at its own selected round, weighted by users
+    (NaN when no folder holds the cell's summary).
     """
     if cell["mode"] != "local-only":
         rows = history[(history["cell"] == cell["cell"]) & (history["round"] == cell["selected_round"])]
         return float(rows["val_sampled_hr"].iloc[0]) if len(rows) else math.nan
-    summary = json.loads((sweep / "cells" / str(cell["cell"]) / "summary.json").read_text())
+    found = [path for sweep in sweeps if (path := sweep / "cells" / str(cell["cell"]) / "summary.json").exists()]
+    if not found:
+        return math.nan
+    summary = json.loads(found[-1].read_text())
     by_round = {entry["round"]: entry.get("per_platform", {}) for entry in summary["history"]}
     total = weighted = 0.0
     for entry in summary["per_platform"]:
@@ -56,12 +67,22 @@ def selected_validation(cell: pd.Series, history: pd.DataFrame, sweep: Path) -> 
     return weighted / total if total else math.nan
 
 
-def score_cells(sweep: Path) -> pd.DataFrame:
-    """The sweep's non-private cells of the tuned modes, each with ``val_selected`` added."""
-    cells = pd.read_csv(sweep / "results.csv")
-    history = pd.read_csv(sweep / "history.csv")
+def read_sweeps(sweeps: Sequence[Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The cells and histories of several sweep folders as one; a later folder's cell replaces an earlier one."""
+    cells, histories, seen = [], [], set()
+    for sweep in reversed(sweeps):
+        results, history = pd.read_csv(sweep / "results.csv"), pd.read_csv(sweep / "history.csv")
+        new = ~results["cell"].isin(seen)
+        cells.append(results[new])
+        histories.append(history[history["cell"].isin(results.loc[new, "cell"])])
+        seen.update(results["cell"])
+    return pd.concat(cells[::-1], ignore_index=True), pd.concat(histories[::-1], ignore_index=True)
+
+
+def score_cells(cells: pd.DataFrame, history: pd.DataFrame, sweeps: Sequence[Path]) -> pd.DataFrame:
+    """The non-private cells of the tuned modes, each with ``val_selected`` added."""
     cells = cells[cells["mode"].isin(TUNED_MODES) & (cells["privacy_unit"] == "none")].copy()
-    cells["val_selected"] = [selected_validation(cell, history, sweep) for _, cell in cells.iterrows()]
+    cells["val_selected"] = [selected_validation(cell, history, sweeps) for _, cell in cells.iterrows()]
     return cells
 
 
@@ -97,14 +118,21 @@ def setting_label(row: Mapping[str, object], knobs: Sequence[str]) -> str:
     return ", ".join(f"{knob} {_number(row[knob])}" for knob in knobs)
 
 
-def time_to_quality(cells: pd.DataFrame, history: pd.DataFrame, setting: Mapping[str, float]) -> pd.DataFrame:
-    """Per seed at ``setting``: federated's first round at centralized's selected validation HR@10, and both clocks.
+def time_to_quality(
+    cells: pd.DataFrame,
+    history: pd.DataFrame,
+    setting: Mapping[str, float],
+    centralized_setting: Mapping[str, float] | None = None,
+) -> pd.DataFrame:
+    """Per seed: federated's first round at ``setting`` at centralized's selected validation HR@10, and both clocks.
 
-    ``local-epochs`` is federated's own knob: centralized is taken at the same batch size and learning rate.
+    Centralized is taken at ``centralized_setting``; by default at the same batch size and learning rate
+    (``local-epochs`` is federated's own knob).
     """
-    shared = {knob: value for knob, value in setting.items() if knob != "local-epochs"}
+    if centralized_setting is None:
+        centralized_setting = {knob: value for knob, value in setting.items() if knob != "local-epochs"}
     federated = _at(cells[cells["mode"] == "federated"], setting)
-    centralized = _at(cells[cells["mode"] == "centralized"], shared)
+    centralized = _at(cells[cells["mode"] == "centralized"], centralized_setting)
     rows = []
     for _, fed in federated.sort_values("seed").iterrows():
         match = centralized[centralized["seed"] == fed["seed"]]
@@ -127,6 +155,8 @@ def time_to_quality(cells: pd.DataFrame, history: pd.DataFrame, setting: Mapping
                 "federated_seconds": float(first["elapsed_seconds"]) if first is not None else math.nan,
                 "federated_best": float(fed_curve["val_sampled_hr"].max()),
                 "federated_best_round": int(fed_curve.loc[fed_curve["val_sampled_hr"].idxmax(), "round"]),
+                "federated_round_cpu": float(fed["round_cpu_seconds"]),
+                "centralized_round_cpu": float(cen["round_cpu_seconds"]),
                 "load_federated": float(fed["load_average_at_start"]),
                 "load_centralized": float(cen["load_average_at_start"]),
             }
@@ -163,18 +193,27 @@ def _parse_setting(text: str) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("sweep", type=Path)
-    parser.add_argument("--setting", help="knob=value,...: the setting of the time-to-quality table")
+    parser.add_argument("sweeps", type=Path, nargs="+", metavar="sweep")
+    parser.add_argument("--setting", help="knob=value,...: federated's setting in the time-to-quality table")
+    parser.add_argument(
+        "--centralized-setting",
+        help="knob=value,...: centralized's setting there (default: --setting's batch size and learning rate; "
+        "'best': centralized's own best)",
+    )
     parser.add_argument("--round-cost", type=Path, help="sweep folder of round_cost.toml, measured back to back")
     args = parser.parse_args(argv)
-    cells = score_cells(args.sweep)
-    history = pd.read_csv(args.sweep / "history.csv")
+    cells, history = read_sweeps(args.sweeps)
+    cells = score_cells(cells, history, args.sweeps)
+    unscored = cells[cells["val_selected"].isna()]
+    cells = cells[cells["val_selected"].notna()]
     table = per_setting(cells)
     knobs = [knob for knob in KNOBS if knob in table]
     best = winners(table)
     print(markdown(provenance()))
     loads = cells["load_average_at_start"]
     print(f"\n{len(cells)} cells; 1-minute load when they started: {loads.min():.1f} to {loads.max():.1f}.")
+    if len(unscored):
+        print(f"Left out, no per-platform validation history in any folder: {', '.join(unscored['cell'])}.")
     for mode in TUNED_MODES:
         rows = table[table["mode"] == mode].sort_values("val_mean", ascending=False)
         if rows.empty:
@@ -202,28 +241,44 @@ def main(argv: list[str] | None = None) -> int:
             f"within one standard error of it: {', '.join(tied) or 'none'}."
         )
     setting = _parse_setting(args.setting) if args.setting else {knob: float(best["federated"][knob]) for knob in knobs}
-    reach = time_to_quality(cells, history, setting)
+    centralized_setting = (
+        {knob: float(best["centralized"][knob]) for knob in knobs}
+        if args.centralized_setting == "best"
+        else _parse_setting(args.centralized_setting)
+        if args.centralized_setting
+        else None
+    )
+    reach = time_to_quality(cells, history, setting, centralized_setting)
     if not reach.empty:
         whole = ("seed", "centralized_epoch", "federated_round", "federated_best_round")
         reach = reach.astype(dict.fromkeys(whole, int))
     print(
-        f"\n### Time to quality at {', '.join(f'{k} {v:g}' for k, v in setting.items())}\n\n"
+        f"\n### Time to quality: federated at {', '.join(f'{k} {v:g}' for k, v in setting.items())}; centralized at "
+        f"{', '.join(f'{k} {v:g}' for k, v in centralized_setting.items()) if centralized_setting else 'the same'}\n\n"
         "| seed | target: centralized's selected val HR@10 (epoch) | centralized s | federated reaches it "
-        "(round) | federated s | ratio (sweep clock) | federated's best (round) | load at start fed / cen |\n"
-        "|---|---|---|---|---|---|---|---|"
+        "(round) | federated s | ratio (sweep clock) | federated's best (round) | load at start fed / cen "
+        "| rounds x CPU-s/round, federated / centralized (ratio) |\n"
+        "|---|---|---|---|---|---|---|---|---|"
     )
     for r in reach.to_dict("records"):
         hit = r["federated_round"] > 0
+        central_cpu = r["centralized_epoch"] * r["centralized_round_cpu"]
+        federated_cpu = r["federated_round"] * r["federated_round_cpu"]
+        cpu = (
+            f"{federated_cpu:.0f} / {central_cpu:.0f} ({federated_cpu / central_cpu:.2f})"
+            if hit
+            else f"never / {central_cpu:.0f} (∞)"
+        )
         print(
             f"| {r['seed']} | {r['target']:.4f} ({r['centralized_epoch']}) | {r['centralized_seconds']:.1f} "
             f"| {'round ' + str(r['federated_round']) if hit else 'never'} "
             f"| {r['federated_seconds']:.1f} | {r['federated_seconds'] / r['centralized_seconds']:.2f} "
             f"| {r['federated_best']:.4f} ({r['federated_best_round']}) "
-            f"| {r['load_federated']:.1f} / {r['load_centralized']:.1f} |"
+            f"| {r['load_federated']:.1f} / {r['load_centralized']:.1f} | {cpu} |"
             if hit
             else f"| {r['seed']} | {r['target']:.4f} ({r['centralized_epoch']}) | {r['centralized_seconds']:.1f} "
             f"| never | - | ∞ | {r['federated_best']:.4f} ({r['federated_best_round']}) "
-            f"| {r['load_federated']:.1f} / {r['load_centralized']:.1f} |"
+            f"| {r['load_federated']:.1f} / {r['load_centralized']:.1f} | {cpu} |"
         )
     if args.round_cost:
         _print_round_cost(round_cost(args.round_cost), reach)
@@ -239,18 +294,26 @@ def _print_round_cost(cost: Mapping[str, pd.Series], reach: pd.DataFrame) -> Non
         f"{fed['round_seconds']:.2f} s ({fed['round_cpu_seconds']:.2f} CPU-s), a centralized epoch "
         f"{cen['round_seconds']:.2f} s ({cen['round_cpu_seconds']:.2f} CPU-s); rounds 2 onwards, validation included."
     )
-    print("\n| seed | federated rounds x s/round | centralized epochs x s/epoch | ratio |\n|---|---|---|---|")
+    print(
+        "\n| seed | federated rounds x s/round | centralized epochs x s/epoch | ratio "
+        "| federated rounds x CPU-s/round | centralized epochs x CPU-s/epoch | ratio, CPU |"
+        "\n|---|---|---|---|---|---|---|"
+    )
     for r in reach.to_dict("records"):
-        central = r["centralized_epoch"] * cen["round_seconds"]
-        if r["federated_round"] <= 0:
-            epochs = f"{r['centralized_epoch']} x {cen['round_seconds']:.2f} = {central:.1f}"
-            print(f"| {r['seed']} | never | {epochs} | ∞ |")
-            continue
-        federated = r["federated_round"] * fed["round_seconds"]
-        print(
-            f"| {r['seed']} | {r['federated_round']} x {fed['round_seconds']:.2f} = {federated:.1f} "
-            f"| {r['centralized_epoch']} x {cen['round_seconds']:.2f} = {central:.1f} | {federated / central:.2f} |"
-        )
+        cells = []
+        for column in ("round_seconds", "round_cpu_seconds"):
+            central = r["centralized_epoch"] * cen[column]
+            epochs = f"{r['centralized_epoch']} x {cen[column]:.2f} = {central:.1f}"
+            if r["federated_round"] <= 0:
+                cells += ["never", epochs, "∞"]
+                continue
+            federated = r["federated_round"] * fed[column]
+            cells += [
+                f"{r['federated_round']} x {fed[column]:.2f} = {federated:.1f}",
+                epochs,
+                f"{federated / central:.2f}",
+            ]
+        print(f"| {r['seed']} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from flwr.app import Context, Message
 
+from crossfed.client import resident
 from crossfed.client.bound import bound_update
 from crossfed.client.local_metrics import LOCAL_FIRST_WEIGHT, LOCAL_ONLY_PREFIX, record_locally
 from crossfed.client.replay import SavedReply, arrays_digest, saved_reply
@@ -119,16 +120,18 @@ def build_trainer(context: Context, overrides: Mapping[str, Any] | None) -> tupl
     config = platform_config(context, overrides)
     platform = platform_index(context)
     data: PlatformData = platform_data(config, platform)
-    trainer = PlatformTrainer(data, config)
+    directory = state_dir(context, config.experiment, platform)
+    trainer = resident.take(directory, context.run_id, config, data)
+    if trainer is None:
+        trainer = PlatformTrainer(data, config)
+        saved = PlatformState.load_for_users(directory, data.user_ids)
+        if saved is not None:
+            trainer.restore(saved)
     if is_deployed(context.node_config):
         pins = operator_pins(context, overrides)
         trainer.budget_on_own_noise = not trusts_distributed_noise(config, pins)
         if "eval-negatives" not in pins:
             refuse_revealing_settings(config, data.num_items)
-    directory = state_dir(context, config.experiment, platform)
-    saved = PlatformState.load_for_users(directory, data.user_ids)
-    if saved is not None:
-        trainer.restore(saved)
     return trainer, directory, config
 
 
@@ -149,7 +152,8 @@ def prepare(context: Context, overrides: Mapping[str, Any] | None = None) -> tup
     it loaded (``platform_data`` caches per process), so round 1 costs what every other
     round does. Returns the metrics to send (only the platform's index) and whether it is private.
     """
-    trainer, _directory, _config = build_trainer(context, overrides)
+    trainer, directory, _config = build_trainer(context, overrides)
+    resident.keep(directory, context.run_id, trainer)
     return {PLATFORM: trainer.data.platform}, trainer.private
 
 
@@ -218,6 +222,7 @@ def train(
             "pairs-per-second": result.pairs_per_second,
         },
     )
+    resident.keep(directory, context.run_id, trainer)
     return trainer, metrics, True
 
 
@@ -241,7 +246,8 @@ def evaluate(
     if stage == STAGE_VALIDATION:
         results = trainer.evaluate(STAGE_VALIDATION, full=config.evaluation.full_ranking_due(server_round))
         metrics = PlatformMetrics.from_results(platform, results).to_flat()
-        keep_user_tower(directory, server_round, best_round)
+        trainer.kept_towers = keep_user_tower(directory, server_round, best_round)
+        resident.keep(directory, context.run_id, trainer)
     else:
         restore_user_tower(trainer, directory, best_round)
         outcome = trainer.test_outcome()
@@ -274,19 +280,21 @@ def local_first_figures(directory: Path, platform: int, choice: LocalFirstChoice
     }
 
 
-def keep_user_tower(directory: Path, server_round: int, best_round: int) -> None:
+def keep_user_tower(directory: Path, server_round: int, best_round: int) -> dict[int, dict[str, torch.Tensor]]:
     """Keep the user tower validated in ``server_round`` beside the best earlier round's; drop any other.
 
     Early stopping may select either of the two once the coordinator has this round's figures; no
     other round can be selected any more. A platform that has never trained has nothing to keep.
+    Returns the towers now kept on disk, which the platform's trainer must hold too.
     """
     state = PlatformState.load(directory)
     if state is None:
-        return
+        return {}
     kept = {round_: tower for round_, tower in state.kept_towers.items() if round_ == best_round}
     kept[server_round] = state.user_tower
     state.kept_towers = kept
     state.save(directory)
+    return dict(kept)
 
 
 def restore_user_tower(trainer: PlatformTrainer, directory: Path, selected_round: int) -> None:

@@ -28,4 +28,5 @@ exclude_patterns = [
     "results/soak.md",
     "results/*/report.md",
     "results/*/*/report.md",
+    "results/*/*/*/report.md",
 ]

@@ -128,7 +128,7 @@ def _hits(out: Path, cell: str, platform: int) -> np.ndarray | None:
     return results.hits["sampled"] if results is not None else None
 
 
-def time_to_reach(tables: Tables) -> pd.DataFrame:
+def time_to_reach(tables: Tables, grid: Sequence[str] = ()) -> pd.DataFrame:
     """Per seed: when the non-private federated run first reaches centralized's best validation HR@k, against
     the time centralized needed to reach it (issue 16's time to quality).
 
@@ -143,8 +143,11 @@ def time_to_reach(tables: Tables) -> pd.DataFrame:
     ``*_with_startup`` adds each run's ``startup_seconds`` (Ray's workers, imports, data loading).
     ``ratio`` compares the first, ``ratio_with_startup`` the second.
 
-    Every federated arm is paired with every centralized arm, so an experiment that tunes each
-    mode (a learning-rate arm per mode) compares best with best, not tuned with default.
+    A federated cell is paired with the centralized cells of the same seed, platforms and partition
+    at the same grid point: the same value of every key in ``grid`` (the experiment's gridded keys;
+    a key neither cell sets matches). An experiment that grids a setting over both modes thus
+    compares each setting with itself, while separate arms without a grid (one arm per mode) are
+    paired with each other.
     """
     history, cells = tables.history, tables.cells
     rows = []
@@ -156,6 +159,11 @@ def time_to_reach(tables: Tables) -> pd.DataFrame:
             & (cells["platforms"] == fed["platforms"])
             & (cells["partition"] == fed["partition"])
         ]
+        for key in grid:
+            if key in centralized:
+                centralized = centralized[
+                    centralized[key].isna() if _missing(fed.get(key)) else centralized[key] == fed[key]
+                ]
         fed_curve = _curve(history, fed["cell"])
         if fed_curve.empty:
             continue
@@ -282,7 +290,7 @@ def render(experiment: Experiment, tables: Tables, out: Path) -> str:
     keep = [i for i, name in enumerate(header) if i < 2 or any(row[i].strip(" /") for row in rows)]
     lines += ["| " + " | ".join(header[i] for i in keep) + " |", "|" + "---|" * len(keep)]
     lines += ["| " + " | ".join(row[i] for i in keep) + " |" for row in rows]
-    lines += time_to_quality_section(time_to_reach(tables), k)
+    lines += time_to_quality_section(time_to_reach(tables, keys), k)
     loads = tables.cells["load_average_at_start"].dropna()
     if len(loads):
         lines += ["", f"Machine load (1-min average) when cells started: {loads.min():.1f} to {loads.max():.1f}."]

@@ -347,3 +347,50 @@ def test_each_cell_meets_the_local_only_cell_of_its_own_grid_point(tmp_path: Pat
     assert by_cell["fed", 64] == pytest.approx([0.05]) and by_cell["fed", 256] == pytest.approx([0.20])
     # The epsilon arm runs at the base's batch size, so it meets local-only at that batch size.
     assert by_cell["dp", 64] == pytest.approx([-0.07])
+
+
+def test_time_to_quality_pairs_cells_of_the_same_grid_point() -> None:
+    """A sweep that grids the learning rate over both modes compares each rate with itself, never across."""
+    from crossfed.simulations.report import time_to_reach
+    from crossfed.simulations.tidy import Tables
+
+    def cell(name: str, mode: str, rate: float) -> dict:
+        return {
+            "cell": name,
+            "arm": "grid",
+            "mode": mode,
+            "privacy_unit": "none",
+            "seed": 0,
+            "platforms": 5,
+            "partition": "natural",
+            "learning-rate": rate,
+            "selected_round": 2,
+        }
+
+    curves = {
+        "fed-slow": [(5, 0.50), (10, 0.61), (15, 0.70)],
+        "fed-fast": [(5, 0.62), (10, 0.66), (15, 0.64)],
+        "cen-slow": [(4, 0.55), (8, 0.60), (12, 0.58)],
+        "cen-fast": [(4, 0.60), (8, 0.65), (12, 0.63)],
+    }
+    cells = pd.DataFrame(
+        [
+            cell("fed-slow", "federated", 0.002),
+            cell("fed-fast", "federated", 0.004),
+            cell("cen-slow", "centralized", 0.002),
+            cell("cen-fast", "centralized", 0.004),
+        ]
+    )
+    history = pd.DataFrame(
+        [
+            {"cell": name, "round": i + 1, "elapsed_seconds": t, "val_sampled_hr": hr}
+            for name, curve in curves.items()
+            for i, (t, hr) in enumerate(curve)
+        ]
+    )
+    tables = Tables(cells, pd.DataFrame(), history)
+    reach = time_to_reach(tables, ["learning-rate"]).set_index("target_val_hr")
+    assert sorted(reach.index) == [0.60, 0.65]  # one pair per rate, not four
+    assert reach.loc[0.60, "federated_round"] == 2 and reach.loc[0.60, "ratio"] == pytest.approx(10 / 8)
+    assert reach.loc[0.65, "federated_round"] == 2 and reach.loc[0.65, "ratio"] == pytest.approx(10 / 8)
+    assert len(time_to_reach(tables)) == 4  # without a grid every federated cell meets every centralized one
