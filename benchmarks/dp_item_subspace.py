@@ -2,7 +2,7 @@
 
 ``python benchmarks/dp_item_subspace.py [--datasets ml-1m ml-100k] [--epsilons 1 2 4 8 16 inf]
 [--ranks 16 32 64] [--iterations 1 2 3 5] [--mechanism power|gram] [--noise-mode distributed|local]
-[--platforms N] [--partition-attribute ATTR] [--noise-seed S [S ...]] [--reference HR]
+[--platforms N] [--partition-attribute ATTR] [--noise-seed S [S ...]] [--reference HR] [--batch-size B]
 [--max-items N] [--local-cache DIR] [--out FILE]``
 
 What it measures, per dataset (``--platforms`` natural platforms by ``--partition-attribute``,
@@ -91,6 +91,7 @@ def main() -> None:
         help="seed the DP noise: one cell per seed (default: one draw from OS entropy)",
     )
     parser.add_argument("--reference", type=float, default=None, help="non-private federated test HR@10")
+    parser.add_argument("--batch-size", type=int, default=None, help="the local models' batch (default: the config's)")
     parser.add_argument("--max-items", type=int, default=0, help="cap on items per user row (0 = none)")
     parser.add_argument("--local-cache", type=Path, default=None, help="folder for the local models' weights")
     parser.add_argument("--out", type=Path, default=Path("runs/dp_item_subspace.json"))
@@ -101,9 +102,9 @@ def main() -> None:
     weights = tuple(float(w) for w in args.weights.split(","))
     results = []
     for dataset in args.datasets:
-        config = RunConfig.from_mapping(
-            {"dataset": dataset, "num-platforms": args.platforms, "partition-attribute": args.partition_attribute}
-        )
+        split = {"dataset": dataset, "num-platforms": args.platforms, "partition-attribute": args.partition_attribute}
+        batch = {} if args.batch_size is None else {"batch-size": args.batch_size}
+        config = RunConfig.from_mapping({**split, **batch})
         platforms = all_platforms(config)
         splits = [leave_last_out(data.interactions) for data in platforms]
         started = time.process_time()
