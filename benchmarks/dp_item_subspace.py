@@ -2,9 +2,11 @@
 
 ``python benchmarks/dp_item_subspace.py [--datasets ml-1m ml-100k] [--epsilons 1 2 4 8 16 inf]
 [--ranks 16 32 64] [--iterations 1 2 3 5] [--mechanism power|gram] [--noise-mode distributed|local]
+[--platforms N] [--partition-attribute ATTR] [--noise-seed S [S ...]] [--reference HR] [--batch-size B]
 [--max-items N] [--local-cache DIR] [--out FILE]``
 
-What it measures, per dataset (5 natural platforms, seed 0) and epsilon: the federation runs the
+What it measures, per dataset (``--platforms`` natural platforms by ``--partition-attribute``,
+default 5 by zip-code region; seed 0) and epsilon: the federation runs the
 mechanism in process (``crossfed.shared.privacy.item_subspace``: each platform's ledger, its unit
 user rows, its noise; no Flower): with ``--mechanism power`` the noisy power method for every
 rank ``k`` and iteration count ``T`` of the grid, with ``gram`` one release of the Gram matrix
@@ -15,11 +17,16 @@ the product's local-only model (``crossfed.shared.trainer.alone_model``, trained
 and reused for every epsilon), the served model (local logits + ``w`` x standardised subspace
 scores, ``w`` from ``--weights`` chosen on the platform's validation users:
 ``crossfed.shared.subspace_serving``) and the paired bootstrap (95 %) of served minus local-only.
-"Half the gain" compares served minus local-only with half of ``--reference`` minus local-only.
+"Share of the gain kept" is served minus local-only over the non-private federated NeuMF's
+test HR@10 (``--reference``, else the measured one in ``REFERENCES`` for this dataset and split)
+minus local-only.
 
-DP noise draws from OS entropy, as in the product (the coordinator knows the seed), so runs
-differ by the noise. ``--local-cache`` keeps each trained local model's weights (the same model:
-its training is seeded), so a rerun skips the longest part. Run with ``OMP_NUM_THREADS=1``.
+DP noise draws from OS entropy by default, as in the product (the coordinator knows the run's
+seed), so runs differ by the noise. ``--noise-seed`` seeds it instead, one cell per seed and
+epsilon (platform ``p`` of seed ``s`` draws from ``default_rng([s, p])``), so a single draw can be
+reproduced; at epsilon = inf there is no noise and one cell. ``--local-cache`` keeps each trained
+local model's weights (the same model: its training is seeded), named by dataset, split and batch
+size, so a rerun skips the longest part. Run with ``OMP_NUM_THREADS=1``.
 """
 
 from __future__ import annotations
@@ -52,9 +59,10 @@ from crossfed.shared.subspace_serving import SubspaceScores, chosen_weight, rank
 from crossfed.shared.trainer import alone_model
 from crossfed.shared.training.private_copy import local_model
 
-#: Non-private federated NeuMF test HR@10, 5 natural platforms, seed 0, defaults: ML-1M from a run of
-#: 2026-12-02 by another engineer; ML-100K from docs/results/federated-vs-baselines.md.
-REFERENCES = {"ml-1m": 0.6765, "ml-100k": 0.6529}
+#: Non-private federated NeuMF test HR@10 by (dataset, platforms, partition attribute), seed 0, the
+#: defaults of the day: ML-1M from docs/results/ml-1m.md (batch 256); ML-100K from
+#: docs/results/federated-vs-baselines.md.
+REFERENCES = {("ml-1m", 5, "region"): 0.6765, ("ml-100k", 5, "region"): 0.6529}
 
 
 def main() -> None:
@@ -73,6 +81,17 @@ def main() -> None:
         help="noisy power method per (k, T), or one release of the Gram matrix (T = 1)",
     )
     parser.add_argument("--noise-mode", default="distributed", choices=["distributed", "local"])
+    parser.add_argument("--platforms", type=int, default=5, help="number of natural platforms")
+    parser.add_argument("--partition-attribute", default="region", help="user attribute the platforms split by")
+    parser.add_argument(
+        "--noise-seed",
+        nargs="+",
+        type=int,
+        default=None,
+        help="seed the DP noise: one cell per seed (default: one draw from OS entropy)",
+    )
+    parser.add_argument("--reference", type=float, default=None, help="non-private federated test HR@10")
+    parser.add_argument("--batch-size", type=int, default=None, help="the local models' batch (default: the config's)")
     parser.add_argument("--max-items", type=int, default=0, help="cap on items per user row (0 = none)")
     parser.add_argument("--local-cache", type=Path, default=None, help="folder for the local models' weights")
     parser.add_argument("--out", type=Path, default=Path("runs/dp_item_subspace.json"))
@@ -83,7 +102,9 @@ def main() -> None:
     weights = tuple(float(w) for w in args.weights.split(","))
     results = []
     for dataset in args.datasets:
-        config = RunConfig.from_mapping({"dataset": dataset})
+        split = {"dataset": dataset, "num-platforms": args.platforms, "partition-attribute": args.partition_attribute}
+        batch = {} if args.batch_size is None else {"batch-size": args.batch_size}
+        config = RunConfig.from_mapping({**split, **batch})
         platforms = all_platforms(config)
         splits = [leave_last_out(data.interactions) for data in platforms]
         started = time.process_time()
@@ -95,10 +116,11 @@ def main() -> None:
         ]
         print(f"{dataset}: local models ready ({local_seconds:.0f} CPU s)", flush=True)
         for epsilon in args.epsilons:
-            cell = measure(epsilon, args, config, platforms, splits, local, local_test, weights)
-            cell.update(dataset=dataset, local_cpu_seconds=local_seconds, reference=REFERENCES.get(dataset))
-            print(json.dumps(cell), flush=True)
-            results.append(cell)
+            for noise_seed in [None] if args.noise_seed is None or math.isinf(epsilon) else args.noise_seed:
+                cell = measure(epsilon, noise_seed, args, config, platforms, splits, local, local_test, weights)
+                cell.update(dataset=dataset, local_cpu_seconds=local_seconds)
+                print(json.dumps(cell), flush=True)
+                results.append(cell)
     print()
     print(table(results))
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -109,7 +131,11 @@ def main() -> None:
 
 def _local(data: PlatformData, split: LeaveLastOutSplit, config: RunConfig, cache: Path | None) -> torch.nn.Module:
     """The platform's local-only model: trained, or its weights from ``cache`` (the same seeded training)."""
-    path = cache / f"local-{config.data.dataset}-p{data.platform}.pt" if cache else None
+    name = (
+        f"local-{config.data.dataset}-{config.data.partition_attribute}{config.data.num_platforms}"
+        f"-b{config.training.batch_size}-p{data.platform}.pt"
+    )
+    path = cache / name if cache else None
     if path is not None and path.exists():
         model = local_model(data, split.train, config, trained=False)
         model.load_state_dict(torch.load(path, weights_only=True))
@@ -121,8 +147,17 @@ def _local(data: PlatformData, split: LeaveLastOutSplit, config: RunConfig, cach
     return model
 
 
+def reference(args: argparse.Namespace, config: RunConfig) -> float | None:
+    """The non-private federated test HR@10 the gain is a share of: ``--reference``, else a measured one."""
+    if args.reference is not None:
+        return float(args.reference)
+    data = config.data
+    return REFERENCES.get((data.dataset, data.num_platforms, data.partition_attribute))
+
+
 def _steps(
     epsilon: float,
+    noise_seed: int | None,
     iterations: int,
     args: argparse.Namespace,
     config: RunConfig,
@@ -154,7 +189,7 @@ def _steps(
                 accountant=args.accountant,
                 noise_share=share,
             ),
-            np.random.default_rng(),
+            np.random.default_rng(None if noise_seed is None else [noise_seed, data.platform]),
         )
         for data, split in zip(platforms, splits)
     ]
@@ -164,7 +199,12 @@ Candidate = tuple[int, int, np.ndarray, list[PlatformPowerStep], float]
 
 
 def _candidates(
-    epsilon: float, args: argparse.Namespace, config: RunConfig, splits: list[LeaveLastOutSplit], platforms: Any
+    epsilon: float,
+    noise_seed: int | None,
+    args: argparse.Namespace,
+    config: RunConfig,
+    splits: list[LeaveLastOutSplit],
+    platforms: Any,
 ) -> Iterator[Candidate]:
     """``(k, T, basis, steps, CPU s)`` for every point of the grid.
 
@@ -173,7 +213,7 @@ def _candidates(
     """
     if args.mechanism == "gram":
         started = time.process_time()
-        steps = _steps(epsilon, 1, args, config, splits, platforms)
+        steps = _steps(epsilon, noise_seed, 1, args, config, splits, platforms)
         vectors, _ = gram_subspace(steps)
         seconds = time.process_time() - started
         for rank in args.ranks:
@@ -182,13 +222,14 @@ def _candidates(
     for rank in args.ranks:
         for iterations in args.iterations:
             started = time.process_time()
-            steps = _steps(epsilon, iterations, args, config, splits, platforms)
+            steps = _steps(epsilon, noise_seed, iterations, args, config, splits, platforms)
             basis = noisy_power_method(steps, platforms[0].num_items, rank, iterations, seed=config.experiment.seed)
             yield rank, iterations, basis, steps, time.process_time() - started
 
 
 def measure(
     epsilon: float,
+    noise_seed: int | None,
     args: argparse.Namespace,
     config: RunConfig,
     platforms: Any,
@@ -197,11 +238,12 @@ def measure(
     local_test: list[np.ndarray],
     weights: tuple[float, ...],
 ) -> dict[str, Any]:
-    """One epsilon: pick (k, T) on validation, then per platform the subspace, local-only and served on test."""
+    """One epsilon and noise draw: pick (k, T) on validation, then per platform the subspace, local-only
+    and served on test."""
     grid = []
     best: tuple[float, int, int, np.ndarray, list[PlatformPowerStep]] | None = None
     mechanism_seconds = 0.0
-    for rank, iterations, basis, steps, seconds in _candidates(epsilon, args, config, splits, platforms):
+    for rank, iterations, basis, steps, seconds in _candidates(epsilon, noise_seed, args, config, splits, platforms):
         mechanism_seconds += seconds
         validation = np.mean(
             [
@@ -240,9 +282,14 @@ def measure(
         )
     local_mean = float(np.mean([r["local_only"] for r in rows]))
     served_mean = float(np.mean([r["served"] for r in rows]))
-    reference = REFERENCES.get(config.data.dataset)
+    federated = reference(args, config)
     return {
         "epsilon": epsilon,
+        "noise_seed": noise_seed,
+        "platform_count": len(platforms),
+        "partition_attribute": config.data.partition_attribute,
+        "batch_size": config.training.batch_size,
+        "reference": federated,
         "mechanism": args.mechanism,
         "noise_mode": args.noise_mode,
         "k": rank,
@@ -252,7 +299,7 @@ def measure(
         "subspace": float(np.mean([r["subspace"] for r in rows])),
         "local_only": local_mean,
         "served": served_mean,
-        "gain_kept": (served_mean - local_mean) / (reference - local_mean) if reference else None,
+        "gain_kept": (served_mean - local_mean) / (federated - local_mean) if federated else None,
         "significantly_worse": [r["platform"] for r in rows if r["difference"][2] < 0],
         "significantly_better": [r["platform"] for r in rows if r["difference"][1] > 0],
         "platforms": rows,
@@ -262,17 +309,19 @@ def measure(
 def table(cells: list[dict[str, Any]]) -> str:
     """The figures as a Markdown table, one row per dataset and epsilon."""
     lines = [
-        "| dataset | ε | k | T | σ | ε spent (max) | subspace HR@10 | local-only | served | served − local | "
-        "share of the gain kept | weights | sig. worse / better |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| dataset | platforms | ε | noise seed | k | T | σ | ε spent (max) | subspace HR@10 | local-only | served | "
+        "served − local | share of the gain kept | weights | sig. worse / better |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for c in cells:
         rows = c["platforms"]
         sigma = rows[0]["noise_multiplier"]
         kept = "-" if c["gain_kept"] is None else f"{c['gain_kept']:.0%}"
         chosen = ", ".join(f"{r['weight']:g}" for r in rows)
+        seed = "-" if c["noise_seed"] is None else c["noise_seed"]
         lines.append(
-            f"| {c['dataset']} | {c['epsilon']:g} | {c['k']} | {c['T']} | {sigma:.3f} | "
+            f"| {c['dataset']} | {c['platform_count']} {c['partition_attribute']} | {c['epsilon']:g} | {seed} | "
+            f"{c['k']} | {c['T']} | {sigma:.3f} | "
             f"{max(r['epsilon_spent'] for r in rows):.3f} | {c['subspace']:.4f} | {c['local_only']:.4f} | "
             f"{c['served']:.4f} | {c['served'] - c['local_only']:+.4f} | {kept} | "
             f"{chosen} | "
@@ -286,7 +335,10 @@ def table(cells: list[dict[str, Any]]) -> str:
             f"[{r['difference'][1]:+.4f}, {r['difference'][2]:+.4f}]; {r['subspace']:.4f}"
             for r in c["platforms"]
         ]
-        lines.append(f"* {c['dataset']} ε = {c['epsilon']:g}: " + " · ".join(parts))
+        seed = "" if c["noise_seed"] is None else f", noise seed {c['noise_seed']}"
+        lines.append(
+            f"* {c['dataset']} {c['platform_count']} platforms ε = {c['epsilon']:g}{seed}: " + " · ".join(parts)
+        )
     return "\n".join(lines)
 
 
