@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from flwr.app import Context, Message, MessageType, RecordDict
+from flwr.app import Message
 from flwr.supercore.task_identity import TaskIdentity
 from provenance import markdown, provenance
 
@@ -39,49 +39,24 @@ import crossfed.server.federation as federation
 import crossfed.shared.trainer as trainer_module
 import crossfed.simulations.baselines as baselines
 from crossfed.client import resident, task
-from crossfed.client.outbox import build_reply
 from crossfed.shared.config import RunConfig
-from crossfed.shared.protocol.keys import PREPARE_MESSAGE_TYPE
 from crossfed.shared.storage.platform_state import PlatformState
+from crossfed.simulations.in_process import InProcessGrid
 
 #: Phase name -> CPU seconds, and the round each phase was last charged to.
 Clock = collections.defaultdict[str, float]
 
 
-class InProcessGrid:
-    """Node ``p + 1`` is platform ``p``, answered at once by the ClientApp's own handlers."""
+class TimedGrid(InProcessGrid):
+    """The in-process grid, charging the platforms' handlers to the clock."""
 
     def __init__(self, config: RunConfig, clock: Clock) -> None:
-        self.run_config = config.to_flat()
-        self.platforms = config.data.num_platforms
+        super().__init__(config)
         self.clock = clock
 
-    def get_node_ids(self) -> list[int]:
-        return [platform + 1 for platform in range(self.platforms)]
-
-    def send_and_receive(self, messages: Any, *args: Any, **kwargs: Any) -> list[Message]:
-        return [self._answer(message) for message in messages]
-
-    def _answer(self, message: Message) -> Message:
+    def answer(self, message: Message) -> Message:
         started = time.process_time()
-        node = {"partition-id": message.metadata.dst_node_id - 1, "num-partitions": self.platforms}
-        context = Context(
-            run_id=1,
-            node_id=message.metadata.dst_node_id,
-            node_config=node,
-            state=RecordDict(),
-            run_config=self.run_config,
-        )
-        kind = message.metadata.message_type
-        if kind == PREPARE_MESSAGE_TYPE:
-            metrics, private = task.prepare(context)
-            reply = build_reply(message, metrics, private=private)
-        elif kind == MessageType.TRAIN:
-            trainer, metrics, trained = task.train(*task.request_contents(message), context)
-            reply = build_reply(message, metrics, private=trainer.private, model=trainer.model if trained else None)
-        else:
-            metrics, private = task.evaluate(message, context)
-            reply = build_reply(message, metrics, private=private)
+        reply = super().answer(message)
         self.clock["platform handlers, all"] += time.process_time() - started
         return reply
 
@@ -134,7 +109,7 @@ def federated(config: RunConfig, rebuild: bool) -> tuple[Clock, list[Clock], flo
     resident.clear()
     try:
         started = time.process_time()
-        summary = federation.run_federation(InProcessGrid(config, clock), config)
+        summary = federation.run_federation(TimedGrid(config, clock), config)
         clock["run, all"] = time.process_time() - started
     finally:
         resident.take = take  # type: ignore[assignment]

@@ -12,17 +12,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from flwr.app import Context, Message, MessageType, RecordDict
+from flwr.app import Context, RecordDict
 from flwr.supercore.task_identity import TaskIdentity
 
 import crossfed.server.federation as federation
 from crossfed.client import resident, task
-from crossfed.client.outbox import build_reply
 from crossfed.shared.config import RunConfig
 from crossfed.shared.evaluation.results import platform_dir
-from crossfed.shared.protocol.keys import PREPARE_MESSAGE_TYPE
 from crossfed.shared.storage.checkpoint import FinalModel
 from crossfed.shared.storage.platform_state import PlatformState
+from crossfed.simulations.in_process import InProcessGrid
 
 PLATFORMS = 2
 
@@ -35,38 +34,6 @@ def message_identity(monkeypatch):
     resident.clear()
     yield
     resident.clear()
-
-
-class InProcessGrid:
-    """Node ``p + 1`` is platform ``p``, answered by the ClientApp's own task functions."""
-
-    def __init__(self, config: RunConfig) -> None:
-        self.run_config = config.to_flat()
-
-    def get_node_ids(self) -> list[int]:
-        return [platform + 1 for platform in range(PLATFORMS)]
-
-    def send_and_receive(self, messages, *args, **kwargs) -> list[Message]:
-        return [self.answer(message) for message in messages]
-
-    def answer(self, message: Message) -> Message:
-        node = {"partition-id": message.metadata.dst_node_id - 1, "num-partitions": PLATFORMS}
-        context = Context(
-            run_id=1,
-            node_id=message.metadata.dst_node_id,
-            node_config=node,
-            state=RecordDict(),
-            run_config=self.run_config,
-        )
-        kind = message.metadata.message_type
-        if kind == PREPARE_MESSAGE_TYPE:
-            metrics, private = task.prepare(context)
-            return build_reply(message, metrics, private=private)
-        if kind == MessageType.TRAIN:
-            trainer, metrics, trained = task.train(*task.request_contents(message), context)
-            return build_reply(message, metrics, private=trainer.private, model=trainer.model if trained else None)
-        metrics, private = task.evaluate(message, context)
-        return build_reply(message, metrics, private=private)
 
 
 def run(movielens_dir, run_dir: Path, monkeypatch) -> tuple[dict, dict]:

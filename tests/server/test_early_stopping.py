@@ -13,12 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from flwr.app import Context, Message, MessageType, RecordDict
+from flwr.app import Message, MessageType
 from flwr.supercore.task_identity import TaskIdentity
 
 import crossfed.server.federation as federation
 from crossfed.client import task
-from crossfed.client.outbox import build_reply
 from crossfed.server.federation import run_federation
 from crossfed.shared.config import RunConfig
 from crossfed.shared.evaluation.results import platform_dir
@@ -27,6 +26,7 @@ from crossfed.shared.protocol.keys import BEST_ROUND, CONFIG_RECORD, PREPARE_MES
 from crossfed.shared.storage.checkpoint import Checkpoint, FinalModel
 from crossfed.shared.storage.platform_state import PlatformState
 from crossfed.shared.trainer import PlatformTrainer
+from crossfed.simulations.in_process import InProcessGrid
 
 PLATFORMS = 2
 
@@ -38,47 +38,29 @@ def message_identity(monkeypatch):
     monkeypatch.setattr(TaskIdentity, "_task_id", 1, raising=False)
 
 
-class InProcessGrid:
-    """Node ``p + 1`` is platform ``p``, answered by the ClientApp's own task functions and outbox.
-
-    It records the global parameters of every validation request and every platform's user tower as
-    validated, by round, so a test can tell which round's model was tested.
-    """
+class RecordingGrid(InProcessGrid):
+    """The in-process grid, recording the global parameters of every validation request and every
+    platform's user tower as validated, by round, so a test can tell which round's model was tested."""
 
     def __init__(self, config: RunConfig) -> None:
-        self.run_config = config.to_flat()
+        super().__init__(config)
         self.validated_arrays: dict[int, dict[str, np.ndarray]] = {}
         self.validated_towers: dict[tuple[int, int], dict[str, torch.Tensor]] = {}
         self.best_rounds_sent: list[int] = []
 
-    def get_node_ids(self) -> list[int]:
-        return [platform + 1 for platform in range(PLATFORMS)]
-
-    def context(self, node_id: int) -> Context:
-        node = {"partition-id": node_id - 1, "num-partitions": PLATFORMS}
-        return Context(run_id=1, node_id=node_id, node_config=node, state=RecordDict(), run_config=self.run_config)
-
-    def send_and_receive(self, messages, *args, **kwargs) -> list[Message]:
-        return [self.answer(message) for message in messages]
-
     def answer(self, message: Message) -> Message:
-        context = self.context(message.metadata.dst_node_id)
+        reply = super().answer(message)
         kind = message.metadata.message_type
-        if kind == PREPARE_MESSAGE_TYPE:
-            metrics, private = task.prepare(context)
-            return build_reply(message, metrics, private=private)
-        if kind == MessageType.TRAIN:
-            trainer, metrics, trained = task.train(*task.request_contents(message), context)
-            return build_reply(message, metrics, private=trainer.private, model=trainer.model if trained else None)
-        metrics, private = task.evaluate(message, context)
-        config = message.content[CONFIG_RECORD]
-        if config[STAGE] == STAGE_VALIDATION:
-            arrays, server_round = task.request_contents(message)
-            self.validated_arrays[server_round] = arrays
-            self.best_rounds_sent.append(int(config[BEST_ROUND]))
-            state = PlatformState.load(platform_dir(self.run_config["run-dir"], context.node_config["partition-id"]))
-            self.validated_towers[(context.node_config["partition-id"], server_round)] = state.user_tower
-        return build_reply(message, metrics, private=private)
+        if kind not in (PREPARE_MESSAGE_TYPE, MessageType.TRAIN):
+            config = message.content[CONFIG_RECORD]
+            if config[STAGE] == STAGE_VALIDATION:
+                platform = message.metadata.dst_node_id - 1
+                arrays, server_round = task.request_contents(message)
+                self.validated_arrays[server_round] = arrays
+                self.best_rounds_sent.append(int(config[BEST_ROUND]))
+                state = PlatformState.load(platform_dir(self.run_config["run-dir"], platform))
+                self.validated_towers[(platform, server_round)] = state.user_tower
+        return reply
 
 
 def scripted(scores: Sequence[float]) -> Iterator[float]:
@@ -127,7 +109,7 @@ def test_the_federation_stops_after_patience_and_tests_the_best_rounds_model(mov
     monkeypatch.setattr(federation, "validation_score", lambda validation: next(scores))
     tested = record_tests(monkeypatch)
     config = config_for(movielens_dir, tmp_path, num_server_rounds=6, patience=2)
-    grid = InProcessGrid(config)
+    grid = RecordingGrid(config)
     summary = run_federation(grid, config)
 
     assert [entry["round"] for entry in summary["history"]] == [1, 2, 3, 4]
@@ -153,7 +135,7 @@ def test_a_resumed_federation_keeps_the_best_round_and_the_count(movielens_dir, 
     monkeypatch.setattr(federation, "validation_score", lambda validation: next(scores))
     tested = record_tests(monkeypatch)
     first = config_for(movielens_dir, tmp_path, num_server_rounds=3, patience=3)
-    first_grid = InProcessGrid(first)
+    first_grid = RecordingGrid(first)
     run_federation(first_grid, first)
     checkpoint = Checkpoint.load(tmp_path)
     assert checkpoint.early_stopping["best_round"] == 1
@@ -163,7 +145,7 @@ def test_a_resumed_federation_keeps_the_best_round_and_the_count(movielens_dir, 
     # Resumed with a budget of 6: round 4 is the third round without improvement, so it stops there,
     # and tests round 1's model - which only the checkpoint and the platform states still hold.
     resumed = first.replace(num_server_rounds=6, resume=True)
-    grid = InProcessGrid(resumed)
+    grid = RecordingGrid(resumed)
     summary = run_federation(grid, resumed)
     assert [entry["round"] for entry in summary["history"]] == [1, 2, 3, 4]
     assert (summary["selected_round"], summary["stopped_round"]) == (1, 4)
@@ -177,5 +159,5 @@ def test_patience_zero_runs_every_round(movielens_dir, tmp_path, monkeypatch):
     scores = scripted([0.50, 0.40, 0.30])
     monkeypatch.setattr(federation, "validation_score", lambda validation: next(scores))
     config = config_for(movielens_dir, tmp_path, num_server_rounds=3, patience=0)
-    summary = run_federation(InProcessGrid(config), config)
+    summary = run_federation(RecordingGrid(config), config)
     assert (summary["selected_round"], summary["stopped_round"]) == (1, 3)
