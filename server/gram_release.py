@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import numpy as np
 from flwr.app import ConfigRecord, Message, RecordDict
@@ -45,6 +46,9 @@ from crossfed.shared.protocol.replies import EvaluateReply, parse_evaluate_reply
 from crossfed.shared.protocol.secure_aggregation import release_plan
 
 logger = logging.getLogger("crossfed.server")
+
+#: What one kind of reply parses into.
+Reply = TypeVar("Reply")
 
 #: The stage name of the release request and of its entry in the summary's history.
 STAGE_RELEASE = "gram-release"
@@ -122,18 +126,9 @@ def _plain_sum(grid: Grid, config: RunConfig, num_items: int) -> tuple[np.ndarra
     """The releases sent in the clear, summed in platform order (the same seed and noise give the same sum)."""
     length = release_length(num_items)
     content = RecordDict({CONFIG_RECORD: ConfigRecord({SERVER_ROUND: 1, STAGE: STAGE_RELEASE})})
-    messages = [
-        Message(content=content, message_type=GRAM_RELEASE_MESSAGE_TYPE, dst_node_id=node_id)
-        for node_id in grid.get_node_ids()
-    ]
-    replies = []
-    received = list(grid.send_and_receive(messages, timeout=config.federation.reply_timeout))
-    for reply in received:
-        if reply.has_error():
-            logger.warning("the Gram release: node %s failed: %s", reply.metadata.src_node_id, reply.error.reason)
-        else:
-            replies.append(parse_release_reply(reply, length))
-    _silent(messages, received, "the Gram release", config)
+    replies = _ask_every_platform(
+        grid, config, content, GRAM_RELEASE_MESSAGE_TYPE, "the Gram release", lambda r: parse_release_reply(r, length)
+    )
     keys = reporter_keys(replies)
     for reply in replies:
         if reply.unreadable is not None:
@@ -175,18 +170,14 @@ def _test(grid: Grid, basis: np.ndarray, config: RunConfig) -> list[EvaluateRepl
             CONFIG_RECORD: ConfigRecord({SERVER_ROUND: 1, STAGE: STAGE_TEST}),
         }
     )
-    messages = [
-        Message(content=content, message_type=SUBSPACE_TEST_MESSAGE_TYPE, dst_node_id=node_id)
-        for node_id in grid.get_node_ids()
-    ]
-    replies = []
-    received = list(grid.send_and_receive(messages, timeout=config.federation.reply_timeout))
-    for reply in received:
-        if reply.has_error():
-            logger.warning("the subspace test: node %s failed: %s", reply.metadata.src_node_id, reply.error.reason)
-        else:
-            replies.append(parse_evaluate_reply(reply))
-    _silent(messages, received, "the subspace test (each platform trains its local-only model in it)", config)
+    replies = _ask_every_platform(
+        grid,
+        config,
+        content,
+        SUBSPACE_TEST_MESSAGE_TYPE,
+        "the subspace test (each platform trains its local-only model in it)",
+        parse_evaluate_reply,
+    )
     if len(replies) < config.federation.min_platforms:
         raise FederationError(
             f"the subspace test: only {len(replies)} platform(s) answered, fewer than "
@@ -195,13 +186,35 @@ def _test(grid: Grid, basis: np.ndarray, config: RunConfig) -> list[EvaluateRepl
     return replies
 
 
-def _silent(messages: list[Message], received: list[Message], what: str, config: RunConfig) -> None:
-    """Log the nodes that did not answer within ``reply-timeout``: their figures are missing from the reply."""
+def _ask_every_platform(
+    grid: Grid,
+    config: RunConfig,
+    content: RecordDict,
+    message_type: str,
+    what: str,
+    parse: Callable[[Message], Reply],
+) -> list[Reply]:
+    """``content`` to every platform; the parsed replies of those that answered in time.
+
+    A failed node and a silent one (no answer within ``reply-timeout``) are logged by name, since
+    their figures are then missing from the run's summary.
+    """
+    messages = [
+        Message(content=content, message_type=message_type, dst_node_id=node_id) for node_id in grid.get_node_ids()
+    ]
+    received = list(grid.send_and_receive(messages, timeout=config.federation.reply_timeout))
+    replies = []
+    for reply in received:
+        if reply.has_error():
+            logger.warning("%s: node %s failed: %s", what, reply.metadata.src_node_id, reply.error.reason)
+        else:
+            replies.append(parse(reply))
     silent = sorted({m.metadata.dst_node_id for m in messages} - {r.metadata.src_node_id for r in received})
     if silent:
         logger.warning(
             "%s: nodes %s did not answer within reply-timeout = %g s", what, silent, config.federation.reply_timeout
         )
+    return replies
 
 
 def _served(replies: list[EvaluateReply]) -> list[PlatformMetrics]:
