@@ -203,6 +203,7 @@ def private_settings(movielens_dir, run_dir) -> dict:
         "partition": "iid",
         "seed": 4,
         "privacy_unit": "user",
+        "user_dp_mechanism": "dp-sgd",
         "noise_multiplier": 1.0,
         "epsilon": 100.0,
         "delta": 1e-4,
