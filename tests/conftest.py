@@ -44,6 +44,16 @@ def crossfed_command() -> str:
 
 
 @pytest.fixture
+def message_identity(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Flower stamps every message with the running task's identity; outside a run, give it one."""
+    from flwr.supercore.task_identity import TaskIdentity
+
+    monkeypatch.setattr(TaskIdentity, "_run_id", 1, raising=False)
+    monkeypatch.setattr(TaskIdentity, "_node_id", 0, raising=False)
+    monkeypatch.setattr(TaskIdentity, "_task_id", 1, raising=False)
+
+
+@pytest.fixture
 def dataset() -> EncodedDataset:
     return make_dataset()
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from flwr.app import ConfigRecord, Context, Message, MessageType, RecordDict
-from flwr.supercore.task_identity import TaskIdentity
 
 from crossfed.client import task
 from crossfed.shared.config import RunConfig
@@ -27,11 +26,7 @@ SMALL = {"embedding_dim": 4, "mlp_layers": "8", "eval_negatives": 10}
 
 
 @pytest.fixture
-def platform(monkeypatch):
-    # Flower stamps messages with the running task's identity; outside a run, give it one.
-    monkeypatch.setattr(TaskIdentity, "_run_id", 1, raising=False)
-    monkeypatch.setattr(TaskIdentity, "_node_id", 0, raising=False)
-    monkeypatch.setattr(TaskIdentity, "_task_id", 1, raising=False)
+def platform(monkeypatch, message_identity):
     dataset = make_dataset(20, 50)
     data = platform_view(dataset, np.zeros(len(dataset.users), np.int64), 0)
     monkeypatch.setattr(task, "platform_data", lambda _config, _platform: data)

@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 import torch
 from flwr.app import Context, RecordDict
-from flwr.supercore.task_identity import TaskIdentity
 
 import crossfed.server.federation as federation
 from crossfed.client import resident, task
@@ -27,10 +26,7 @@ PLATFORMS = 2
 
 
 @pytest.fixture(autouse=True)
-def message_identity(monkeypatch):
-    monkeypatch.setattr(TaskIdentity, "_run_id", 1, raising=False)
-    monkeypatch.setattr(TaskIdentity, "_node_id", 0, raising=False)
-    monkeypatch.setattr(TaskIdentity, "_task_id", 1, raising=False)
+def no_resident_trainers(message_identity):
     resident.clear()
     yield
     resident.clear()

@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 import torch
 from flwr.app import Message, MessageType
-from flwr.supercore.task_identity import TaskIdentity
 
 import crossfed.server.federation as federation
 from crossfed.client import task
@@ -31,11 +30,7 @@ from crossfed.simulations.in_process import InProcessGrid
 PLATFORMS = 2
 
 
-@pytest.fixture(autouse=True)
-def message_identity(monkeypatch):
-    monkeypatch.setattr(TaskIdentity, "_run_id", 1, raising=False)
-    monkeypatch.setattr(TaskIdentity, "_node_id", 0, raising=False)
-    monkeypatch.setattr(TaskIdentity, "_task_id", 1, raising=False)
+pytestmark = pytest.mark.usefixtures("message_identity")
 
 
 class RecordingGrid(InProcessGrid):

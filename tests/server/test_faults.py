@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from flwr.app import Error, Message, MessageType, MetricRecord, RecordDict
-from flwr.supercore.task_identity import TaskIdentity
 
 import crossfed.shared.storage.checked
 from crossfed.server.federation import FederationError, initial_arrays, run_federation
@@ -117,13 +116,6 @@ def test_a_platform_sending_nan_is_rejected_and_the_aggregate_is_the_honest_ones
         np.testing.assert_allclose(value, honest_only[name], atol=1e-5, err_msg=name)
     final = FinalModel.load(config.experiment.run_dir).arrays
     assert all(np.all(np.isfinite(value)) for value in final.values())
-
-
-@pytest.fixture
-def message_identity(monkeypatch):
-    monkeypatch.setattr(TaskIdentity, "_run_id", 1, raising=False)
-    monkeypatch.setattr(TaskIdentity, "_node_id", 0, raising=False)
-    monkeypatch.setattr(TaskIdentity, "_task_id", 1, raising=False)
 
 
 class DyingGrid:

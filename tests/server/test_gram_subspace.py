@@ -11,7 +11,6 @@ import copy
 import numpy as np
 import pytest
 from flwr.app import Context, Message, RecordDict
-from flwr.supercore.task_identity import TaskIdentity
 
 import crossfed.server.gram_release as gram_release
 from crossfed.client.client_app import build_app
@@ -30,11 +29,7 @@ PLATFORMS = 3
 ALLOWED = {"platform", "num-examples", "declined", "epsilon", "epsilon-alone", "noise-multiplier", "delta"}
 
 
-@pytest.fixture(autouse=True)
-def message_identity(monkeypatch):
-    monkeypatch.setattr(TaskIdentity, "_run_id", 1, raising=False)
-    monkeypatch.setattr(TaskIdentity, "_node_id", 0, raising=False)
-    monkeypatch.setattr(TaskIdentity, "_task_id", 1, raising=False)
+pytestmark = pytest.mark.usefixtures("message_identity")
 
 
 class ClientAppGrid:

@@ -18,7 +18,6 @@ import numpy as np
 import pytest
 import torch
 from flwr.app import ConfigRecord, Message, MessageType, MetricRecord, RecordDict
-from flwr.supercore.task_identity import TaskIdentity
 
 from crossfed.client.bound import bound_arrays, bound_update
 from crossfed.server.federation import aggregate_in_order
@@ -32,12 +31,7 @@ from crossfed.shared.protocol.replies import TrainReply, parse_train_reply
 NAMES = ("shared.item_bias.weight", "shared.prediction.weight")
 
 
-@pytest.fixture(autouse=True)
-def message_identity(monkeypatch):
-    """Flower stamps messages with the running task's identity; outside a run, give it one."""
-    monkeypatch.setattr(TaskIdentity, "_run_id", 1, raising=False)
-    monkeypatch.setattr(TaskIdentity, "_node_id", 0, raising=False)
-    monkeypatch.setattr(TaskIdentity, "_task_id", 1, raising=False)
+pytestmark = pytest.mark.usefixtures("message_identity")
 
 
 def global_arrays() -> dict[str, np.ndarray]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from flwr.app import Message, MessageType, RecordDict
-from flwr.supercore.task_identity import TaskIdentity
 
 from crossfed.server import federation
 from crossfed.server.errors import FederationError
@@ -24,12 +23,7 @@ from crossfed.shared.protocol.replies import PrivacyReport, TrainReply
 NAMES = ("shared.a", "shared.b")
 
 
-@pytest.fixture(autouse=True)
-def message_identity(monkeypatch):
-    """Flower stamps messages with the running task's identity; outside a run, give it one."""
-    monkeypatch.setattr(TaskIdentity, "_run_id", 1, raising=False)
-    monkeypatch.setattr(TaskIdentity, "_node_id", 0, raising=False)
-    monkeypatch.setattr(TaskIdentity, "_task_id", 1, raising=False)
+pytestmark = pytest.mark.usefixtures("message_identity")
 
 
 def grouped_config(aggregation: str = "median", groups: int = 5, platforms: int = 15) -> RunConfig:

@@ -9,7 +9,6 @@ import pytest
 import torch
 from flwr.app import ConfigRecord, Message, MessageType, MetricRecord, RecordDict
 from flwr.common import Code, FitRes, Parameters, Status
-from flwr.supercore.task_identity import TaskIdentity
 
 from crossfed.client import outbox
 from crossfed.shared.evaluation.results import PlatformMetrics
@@ -39,12 +38,7 @@ PLAIN = {
 }
 
 
-@pytest.fixture(autouse=True)
-def message_identity(monkeypatch):
-    """Flower stamps messages with the running task's identity; outside a run, give it one."""
-    monkeypatch.setattr(TaskIdentity, "_run_id", 1, raising=False)
-    monkeypatch.setattr(TaskIdentity, "_node_id", 0, raising=False)
-    monkeypatch.setattr(TaskIdentity, "_task_id", 1, raising=False)
+pytestmark = pytest.mark.usefixtures("message_identity")
 
 
 def request(message_type: str = MessageType.TRAIN, node_id: int = 5) -> Message:
