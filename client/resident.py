@@ -1,8 +1,8 @@
 """A platform's trainer kept in its worker process between the messages of one run.
 
-Every message of a round (train, then validation) used to rebuild the platform's trainer: the
-leave-last-out split, a freshly initialised model, an optimizer, and the saved state read back
-from disk, checksummed and checked against the users. A simulated platform's worker lives across
+Rebuilding the platform's trainer for every message of a round (train, then validation) means
+the leave-last-out split, a freshly initialised model, an optimizer, and the saved state read
+back from disk, checksummed and checked against the users, each time. A simulated platform's worker lives across
 rounds, so the trainer it finished the last message with can serve the next one, provided it
 is exactly what rebuilding from disk would give.
 
